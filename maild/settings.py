@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
 
 from maild.errors import ConfigError
 from maild.records import Category
@@ -26,11 +28,13 @@ DEFAULT_RULES = PROJECT_ROOT / "config" / "rules.toml"
 DEFAULT_TEMPLATES = PROJECT_ROOT / "templates"
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_ADDRESS = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
-_DOMAIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+_DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
+_ADDRESS = re.compile(rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 T = TypeVar("T")
+_KIND_NAMES: dict[type, str] = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,7 @@ def _default_week() -> tuple[OpeningHours | None, ...]:
 
 @dataclass(frozen=True, slots=True)
 class ServiceHours:
-    timezone: ZoneInfo = ZoneInfo("Europe/Rome")
+    timezone: ZoneInfo = field(default_factory=lambda: ZoneInfo("Europe/Rome"))
     country: str = "IT"
     subdivision: str | None = None
     closed_dates: frozenset[date] = frozenset()
@@ -248,10 +252,10 @@ def _get(table: Mapping[str, Any], prefix: str, key: str, kind: type[T], default
         return default
     value = table[key]
     # bool is an int in Python; never accept one for the other.
-    if kind is int and isinstance(value, bool) or not isinstance(value, kind):
+    if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             return kind(value)  # type: ignore[call-arg]
-        raise ConfigError(f"{prefix}.{key}", f"must be a {kind.__name__}, not {type(value).__name__}")
+        raise ConfigError(f"{prefix}.{key}", f"must be {_KIND_NAMES[kind]}, not {value!r}")
     return value
 
 
@@ -367,8 +371,6 @@ def _service_hours(table: Mapping[str, Any]) -> ServiceHours:
 
 
 def _check_holiday_region(country: str, subdivision: str | None) -> None:
-    import holidays
-
     try:
         holidays.country_holidays(country, subdiv=subdivision, years=2026)
     except NotImplementedError as exc:
@@ -504,12 +506,13 @@ def _database(table: Mapping[str, Any]) -> Database:
 
 def _limits(table: Mapping[str, Any]) -> Limits:
     defaults = Limits()
-    fields: dict[str, Callable[[], object]] = {}
-    for name in defaults.__dataclass_fields__:
-        kind: type = type(getattr(defaults, name))
-        fields[name] = (lambda n=name, k=kind: _positive(table, "limits", n, getattr(defaults, n), k))
-    _known(table, "limits", set(fields))
-    return Limits(**{name: read() for name, read in fields.items()})  # type: ignore[arg-type]
+    names = set(defaults.__dataclass_fields__)
+    _known(table, "limits", names)
+    values: dict[str, Any] = {}
+    for name in names:
+        default = getattr(defaults, name)
+        values[name] = _positive(table, "limits", name, default, type(default))
+    return Limits(**values)
 
 
 def _digest(table: Mapping[str, Any]) -> Digest:

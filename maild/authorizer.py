@@ -1,0 +1,114 @@
+"""Authorization of privileged requests (password resets, mailbox lifecycle).
+
+A privileged request is authorized only when all of these hold, and every
+check that fails is named in the reasons:
+
+1. the From header holds exactly one address, unambiguously;
+2. that address (case-insensitive, never the display name, never Reply-To,
+   Sender or the body) is the Administration's referente or a delegate;
+3. the *topmost* Authentication-Results header whose authserv-id is exactly a
+   trusted one reports ``dmarc=pass``, or ``dkim=pass`` with ``header.d``
+   equal to the From domain. Headers from any other authserv-id are ignored:
+   anyone can write them. An explicit DMARC failure is final.
+
+Fail closed: anything unreadable or missing means "not authorized".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from maild.authresults import AuthResults, parse_auth_results
+from maild.records import AuthDecision, ParsedMessage
+from maild.settings import Administration
+
+_DMARC_FAILURES = frozenset({"fail", "permerror", "quarantine", "reject"})
+
+
+def authorize(
+    message: ParsedMessage, administration: Administration | None, trusted_ids: Iterable[str]
+) -> AuthDecision:
+    """Decide whether the sender may make a privileged request."""
+    sender_reasons = _sender_check(message, administration)
+    if sender_reasons is not None:
+        return AuthDecision(authorized=False, reasons=sender_reasons)
+    sender = message.from_addresses[0]
+    ok, auth_reasons = _authentication_check(message.auth_results, frozenset(trusted_ids), sender.domain)
+    who = f"auth: From {sender.addr} is an authorized sender of {administration.name}"  # type: ignore[union-attr]
+    return AuthDecision(authorized=ok, reasons=(who, *auth_reasons))
+
+
+def _sender_check(message: ParsedMessage, administration: Administration | None) -> tuple[str, ...] | None:
+    """Reasons for refusal on the sender alone, or None when the sender is allowed."""
+    if message.from_ambiguous:
+        return ("auth: the From header can be read in more than one way; no single sender",)
+    if len(message.from_addresses) != 1:
+        return (f"auth: the From header holds {len(message.from_addresses)} addresses, not exactly one",)
+    if administration is None:
+        return ("auth: the message belongs to no configured Administration",)
+    sender = message.from_addresses[0]
+    if sender.key not in administration.authorized_senders:
+        return (f"auth: From {sender.addr} is not the referente or a delegate of {administration.name}",)
+    return None
+
+
+def _authentication_check(
+    headers: tuple[str, ...], trusted: frozenset[str], from_domain: str
+) -> tuple[bool, tuple[str, ...]]:
+    header = _topmost_trusted(headers, trusted)
+    if header is None:
+        return False, ("auth: no Authentication-Results header from a trusted authserv-id",)
+    position, results = header
+    where = f"Authentication-Results #{position} ({results.authserv_id})"
+    dmarc = [r.result for r in results.results if r.method == "dmarc"]
+    if any(result in _DMARC_FAILURES for result in dmarc):
+        return False, (f"auth: {where} reports dmarc={next(r for r in dmarc if r in _DMARC_FAILURES)}",)
+    if "pass" in dmarc:
+        return True, (f"auth: {where} reports dmarc=pass",)
+    for result in results.results:
+        if result.method == "dkim" and result.result == "pass":
+            domain = (result.prop("header.d") or "").lower()
+            if domain == from_domain:
+                return True, (f"auth: {where} reports dkim=pass with header.d={domain} aligned with From",)
+    return False, (f"auth: {where} reports neither dmarc=pass nor dkim=pass aligned with {from_domain}",)
+
+
+def _topmost_trusted(headers: tuple[str, ...], trusted: frozenset[str]) -> tuple[int, AuthResults] | None:
+    for position, value in enumerate(headers, start=1):
+        results = parse_auth_results(value)
+        if results is not None and results.authserv_id in trusted:
+            return position, results
+    return None
+
+
+def resolve_administration(
+    message: ParsedMessage, administrations: tuple[Administration, ...]
+) -> tuple[Administration | None, str]:
+    """Which Administration a message belongs to, and why.
+
+    With one Administration every message belongs to it. With several, the
+    help desk alias written to wins, then the sender's domain, then the
+    sender being a referente or delegate; no match means none (fail closed).
+    """
+    if len(administrations) == 1:
+        return administrations[0], f"administration: {administrations[0].name} (the only one configured)"
+    recipients = {a.key for a in (*message.to, *message.cc)}
+    senders = message.from_addresses
+    rules: tuple[tuple[str, Callable[[Administration], bool]], ...] = (
+        ("it was written to its alias", lambda adm: bool(recipients & {x.lower() for x in adm.addresses})),
+        ("the sender's domain is its own",
+         lambda adm: any(_domain_matches(s.domain, adm.domains) for s in senders)),
+        ("the sender is its referente or a delegate",
+         lambda adm: any(s.key in adm.authorized_senders for s in senders)),
+    )
+    for why, matches in rules:
+        found = [adm for adm in administrations if matches(adm)]
+        if len(found) == 1:
+            return found[0], f"administration: {found[0].name} ({why})"
+        if len(found) > 1:
+            return None, f"administration: ambiguous, {why} for {', '.join(a.name for a in found)}"
+    return None, "administration: none matches the recipients or the sender"
+
+
+def _domain_matches(domain: str, domains: tuple[str, ...]) -> bool:
+    return any(domain == d or domain.endswith("." + d) for d in domains)
