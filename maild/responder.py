@@ -1,0 +1,428 @@
+"""Rendering of every message maild sends: acknowledgments, refusals, notices.
+
+Pure: the caller passes ``now`` and the Message-ID to use, so the same outbox
+row always renders to the same bytes and a re-sent reply keeps its Message-ID.
+Templates are loaded and compiled once, at construction, so a missing or
+broken template stops the daemon at start instead of at the first reply.
+
+Everything a sender wrote (subject, display name, message ids) is hostile: it
+is cleaned before it reaches a header or a body, and the headers are built
+with the stdlib ``email`` package, never by string concatenation.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from email import policy
+from email.errors import MessageError
+from email.headerregistry import Address as HeaderAddress
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final
+from zoneinfo import ZoneInfo
+
+import jinja2
+
+from maild.errors import TemplateError
+from maild.records import Address, Category, Disposition, OutgoingMail
+from maild.settings import Helpdesk
+
+KINDS: Final = ("ack", "refusal", "referente_notice", "referente_notice_subject", "resolution")
+LANGUAGES: Final = ("it", "en")
+TEMPLATE_NAMES: Final = tuple(f"{kind}.{lang}.txt.j2" for kind in KINDS for lang in LANGUAGES)
+"""Every template the Responder needs; all are compiled at construction."""
+
+SUBJECT_LIMIT: Final = 200
+"""Characters of the sender's subject kept in a reply subject."""
+NAME_LIMIT: Final = 80
+REFERENCES_LIMIT: Final = 10
+_MSGID_LIMIT: Final = 250
+
+# Headers go out with CRLF. ``refold_source="none"`` lets In-Reply-To and
+# References (set raw, already validated) pass unchanged: the default refolding
+# would RFC 2047-encode a long Message-ID, which breaks threading.
+_POLICY: Final = policy.SMTP.clone(refold_source="none")
+
+_WEEKDAYS: Final = MappingProxyType({
+    "it": ("lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+})
+_MONTHS: Final = MappingProxyType({
+    "it": ("gennaio", "febbraio", "marzo", "aprile", "maggio", "giugno", "luglio", "agosto",
+           "settembre", "ottobre", "novembre", "dicembre"),
+    "en": ("January", "February", "March", "April", "May", "June", "July", "August",
+           "September", "October", "November", "December"),
+})
+_CATEGORY_WORDS: Final[Mapping[tuple[Category, str], str]] = MappingProxyType({
+    (Category.ANAGRAFICA, "it"): "aggiornamento di dati anagrafici, di casella o di lista",
+    (Category.ANAGRAFICA, "en"): "update of directory, mailbox or mailing list details",
+    (Category.PASSWORD_RESET, "it"): "reimpostazione o sblocco della password",
+    (Category.PASSWORD_RESET, "en"): "password reset or unlock",
+    (Category.LIFECYCLE, "it"): "creazione, cancellazione o blocco di caselle o liste",
+    (Category.LIFECYCLE, "en"): "creation, deletion or blocking of a mailbox or list",
+    (Category.OTHER, "it"): "richiesta di informazioni o assistenza",
+    (Category.OTHER, "en"): "information or general assistance",
+})
+
+_REPLY_PREFIX: Final = re.compile(r"^(?:(?:re|r|rif|aw|sv|antw)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_MSGID_CORE: Final = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII without < > or space
+_MAILBOX: Final = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
+_TOKEN_BAD: Final = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+
+
+# --------------------------------------------------------------------------
+# Small pure helpers (public: the daemon threads replies with them)
+
+
+def ticket_tag(ticket_ref: str) -> str:
+    """The tag put in every subject, so replies can be threaded back to the ticket."""
+    return f"[{ticket_ref}]"
+
+
+def find_ticket_refs(subject: str, prefix: str) -> tuple[str, ...]:
+    """Ticket references tagged in ``subject`` (``[HD-2027-000123]``), in order, once each.
+
+    Mail clients sometimes change case or pad the brackets, so the match is
+    lenient; the result is normalised to upper case.
+    """
+    pattern = re.compile(rf"\[\s*({re.escape(prefix)}-\d{{4}}-\d{{1,12}})\s*\]", re.IGNORECASE)
+    found = (m.group(1).upper() for m in pattern.finditer(subject))
+    return tuple(dict.fromkeys(found))
+
+
+def make_message_id(helpdesk_address: str, token: str) -> str:
+    """``<token@helpdesk-domain>``: the same token always yields the same id.
+
+    The daemon derives ``token`` from the outbox row, so a reply re-sent after
+    a crash carries the Message-ID of the first attempt and the recipient's
+    client sees one message. Characters not allowed in a msg-id are replaced;
+    a token with nothing usable left is a caller bug (``TemplateError``).
+    """
+    domain = helpdesk_address.rpartition("@")[2].lower()
+    left = re.sub(r"\.{2,}", ".", _TOKEN_BAD.sub("-", token)).strip(".")
+    if not left or not domain:
+        raise TemplateError(f"cannot build a Message-ID from {token!r} and {helpdesk_address!r}")
+    return f"<{left}@{domain}>"
+
+
+def clean_line(value: str, limit: int) -> str:
+    """One line of sender text, safe to echo: no controls, no bidi tricks, capped.
+
+    Line breaks and other controls become spaces; format characters (bidi
+    overrides, zero-width) and lone surrogates are dropped; ``=?`` is split so
+    the result can never be read back as an RFC 2047 encoded word (which
+    could smuggle a decoded CR/LF into a header).
+    """
+    kept = []
+    for ch in value:
+        cat = unicodedata.category(ch)
+        if cat in ("Cc", "Zl", "Zp"):
+            kept.append(" ")
+        elif cat not in ("Cf", "Cs"):
+            kept.append(ch)
+    text = " ".join("".join(kept).split()).replace("=?", "= ?")
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def clean_text(value: str, limit: int = 4000) -> str:
+    """Multi-line text (an operator note): keeps line breaks, drops every other control."""
+    lines = value.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    text = "\n".join(clean_line(line, limit) for line in lines).strip("\n")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def reply_subject(original: str, ticket_ref: str) -> str:
+    """``Re: <original> [HD-…]``: one ``Re:``, one tag, sanitised and capped."""
+    tag = ticket_tag(ticket_ref)
+    text = _REPLY_PREFIX.sub("", clean_line(original, len(original) + 1))
+    text = clean_line(text, SUBJECT_LIMIT)
+    prefix = ticket_ref.partition("-")[0]
+    if ticket_ref.upper() not in find_ticket_refs(text, prefix):
+        text = f"{text} {tag}" if text else tag
+    return f"Re: {text}"
+
+
+def format_when(moment: datetime, language: str, tz: tzinfo) -> str:
+    """``lunedì 2 novembre 2026 alle 08:00`` / ``Monday 2 November 2026 at 08:00``.
+
+    Names are spelled here rather than through ``locale``: the process locale
+    is global state and rarely has it_IT installed on a server.
+    """
+    local = moment.astimezone(tz) if moment.tzinfo is not None else moment
+    lang = _lang(language)
+    day = f"{_WEEKDAYS[lang][local.weekday()]} {local.day} {_MONTHS[lang][local.month - 1]} {local.year}"
+    clock = f"{local:%H:%M}"
+    if lang == "en":
+        return f"{day} at {clock}"
+    return f"{day} all'{clock}" if local.hour == 1 else f"{day} alle {clock}"
+
+
+def category_words(category: Category, language: str) -> str:
+    """The category as the requester reads it."""
+    return _CATEGORY_WORDS[(category, _lang(language))]
+
+
+def _lang(language: str) -> str:
+    """Italian unless English was asked for: the help desk's users are Italian first."""
+    return "en" if language == "en" else "it"
+
+
+def _clean_msgid(raw: str) -> str | None:
+    """``<id>`` when ``raw`` is a plausible msg-id, else None (never echo junk into headers)."""
+    core = raw.strip().removeprefix("<").removesuffix(">")
+    if not core or len(core) > _MSGID_LIMIT or not _MSGID_CORE.fullmatch(core):
+        return None
+    return f"<{core}>"
+
+
+def thread_ids(in_reply_to: str, references: Iterable[str]) -> tuple[str | None, tuple[str, ...]]:
+    """In-Reply-To and References for a reply (RFC 5322 3.6.4).
+
+    References is the original's References plus its Message-ID, deduplicated;
+    when too long it keeps the thread root and the most recent ids.
+    """
+    parent = _clean_msgid(in_reply_to)
+    ids = [i for i in (_clean_msgid(r) for r in references) if i is not None and i != parent]
+    ids = list(dict.fromkeys(ids))
+    if parent is not None:
+        ids.append(parent)
+    if len(ids) > REFERENCES_LIMIT:
+        ids = [ids[0], *ids[-(REFERENCES_LIMIT - 1):]]
+    return parent, tuple(ids)
+
+
+def _recipient(addr: str) -> HeaderAddress:
+    """A header Address for ``addr``, refusing anything that is not a plain ASCII mailbox.
+
+    The same string goes into the SMTP envelope, so anything exotic is refused
+    here rather than trusted to the transport.
+    """
+    if not _MAILBOX.fullmatch(addr):
+        raise TemplateError(f"cannot send to {addr!r}: not a plain mailbox address")
+    local, _, domain = addr.rpartition("@")
+    return HeaderAddress(username=local, domain=domain)
+
+
+# --------------------------------------------------------------------------
+# Composition
+
+
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A rendered message before it becomes bytes."""
+
+    kind: str
+    recipient: str
+    subject: str
+    body: str
+    language: str
+    message_id: str
+    now: datetime
+    auto_submitted: str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+
+
+class Responder:
+    """Renders maild's outgoing messages from the Jinja2 templates in one folder."""
+
+    def __init__(self, templates_dir: Path, helpdesk: Helpdesk, *, timezone: tzinfo | None = None) -> None:
+        """Compile every template now; ``timezone`` is the help desk's (default Europe/Rome)."""
+        self._helpdesk = helpdesk
+        self._tz = timezone if timezone is not None else ZoneInfo("Europe/Rome")
+        if not Path(templates_dir).is_dir():
+            raise TemplateError(f"templates folder {templates_dir} does not exist")
+        env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(templates_dir)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(
+                enabled_extensions=("html", "htm", "html.j2"), default_for_string=False, default=False
+            ),
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+        templates: dict[str, jinja2.Template] = {}
+        for name in TEMPLATE_NAMES:
+            try:
+                templates[name] = env.get_template(name)
+            except jinja2.TemplateError as exc:
+                raise TemplateError(f"template {name} in {templates_dir}: {_describe(exc)}") from exc
+        self._templates: Mapping[str, jinja2.Template] = MappingProxyType(templates)
+
+    # -- public renderers -------------------------------------------------
+
+    def acknowledgment(self, d: Disposition, ticket_ref: str, message_id: str, now: datetime) -> OutgoingMail:
+        """Accepted request: ticket reference, category, and when it is taken in."""
+        if d.take_in is None:
+            raise TemplateError(f"cannot acknowledge {ticket_ref}: the disposition has no take-in time")
+        lang = _lang(d.language)
+        sender = self._from(d, ticket_ref)
+        body = self._render("ack", lang, self._common(ticket_ref, d.category, lang) | {
+            "requester_name": clean_line(sender.name, NAME_LIMIT),
+            "in_hours": d.take_in.in_hours,
+            "take_in_text": format_when(d.take_in.take_in_at, lang, self._tz),
+        })
+        return self._reply("ack", d, sender=sender, ticket_ref=ticket_ref, body=body, message_id=message_id, now=now)
+
+    def refusal(
+        self, d: Disposition, ticket_ref: str, message_id: str, now: datetime,
+        authorized_senders: tuple[str, ...],
+    ) -> OutgoingMail:
+        """Refused privileged request: how to proceed, without the reasons or the allowed addresses.
+
+        ``authorized_senders`` is never shown to the template; it is only used
+        to check that the rendered body does not disclose any of them.
+        """
+        lang = _lang(d.language)
+        sender = self._from(d, ticket_ref)
+        body = self._render("refusal", lang, self._common(ticket_ref, d.category, lang))
+        lowered = body.lower()
+        if any(a.strip() and a.strip().lower() in lowered for a in authorized_senders):
+            raise TemplateError(f"refusal.{lang}.txt.j2 would disclose an authorized sender address")
+        return self._reply(
+            "refusal", d, sender=sender, ticket_ref=ticket_ref, body=body, message_id=message_id, now=now,
+        )
+
+    def referente_notice(
+        self, d: Disposition, ticket_ref: str, message_id: str, now: datetime, referente: str,
+        *, language: str = "it",
+    ) -> OutgoingMail:
+        """Tell the Administration's referente that a privileged request was refused, and why."""
+        lang = _lang(language)
+        msg = d.message
+        context = self._common(ticket_ref, d.category, lang) | {
+            "senders": tuple(_show(a) for a in msg.from_addresses),
+            "reply_to": tuple(_show(a) for a in msg.reply_to),
+            "sender_header": tuple(_show(a) for a in msg.sender),
+            "original_subject": clean_line(msg.subject, SUBJECT_LIMIT),
+            "original_message_id": _clean_msgid(msg.message_id) or "",
+            "received_text": format_when(d.received_at, lang, self._tz),
+            "administration": clean_line(d.administration or "", NAME_LIMIT),
+            "reasons": tuple(clean_line(r, 300) for r in d.reasons),
+        }
+        subject = clean_line(self._render("referente_notice_subject", lang, context), SUBJECT_LIMIT + 40)
+        body = self._render("referente_notice", lang, context)
+        return self._compose(_Draft(
+            kind="referente_notice", recipient=referente, subject=subject, body=body, language=lang,
+            message_id=message_id, now=now, auto_submitted="auto-generated",
+        ))
+
+    def resolution(
+        self, *, ticket_ref: str, requester: Address, subject: str, language: str, category: Category,
+        note: str | None, in_reply_to: str, references: tuple[str, ...], message_id: str, now: datetime,
+    ) -> OutgoingMail:
+        """The ticket is resolved; ``note`` is the operator's optional message.
+
+        ``in_reply_to`` and ``references`` are the original message's
+        Message-ID and References; the reply's References is built from both.
+        """
+        lang = _lang(language)
+        body = self._render("resolution", lang, self._common(ticket_ref, category, lang) | {
+            "requester_name": clean_line(requester.name, NAME_LIMIT),
+            "note": clean_text(note) if note and note.strip() else "",
+        })
+        parent, refs = thread_ids(in_reply_to, references)
+        return self._compose(_Draft(
+            kind="resolution", recipient=requester.addr, subject=reply_subject(subject, ticket_ref),
+            body=body, language=lang, message_id=message_id, now=now, auto_submitted="auto-generated",
+            in_reply_to=parent, references=refs,
+        ))
+
+    # -- internals --------------------------------------------------------
+
+    def _common(self, ticket_ref: str, category: Category, lang: str) -> dict[str, object]:
+        return {
+            "helpdesk_name": self._helpdesk.name,
+            "helpdesk_address": self._helpdesk.address,
+            "ticket_ref": ticket_ref,
+            "tag": ticket_tag(ticket_ref),
+            "category": category.value,
+            "category_words": category_words(category, lang),
+            "language": lang,
+        }
+
+    @staticmethod
+    def _from(d: Disposition, ticket_ref: str) -> Address:
+        """The requester: always the From address, never Reply-To (which anyone can set)."""
+        if not d.message.from_addresses:
+            raise TemplateError(f"cannot reply for {ticket_ref}: the message has no From address")
+        return d.message.from_addresses[0]
+
+    def _render(self, kind: str, lang: str, context: Mapping[str, object]) -> str:
+        name = f"{kind}.{lang}.txt.j2"
+        try:
+            return self._templates[name].render(context)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"template {name}: {_describe(exc)}") from exc
+
+    def _reply(
+        self, kind: str, d: Disposition, *, sender: Address, ticket_ref: str, body: str, message_id: str,
+        now: datetime,
+    ) -> OutgoingMail:
+        parent, refs = thread_ids(d.message.message_id, d.message.references)
+        return self._compose(_Draft(
+            kind=kind, recipient=sender.addr, subject=reply_subject(d.message.subject, ticket_ref),
+            body=body, language=_lang(d.language), message_id=message_id, now=now,
+            auto_submitted="auto-replied", in_reply_to=parent, references=refs,
+        ))
+
+    def _compose(self, draft: _Draft) -> OutgoingMail:
+        """Bytes of the message (CRLF, quoted-printable UTF-8), built only by the email package."""
+        to = _recipient(draft.recipient)
+        msg = EmailMessage(policy=_POLICY)
+        try:
+            msg["From"] = HeaderAddress(display_name=self._helpdesk.name, addr_spec=self._helpdesk.address)
+            msg["To"] = to
+            msg["Subject"] = draft.subject
+            local_now = draft.now.astimezone(self._tz) if draft.now.tzinfo is not None else draft.now
+            msg["Date"] = format_datetime(local_now)
+            msg["Message-ID"] = draft.message_id
+            if draft.in_reply_to is not None:
+                msg.set_raw("In-Reply-To", draft.in_reply_to)
+            if draft.references:
+                msg.set_raw("References", "\n ".join(draft.references))
+            msg["Auto-Submitted"] = draft.auto_submitted
+            msg["X-Auto-Response-Suppress"] = "All"
+            msg.set_content(_normalise_body(draft.body), subtype="plain", charset="utf-8",
+                            cte="quoted-printable")
+            msg["Content-Language"] = draft.language  # after set_content, which clears Content-*
+            if str(msg["Subject"]) != draft.subject:
+                raise TemplateError(f"subject {draft.subject!r} does not survive header encoding")
+            data = msg.as_bytes()
+        except (MessageError, ValueError, TypeError) as exc:
+            raise TemplateError(f"cannot build the {draft.kind} message: {exc}") from exc
+        return OutgoingMail(
+            kind=draft.kind, message_id=draft.message_id, envelope_from="",
+            recipients=(to.addr_spec,), data=data,
+        )
+
+
+def _show(address: Address) -> str:
+    """``Name <addr>`` as declared by the sender, cleaned for a plain-text body."""
+    name = clean_line(address.name, NAME_LIMIT)
+    addr = clean_line(address.addr, 254)
+    return f'"{name}" <{addr}>' if name else f"<{addr}>"
+
+
+def _normalise_body(text: str) -> str:
+    """LF line ends, no trailing blanks, exactly one final newline."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(line.rstrip() for line in lines).strip("\n") + "\n"
+
+
+def _describe(exc: jinja2.TemplateError) -> str:
+    where = f" (line {exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
+    return f"{type(exc).__name__}: {exc.message or exc}{where}"
