@@ -1,0 +1,377 @@
+"""The IMAP mail source: drain a folder, file messages away, IDLE for more.
+
+Design choices, and why:
+
+* Everything in the watched folder is work to do. Processed and quarantined
+  messages are *moved out*, so the source lists all UIDs (``NOT DELETED``)
+  instead of trusting ``\\Seen``, which people and other clients change.
+* Sizes first (``RFC822.SIZE``), then bodies with ``BODY.PEEK[]`` in UID
+  batches: an oversize message is never downloaded, and nothing sets ``\\Seen``.
+  UID lists are chunked because servers refuse very long command lines.
+* ``source_id`` is ``"<uidvalidity>:<uid>"`` so a folder rebuilt under a new
+  UIDVALIDITY cannot alias old UIDs in the exactly-once store.
+* ``wait()`` is the one place that sleeps: IDLE when offered (re-issued well
+  before the 29 minutes RFC 2177 allows), polling every ``poll_interval``
+  otherwise, and, when the connection is gone, reconnection with exponential
+  backoff and jitter. Other calls connect on demand and raise
+  ``SourceUnavailable`` at once, so a daemon loop of ``fetch`` + ``wait`` gets
+  backoff without knowing about it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from imapclient import DELETED, IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from maild.errors import SourceError, SourceUnavailable
+from maild.settings import Mailbox
+from maild.sources import Incoming
+
+log = logging.getLogger("maild.poller")
+
+IDLE_RENEW = 28 * 60.0
+"""Seconds after which an IDLE is ended and re-issued (RFC 2177: before 29 minutes)."""
+SOCKET_TIMEOUT = 60.0
+FETCH_BYTES = 32 * 1024 * 1024
+"""Upper bound of the bodies downloaded by one FETCH, whatever batch_size says."""
+_TRANSIENT_CODES = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]")
+"""RFC 5530 response codes that say "try again later"."""
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], object]
+
+
+class Backoff:
+    """Exponential backoff with "equal jitter": each delay is in [ceiling/2, ceiling].
+
+    Jitter keeps many daemons (or a daemon and its bench) from reconnecting in
+    lock step after a server restart; the lower half bound keeps the growth.
+    """
+
+    def __init__(self, base: float = 1.0, cap: float = 300.0, rng: random.Random | None = None) -> None:
+        self.base = base
+        self.cap = cap
+        self.attempts = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.cap, self.base * 2 ** min(self.attempts, 32))
+        self.attempts += 1
+        return self._rng.uniform(ceiling / 2, ceiling)
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+def tls_context(ca_file: object | None) -> ssl.SSLContext:
+    """A verifying client context; ``ca_file`` replaces the system trust store."""
+    return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+
+
+def open_client(box: Mailbox, timeout: float = SOCKET_TIMEOUT) -> Any:
+    """Connect, secure and log in as ``box`` says; library errors pass through."""
+    context = tls_context(box.ca_file)
+    client = IMAPClient(box.host, box.port, ssl=box.tls == "ssl", ssl_context=context, timeout=timeout)
+    try:
+        if box.tls == "starttls":
+            client.starttls(context)
+        client.login(box.username, box.password)
+    except BaseException:
+        _shutdown(client)
+        raise
+    return client
+
+
+def ensure_folders(client: Any, folders: Iterable[str]) -> None:
+    """Create each folder that does not exist yet (another client may race us)."""
+    for folder in folders:
+        if client.folder_exists(folder):
+            continue
+        try:
+            client.create_folder(folder)
+            log.info("created IMAP folder %s", folder)
+        except IMAPClientError:
+            if not client.folder_exists(folder):
+                raise
+
+
+class ImapSource:
+    """``MailSource`` over one IMAP folder (see the module docstring).
+
+    One connection, owned by one thread: IMAP commands on a connection are sequential.
+    """
+
+    def __init__(
+        self,
+        settings: Mailbox,
+        *,
+        timeout: float = SOCKET_TIMEOUT,
+        connect: Callable[[Mailbox], Any] | None = None,
+        backoff: Backoff | None = None,
+        sleep: Sleep = time.sleep,
+        clock: Clock = time.monotonic,
+        use_move: bool | None = None,
+    ) -> None:
+        """``connect``/``sleep``/``clock`` are injectable for tests; ``sleep`` may be
+        ``threading.Event.wait`` so a daemon can interrupt the wait.
+        ``use_move=False`` forces COPY + \\Deleted + UID EXPUNGE even where MOVE is offered."""
+        self._box = settings
+        self._connect = connect or (lambda box: open_client(box, timeout))
+        self._backoff = backoff or Backoff()
+        self._sleep = sleep
+        self._clock = clock
+        self._use_move = use_move
+        self._client: Any = None
+        self._uidvalidity: int | None = None
+        self._max_uid = 0
+        self._retry_at = 0.0
+        self._where = f"IMAP {settings.username}@{settings.host}:{settings.port}/{settings.folder}"
+
+    @property
+    def uidvalidity(self) -> int | None:
+        """UIDVALIDITY of the folder at the last (re)connection."""
+        return self._uidvalidity
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    # ------------------------------------------------------------ MailSource
+
+    def fetch(self, max_bytes: int) -> Iterator[Incoming]:
+        client = self._ensure()
+        with self._guard("search"):
+            client.noop()  # see _new_mail: a session sees others' deliveries only after a sync
+            uids = sorted(client.search(["NOT", "DELETED"]))
+        state = str(self._uidvalidity)
+        if uids:
+            self._max_uid = max(self._max_uid, uids[-1])
+        for chunk in _chunks(uids, self._box.batch_size):
+            sizes = self._sizes(client, chunk)
+            for batch in _body_batches(chunk, sizes, max_bytes):
+                bodies = self._bodies(client, [uid for uid in batch if sizes[uid] <= max_bytes])
+                for uid in batch:
+                    raw = bodies.get(uid) if sizes[uid] <= max_bytes else None
+                    if raw is None and sizes[uid] <= max_bytes:
+                        continue  # expunged by someone else meanwhile
+                    yield Incoming(f"{state}:{uid}", sizes[uid], raw, state)
+
+    def mark_processed(self, item: Incoming) -> None:
+        self._move(item, self._box.processed_folder)
+
+    def quarantine(self, item: Incoming) -> None:
+        self._move(item, self._box.quarantine_folder)
+
+    def wait(self, timeout: float) -> bool:
+        """Never raises SourceUnavailable: a lost connection is retried here, with backoff."""
+        deadline = self._clock() + timeout
+        if self._client is None:
+            return self._reconnect(deadline)
+        try:
+            if self._new_mail():
+                return True
+            if self._box.idle and self._client.has_capability("IDLE"):
+                return self._idle(deadline)
+            return self._poll(deadline)
+        except SourceUnavailable as exc:
+            log.warning("%s: connection lost (%s); reconnecting", self._where, exc)
+            return self._reconnect(deadline)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.logout()
+            except (IMAPClientError, OSError):
+                _shutdown(client)
+
+    # ------------------------------------------------------------ connection
+
+    def _ensure(self) -> Any:
+        if self._client is not None:
+            return self._client
+        try:
+            self._client = self._open()
+        except SourceUnavailable:
+            self._retry_at = self._clock() + self._backoff.next_delay()
+            raise
+        self._backoff.reset()
+        self._retry_at = 0.0
+        return self._client
+
+    def _open(self) -> Any:
+        client = None
+        with self._guard("connect"):
+            client = self._connect(self._box)
+            try:
+                ensure_folders(client, (self._box.processed_folder, self._box.quarantine_folder))
+                info = client.select_folder(self._box.folder)
+            except BaseException:
+                _shutdown(client)
+                raise
+        uidvalidity = int(info[b"UIDVALIDITY"])
+        if self._uidvalidity is not None and uidvalidity != self._uidvalidity:
+            log.warning("%s: UIDVALIDITY changed %s -> %s; UIDs start over",
+                        self._where, self._uidvalidity, uidvalidity)
+            self._max_uid = 0
+        self._uidvalidity = uidvalidity
+        log.info("%s: connected, UIDVALIDITY %s, %s messages", self._where, uidvalidity, info.get(b"EXISTS"))
+        return client
+
+    def _reconnect(self, deadline: float) -> bool:
+        while True:
+            now = self._clock()
+            if now >= self._retry_at:
+                try:
+                    self._ensure()
+                    return True
+                except SourceUnavailable as exc:
+                    log.warning("%s: unreachable (%s); next attempt in %.1f s",
+                                self._where, exc, self._retry_at - now)
+            now = self._clock()
+            if now >= deadline:
+                return False
+            self._sleep(min(self._retry_at, deadline) - now)
+
+    def _drop(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            _shutdown(client)
+
+    def _live(self, client: Any) -> Any:
+        """The client a generator started with, unless a fault replaced it meanwhile."""
+        if self._client is not client:
+            raise SourceUnavailable(f"{self._where}: connection was reset during fetch")
+        return client
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Translate library faults into the source error contract, dropping the connection."""
+        try:
+            yield
+        except LoginError as exc:
+            self._drop()
+            text = str(exc)
+            kind = SourceUnavailable if any(c in text for c in _TRANSIENT_CODES) else SourceError
+            raise kind(f"{self._where}: login refused: {text}") from exc
+        except ssl.SSLCertVerificationError as exc:
+            self._drop()
+            raise SourceError(f"{self._where}: TLS certificate not trusted: {exc.verify_message}") from exc
+        except (IMAPClientAbortError, OSError, EOFError) as exc:
+            self._drop()
+            raise SourceUnavailable(f"{self._where}: {action} failed: {exc or type(exc).__name__}") from exc
+        except IMAPClientError as exc:
+            self._drop()
+            text = str(exc)
+            kind = SourceUnavailable if any(c in text for c in _TRANSIENT_CODES) else SourceError
+            raise kind(f"{self._where}: {action} refused: {text}") from exc
+
+    # ------------------------------------------------------------ commands
+
+    def _sizes(self, client: Any, uids: Sequence[int]) -> dict[int, int]:
+        with self._guard("fetch sizes"):
+            data = self._live(client).fetch(uids, ["RFC822.SIZE"])
+        return {uid: int(d[b"RFC822.SIZE"]) for uid, d in data.items() if b"RFC822.SIZE" in d}
+
+    def _bodies(self, client: Any, uids: Sequence[int]) -> dict[int, bytes]:
+        if not uids:
+            return {}
+        with self._guard("fetch bodies"):
+            data = self._live(client).fetch(uids, ["BODY.PEEK[]"])
+        return {uid: bytes(d[b"BODY[]"]) for uid, d in data.items() if d.get(b"BODY[]") is not None}
+
+    def _move(self, item: Incoming, folder: str) -> None:
+        validity, sep, uid_text = item.source_id.partition(":")
+        if not sep or not uid_text.isdigit():
+            raise SourceError(f"{self._where}: {item.source_id!r} is not an IMAP source id")
+        client = self._ensure()
+        if validity != str(self._uidvalidity):
+            log.warning("%s: %s belongs to an older UIDVALIDITY (now %s); left in place",
+                        self._where, item.source_id, self._uidvalidity)
+            return
+        uid = [int(uid_text)]
+        with self._guard(f"move to {folder}"):
+            use_move = self._use_move if self._use_move is not None else client.has_capability("MOVE")
+            if use_move:
+                client.move(uid, folder)
+                return
+            client.copy(uid, folder)
+            client.add_flags(uid, [DELETED], silent=True)
+            if client.has_capability("UIDPLUS"):
+                client.uid_expunge(uid)
+            else:
+                client.expunge()
+
+    def _new_mail(self) -> bool:
+        """True when a UID above the highest one fetched exists (closes the fetch/IDLE race).
+
+        NOOP first: Dovecot shows a session mail delivered by others only after a
+        sync, and a SEARCH alone reports it after its own result, too late.
+        """
+        with self._guard("search"):
+            self._client.noop()
+            uids = self._client.search(["UID", f"{self._max_uid + 1}:*", "NOT", "DELETED"])
+        return any(uid > self._max_uid for uid in uids)
+
+    def _idle(self, deadline: float) -> bool:
+        client = self._client
+        while (remaining := deadline - self._clock()) > 0:
+            with self._guard("idle"):
+                client.idle()
+                responses = list(client.idle_check(timeout=min(remaining, IDLE_RENEW)))
+                if any(_is_bye(r) for r in responses):
+                    raise IMAPClientAbortError("server said BYE")
+                responses.extend(client.idle_done()[1])
+            if any(_announces_mail(r) for r in responses):
+                return True
+        return False
+
+    def _poll(self, deadline: float) -> bool:
+        while (remaining := deadline - self._clock()) > 0:
+            self._sleep(min(self._box.poll_interval, remaining))
+            if self._new_mail():
+                return True
+        return False
+
+
+def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _body_batches(uids: Sequence[int], sizes: dict[int, int], max_bytes: int) -> Iterator[list[int]]:
+    """Split ``uids`` (dropping vanished ones) so one body FETCH stays under FETCH_BYTES."""
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        if uid not in sizes:
+            continue
+        size = sizes[uid] if sizes[uid] <= max_bytes else 0
+        if batch and total + size > FETCH_BYTES:
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += size
+    if batch:
+        yield batch
+
+
+def _is_bye(response: tuple[Any, ...]) -> bool:
+    return bool(response) and response[0] == b"BYE"
+
+
+def _announces_mail(response: tuple[Any, ...]) -> bool:
+    return len(response) >= 2 and response[1] == b"EXISTS"
+
+
+def _shutdown(client: Any) -> None:
+    with suppress(IMAPClientError, OSError):
+        client.shutdown()

@@ -1,0 +1,82 @@
+"""Shared fixtures for the real servers (see tests/servers.py) and the in-process SMTP server.
+
+A test that uses ``server_env``, ``imap_account``, ``pg_url`` or ``dovecot`` is
+given the ``servers`` marker automatically, so ``make unit`` (``-m 'not
+servers'``) never runs it. When the servers are down those fixtures fail with
+the command to run; they never skip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import pytest
+
+from tests.servers import (
+    DovecotControl,
+    ImapAccount,
+    ServerEnv,
+    SmtpCapture,
+    create_database,
+    drop_database,
+    load_env,
+    new_imap_account,
+    remove_imap_account,
+    require_port,
+    seed_imap,
+)
+
+SERVER_FIXTURES = frozenset({"server_env", "imap_account", "pg_url", "dovecot"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.servers)
+
+
+@pytest.fixture(scope="session")
+def server_env() -> ServerEnv:
+    """Connection facts of the servers scripts/servers.sh started."""
+    return load_env()
+
+
+@pytest.fixture
+def imap_account(server_env: ServerEnv) -> Iterator[ImapAccount]:
+    """A fresh, empty mailbox of its own (INBOX, Processed, Quarantine) on the test Dovecot."""
+    require_port("Dovecot", server_env.imap_host, server_env.imap_port)
+    account = new_imap_account(server_env)
+    yield account
+    remove_imap_account(account)
+
+
+@pytest.fixture(name="seed_imap")
+def seed_imap_fixture() -> Callable[[ImapAccount, Sequence[bytes]], None]:
+    """``seed_imap(account, messages)``: MULTIAPPEND into INBOX, 500 per command."""
+    return seed_imap
+
+
+@pytest.fixture
+def dovecot(server_env: ServerEnv) -> Iterator[DovecotControl]:
+    """Stop/start the whole Dovecot mid-test; it is running again afterwards."""
+    control = DovecotControl(server_env)
+    yield control
+    control.start()
+
+
+@pytest.fixture
+def pg_url(server_env: ServerEnv) -> Iterator[str]:
+    """SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    require_port("PostgreSQL", server_env.pg_host, server_env.pg_port)
+    name = create_database(server_env)
+    yield server_env.pg_url(name)
+    drop_database(server_env, name)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpCapture]:
+    """An in-process SMTP server on a fixed free port recording envelopes; stop()/start() keep the port."""
+    server = SmtpCapture()
+    server.start()
+    yield server
+    server.stop()

@@ -1,0 +1,415 @@
+"""ImapSource against the real Dovecot, and its backoff logic with a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+from imapclient.exceptions import LoginError
+
+from maild.errors import SourceError, SourceUnavailable
+from maild.poller import Backoff, ImapSource, ensure_folders, open_client
+from maild.settings import Mailbox
+from maild.sources import Incoming, make_source
+from tests.factories import settings
+from tests.servers import (
+    DovecotControl,
+    ImapAccount,
+    append_one,
+    folder_counts,
+    folder_uids,
+    free_port,
+    make_message,
+)
+
+Seed = Callable[[ImapAccount, Sequence[bytes]], None]
+HANG_GUARD = 30.0
+"""Seconds a wait may take before the test fails instead of hanging; never a speed claim."""
+
+
+def drain(source: ImapSource, max_bytes: int = 10 * 1024 * 1024) -> list[Incoming]:
+    return list(source.fetch(max_bytes))
+
+
+# ---------------------------------------------------------------- fetch and filing
+
+
+@pytest.mark.servers
+def test_fetch_returns_every_seeded_message_in_order_and_files_them(
+    imap_account: ImapAccount, seed_imap: Seed
+) -> None:
+    messages = [make_message(i) for i in range(620)]
+    seed_imap(imap_account, messages)
+    source = ImapSource(imap_account.mailbox(batch_size=128))
+    try:
+        items = drain(source)
+        assert [item.raw for item in items] == messages
+        assert [item.size for item in items] == [len(m) for m in messages]
+        uids = folder_uids(imap_account, "INBOX")
+        state = str(source.uidvalidity)
+        assert [item.source_id for item in items] == [f"{state}:{uid}" for uid in uids]
+        assert {item.folder_state for item in items} == {state}
+
+        for item in items[:500]:
+            source.mark_processed(item)
+        for item in items[500:]:
+            source.quarantine(item)
+        assert drain(source) == []
+    finally:
+        source.close()
+    assert folder_counts(imap_account) == {"INBOX": 0, "Processed": 500, "Quarantine": 120}
+
+
+@pytest.mark.servers
+def test_fetch_peeks_so_filed_messages_stay_unseen(imap_account: ImapAccount, seed_imap: Seed) -> None:
+    seed_imap(imap_account, [make_message(i) for i in range(3)])
+    source = ImapSource(imap_account.mailbox())
+    try:
+        for item in drain(source):
+            source.mark_processed(item)
+    finally:
+        source.close()
+    with imap_account.connect() as client:
+        client.select_folder("Processed", readonly=True)
+        flags = client.get_flags(client.search(["ALL"]))
+    assert len(flags) == 3
+    assert all(b"\\Seen" not in f for f in flags.values())
+
+
+@pytest.mark.servers
+def test_oversize_message_is_listed_but_not_downloaded(imap_account: ImapAccount, seed_imap: Seed) -> None:
+    small, big = make_message(1), make_message(2, body_size=200_000)
+    seed_imap(imap_account, [small, big, small])
+    source = ImapSource(imap_account.mailbox())
+    try:
+        items = drain(source, max_bytes=100_000)
+    finally:
+        source.close()
+    expected = [(small, len(small)), (None, len(big)), (small, len(small))]
+    assert [(item.raw, item.size) for item in items] == expected
+
+
+@pytest.mark.servers
+def test_mark_processed_twice_is_harmless(imap_account: ImapAccount, seed_imap: Seed) -> None:
+    seed_imap(imap_account, [make_message(1)])
+    source = ImapSource(imap_account.mailbox())
+    try:
+        (item,) = drain(source)
+        source.mark_processed(item)
+        source.mark_processed(item)
+        source.quarantine(item)
+    finally:
+        source.close()
+    assert folder_counts(imap_account) == {"INBOX": 0, "Processed": 1, "Quarantine": 0}
+
+
+@pytest.mark.servers
+def test_copy_delete_expunge_fallback_files_like_move(imap_account: ImapAccount, seed_imap: Seed) -> None:
+    seed_imap(imap_account, [make_message(i) for i in range(4)])
+    source = ImapSource(imap_account.mailbox(), use_move=False)
+    try:
+        items = drain(source)
+        source.mark_processed(items[0])
+        source.quarantine(items[1])
+        remaining = drain(source)
+    finally:
+        source.close()
+    assert [item.source_id for item in remaining] == [item.source_id for item in items[2:]]
+    assert folder_counts(imap_account) == {"INBOX": 2, "Processed": 1, "Quarantine": 1}
+
+
+@pytest.mark.servers
+def test_uidvalidity_is_recorded_in_every_source_id(imap_account: ImapAccount, seed_imap: Seed) -> None:
+    seed_imap(imap_account, [make_message(1)])
+    with imap_account.connect() as client:
+        uidvalidity = client.select_folder("INBOX", readonly=True)[b"UIDVALIDITY"]
+    source = ImapSource(imap_account.mailbox())
+    try:
+        (item,) = drain(source)
+    finally:
+        source.close()
+    assert source.uidvalidity == uidvalidity
+    assert item.folder_state == str(uidvalidity)
+    assert item.source_id.startswith(f"{uidvalidity}:")
+
+
+@pytest.mark.servers
+def test_missing_folders_are_created(imap_account: ImapAccount) -> None:
+    box = imap_account.mailbox(processed_folder="Archivio/Evase", quarantine_folder="Sospese")
+    source = ImapSource(box)
+    try:
+        assert drain(source) == []
+    finally:
+        source.close()
+    with imap_account.connect() as client:
+        names = {folder[2] for folder in client.list_folders()}
+        ensure_folders(client, ["Sospese"])  # already there: no error
+    assert {"Archivio/Evase", "Sospese"} <= names
+
+
+# ---------------------------------------------------------------- TLS and login
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("tls", ["ssl", "starttls", "none"])
+def test_each_tls_mode_connects(imap_account: ImapAccount, seed_imap: Seed, tls: str) -> None:
+    seed_imap(imap_account, [make_message(1)])
+    port = imap_account.imaps_port if tls == "ssl" else imap_account.port
+    source = ImapSource(imap_account.mailbox(tls=tls, port=port))
+    try:
+        assert len(drain(source)) == 1
+    finally:
+        source.close()
+
+
+@pytest.mark.servers
+def test_untrusted_certificate_is_a_permanent_error(imap_account: ImapAccount) -> None:
+    source = ImapSource(imap_account.mailbox(tls="ssl", port=imap_account.imaps_port, ca_file=None))
+    with pytest.raises(SourceError, match="certificate") as caught:
+        drain(source)
+    assert not isinstance(caught.value, SourceUnavailable)
+
+
+@pytest.mark.servers
+def test_wrong_password_is_a_permanent_error(imap_account: ImapAccount) -> None:
+    source = ImapSource(imap_account.mailbox(password="wrong"))
+    with pytest.raises(SourceError, match="login refused") as caught:
+        drain(source)
+    assert not isinstance(caught.value, SourceUnavailable)
+    assert "wrong" not in str(caught.value)
+
+
+def test_nothing_listening_is_unavailable() -> None:
+    box = Mailbox(kind="imap", port=free_port(), tls="none", username="u@example.test", password="p")
+    source = ImapSource(box, timeout=5)
+    with pytest.raises(SourceUnavailable):
+        drain(source)
+    assert not source.connected
+
+
+# ---------------------------------------------------------------- waiting
+
+
+@pytest.mark.servers
+def test_idle_wakes_when_another_connection_appends(imap_account: ImapAccount) -> None:
+    calls: list[str] = []
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0),
+                        connect=lambda box: _Recorder(open_client(box), calls))
+    appender = threading.Timer(0.5, append_one, (imap_account, make_message(7)))
+    try:
+        assert drain(source) == []
+        appender.start()
+        assert source.wait(HANG_GUARD) is True
+        appender.join()
+        (item,) = drain(source)
+    finally:
+        appender.cancel()
+        source.close()
+    assert item.raw is not None and b"Subject: seed 7" in item.raw
+    assert "idle" in calls
+
+
+@pytest.mark.servers
+def test_wait_returns_at_once_for_mail_that_arrived_since_the_last_fetch(imap_account: ImapAccount) -> None:
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0))
+    try:
+        assert drain(source) == []
+        append_one(imap_account, make_message(1))
+        assert source.wait(HANG_GUARD) is True
+    finally:
+        source.close()
+
+
+@pytest.mark.servers
+def test_wait_times_out_without_new_mail_and_ignores_unfiled_old_mail(
+    imap_account: ImapAccount, seed_imap: Seed
+) -> None:
+    seed_imap(imap_account, [make_message(1)])
+    source = ImapSource(imap_account.mailbox())
+    try:
+        assert len(drain(source)) == 1  # fetched, never filed: no reason to wake again
+        assert source.wait(0.5) is False
+    finally:
+        source.close()
+
+
+@pytest.mark.servers
+def test_polling_notices_mail_when_idle_is_off(imap_account: ImapAccount) -> None:
+    calls: list[str] = []
+    source = ImapSource(imap_account.mailbox(idle=False, poll_interval=0.2),
+                        connect=lambda box: _Recorder(open_client(box), calls))
+    appender = threading.Timer(0.5, append_one, (imap_account, make_message(3)))
+    try:
+        assert drain(source) == []
+        appender.start()
+        assert source.wait(HANG_GUARD) is True
+        appender.join()
+        assert len(drain(source)) == 1
+    finally:
+        appender.cancel()
+        source.close()
+    assert "idle" not in calls
+
+
+@pytest.mark.servers
+def test_reconnects_after_dovecot_restart(
+    imap_account: ImapAccount, seed_imap: Seed, dovecot: DovecotControl
+) -> None:
+    seed_imap(imap_account, [make_message(1)])
+    source = ImapSource(imap_account.mailbox(), backoff=Backoff(base=0.2, cap=1.0))
+    try:
+        (first,) = drain(source)
+        dovecot.restart()
+        with pytest.raises(SourceUnavailable):
+            source.mark_processed(first)  # the old connection is dead: a transient fault
+        assert not source.connected
+        assert source.wait(HANG_GUARD) is True  # reconnected
+        source.mark_processed(first)
+        append_one(imap_account, make_message(2))
+        (second,) = drain(source)
+    finally:
+        source.close()
+    assert second.raw is not None and b"Subject: seed 2" in second.raw
+    assert folder_counts(imap_account) == {"INBOX": 1, "Processed": 1, "Quarantine": 0}
+
+
+@pytest.mark.servers
+def test_idle_survives_a_dovecot_restart(imap_account: ImapAccount, dovecot: DovecotControl) -> None:
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), backoff=Backoff(base=0.2, cap=1.0))
+
+    def restart_then_deliver() -> None:
+        dovecot.restart()
+        append_one(imap_account, make_message(9))
+
+    worker = threading.Timer(0.5, restart_then_deliver)
+    found: list[Incoming] = []
+    try:
+        assert drain(source) == []
+        worker.start()
+        for _ in range(5):  # woken by the reconnection, then (maybe) by the delivery
+            if source.wait(HANG_GUARD):
+                found += drain(source)
+            if found:
+                break
+        worker.join()
+    finally:
+        worker.cancel()
+        source.close()
+    assert len(found) == 1 and found[0].raw is not None and b"Subject: seed 9" in found[0].raw
+
+
+# ---------------------------------------------------------------- backoff (no servers)
+
+
+class FakeTime:
+    """A clock that only moves when the code under test sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
+    backoff = Backoff(base=1.0, cap=60.0, rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(10)]
+    ceilings = [min(60.0, 2.0**i) for i in range(10)]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert len(set(delays)) == len(delays)
+    backoff.reset()
+    assert 0.5 <= backoff.next_delay() <= 1.0
+
+
+def test_wait_retries_an_unreachable_server_with_growing_delays() -> None:
+    fake = FakeTime()
+    attempts: list[float] = []
+
+    def refuse(box: Mailbox) -> Any:
+        attempts.append(fake.now)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    box = Mailbox(kind="imap", username="u@example.test")
+    source = ImapSource(box, connect=refuse, backoff=Backoff(base=1.0, cap=8.0, rng=random.Random(1)),
+                        sleep=fake.sleep, clock=fake.clock)
+    with pytest.raises(SourceUnavailable):
+        drain(source)
+    assert source.wait(60.0) is False
+    gaps = [b - a for a, b in itertools.pairwise(attempts)]
+    ceilings = [min(8.0, 2.0**i) for i in range(len(gaps))]
+    assert len(attempts) >= 6
+    assert all(c / 2 <= g <= c for g, c in zip(gaps, ceilings, strict=True))
+    assert fake.now == pytest.approx(1060.0)
+
+
+def test_wait_returns_true_once_the_server_is_back() -> None:
+    fake = FakeTime()
+    outcomes: list[Exception | None] = [ConnectionRefusedError(), ConnectionRefusedError(), None]
+
+    def flaky(box: Mailbox) -> Any:
+        outcome = outcomes.pop(0)
+        if outcome is not None:
+            raise outcome
+        return _FakeClient()
+
+    source = ImapSource(Mailbox(kind="imap", username="u@example.test"), connect=flaky,
+                        backoff=Backoff(base=1.0, cap=8.0), sleep=fake.sleep, clock=fake.clock)
+    with pytest.raises(SourceUnavailable):
+        drain(source)
+    assert source.wait(60.0) is True
+    assert source.connected and source.uidvalidity == 42
+    assert outcomes == []
+
+
+def test_permanent_login_failure_is_raised_from_wait() -> None:
+    def refuse_login(box: Mailbox) -> Any:
+        raise LoginError("b'[AUTHENTICATIONFAILED] Authentication failed.'")
+
+    fake = FakeTime()
+    source = ImapSource(Mailbox(kind="imap", username="u@example.test"), connect=refuse_login,
+                        sleep=fake.sleep, clock=fake.clock)
+    with pytest.raises(SourceError, match="AUTHENTICATIONFAILED") as caught:
+        source.wait(60.0)
+    assert not isinstance(caught.value, SourceUnavailable)
+
+
+def test_make_source_builds_an_imap_source() -> None:
+    built = make_source(settings(mailbox={"kind": "imap", "username": "u@example.test", "password": "p"}))
+    assert isinstance(built, ImapSource)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+class _Recorder:
+    """Wraps a real IMAPClient and records which methods the source called."""
+
+    def __init__(self, client: Any, calls: list[str]) -> None:
+        self._client = client
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        self._calls.append(name)
+        return getattr(self._client, name)
+
+
+class _FakeClient:
+    """Just enough of IMAPClient for a successful (re)connection."""
+
+    def folder_exists(self, folder: str) -> bool:
+        return True
+
+    def select_folder(self, folder: str) -> dict[bytes, int]:
+        return {b"UIDVALIDITY": 42, b"EXISTS": 0}
+
+    def shutdown(self) -> None:
+        pass
