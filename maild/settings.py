@@ -147,6 +147,8 @@ class Database:
 class Limits:
     max_replies_per_sender_per_hour: int = 20
     max_replies_per_sender_per_day: int = 50
+    max_referente_notices_per_hour: int = 10
+    max_referente_notices_per_day: int = 30
     max_message_bytes: int = 30 * 1024 * 1024
     max_header_bytes: int = 64 * 1024
     max_parts: int = 200

@@ -1,0 +1,303 @@
+"""SQLAlchemy 2 models: the database is maild's source of truth.
+
+Only the store (``maild.store``) uses these classes; everything outside it sees
+frozen records. Three column types carry the rules every value obeys:
+
+- ``SafeText`` strips NUL and replaces lone surrogates on the way in, because
+  PostgreSQL refuses both in text (Dovecot even hands NUL back as 0x80), and
+  SQLite must behave the same so a test on one proves the other.
+- ``SafeJSON`` applies the same cleaning to every string inside a JSON value.
+- ``UTCDateTime`` accepts only aware datetimes, stores UTC and returns aware
+  UTC datetimes on both backends (SQLite has no time zone type).
+
+The schema itself is created by the Alembic migrations in ``maild/migrations``;
+a test checks that they and these models agree.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def clean_text(value: str) -> str:
+    """Drop NUL and replace lone surrogates with U+FFFD; valid pairs are joined.
+
+    Text decoded with ``surrogateescape`` or from broken encoded-words carries
+    lone surrogates, which neither UTF-8 nor PostgreSQL accept.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        value = value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return value.replace("\x00", "") if "\x00" in value else value
+
+
+def clean_json(value: Any) -> Any:
+    """``clean_text`` applied to every string (keys too) inside a JSON value."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(str(k)): clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    return value
+
+
+class MessageKind(enum.StrEnum):
+    """What the intake did with one received message."""
+
+    NEW = "new"
+    FOLLOWUP = "followup"
+    IGNORED = "ignored"
+    REFUSED = "refused"
+    """Not ignored, but no ticket was opened (a refusal may have been queued)."""
+
+
+class TicketState(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    HELD = "held"
+    FAILED = "failed"
+
+
+class QuarantineState(enum.StrEnum):
+    QUARANTINED = "quarantined"
+    RETRY = "retry"
+    """An operator asked for a retry; the daemon has not processed it yet."""
+    RETRIED = "retried"
+    RELEASED = "released"
+
+
+def _check(column: str, values: type[enum.StrEnum]) -> CheckConstraint:
+    listed = ", ".join(f"'{v.value}'" for v in values)
+    return CheckConstraint(f"{column} IN ({listed})", name=column)
+
+
+class SafeText(TypeDecorator[str]):
+    """Text that PostgreSQL accepts: no NUL, no lone surrogate."""
+
+    impl = Text
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else clean_text(value)
+
+
+class SafeString(TypeDecorator[str]):
+    """Bounded ``SafeText`` for short codes (states, kinds, keys)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else clean_text(value)
+
+
+class SafeJSON(TypeDecorator[Any]):
+    """JSON whose strings are cleaned like ``SafeText``."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        return clean_json(value)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime, stored as UTC (naive UTC text on SQLite)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: pass an aware datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Ticket(Base):
+    __tablename__ = "tickets"
+    __table_args__ = (_check("state", TicketState),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reference: Mapped[str] = mapped_column(SafeString(32), unique=True)
+    requester: Mapped[str] = mapped_column(SafeText)
+    """Lower-cased From address of the first message: only it may thread by subject tag."""
+    administration: Mapped[str | None] = mapped_column(SafeText)
+    category: Mapped[str] = mapped_column(SafeString(32))
+    decision: Mapped[str] = mapped_column(SafeString(16))
+    priority: Mapped[int] = mapped_column(Integer)
+    language: Mapped[str] = mapped_column(SafeString(8))
+    subject: Mapped[str] = mapped_column(SafeText)
+    state: Mapped[str] = mapped_column(SafeString(16))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    take_in_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    in_hours: Mapped[bool] = mapped_column(Boolean)
+    taken_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    first_message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", use_alter=True, name="fk_tickets_first_message_id_messages")
+    )
+
+
+Index("ix_tickets_take_in", Ticket.taken_in_at, Ticket.take_in_at)
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (_check("kind", MessageKind),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(SafeString(64), unique=True)
+    source_id: Mapped[str] = mapped_column(SafeText)
+    message_id: Mapped[str] = mapped_column(SafeText)
+    """The Message-ID header as received (may be empty)."""
+    message_key: Mapped[str] = mapped_column(SafeText, index=True)
+    """Normalized Message-ID for thread lookups (see ``maild.store.text.message_key``)."""
+    from_addr: Mapped[str] = mapped_column(SafeText)
+    subject: Mapped[str] = mapped_column(SafeText)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    size: Mapped[int] = mapped_column(Integer)
+    body_text: Mapped[str] = mapped_column(SafeText)
+    category: Mapped[str] = mapped_column(SafeString(32))
+    decision: Mapped[str] = mapped_column(SafeString(16))
+    language: Mapped[str] = mapped_column(SafeString(8))
+    administration: Mapped[str | None] = mapped_column(SafeText)
+    priority: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[list[str]] = mapped_column(SafeJSON)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    kind: Mapped[str] = mapped_column(SafeString(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Event(Base):
+    """Append-only: triggers created by the migration refuse UPDATE and DELETE."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), index=True)
+    """Row id of the message (``messages.id``), not its Message-ID header."""
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), index=True)
+    kind: Mapped[str] = mapped_column(SafeString(32))
+    reasons: Mapped[list[str]] = mapped_column(SafeJSON)
+    data: Mapped[dict[str, str]] = mapped_column(SafeJSON)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Outbox(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (_check("state", OutboxState),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    source_message_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"))
+    kind: Mapped[str] = mapped_column(SafeString(32))
+    message_id: Mapped[str] = mapped_column(SafeText, unique=True)
+    """Our Message-ID, exactly as written in ``data``; re-sends reuse it."""
+    message_key: Mapped[str] = mapped_column(SafeText, index=True)
+    recipients: Mapped[list[str]] = mapped_column(SafeJSON)
+    rcpt_key: Mapped[str] = mapped_column(SafeText)
+    """Lower-cased first recipient: the key of the per-sender reply brake."""
+    envelope_from: Mapped[str] = mapped_column(SafeText)
+    data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    state: Mapped[str] = mapped_column(SafeString(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(SafeText)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(SafeText)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+Index("ix_outbox_due", Outbox.state, Outbox.next_attempt_at)
+Index("ix_outbox_brake", Outbox.rcpt_key, Outbox.claimed_at)
+
+
+class Quarantine(Base):
+    __tablename__ = "quarantine"
+    __table_args__ = (_check("state", QuarantineState),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[str] = mapped_column(SafeText)
+    dedupe_key: Mapped[str | None] = mapped_column(SafeString(64), index=True)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, deferred=True)
+    size: Mapped[int] = mapped_column(Integer)
+    error: Mapped[str] = mapped_column(SafeText)
+    state: Mapped[str] = mapped_column(SafeString(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class State(Base):
+    """Key/value rows: heartbeats, digest periods, anything the daemon must remember."""
+
+    __tablename__ = "state"
+
+    key: Mapped[str] = mapped_column(SafeString(200), primary_key=True)
+    value: Mapped[str] = mapped_column(SafeText)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class TicketCounter(Base):
+    """Last number handed out per reference series ("HD-2027").
+
+    The row is updated inside the intake transaction, so its lock serializes
+    allocation on PostgreSQL and a rollback gives the number back: no gaps, no
+    duplicates, on both backends.
+    """
+
+    __tablename__ = "ticket_counters"
+
+    series: Mapped[str] = mapped_column(SafeString(32), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,305 @@
+"""``Store``: the one entry point to maild's database.
+
+Every method is one transaction, takes time as an argument (``now``) and
+returns frozen records. Any SQLAlchemy or driver error leaves as
+``StoreError`` (the transaction rolled back). Exceptions raised by a caller's
+``render`` function propagate unchanged, after the rollback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta, tzinfo
+from types import TracebackType
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from maild.errors import StoreError
+from maild.models import OutboxState, QuarantineState, TicketState
+from maild.records import OutgoingMail
+from maild.settings import Limits
+from maild.store import intake as intake_ops
+from maild.store import outbox as outbox_ops
+from maild.store import quarantine as quarantine_ops
+from maild.store import reads
+from maild.store import state as state_ops
+from maild.store import tickets as ticket_ops
+from maild.store.engine import describe, make_engine, translated
+from maild.store.migrate import current_revision, upgrade_engine
+from maild.store.types import (
+    Event,
+    EventKind,
+    Intake,
+    IntakeResult,
+    OutboxItem,
+    OutboxSummary,
+    QuarantineEntry,
+    Renderer,
+    StateEntry,
+    Stats,
+    TakeInItem,
+    TicketRef,
+    TicketStory,
+    TicketSummary,
+)
+
+log = logging.getLogger("maild.store")
+
+
+class Store:
+    """maild's database, from a ``sqlite:///`` or ``postgresql+psycopg://`` URL.
+
+    ``ticket_prefix`` and ``timezone`` shape references: ``HD-2027-000123`` takes
+    its year from the message's arrival in ``timezone`` (the help desk's).
+    Construct with ``Store.open`` to migrate first (what the daemon does).
+    """
+
+    def __init__(self, url: str, *, ticket_prefix: str = "HD", timezone: tzinfo = UTC) -> None:
+        self._engine = make_engine(url)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._prefix = ticket_prefix
+        self._zone = timezone
+
+    @classmethod
+    def open(cls, url: str, *, ticket_prefix: str = "HD", timezone: tzinfo = UTC) -> Store:
+        """Connect and run the migrations up to head (idempotent)."""
+        store = cls(url, ticket_prefix=ticket_prefix, timezone=timezone)
+        try:
+            store.migrate()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def migrate(self) -> None:
+        upgrade_engine(self._engine)
+
+    def revision(self) -> str | None:
+        """The migration revision the database is at (None: never migrated)."""
+        return current_revision(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self, action: str) -> Iterator[Session]:
+        with translated(action), self._sessions() as session, session.begin():
+            yield session
+
+    # ---------------------------------------------------------------- intake
+
+    def is_known(self, dedupe_key: str) -> bool:
+        """Whether a message with this key was recorded (see ``maild.store.dedupe_key``)."""
+        with self._tx("cannot look up a message") as s:
+            return intake_ops.is_known(s, dedupe_key)
+
+    def record_intake(self, intake: Intake, render: Renderer) -> IntakeResult:
+        """Record message, events, ticket (or follow-up) and replies in ONE transaction.
+
+        ``render`` is called inside the transaction, once, after the ticket is
+        known (never for an ignored message). A message already recorded (now,
+        or concurrently by another daemon) gives ``IntakeResult(duplicate=True)``
+        and nothing is written.
+        """
+        try:
+            with self._sessions() as session, session.begin():
+                return intake_ops.record(session, intake, render, self._prefix, self._zone)
+        except IntegrityError as exc:
+            if not self.is_known(intake.dedupe_key):
+                raise StoreError(f"cannot record message {intake.source_id}: {describe(exc)}") from exc
+            log.info("message %s already recorded by another process", intake.source_id)
+            if intake.quarantine_id is not None:
+                with self._tx("cannot close the quarantine entry") as s:
+                    intake_ops.mark_retried(s, intake.quarantine_id, intake.now, duplicate=True)
+            return IntakeResult(duplicate=True)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record message {intake.source_id}: {describe(exc)}") from exc
+
+    def find_thread(self, message_ids: Iterable[str], tag_refs: Iterable[str], from_addr: str) -> TicketRef | None:
+        """The ticket a message continues (see ``tickets.find_thread`` for the rules)."""
+        with self._tx("cannot look up a thread") as s:
+            return ticket_ops.find_thread(s, message_ids, tag_refs, from_addr)
+
+    # ------------------------------------------------------------ quarantine
+
+    def record_quarantine(
+        self, source_id: str, raw: bytes | None, size: int, error: str, now: datetime, *,
+        dedupe_key: str | None = None, retry_of: int | None = None,
+    ) -> int:
+        """Keep a message that could not be processed; returns the entry id.
+
+        With ``dedupe_key``, an open entry for the same message is refreshed
+        instead of adding one; ``retry_of`` puts a failed retry back.
+        """
+        with self._tx("cannot quarantine a message") as s:
+            return quarantine_ops.record(s, source_id=source_id, raw=raw, size=size, error=error, now=now,
+                                         dedupe_key=dedupe_key, retry_of=retry_of)
+
+    def quarantine_list(self, state: QuarantineState | None = None, limit: int = 1000
+                        ) -> tuple[QuarantineEntry, ...]:
+        """Entries oldest first, without ``raw``."""
+        with self._tx("cannot list the quarantine") as s:
+            return quarantine_ops.entries(s, state, limit)
+
+    def get_quarantine(self, quarantine_id: int) -> QuarantineEntry | None:
+        """One entry with ``raw``."""
+        with self._tx("cannot read the quarantine") as s:
+            return quarantine_ops.get(s, quarantine_id)
+
+    def request_retry(self, quarantine_id: int, now: datetime, *, by: str = "") -> bool:
+        """``maild quarantine retry ID``: queue the entry for the daemon; False if not quarantined."""
+        with self._tx("cannot request a retry") as s:
+            return quarantine_ops.transition(
+                s, quarantine_id, now, to=QuarantineState.RETRY, allowed_from=(QuarantineState.QUARANTINED,),
+                kind=EventKind.RETRY_REQUESTED, by=by)
+
+    def pending_retries(self, limit: int = 100) -> tuple[QuarantineEntry, ...]:
+        """Entries waiting for a retry, with ``raw``; record them with ``Intake.quarantine_id``."""
+        with self._tx("cannot read the quarantine") as s:
+            return quarantine_ops.pending_retries(s, limit)
+
+    def mark_retried(self, quarantine_id: int, now: datetime) -> bool:
+        """Close an entry whose message was handled by other means than ``record_intake``."""
+        with self._tx("cannot update the quarantine") as s:
+            return intake_ops.mark_retried(s, quarantine_id, now, duplicate=False)
+
+    def release_quarantine(self, quarantine_id: int, now: datetime, *, by: str = "") -> bool:
+        """Mark an entry handled by hand; False if it is not open."""
+        with self._tx("cannot release a quarantine entry") as s:
+            return quarantine_ops.transition(
+                s, quarantine_id, now, to=QuarantineState.RELEASED,
+                allowed_from=(QuarantineState.QUARANTINED, QuarantineState.RETRY),
+                kind=EventKind.RELEASED, by=by)
+
+    # ---------------------------------------------------------------- outbox
+
+    def claim_outbox(self, now: datetime, limit: int, lease_owner: str, lease_seconds: float,
+                     limits: Limits) -> list[OutboxItem]:
+        """Lease due replies to ``lease_owner``; replies over the per-sender brake become ``held``."""
+        with self._tx("cannot claim replies") as s:
+            return outbox_ops.claim(s, now=now, limit=limit, owner=lease_owner,
+                                    lease=timedelta(seconds=lease_seconds), limits=limits)
+
+    def mark_sent(self, outbox_id: int, now: datetime) -> bool:
+        with self._tx("cannot mark a reply sent") as s:
+            return outbox_ops.mark_sent(s, outbox_id, now)
+
+    def mark_retry(self, outbox_id: int, lease_owner: str, now: datetime, error: str,
+                   next_attempt_at: datetime) -> bool:
+        with self._tx("cannot reschedule a reply") as s:
+            return outbox_ops.mark_retry(s, outbox_id, owner=lease_owner, now=now, error=error,
+                                         next_attempt_at=next_attempt_at)
+
+    def mark_failed(self, outbox_id: int, lease_owner: str, now: datetime, error: str) -> bool:
+        with self._tx("cannot mark a reply failed") as s:
+            return outbox_ops.mark_failed(s, outbox_id, owner=lease_owner, now=now, error=error)
+
+    def outbox(self, state: OutboxState | None = None, limit: int = 1000) -> tuple[OutboxSummary, ...]:
+        with self._tx("cannot list the outbox") as s:
+            return reads.outbox(s, state, limit)
+
+    # --------------------------------------------------------------- take-in
+
+    def due_take_ins(self, now: datetime, limit: int = 100) -> list[TakeInItem]:
+        """Open tickets due by ``now`` and not taken in: priority, arrival, id (read only)."""
+        with self._tx("cannot read take-ins") as s:
+            return ticket_ops.due_take_ins(s, now, limit)
+
+    def take_in(self, now: datetime, limit: int = 100) -> list[TakeInItem]:
+        """Claim and mark the due take-ins (same order); each is returned to one caller only."""
+        with self._tx("cannot take tickets in") as s:
+            return ticket_ops.take_in(s, now, limit)
+
+    def mark_taken_in(self, ticket_id: int, now: datetime) -> bool:
+        """Mark one ticket taken in; False if another process did already."""
+        with self._tx("cannot take a ticket in") as s:
+            return ticket_ops.mark_taken_in(s, ticket_id, now)
+
+    def next_take_in_at(self) -> datetime | None:
+        """The earliest pending take-in: what to schedule after a restart."""
+        with self._tx("cannot read take-ins") as s:
+            return ticket_ops.next_take_in_at(s)
+
+    # --------------------------------------------------------------- tickets
+
+    def resolve(self, reference: str, now: datetime, *, by: str = "", reasons: Iterable[str] = (),
+                replies: Iterable[OutgoingMail] = ()) -> bool:
+        """Resolve an open ticket and queue ``replies`` with it; False if not open."""
+        with self._tx("cannot resolve a ticket") as s:
+            return ticket_ops.change_state(s, reference, now, to=TicketState.RESOLVED, by=by,
+                                           reasons=reasons, replies=replies)
+
+    def reopen(self, reference: str, now: datetime, *, by: str = "", reasons: Iterable[str] = ()) -> bool:
+        """Reopen a resolved ticket; False if not resolved."""
+        with self._tx("cannot reopen a ticket") as s:
+            return ticket_ops.change_state(s, reference, now, to=TicketState.OPEN, by=by, reasons=reasons,
+                                           replies=())
+
+    def queue(self, state: TicketState | None = TicketState.OPEN, limit: int = 1000
+              ) -> tuple[TicketSummary, ...]:
+        with self._tx("cannot list tickets") as s:
+            return reads.queue(s, state, limit)
+
+    def ticket(self, reference: str) -> TicketSummary | None:
+        with self._tx("cannot read a ticket") as s:
+            return reads.ticket(s, reference)
+
+    def ticket_story(self, reference: str) -> TicketStory | None:
+        with self._tx("cannot read a ticket") as s:
+            return reads.story(s, reference)
+
+    def recent_events(self, limit: int = 100) -> tuple[Event, ...]:
+        with self._tx("cannot read events") as s:
+            return reads.recent_events(s, limit)
+
+    def stats(self, since: datetime, until: datetime) -> Stats:
+        with self._tx("cannot compute statistics") as s:
+            return reads.stats(s, since, until)
+
+    # ----------------------------------------------------------------- state
+
+    def set_state(self, key: str, value: str, now: datetime) -> None:
+        with self._tx("cannot write state") as s:
+            state_ops.put(s, key, value, now)
+
+    def get_state(self, key: str) -> StateEntry | None:
+        with self._tx("cannot read state") as s:
+            return state_ops.get(s, key)
+
+    def states(self, prefix: str = "") -> tuple[StateEntry, ...]:
+        with self._tx("cannot read state") as s:
+            return state_ops.with_prefix(s, prefix)
+
+    def heartbeat(self, name: str, now: datetime, info: str = "") -> None:
+        """Record that component ``name`` is alive (key ``heartbeat:NAME``)."""
+        self.set_state(state_ops.HEARTBEAT_PREFIX + name, info, now)
+
+    def heartbeats(self) -> tuple[StateEntry, ...]:
+        return self.states(state_ops.HEARTBEAT_PREFIX)
+
+    def record_digest(self, period: str, now: datetime, replies: Iterable[OutgoingMail]) -> bool:
+        """Queue the digest of ``period`` (e.g. "2027-01-05") once; False if already recorded."""
+        try:
+            with self._sessions() as session, session.begin():
+                return state_ops.record_digest(session, period, now, replies)
+        except IntegrityError as exc:
+            if self.get_state(state_ops.DIGEST_PREFIX + period) is not None:
+                return False
+            raise StoreError(f"cannot record the digest: {describe(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record the digest: {describe(exc)}") from exc

@@ -1,0 +1,103 @@
+"""Engines for the two supported databases, and the one place errors are translated.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout, foreign
+keys on, full fsync, and every transaction started with ``BEGIN IMMEDIATE``:
+the write lock is taken up front, so two writers queue on the busy timeout
+instead of failing when a read lock cannot be upgraded, and claims made
+inside one transaction are serialized like ``FOR UPDATE`` would. PostgreSQL
+is reached through psycopg 3 and relies on row locks and ``SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.pool import StaticPool
+
+from maild.errors import StoreError
+
+log = logging.getLogger("maild.store")
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def parse_url(url: str) -> URL:
+    """The URL with the driver maild uses: ``postgresql://`` means psycopg 3."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"invalid database URL: {exc}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    if backend == "sqlite":
+        return parsed
+    raise StoreError(f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://")
+
+
+def make_engine(url: str) -> Engine:
+    """An engine configured for maild; creates the parent folder of a SQLite file."""
+    parsed = parse_url(url)
+    try:
+        if parsed.get_backend_name() == "sqlite":
+            return _sqlite_engine(parsed)
+        return create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise StoreError(f"cannot create database engine: {exc}") from exc
+
+
+def _sqlite_engine(url: URL) -> Engine:
+    database = url.database or ""
+    memory = database in ("", ":memory:") or database.startswith("file::memory:")
+    if not memory:
+        try:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of {database}: {exc.strerror}") from exc
+    extra: dict[str, Any] = {"poolclass": StaticPool} if memory else {}
+    engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False}, **extra)
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: object) -> None:
+    # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE instead of pysqlite.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def describe(exc: BaseException) -> str:
+    """A one-line reason without SQL text or parameters (raw mail stays out of logs)."""
+    if isinstance(exc, DBAPIError | StatementError) and exc.orig is not None:
+        orig = exc.orig
+        first = str(orig).strip().splitlines()
+        return f"{type(orig).__name__}: {first[0] if first else ''}".rstrip(": ")
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextmanager
+def translated(action: str) -> Iterator[None]:
+    """Turn any SQLAlchemy/DBAPI error raised inside into ``StoreError``."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise StoreError(f"{action}: {describe(exc)}") from exc

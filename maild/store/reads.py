@@ -1,0 +1,106 @@
+"""Read models for the operators' commands: queue, ticket story, outbox, stats."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from maild import models
+from maild.models import MessageKind, OutboxState, QuarantineState, TicketState
+from maild.store.common import event_record, outbox_summary, ticket_summary
+from maild.store.types import Event, MessageSummary, OutboxSummary, Stats, TicketStory, TicketSummary
+
+
+def queue(session: Session, state: TicketState | None, limit: int) -> tuple[TicketSummary, ...]:
+    """Tickets in work order: priority, arrival, id."""
+    t = models.Ticket
+    query = select(t).order_by(t.priority, t.received_at, t.id).limit(limit)
+    if state is not None:
+        query = query.where(t.state == state.value)
+    return tuple(ticket_summary(r) for r in session.scalars(query))
+
+
+def ticket(session: Session, reference: str) -> TicketSummary | None:
+    row = _ticket_row(session, reference)
+    return None if row is None else ticket_summary(row)
+
+
+def _ticket_row(session: Session, reference: str) -> models.Ticket | None:
+    t = models.Ticket
+    return session.scalars(select(t).where(t.reference == reference.strip().upper())).first()
+
+
+def story(session: Session, reference: str) -> TicketStory | None:
+    row = _ticket_row(session, reference)
+    if row is None:
+        return None
+    m, e, o = models.Message, models.Event, models.Outbox
+    messages = session.scalars(select(m).where(m.ticket_id == row.id).order_by(m.id))
+    events = session.scalars(select(e).where(e.ticket_id == row.id).order_by(e.id))
+    replies = session.scalars(select(o).where(o.ticket_id == row.id).order_by(o.id))
+    return TicketStory(
+        ticket=ticket_summary(row),
+        messages=tuple(_message_summary(x) for x in messages),
+        events=tuple(event_record(x) for x in events),
+        replies=tuple(outbox_summary(x) for x in replies),
+    )
+
+
+def _message_summary(row: models.Message) -> MessageSummary:
+    return MessageSummary(
+        id=row.id, message_id=row.message_id, source_id=row.source_id, from_addr=row.from_addr,
+        subject=row.subject, kind=MessageKind(row.kind), category=row.category, decision=row.decision,
+        received_at=row.received_at, reasons=tuple(row.reasons), size=row.size,
+    )
+
+
+def outbox(session: Session, state: OutboxState | None, limit: int) -> tuple[OutboxSummary, ...]:
+    o = models.Outbox
+    query = select(o).order_by(o.id).limit(limit)
+    if state is not None:
+        query = query.where(o.state == state.value)
+    return tuple(outbox_summary(r) for r in session.scalars(query))
+
+
+def recent_events(session: Session, limit: int) -> tuple[Event, ...]:
+    """The last ``limit`` events, oldest first."""
+    e = models.Event
+    rows = list(session.scalars(select(e).order_by(e.id.desc()).limit(limit)))
+    return tuple(event_record(r) for r in reversed(rows))
+
+
+def _grouped(session: Session, column: InstrumentedAttribute[str], *where: ColumnElement[bool]
+             ) -> tuple[tuple[str, int], ...]:
+    rows = session.execute(select(column, func.count()).where(*where).group_by(column).order_by(column))
+    return tuple((str(k), int(n)) for k, n in rows)
+
+
+def _count(session: Session, model: Any, *where: ColumnElement[bool]) -> int:
+    return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
+def _events(session: Session, kinds: tuple[str, ...], since: datetime, until: datetime) -> int:
+    e = models.Event
+    return _count(session, e, e.kind.in_(kinds), e.at >= since, e.at < until)
+
+
+def stats(session: Session, since: datetime, until: datetime) -> Stats:
+    m, t, o, q = models.Message, models.Ticket, models.Outbox, models.Quarantine
+    return Stats(
+        since=since, until=until,
+        messages_by_kind=_grouped(session, m.kind, m.created_at >= since, m.created_at < until),
+        tickets_by_category=_grouped(session, t.category, t.created_at >= since, t.created_at < until),
+        tickets_opened=_count(session, t, t.created_at >= since, t.created_at < until),
+        tickets_resolved=_events(session, ("resolved",), since, until),
+        tickets_taken_in=_events(session, ("taken_in",), since, until),
+        replies_sent=_events(session, ("sent", "acknowledged"), since, until),
+        replies_held=_events(session, ("held",), since, until),
+        open_now=_count(session, t, t.state == TicketState.OPEN.value),
+        waiting_take_in_now=_count(session, t, t.state == TicketState.OPEN.value, t.taken_in_at.is_(None)),
+        outbox_by_state_now=_grouped(session, o.state),
+        quarantined_now=_count(session, q, q.state.in_([QuarantineState.QUARANTINED.value,
+                                                         QuarantineState.RETRY.value])),
+    )

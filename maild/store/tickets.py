@@ -1,0 +1,125 @@
+"""Ticket operations after intake: threading, take-in, resolve and reopen."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.orm import Session
+
+from maild import models
+from maild.models import TicketState, clean_text
+from maild.records import OutgoingMail
+from maild.store.common import add_event, queue_replies, rowcount, ticket_ref
+from maild.store.text import message_key
+from maild.store.types import EventKind, TakeInItem, TicketRef
+
+
+def find_thread(
+    session: Session, message_ids: Iterable[str], tag_refs: Iterable[str], from_addr: str
+) -> TicketRef | None:
+    """The ticket a message continues, or None.
+
+    ``message_ids`` (In-Reply-To, then References) are tried in the order given
+    against our sent Message-IDs and the Message-IDs of every message of a
+    ticket. A subject tag counts only when the ticket's requester wrote it:
+    anyone else quoting a reference opens a new ticket.
+    """
+    keys = [k for k in dict.fromkeys(clean_text(message_key(m)) for m in message_ids) if k]
+    if keys:
+        found = _tickets_by_message_key(session, keys)
+        for key in keys:
+            if key in found:
+                return ticket_ref(session.get_one(models.Ticket, found[key]))
+    refs = [r for r in dict.fromkeys(clean_text(t).strip().upper() for t in tag_refs) if r]
+    sender = clean_text(from_addr).strip().lower()
+    if refs and sender:
+        rows = {t.reference: t for t in session.scalars(
+            select(models.Ticket).where(models.Ticket.reference.in_(refs)))}
+        for ref in refs:
+            if ref in rows and rows[ref].requester == sender:
+                return ticket_ref(rows[ref])
+    return None
+
+
+def _tickets_by_message_key(session: Session, keys: list[str]) -> dict[str, int]:
+    o, m = models.Outbox, models.Message
+    found: dict[str, int] = {}
+    for key, ticket_id in session.execute(
+        select(o.message_key, o.ticket_id).where(o.message_key.in_(keys), o.ticket_id.is_not(None))
+        .union_all(select(m.message_key, m.ticket_id).where(m.message_key.in_(keys), m.ticket_id.is_not(None)))
+    ):
+        if ticket_id is not None:
+            found.setdefault(key, ticket_id)
+    return found
+
+
+def _waiting(now: datetime | None = None) -> list[ColumnElement[bool]]:
+    t = models.Ticket
+    conditions: list[ColumnElement[bool]] = [t.taken_in_at.is_(None), t.state == TicketState.OPEN.value]
+    if now is not None:
+        conditions.append(t.take_in_at <= now)
+    return conditions
+
+
+def _take_in_item(row: models.Ticket) -> TakeInItem:
+    return TakeInItem(
+        ticket_id=row.id, reference=row.reference, priority=row.priority, category=row.category,
+        administration=row.administration, received_at=row.received_at, take_in_at=row.take_in_at,
+    )
+
+
+def due_take_ins(session: Session, now: datetime, limit: int, *, lock: bool = False) -> list[TakeInItem]:
+    """Open tickets due for take-in by ``now``: priority, then arrival, then id."""
+    t = models.Ticket
+    query = (select(t).where(*_waiting(now)).order_by(t.priority, t.received_at, t.id).limit(limit))
+    if lock:
+        query = query.with_for_update(skip_locked=True)
+    return [_take_in_item(row) for row in session.scalars(query)]
+
+
+def take_in(session: Session, now: datetime, limit: int) -> list[TakeInItem]:
+    """Claim and mark the due take-ins in one go (safe with two daemons)."""
+    items = due_take_ins(session, now, limit, lock=True)
+    return [item for item in items if mark_taken_in(session, item.ticket_id, now)]
+
+
+def mark_taken_in(session: Session, ticket_id: int, now: datetime) -> bool:
+    """Mark one ticket taken in; False if it already was (or is not open)."""
+    t = models.Ticket
+    done = rowcount(session.execute(
+        update(t).where(t.id == ticket_id, *_waiting()).values(taken_in_at=now)
+        .execution_options(synchronize_session=False)
+    ))
+    if done:
+        row = session.get_one(t, ticket_id)
+        add_event(session, EventKind.TAKEN_IN, now, ticket_id=ticket_id,
+                  data={"reference": row.reference, "priority": row.priority, "take_in_at": row.take_in_at})
+    return bool(done)
+
+
+def next_take_in_at(session: Session) -> datetime | None:
+    t = models.Ticket
+    return session.scalar(select(t.take_in_at).where(*_waiting()).order_by(t.take_in_at).limit(1))
+
+
+def change_state(
+    session: Session, reference: str, now: datetime, *, to: TicketState, by: str, reasons: Iterable[str],
+    replies: Iterable[OutgoingMail],
+) -> bool:
+    """Resolve or reopen; False (and nothing written) if the ticket is missing or already there."""
+    t = models.Ticket
+    frm = TicketState.RESOLVED if to is TicketState.OPEN else TicketState.OPEN
+    done = rowcount(session.execute(
+        update(t).where(t.reference == reference.strip().upper(), t.state == frm.value)
+        .values(state=to.value, resolved_at=now if to is TicketState.RESOLVED else None)
+        .execution_options(synchronize_session=False)
+    ))
+    if not done:
+        return False
+    row = session.scalars(select(t).where(t.reference == reference.strip().upper())).one()
+    kind = EventKind.RESOLVED if to is TicketState.RESOLVED else EventKind.REOPENED
+    add_event(session, kind, now, ticket_id=row.id, reasons=reasons, data={"by": by})
+    queue_replies(session, replies, now, ticket_id=row.id, source_message_id=None)
+    return True

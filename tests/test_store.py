@@ -1,0 +1,753 @@
+"""The database layer, on SQLite (a temp file) and on PostgreSQL (the ``pg_url`` fixture).
+
+Every behaviour test runs on both backends; the concurrency tests need real
+row locks and run on PostgreSQL only (SQLite drops FOR UPDATE SKIP LOCKED).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+
+from maild.errors import StoreError, TemplateError
+from maild.migrations import head_revision
+from maild.models import Base
+from maild.records import (
+    Address,
+    AuthDecision,
+    Category,
+    Classification,
+    Decision,
+    Disposition,
+    OutgoingMail,
+    ScreenResult,
+    TakeIn,
+)
+from maild.settings import Limits
+from maild.store import (
+    EventKind,
+    Intake,
+    IntakeResult,
+    MessageKind,
+    OutboxState,
+    QuarantineState,
+    Store,
+    TicketRef,
+    TicketState,
+    content_hash,
+    dedupe_key,
+    message_key,
+    retry_at,
+    upgrade,
+)
+from tests.factories import message
+from tests.servers import wait_until
+
+ROME = ZoneInfo("Europe/Rome")
+NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+HELPDESK = "helpdesk-posta@servizi.example.it"
+REQUESTER = "mario.rossi@ateneo.example.it"
+LIMITS = Limits(max_replies_per_sender_per_hour=20, max_replies_per_sender_per_day=50)
+
+
+# ---------------------------------------------------------------- fixtures and builders
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/db/maild.db"
+    url: str = request.getfixturevalue("pg_url")
+    return url
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    with Store.open(db_url, timezone=ROME) as opened:
+        yield opened
+
+
+@pytest.fixture
+def pg_store(pg_url: str) -> Iterator[Store]:
+    with Store.open(pg_url, timezone=ROME) as opened:
+        yield opened
+
+
+def raw_message(mid: str, sender: str = REQUESTER, subject: str = "Richiesta", body: str = "Buongiorno",
+                *, eol: str = "\r\n") -> bytes:
+    lines = [f"From: Mario Rossi <{sender}>", f"To: {HELPDESK}", f"Subject: {subject}",
+             f"Message-ID: {mid}", "Date: Mon, 01 Mar 2027 10:00:00 +0100", "", body, ""]
+    return eol.join(lines).encode("utf-8", "surrogateescape")
+
+
+def intake(
+    n: int, *, sender: str = REQUESTER, subject: str = "Richiesta", decision: Decision = Decision.ACCEPTED,
+    category: Category = Category.ANAGRAFICA, priority: int = 3, received_at: datetime = NOW,
+    take_in_at: datetime | None = None, thread: TicketRef | None = None, body: str = "Buongiorno",
+    in_reply_to: tuple[str, ...] = (), reasons: tuple[str, ...] = ("rule: anagrafica",),
+    quarantine_id: int | None = None,
+) -> Intake:
+    mid = f"<m{n}@ateneo.example.it>"
+    raw = raw_message(mid, sender, subject, body)
+    parsed = message(message_id=mid, from_addresses=(Address("Mario Rossi", sender),), subject=subject,
+                     body_text=body, in_reply_to=in_reply_to, size=len(raw))
+    take_in = None if decision is Decision.IGNORED else TakeIn(take_in_at or received_at, True)
+    disposition = Disposition(
+        message=parsed, category=category, decision=decision, administration="Ateneo", priority=priority,
+        language="it", received_at=received_at, take_in=take_in, reasons=reasons,
+    )
+    return Intake(dedupe_key=dedupe_key(raw), source_id=f"uid:{n}", raw=raw, disposition=disposition,
+                  now=received_at, thread=thread,
+                  screen=ScreenResult(True, ("no auto-reply headers",)),
+                  classification=Classification(category, "it", ("keyword: telefono",)),
+                  auth=AuthDecision(True, ("not privileged",)), quarantine_id=quarantine_id)
+
+
+def ack(recipient: str = REQUESTER, kind: str = "ack") -> Callable[[TicketRef | None], tuple[OutgoingMail, ...]]:
+    def render(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        ref = ticket.reference if ticket else "none"
+        counter = next(_ids)
+        mid = f"<{kind}-{ref}-{counter}@servizi.example.it>"
+        return (OutgoingMail(kind, mid, "", (recipient,), f"Message-ID: {mid}\r\n\r\n{ref}\r\n".encode()),)
+    return render
+
+
+_ids = iter(range(1, 1_000_000))
+
+
+def no_replies(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+    return ()
+
+
+def table_counts(store: Store) -> dict[str, int]:
+    with store.engine.connect() as conn:
+        return {t: int(conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one())
+                for t in ("messages", "tickets", "events", "outbox", "ticket_counters")}
+
+
+# ---------------------------------------------------------------- migrations
+
+
+def test_migrations_run_from_empty_are_idempotent_and_match_the_models(db_url: str) -> None:
+    upgrade(db_url)
+    upgrade(db_url)
+    with Store.open(db_url) as store:
+        assert store.revision() == head_revision() == "0001"
+        with store.engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+        assert store.queue() == ()
+
+
+def test_migrations_work_from_another_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    upgrade("sqlite:///relative/maild.db")
+    with Store("sqlite:///relative/maild.db") as store:
+        assert store.revision() == "0001"
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+    with Store.open(f"sqlite:///{tmp_path}/m.db") as store, store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar_one() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one() > 0
+
+
+def test_bad_urls_and_unmigrated_databases_raise_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        Store("mysql://x@localhost/db")
+    with pytest.raises(StoreError):
+        Store("not a url")
+    with Store(f"sqlite:///{tmp_path}/empty.db") as store, pytest.raises(StoreError) as info:
+        store.queue()
+    assert isinstance(info.value.__cause__, DBAPIError)
+
+
+# ---------------------------------------------------------------- dedupe keys (pure)
+
+
+def test_dedupe_key_survives_what_servers_do_to_a_message() -> None:
+    lf = raw_message("<a@x>", body="riga uno\nriga due", eol="\n")
+    crlf = lf.replace(b"\n", b"\r\n")
+    assert dedupe_key(lf) == dedupe_key(crlf) == dedupe_key(crlf + b"\r\n")
+    with_nul = raw_message("<a@x>", body="riga\x00uno", eol="\n")
+    assert dedupe_key(with_nul) == dedupe_key(with_nul.replace(b"\x00", b"\x80").replace(b"\n", b"\r\n"))
+    traced = (b"Return-Path: <mario@x>\r\nDelivered-To: alias@servizi.example.it\r\n"
+              b"Received: from mx by imap; Mon, 1 Mar 2027\r\n  10:00:00 +0100\r\n") + crlf
+    assert dedupe_key(traced) == dedupe_key(lf)
+    refolded = crlf.replace(b"Subject: Richiesta", b"Subject:\r\n Richiesta")
+    assert dedupe_key(refolded) == dedupe_key(lf)
+
+
+def test_dedupe_key_tells_different_messages_apart() -> None:
+    base = raw_message("<a@x>", body="uno")
+    assert dedupe_key(base) != dedupe_key(raw_message("<a@x>", body="due"))
+    assert dedupe_key(base) != dedupe_key(raw_message("<b@x>", body="uno"))
+    assert dedupe_key(base) != dedupe_key(raw_message("<a@x>", subject="Altro", body="uno"))
+    assert content_hash(base) == content_hash(raw_message("<a@x>", body="uno", eol="\n"))
+    assert dedupe_key(base) == dedupe_key(raw_message("<A@X>", body="uno").replace(b"<A@X>", b"<a@x>"))
+    assert message_key(" <AbC@Example.IT> ") == "abc@example.it"
+    assert len(dedupe_key(b"")) == 64
+
+
+# ---------------------------------------------------------------- intake
+
+
+def test_record_intake_opens_one_ticket_with_sequential_references(store: Store) -> None:
+    first = store.record_intake(intake(1), ack())
+    second = store.record_intake(intake(2), ack())
+    assert first.opened and first.kind is MessageKind.NEW and not first.duplicate
+    assert first.ticket is not None and second.ticket is not None
+    assert (first.ticket.reference, second.ticket.reference) == ("HD-2027-000001", "HD-2027-000002")
+    assert first.ticket.requester == REQUESTER and first.ticket.state is TicketState.OPEN
+    # The year is the help desk's: 23:30 UTC on 31 December is already 2028 in Rome.
+    new_year = store.record_intake(intake(3, received_at=datetime(2027, 12, 31, 23, 30, tzinfo=UTC)), ack())
+    assert new_year.ticket is not None and new_year.ticket.reference == "HD-2028-000001"
+
+    story = store.ticket_story("hd-2027-000001")
+    assert story is not None
+    assert story.ticket.subject == "Richiesta" and story.ticket.category == "anagrafica"
+    assert story.ticket.received_at == NOW and story.ticket.received_at.tzinfo is not None
+    assert [m.kind for m in story.messages] == [MessageKind.NEW]
+    assert [e.kind for e in story.events] == [
+        "received", "screened", "classified", "authorized", "opened", "queued"]
+    assert dict(story.events[2].data)["category"] == "anagrafica"
+    assert story.events[2].reasons == ("keyword: telefono",)
+    assert [(r.kind, r.state, r.recipients) for r in story.replies] == [("ack", OutboxState.PENDING,
+                                                                         (REQUESTER,))]
+    assert first.outbox_ids == (story.replies[0].id,)
+
+
+def test_ticket_prefix_comes_from_the_store(db_url: str) -> None:
+    with Store.open(db_url, ticket_prefix="PEC") as store:
+        result = store.record_intake(intake(1), ack())
+    assert result.ticket is not None and result.ticket.reference == "PEC-2027-000001"
+
+
+def test_a_known_message_is_a_duplicate_and_nothing_is_written(store: Store) -> None:
+    item = intake(1)
+    store.record_intake(item, ack())
+    before = table_counts(store)
+    calls: list[TicketRef | None] = []
+
+    def render(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        calls.append(ticket)
+        return ack()(ticket)
+
+    # A copy moved back into INBOX by Dovecot: LF line ends, a new UID, a new trace header.
+    copy = b"Received: from imap\r\n" + item.raw.replace(b"\r\n", b"\n")
+    again = store.record_intake(replace(item, raw=copy, dedupe_key=dedupe_key(copy), source_id="uid:99"), render)
+    assert again == IntakeResult(duplicate=True)
+    assert calls == []
+    assert table_counts(store) == before
+    assert store.is_known(item.dedupe_key) and not store.is_known("0" * 64)
+
+
+def test_a_failing_render_rolls_everything_back(store: Store) -> None:
+    def broken(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        raise TemplateError("ack.it.txt: undefined variable")
+
+    with pytest.raises(TemplateError):
+        store.record_intake(intake(1), broken)
+    assert table_counts(store)["messages"] == 0 and table_counts(store)["tickets"] == 0
+    result = store.record_intake(intake(1), ack())
+    assert result.ticket is not None and result.ticket.reference == "HD-2027-000001"
+
+
+def test_an_ignored_message_gets_no_ticket_and_never_a_reply(store: Store) -> None:
+    def forbidden(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        raise AssertionError("render called for an ignored message")
+
+    result = store.record_intake(intake(1, decision=Decision.IGNORED, reasons=("auto-submitted",)), forbidden)
+    assert result.kind is MessageKind.IGNORED and result.ticket is None and result.outbox_ids == ()
+    assert table_counts(store)["tickets"] == 0 and table_counts(store)["outbox"] == 0
+    events = store.recent_events()
+    assert [e.kind for e in events][-1] == "ignored" and events[-1].reasons == ("auto-submitted",)
+
+
+def test_a_rejected_request_records_the_refusal_reasons(store: Store) -> None:
+    item = intake(1, decision=Decision.REJECTED, category=Category.PASSWORD_RESET)
+    item = replace(item, auth=AuthDecision(False, ("sender not authorized",)))
+    result = store.record_intake(item, ack(kind="refusal"))
+    assert result.ticket is not None
+    story = store.ticket_story(result.ticket.reference)
+    assert story is not None and story.ticket.decision == "rejected"
+    rejected = [e for e in story.events if e.kind == "rejected"]
+    assert [e.reasons for e in rejected] == [("sender not authorized",)]
+    assert [r.kind for r in story.replies] == ["refusal"]
+    # Without a take-in the refusal is still queued, with no ticket.
+    bare = replace(intake(2, decision=Decision.REJECTED), auth=AuthDecision(False, ("no",)))
+    bare = replace(bare, disposition=replace(bare.disposition, take_in=None))
+    seen: list[TicketRef | None] = []
+
+    def refusal(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        seen.append(ticket)
+        return ack(kind="refusal")(ticket)
+
+    refused = store.record_intake(bare, refusal)
+    assert refused.kind is MessageKind.REFUSED and refused.ticket is None and seen == [None]
+    assert len(refused.outbox_ids) == 1
+
+
+def test_text_with_nul_and_lone_surrogates_is_cleaned_and_round_trips(store: Store) -> None:
+    dirty = "Cambio\x00 telefono \udce8 ok \U0001f600"
+    item = intake(1, subject=dirty, body="corpo\x00\udcff", reasons=("motivo\x00", "\ud800x"))
+    parsed = replace(item.disposition.message, message_id="<m1\x00@x>")
+    item = replace(item, source_id="uid\x00:1", disposition=replace(item.disposition, message=parsed))
+    result = store.record_intake(item, ack())
+    assert result.ticket is not None
+    story = store.ticket_story(result.ticket.reference)
+    assert story is not None
+    clean = "Cambio telefono \ufffd ok \U0001f600"
+    assert story.ticket.subject == clean and story.messages[0].subject == clean
+    assert story.messages[0].reasons == ("motivo", "\ufffdx")
+    assert story.messages[0].message_id == "<m1@x>" and story.messages[0].source_id == "uid:1"
+    assert dict(story.events[0].data)["subject"] == clean
+    # Values compared in queries are cleaned the same way, so lookups never fail either.
+    assert store.find_thread(["<m1\x00@x>"], ["hd\x00-1"], "a\x00@b\udcff") == result.ticket
+    assert not store.is_known("\x00\udcff")
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT body_text FROM messages")).scalar_one() == "corpo\ufffd"
+        assert conn.execute(text("SELECT raw FROM messages")).scalar_one() == item.raw
+
+
+def test_naive_datetimes_are_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="naive"):
+        store.due_take_ins(datetime(2027, 3, 1, 9, 0))
+
+
+def test_a_reused_reply_message_id_is_a_fault_not_a_duplicate(store: Store) -> None:
+    def same(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        return (OutgoingMail("ack", "<fixed@servizi.example.it>", "", (REQUESTER,), b"x"),)
+
+    store.record_intake(intake(1), same)
+    with pytest.raises(StoreError, match="cannot record message uid:2"):
+        store.record_intake(intake(2), same)
+    assert table_counts(store)["messages"] == 1 and not store.is_known(intake(2).dedupe_key)
+
+
+def test_an_in_memory_database_works_for_dry_runs() -> None:
+    with Store.open("sqlite://") as store:
+        assert store.record_intake(intake(1), ack()).opened
+        assert len(store.queue()) == 1
+
+
+# ---------------------------------------------------------------- threads
+
+
+def test_replies_thread_by_message_id_and_by_the_requesters_own_tag(store: Store) -> None:
+    opened = store.record_intake(intake(1), ack())
+    assert opened.ticket is not None
+    ticket = opened.ticket
+    story = store.ticket_story(ticket.reference)
+    assert story is not None
+    our_ack = story.replies[0].message_id
+
+    assert store.find_thread([our_ack.upper()], [], "someone@else.it") == ticket
+    assert store.find_thread(["<unknown@x>", "<m1@ateneo.example.it>"], [], "") == ticket
+    assert store.find_thread([], [ticket.reference.lower()], "Mario.Rossi@Ateneo.Example.IT") == ticket
+    # Someone else quoting the tag does not join the ticket.
+    assert store.find_thread([], [ticket.reference], "intruso@example.org") is None
+    assert store.find_thread(["<unknown@x>"], ["HD-2027-999999"], REQUESTER) is None
+
+    followup = intake(2, in_reply_to=(our_ack,), subject=f"Re: [{ticket.reference}] Richiesta", thread=ticket)
+    result = store.record_intake(followup, no_replies)
+    assert result.kind is MessageKind.FOLLOWUP and result.ticket == ticket and not result.opened
+    assert table_counts(store)["tickets"] == 1
+    story = store.ticket_story(ticket.reference)
+    assert story is not None
+    assert [m.kind for m in story.messages] == [MessageKind.NEW, MessageKind.FOLLOWUP]
+    assert "followup" in [e.kind for e in story.events]
+    # An auto-reply to our ack is recorded on the ticket as ignored, nothing more.
+    auto = intake(3, decision=Decision.IGNORED, thread=ticket)
+    assert store.record_intake(auto, no_replies).kind is MessageKind.IGNORED
+    story = store.ticket_story(ticket.reference)
+    assert story is not None and story.events[-1].kind == "ignored" and len(story.replies) == 1
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def _queue_acks(store: Store, count: int, sender: str = REQUESTER, start: int = 1) -> None:
+    for n in range(start, start + count):
+        store.record_intake(intake(n, sender=sender), ack(sender))
+
+
+def test_the_per_sender_brake_holds_the_21st_reply_in_an_hour(store: Store) -> None:
+    _queue_acks(store, 21)
+    _queue_acks(store, 1, sender="other@ateneo.example.it", start=100)
+    store.record_intake(intake(200, sender="x@y.it"), ack("referente.tecnico@ateneo.example.it",
+                                                          kind="referente_notice"))
+    claimed = store.claim_outbox(NOW, 100, "sender-1", 60, LIMITS)
+    assert len(claimed) == 22  # 20 to the requester, 1 to the other sender, the exempt notice
+    held = store.outbox(OutboxState.HELD)
+    assert len(held) == 1 and held[0].recipients == (REQUESTER,)
+    assert held[0].last_error is not None and "max_replies_per_sender_per_hour" in held[0].last_error
+    events = [e for e in store.recent_events(500) if e.kind == "held"]
+    assert len(events) == 1 and events[0].outbox_id == held[0].id
+    for item in claimed:
+        assert store.mark_sent(item.id, NOW)
+    # Another reply within the hour is held too; after the hour it goes.
+    _queue_acks(store, 1, start=300)
+    assert store.claim_outbox(NOW + timedelta(minutes=30), 10, "sender-1", 60, LIMITS) == []
+    _queue_acks(store, 1, start=301)
+    later = store.claim_outbox(NOW + timedelta(minutes=61), 10, "sender-1", 60, LIMITS)
+    assert [i.recipients for i in later] == [(REQUESTER,)]
+
+
+def test_the_daily_brake_counts_the_whole_day(store: Store) -> None:
+    limits = Limits(max_replies_per_sender_per_hour=5, max_replies_per_sender_per_day=6)
+    _queue_acks(store, 5)
+    for item in store.claim_outbox(NOW, 10, "s", 60, limits):
+        assert store.mark_sent(item.id, NOW)
+    _queue_acks(store, 2, start=10)
+    first = store.claim_outbox(NOW + timedelta(hours=2), 10, "s", 60, limits)
+    assert len(first) == 1
+    assert len(store.outbox(OutboxState.HELD)) == 1
+    assert "per_day" in (store.outbox(OutboxState.HELD)[0].last_error or "")
+
+
+def test_a_claim_leases_a_reply_until_sent_or_given_back(store: Store) -> None:
+    _queue_acks(store, 1)
+    [item] = store.claim_outbox(NOW, 10, "sender-a", 60, LIMITS)
+    assert item.attempts == 1 and item.lease_owner == "sender-a" and item.data.startswith(b"Message-ID:")
+    assert store.claim_outbox(NOW + timedelta(seconds=30), 10, "sender-b", 60, LIMITS) == []
+    assert not store.mark_retry(item.id, "sender-b", NOW, "421 busy", NOW)  # not the lease owner
+    later = retry_at(NOW, item.attempts)
+    assert later == NOW + timedelta(minutes=1)
+    assert store.mark_retry(item.id, "sender-a", NOW, "421 busy", later)
+    assert store.claim_outbox(NOW + timedelta(seconds=59), 10, "sender-a", 60, LIMITS) == []
+    [again] = store.claim_outbox(later, 10, "sender-a", 60, LIMITS)
+    assert again.attempts == 2 and again.message_id == item.message_id
+    # The sender dies: the lease expires and the reply goes again with the same Message-ID.
+    assert store.claim_outbox(later + timedelta(seconds=60), 10, "sender-b", 60, LIMITS) == []
+    [third] = store.claim_outbox(later + timedelta(seconds=61), 10, "sender-b", 60, LIMITS)
+    assert third.message_id == item.message_id and third.attempts == 3 and third.lease_owner == "sender-b"
+    assert store.mark_sent(third.id, later + timedelta(seconds=62))
+    assert not store.mark_sent(third.id, later + timedelta(seconds=63))
+    assert not store.mark_failed(third.id, "sender-b", NOW, "late")
+    [sent] = store.outbox(OutboxState.SENT)
+    assert sent.attempts == 3 and sent.last_error == "421 busy"
+    kinds = [e.kind for e in store.recent_events(50)]
+    assert kinds.count("acknowledged") == 1 and kinds.count("send_failed") == 1
+
+
+def test_a_refused_recipient_fails_the_reply(store: Store) -> None:
+    _queue_acks(store, 1)
+    [item] = store.claim_outbox(NOW, 10, "s", 60, LIMITS)
+    assert store.mark_failed(item.id, "s", NOW, "550 5.1.1 no such user")
+    [failed] = store.outbox(OutboxState.FAILED)
+    assert failed.last_error == "550 5.1.1 no such user"
+    assert store.claim_outbox(NOW + timedelta(days=1), 10, "s", 60, LIMITS) == []
+    assert retry_at(NOW, 30) == NOW + timedelta(hours=6)
+    with pytest.raises(StoreError, match="lease"):
+        store.claim_outbox(NOW, 10, "s", 0, LIMITS)
+
+
+# ---------------------------------------------------------------- take-in
+
+
+def test_due_take_ins_come_in_priority_then_arrival_order(store: Store) -> None:
+    plan = [  # (n, priority, minutes after NOW it arrived, take-in in hours after NOW)
+        (1, 3, 0, 1), (2, 1, 5, 1), (3, 3, -10, 1), (4, 2, 0, 3), (5, 1, 1, 1),
+    ]
+    refs: dict[int, str] = {}
+    for n, priority, minutes, hours in plan:
+        arrival = NOW + timedelta(minutes=minutes)
+        result = store.record_intake(intake(n, priority=priority, received_at=arrival,
+                                            take_in_at=NOW + timedelta(hours=hours)), ack())
+        assert result.ticket is not None
+        refs[n] = result.ticket.reference
+    assert store.next_take_in_at() == NOW + timedelta(hours=1)
+    assert store.due_take_ins(NOW) == []
+    due = store.due_take_ins(NOW + timedelta(hours=1))
+    assert [d.reference for d in due] == [refs[5], refs[2], refs[3], refs[1]]
+    assert [d.reference for d in store.take_in(NOW + timedelta(hours=1), limit=2)] == [refs[5], refs[2]]
+    assert [d.reference for d in store.take_in(NOW + timedelta(hours=1))] == [refs[3], refs[1]]
+    assert store.take_in(NOW + timedelta(hours=2)) == []
+    assert store.next_take_in_at() == NOW + timedelta(hours=3)
+    [last] = store.due_take_ins(NOW + timedelta(hours=3))
+    assert store.mark_taken_in(last.ticket_id, NOW + timedelta(hours=3))
+    assert not store.mark_taken_in(last.ticket_id, NOW + timedelta(hours=3))
+    assert store.next_take_in_at() is None
+    story = store.ticket_story(refs[4])
+    assert story is not None and story.ticket.taken_in_at == NOW + timedelta(hours=3)
+    assert story.events[-1].kind == "taken_in"
+
+
+# ---------------------------------------------------------------- quarantine
+
+
+def test_quarantine_list_retry_and_release(store: Store) -> None:
+    broken = raw_message("<bad@x>", body="=?x?")
+    key = dedupe_key(broken)
+    first = store.record_quarantine("uid:7", broken, len(broken), "ParseError: boom", NOW, dedupe_key=key)
+    # The same message copied back into INBOX refreshes its entry.
+    again = store.record_quarantine("uid:9", broken, len(broken), "ParseError: boom", NOW, dedupe_key=key)
+    other = store.record_quarantine("uid:8", None, 10**9, "too big", NOW)
+    assert first == again != other
+    listed = store.quarantine_list()
+    assert [(q.id, q.source_id, q.raw, q.state) for q in listed] == [
+        (first, "uid:9", None, QuarantineState.QUARANTINED), (other, "uid:8", None, QuarantineState.QUARANTINED)]
+    entry = store.get_quarantine(first)
+    assert entry is not None and entry.raw == broken and entry.error == "ParseError: boom"
+
+    assert store.request_retry(first, NOW, by="operator")
+    assert not store.request_retry(first, NOW)
+    [pending] = store.pending_retries()
+    assert pending.id == first and pending.raw == broken
+    # The retry fails again: back to quarantined with the new error.
+    assert store.record_quarantine("uid:9", broken, len(broken), "still broken", NOW, retry_of=first) == first
+    assert store.pending_retries() == ()
+    assert store.request_retry(first, NOW)
+    result = store.record_intake(intake(1, quarantine_id=first), ack())
+    assert result.opened
+    retried = store.get_quarantine(first)
+    assert retried is not None and retried.state is QuarantineState.RETRIED
+    assert store.release_quarantine(other, NOW, by="operator")
+    assert not store.release_quarantine(other, NOW)
+    assert [q.id for q in store.quarantine_list(QuarantineState.QUARANTINED)] == []
+    kinds = [e.kind for e in store.recent_events(100)]
+    assert kinds.count("quarantined") == 4 and "retried" in kinds and "released" in kinds
+
+
+# ---------------------------------------------------------------- events, tickets, state
+
+
+def test_events_are_append_only(store: Store) -> None:
+    result = store.record_intake(intake(1), ack())
+    assert result.ticket is not None
+    before = store.recent_events(100)
+    for statement in ("UPDATE events SET kind = 'x'", "DELETE FROM events"):
+        with pytest.raises(DBAPIError, match="append-only"), store.engine.begin() as conn:
+            conn.execute(text(statement))
+    assert store.resolve(result.ticket.reference, NOW, by="operator", reasons=("done",),
+                         replies=ack(kind="resolution")(result.ticket))
+    assert not store.resolve(result.ticket.reference, NOW)
+    assert store.reopen(result.ticket.reference, NOW, by="operator")
+    assert not store.reopen(result.ticket.reference, NOW)
+    after = store.recent_events(100)
+    assert after[:len(before)] == before
+    assert [e.kind for e in after[len(before):]] == ["resolved", "queued", "reopened"]
+
+
+def test_resolve_and_reopen_change_the_queue(store: Store) -> None:
+    a = store.record_intake(intake(1, priority=2), ack())
+    b = store.record_intake(intake(2, priority=1), ack())
+    assert a.ticket is not None and b.ticket is not None
+    assert [t.reference for t in store.queue()] == [b.ticket.reference, a.ticket.reference]
+    assert store.resolve(b.ticket.reference, NOW + timedelta(hours=1))
+    assert [t.reference for t in store.queue()] == [a.ticket.reference]
+    resolved = store.ticket(b.ticket.reference)
+    assert resolved is not None and resolved.state is TicketState.RESOLVED
+    assert resolved.resolved_at == NOW + timedelta(hours=1)
+    assert len(store.queue(state=None)) == 2
+    assert not store.resolve("HD-1999-000001", NOW)
+    assert store.ticket("HD-1999-000001") is None and store.ticket_story("nope") is None
+
+
+def test_state_heartbeats_and_digest_periods(store: Store) -> None:
+    assert store.get_state("poller.uidvalidity") is None
+    store.set_state("poller.uidvalidity", "1", NOW)
+    store.set_state("poller.uidvalidity", "2\x00", NOW + timedelta(seconds=1))
+    entry = store.get_state("poller.uidvalidity")
+    assert entry is not None and entry.value == "2" and entry.updated_at == NOW + timedelta(seconds=1)
+    store.heartbeat("poller", NOW, "idle")
+    store.heartbeat("sender", NOW, "3 pending")
+    assert [(h.key, h.value) for h in store.heartbeats()] == [("heartbeat:poller", "idle"),
+                                                               ("heartbeat:sender", "3 pending")]
+    digest = ack("digest@ateneo.example.it", kind="digest")(None)
+    assert store.record_digest("2027-03-01", NOW, digest)
+    assert not store.record_digest("2027-03-01", NOW, ack(kind="digest")(None))
+    assert [o.kind for o in store.outbox()] == ["digest"]
+    assert [s.key for s in store.states("digest:")] == ["digest:2027-03-01"]
+
+
+def test_stats_count_the_period(store: Store) -> None:
+    store.record_intake(intake(1), ack())
+    store.record_intake(intake(2, category=Category.OTHER), ack())
+    store.record_intake(intake(3, decision=Decision.IGNORED), no_replies)
+    store.record_quarantine("uid:9", b"x", 1, "boom", NOW)
+    for item in store.claim_outbox(NOW, 10, "s", 60, LIMITS):
+        store.mark_sent(item.id, NOW)
+    store.take_in(NOW)
+    stats = store.stats(NOW - timedelta(days=1), NOW + timedelta(days=1))
+    assert stats.messages_by_kind == (("ignored", 1), ("new", 2))
+    assert stats.tickets_by_category == (("anagrafica", 1), ("other", 1))
+    assert (stats.tickets_opened, stats.tickets_taken_in, stats.replies_sent) == (2, 2, 2)
+    assert (stats.open_now, stats.waiting_take_in_now, stats.quarantined_now) == (2, 0, 1)
+    assert stats.outbox_by_state_now == (("sent", 2),)
+    empty = store.stats(NOW + timedelta(days=1), NOW + timedelta(days=2))
+    assert empty.messages_by_kind == () and empty.tickets_opened == 0
+
+
+def test_event_kinds_written_are_declared() -> None:
+    assert {k.value for k in EventKind} >= {"received", "held", "taken_in", "acknowledged", "followup"}
+
+
+# ---------------------------------------------------------------- PostgreSQL concurrency
+
+
+def _blocked_on_lock(pg_url: str) -> Callable[[], bool]:
+    conninfo = pg_url.replace("postgresql+psycopg://", "postgresql://")
+
+    def check() -> bool:
+        with psycopg.connect(conninfo) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                               "AND datname = current_database()").fetchone()
+            return row is not None and row[0] > 0
+    return check
+
+
+def test_two_daemons_recording_the_same_message_make_one_ticket(pg_url: str, pg_store: Store) -> None:
+    inside = threading.Event()
+    release = threading.Event()
+
+    def slow(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        inside.set()
+        assert release.wait(30), "test hang guard"
+        return ack()(ticket)
+
+    with Store(pg_url, timezone=ROME) as second:
+        results: dict[str, IntakeResult] = {}
+        first = threading.Thread(target=lambda: results.setdefault("a", pg_store.record_intake(intake(1), slow)))
+        first.start()
+        assert inside.wait(30), "test hang guard"
+        other = threading.Thread(target=lambda: results.setdefault("b", second.record_intake(intake(1), ack())))
+        other.start()
+        # The second daemon's insert waits on the first one's uncommitted row ...
+        assert wait_until(_blocked_on_lock(pg_url), 30)
+        release.set()
+        first.join(30)
+        other.join(30)
+    assert results["a"].opened and results["b"] == IntakeResult(duplicate=True)
+    assert table_counts(pg_store)["tickets"] == 1 and table_counts(pg_store)["outbox"] == 1
+
+
+def _in_threads(count: int, work: Callable[[int], None]) -> None:
+    """Run ``work(0..count-1)`` in threads; re-raise the first failure in the test."""
+    errors: list[BaseException] = []
+
+    def guarded(index: int) -> None:
+        try:
+            work(index)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads), "test hang guard"
+    if errors:
+        raise errors[0]
+
+
+def test_concurrent_intakes_get_distinct_gap_free_references(db_url: str, store: Store) -> None:
+    stores = [Store(db_url, timezone=ROME) for _ in range(4)]
+    refs: list[str] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        for n in range(index * 10, index * 10 + 10):
+            result = stores[index].record_intake(intake(n), ack())
+            assert result.ticket is not None
+            with lock:
+                refs.append(result.ticket.reference)
+        # Everybody also records one shared message: it is recorded once.
+        shared = stores[index].record_intake(intake(999), ack())
+        if not shared.duplicate:
+            assert shared.ticket is not None
+            with lock:
+                refs.append(shared.ticket.reference)
+
+    _in_threads(4, work)
+    for s in stores:
+        s.close()
+    assert sorted(refs) == [f"HD-2027-{n:06d}" for n in range(1, 42)]
+    assert table_counts(store)["tickets"] == 41
+
+
+def test_a_claim_skips_replies_another_claimer_holds(pg_url: str, pg_store: Store) -> None:
+    for n in range(10):
+        pg_store.record_intake(intake(n, sender=f"user{n}@ateneo.example.it"), ack(f"user{n}@ateneo.example.it"))
+    # Another sender is in the middle of its claim: its rows are skipped, not waited for.
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:
+        locked = conn.execute(text("SELECT id FROM outbox ORDER BY id LIMIT 5 FOR UPDATE")).scalars().all()
+        mine = pg_store.claim_outbox(NOW, 100, "b", 60, LIMITS)
+        assert len(mine) == 5 and not set(locked) & {i.id for i in mine}
+    engine.dispose()
+    assert len(pg_store.claim_outbox(NOW, 100, "b", 60, LIMITS)) == 5
+
+
+def test_concurrent_claimers_get_disjoint_replies(db_url: str, store: Store) -> None:
+    for n in range(100):
+        store.record_intake(intake(n, sender=f"user{n}@ateneo.example.it"), ack(f"user{n}@ateneo.example.it"))
+    stores = [Store(db_url) for _ in range(4)]
+    claims: list[list[int]] = [[] for _ in stores]
+
+    def work(index: int) -> None:
+        while batch := stores[index].claim_outbox(NOW, 3, f"sender-{index}", 60, LIMITS):
+            claims[index].extend(i.id for i in batch)
+
+    _in_threads(4, work)
+    for s in stores:
+        s.close()
+    every = [i for c in claims for i in c]
+    assert len(every) == len(set(every)) == 100
+
+
+def test_concurrent_claims_respect_the_brake_for_one_sender(db_url: str, store: Store) -> None:
+    _queue_acks(store, 30)
+    stores = [Store(db_url) for _ in range(3)]
+    got: list[int] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        while batch := stores[index].claim_outbox(NOW, 2, f"s{index}", 60, LIMITS):
+            with lock:
+                got.extend(i.id for i in batch)
+
+    _in_threads(3, work)
+    for s in stores:
+        s.close()
+    assert len(got) == len(set(got)) == 20
+    assert len(store.outbox(OutboxState.HELD)) == 10
+
+
+def test_concurrent_take_ins_and_migrations(db_url: str, store: Store) -> None:
+    for n in range(30):
+        store.record_intake(intake(n), ack())
+    stores = [Store(db_url) for _ in range(3)]
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def work(index: int) -> None:
+        stores[index].migrate()
+        while batch := stores[index].take_in(NOW, 4):
+            with lock:
+                taken.extend(i.ticket_id for i in batch)
+
+    _in_threads(3, work)
+    for s in stores:
+        s.close()
+    assert sorted(taken) == sorted(set(taken)) and len(taken) == 30
+
+
+def test_fresh_databases_migrate_concurrently(db_url: str) -> None:
+    _in_threads(3, lambda _: upgrade(db_url))
+    with Store(db_url) as store:
+        assert store.revision() == "0001"
