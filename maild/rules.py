@@ -1,0 +1,454 @@
+"""Load and validate the classification rules data (config/rules.toml).
+
+The classifier is a generic engine; what it looks for lives in data so that
+the help desk can extend vocabulary without touching code. Everything is
+validated and compiled here, once, at start: a typo in the rules file fails
+with a ``RulesError`` naming the file, the key and the reason, and the
+per-message hot path only runs precompiled regular expressions.
+
+Schema (every table and key is checked; unknown keys are errors)::
+
+    version = 1
+    [engine]     threshold, precedence, max_chars
+    [text]       abbreviations            words whose "." does not end a sentence
+    [subject]    reply_prefix, strip      regexes on the folded subject
+    [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
+    [negation]   post_window, exceptions, post (templates), terminators (words)
+    [[negation.cues]]  name, window, terms (templates), optional stops (words)
+    [adoption]   phrases, blockers (templates)
+    [cleaning]   quote_line, header_line, closing, closing_max_lines,
+                 closing_max_chars, separator, and arrays of {name, pattern}
+                 tables: history, signatures, disclaimers
+    [vocab]      <class> = [terms]        "@other" includes another class
+    [[rule]]     id, category, weight, zones ("subject", "body"), patterns
+                 (templates), optional negatable (default true)
+
+Terms are folded words; a trailing ``*`` on a word means "any continuation"
+(``sblocc*`` matches sblocco, sbloccare, SBLOCCATO). A *template* is a
+sequence of space-separated pieces matched on consecutive words of the same
+clause:
+
+    word / word*    a literal term          word? / word*?  optional literal
+    {class}         one term of a class     {class?}        optional
+    {class*}        up to three of a class  {~N}            up to N other words
+    {~N!class}      up to N words, none of them a term of the class
+    {~~N}           up to N words or punctuation marks: crosses clauses, not paragraphs
+    <piece>         marks the action: negation cues are looked for before it
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from maild.errors import RulesError
+from maild.records import Category
+from maild.textclean import CleanRules, Marker, fold
+
+ZONES = frozenset({"subject", "body"})
+WORD = "[a-z0-9]"
+_TERM_WORD = re.compile(r"^[a-z0-9]+\*?$")
+_PIECE = re.compile(
+    r"^\{(?:~(?P<wide>~?)(?P<gap>\d+)(?:!(?P<but>[a-z_][a-z0-9_]*))?|(?P<cls>[a-z_][a-z0-9_]*)(?P<cq>[?*]?))\}$"
+    r"|^(?P<lit>[a-z0-9]+\*?)(?P<lq>\??)$"
+)
+_MAX_GAP = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One family of evidence for a category, e.g. "create or delete a mailbox"."""
+
+    id: str
+    category: Category
+    weight: int
+    zones: frozenset[str]
+    patterns: tuple[re.Pattern[str], ...]
+    negatable: bool = True
+    """False for mentions that are not actions ("rubrica"): a "non" nearby denies something else."""
+
+
+@dataclass(frozen=True, slots=True)
+class CueGroup:
+    """Cues that cancel an action when found within ``window`` words before it.
+
+    Groups differ by reach: "non" reaches six words ("non vi chiedo di
+    eliminare"), "e stata" only the next few ("e stata reimpostata"), so a
+    past tense earlier in the sentence does not cancel a later request.
+    """
+
+    name: str
+    window: int
+    pattern: re.Pattern[str]
+    stops: frozenset[str] = frozenset()
+    """Words that end this group's window, besides the shared terminators."""
+
+
+@dataclass(frozen=True, slots=True)
+class Negation:
+    """How a cue before (or a phrase after) an action cancels it.
+
+    Windows stop at clause punctuation and at ``terminators`` ("ma", "but").
+    ``exceptions`` are removed from a window first: "non riesco a" is
+    inability, not denial. ``post`` phrases cancel a hit they follow within
+    ``post_window`` words ("il reset non serve").
+    """
+
+    cues: tuple[CueGroup, ...]
+    post_window: int
+    exceptions: re.Pattern[str] | None
+    post: re.Pattern[str] | None
+    terminators: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Adoption:
+    """When quoted text is the sender's own: an adoption phrase, and no blocker ("phishing")."""
+
+    phrases: tuple[re.Pattern[str], ...]
+    blockers: re.Pattern[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """The whole rules file, validated and compiled; shared read-only by every classification."""
+
+    source: Path
+    threshold: int
+    precedence: tuple[Category, ...]
+    max_chars: int
+    abbreviations: frozenset[str]
+    reply_prefix: re.Pattern[str]
+    subject_strip: re.Pattern[str]
+    stopwords: tuple[tuple[str, frozenset[str]], ...]
+    negation: Negation
+    adoption: Adoption
+    cleaning: CleanRules
+    rules: tuple[Rule, ...]
+
+
+def load_rules(path: Path) -> Rules:
+    """Read, validate and compile the rules file at ``path``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read rules file: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"{path}: not valid TOML: {exc}") from exc
+    return _Loader(path).rules(data)
+
+
+class _Loader:
+    """Validation helpers that know the file name, so every error can name it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.vocab: dict[str, str] = {}
+
+    def fail(self, key: str, reason: str) -> RulesError:
+        return RulesError(f"{self.path}: {key}: {reason}")
+
+    def rules(self, data: Mapping[str, Any]) -> Rules:
+        self.known(data, "", {"version", "engine", "text", "subject", "language", "negation", "adoption",
+                              "cleaning", "vocab", "rule"})
+        if data.get("version") != 1:
+            raise self.fail("version", "must be 1")
+        self.vocab = self.load_vocab(self.table(data, "vocab"))
+        engine = self.table(data, "engine")
+        self.known(engine, "engine", {"threshold", "precedence", "max_chars"})
+        subject = self.table(data, "subject")
+        self.known(subject, "subject", {"reply_prefix", "strip"})
+        text = self.table(data, "text")
+        self.known(text, "text", {"abbreviations"})
+        return Rules(
+            source=self.path,
+            threshold=self.positive(engine, "engine", "threshold"),
+            precedence=self.precedence(engine),
+            max_chars=self.positive(engine, "engine", "max_chars"),
+            abbreviations=frozenset(self.words(text, "text", "abbreviations")),
+            reply_prefix=self.regex(subject, "subject", "reply_prefix"),
+            subject_strip=self.regex(subject, "subject", "strip"),
+            stopwords=self.stopwords(self.table(data, "language")),
+            negation=self.negation(self.table(data, "negation")),
+            adoption=self.adoption(self.table(data, "adoption")),
+            cleaning=self.cleaning(self.table(data, "cleaning")),
+            rules=self.rule_list(data.get("rule")),
+        )
+
+    # -- generic readers ---------------------------------------------------
+
+    def known(self, table: Mapping[str, Any], prefix: str, keys: set[str]) -> None:
+        for key in table:
+            if key not in keys:
+                raise self.fail(_dot(prefix, key), f"unknown key (expected one of: {', '.join(sorted(keys))})")
+
+    def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = data.get(key)
+        if not isinstance(value, dict):
+            raise self.fail(key, "missing table" if value is None else "must be a table")
+        return value
+
+    def value(self, table: Mapping[str, Any], prefix: str, key: str, kind: type) -> Any:
+        if key not in table:
+            raise self.fail(_dot(prefix, key), "missing required key")
+        value = table[key]
+        if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
+            raise self.fail(_dot(prefix, key), f"must be a {kind.__name__}, not {type(value).__name__}")
+        return value
+
+    def positive(self, table: Mapping[str, Any], prefix: str, key: str) -> int:
+        value: int = self.value(table, prefix, key, int)
+        if value <= 0:
+            raise self.fail(_dot(prefix, key), "must be greater than zero")
+        return value
+
+    def strings(self, table: Mapping[str, Any], prefix: str, key: str, *, empty_ok: bool = False) -> list[str]:
+        value = self.value(table, prefix, key, list)
+        if not all(isinstance(v, str) and v.strip() for v in value):
+            raise self.fail(_dot(prefix, key), "must be a list of non-empty strings")
+        if not value and not empty_ok:
+            raise self.fail(_dot(prefix, key), "must not be empty")
+        return list(value)
+
+    def words(self, table: Mapping[str, Any], prefix: str, key: str) -> list[str]:
+        out = []
+        for i, raw in enumerate(self.strings(table, prefix, key)):
+            word = fold(raw).strip()
+            if not re.fullmatch(r"[a-z0-9]+", word):
+                raise self.fail(f"{_dot(prefix, key)}[{i}]", f"{raw!r} must be one word of letters and digits")
+            out.append(word)
+        return out
+
+    def regex(self, table: Mapping[str, Any], prefix: str, key: str, flags: int = 0) -> re.Pattern[str]:
+        return self.compile(self.value(table, prefix, key, str), _dot(prefix, key), flags)
+
+    def compile(self, source: str, key: str, flags: int = 0) -> re.Pattern[str]:
+        try:
+            return re.compile(source, flags)
+        except re.error as exc:
+            raise self.fail(key, f"invalid regular expression: {exc}") from exc
+
+    # -- terms, classes, templates ----------------------------------------
+
+    def term(self, raw: str, key: str) -> str:
+        """Regex for one term: folded words, optional ``*`` suffix per word."""
+        words = fold(raw).replace("'", " ").replace("-", " ").split()
+        if not words or not all(_TERM_WORD.match(w) for w in words):
+            raise self.fail(key, f"{raw!r} is not a term (words of letters/digits, optional trailing *)")
+        return " ".join(re.escape(w.rstrip("*")) + (f"{WORD}*" if w.endswith("*") else "") for w in words)
+
+    def load_vocab(self, table: Mapping[str, Any]) -> dict[str, str]:
+        raw: dict[str, list[str]] = {}
+        for name in table:
+            if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+                raise self.fail(f"vocab.{name}", "class names are lower-case identifiers")
+            raw[name] = self.strings(table, "vocab", name)
+        return {name: self.alternation(self.expand(name, raw, ()), f"vocab.{name}") for name in raw}
+
+    def expand(self, name: str, raw: Mapping[str, list[str]], seen: tuple[str, ...]) -> list[tuple[str, str]]:
+        """Terms of a class with ``@class`` includes resolved, as (term, key) pairs."""
+        if name in seen:
+            raise self.fail(f"vocab.{name}", f"includes itself ({' -> '.join((*seen, name))})")
+        out: list[tuple[str, str]] = []
+        for i, term in enumerate(raw[name]):
+            key = f"vocab.{name}[{i}]"
+            if term.startswith("@"):
+                if term[1:] not in raw:
+                    raise self.fail(key, f"unknown class {term!r}")
+                out.extend(self.expand(term[1:], raw, (*seen, name)))
+            else:
+                out.append((term, key))
+        return out
+
+    def alternation(self, terms: Sequence[tuple[str, str]], key: str) -> str:
+        regexes = sorted({self.term(term, k) for term, k in terms}, key=len, reverse=True)
+        if not regexes:
+            raise self.fail(key, "has no terms")
+        return "(?:" + "|".join(regexes) + ")"
+
+    def template(self, source: str, key: str) -> re.Pattern[str]:
+        """Compile a template (see the module docstring) into a regex over canonical text."""
+        return self.compile(f"(?<!{WORD})" + self.template_body(source, key) + f"(?!{WORD})", key)
+
+    def template_list(self, table: Mapping[str, Any], prefix: str, key: str,
+                      *, required: bool = False) -> re.Pattern[str] | None:
+        """Templates without <action> joined into one bounded alternation (None when empty)."""
+        dotted = _dot(prefix, key)
+        sources = self.strings(table, prefix, key, empty_ok=not required)
+        if not sources:
+            return None
+        bodies = [self.template_body(src, f"{dotted}[{i}]", action_ok=False) for i, src in enumerate(sources)]
+        return self.compile(f"(?<!{WORD})(?:" + "|".join(bodies) + f")(?!{WORD})", dotted)
+
+    def template_body(self, source: str, key: str, *, action_ok: bool = True) -> str:
+        pieces = source.split()
+        if not pieces:
+            raise self.fail(key, "empty template")
+        parts: list[str] = []
+        actions = 0
+        for index, piece in enumerate(pieces):
+            action = piece.startswith("<") and piece.endswith(">")
+            body, quantifier = self.piece(piece[1:-1] if action else piece, key)
+            edge = index in (0, len(pieces) - 1)
+            if quantifier and (edge or action):
+                raise self.fail(key, f"piece {piece!r}: the first, last and action pieces must be required")
+            if action:
+                if not action_ok:
+                    raise self.fail(key, f"piece {piece!r}: no <action> piece in this list")
+                actions += 1
+                body = f"(?P<act>{body})"
+            parts.append(body if index == 0 else f"(?: {body}){quantifier}")
+        if actions > 1:
+            raise self.fail(key, "only one <action> piece per template")
+        return "".join(parts)
+
+    def piece(self, piece: str, key: str) -> tuple[str, str]:
+        """(regex, quantifier) of one template piece."""
+        match = _PIECE.match(piece)
+        if match is None:
+            raise self.fail(key, f"piece {piece!r} is not a word, {{class}}, {{class?}}, {{class*}}, {{~N}} "
+                                 "or {~N!class}")
+        if match["gap"] is not None:
+            size = int(match["gap"])
+            if not 1 <= size <= _MAX_GAP:
+                raise self.fail(key, f"gap {{~{size}}} must be between 1 and {_MAX_GAP}")
+            word = "[^ |]+" if match["wide"] else f"{WORD}+"
+            if match["but"] is not None:
+                word = f"(?!{self.class_regex(match['but'], key)}(?!{WORD})){word}"
+            return f"{word}(?: {word}){{0,{size - 1}}}", "?"
+        if match["cls"] is not None:
+            return self.class_regex(match["cls"], key), {"": "", "?": "?", "*": "{0,3}"}[match["cq"]]
+        return self.term(match["lit"], key), match["lq"]
+
+    def class_regex(self, name: str, key: str) -> str:
+        if name not in self.vocab:
+            raise self.fail(key, f"unknown vocab class {{{name}}}")
+        return self.vocab[name]
+
+    # -- sections ----------------------------------------------------------
+
+    def precedence(self, engine: Mapping[str, Any]) -> tuple[Category, ...]:
+        names = self.strings(engine, "engine", "precedence")
+        valid = {c.value for c in Category}
+        if sorted(names) != sorted(valid):
+            raise self.fail("engine.precedence", f"must list each of {', '.join(sorted(valid))} exactly once")
+        return tuple(Category(n) for n in names)
+
+    def stopwords(self, table: Mapping[str, Any]) -> tuple[tuple[str, frozenset[str]], ...]:
+        if not table:
+            raise self.fail("language", "needs at least one language")
+        out = []
+        for code in table:
+            if not re.fullmatch(r"[a-z]{2}", code):
+                raise self.fail(f"language.{code}", "language codes are two lower-case letters")
+            out.append((code, frozenset(self.words(table, "language", code))))
+        return tuple(out)
+
+    def negation(self, table: Mapping[str, Any]) -> Negation:
+        p = "negation"
+        self.known(table, p, {"post_window", "cues", "exceptions", "post", "terminators"})
+        groups = self.value(table, p, "cues", list)
+        if not groups:
+            raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
+        return Negation(
+            cues=tuple(self.cue_group(item, f"{p}.cues[{i}]") for i, item in enumerate(groups)),
+            post_window=self.positive(table, p, "post_window"),
+            exceptions=self.template_list(table, p, "exceptions"),
+            post=self.template_list(table, p, "post"),
+            terminators=frozenset(self.words(table, p, "terminators")),
+        )
+
+    def cue_group(self, item: object, key: str) -> CueGroup:
+        if not isinstance(item, dict):
+            raise self.fail(key, "must be a table with name, window and terms")
+        self.known(item, key, {"name", "window", "terms", "stops"})
+        pattern = self.template_list(item, key, "terms", required=True)
+        assert pattern is not None
+        stops = frozenset(self.words(item, key, "stops")) if "stops" in item else frozenset()
+        return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
+                        pattern=pattern, stops=stops)
+
+    def adoption(self, table: Mapping[str, Any]) -> Adoption:
+        p = "adoption"
+        self.known(table, p, {"phrases", "blockers"})
+        phrases = self.strings(table, p, "phrases")
+        return Adoption(
+            phrases=tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases)),
+            blockers=self.template_list(table, p, "blockers"),
+        )
+
+    def cleaning(self, table: Mapping[str, Any]) -> CleanRules:
+        p = "cleaning"
+        self.known(table, p, {"quote_line", "header_line", "closing", "closing_max_lines", "closing_max_chars",
+                              "separator", "history", "signatures", "disclaimers"})
+        return CleanRules(
+            quote_line=self.regex(table, p, "quote_line"),
+            history=self.markers(table, "history", re.MULTILINE),
+            header_line=self.regex(table, p, "header_line"),
+            signatures=self.markers(table, "signatures"),
+            closing=self.regex(table, p, "closing"),
+            closing_max_lines=self.positive(table, p, "closing_max_lines"),
+            closing_max_chars=self.positive(table, p, "closing_max_chars"),
+            separator=self.regex(table, p, "separator"),
+            disclaimers=self.markers(table, "disclaimers"),
+        )
+
+    def markers(self, table: Mapping[str, Any], key: str, flags: int = 0) -> tuple[Marker, ...]:
+        items = self.value(table, "cleaning", key, list)
+        out = []
+        for i, item in enumerate(items):
+            k = f"cleaning.{key}[{i}]"
+            if not isinstance(item, dict):
+                raise self.fail(k, "must be a table with name and pattern")
+            self.known(item, k, {"name", "pattern"})
+            name: str = self.value(item, k, "name", str)
+            out.append(Marker(name, self.regex(item, k, "pattern", flags)))
+        return tuple(out)
+
+    def rule_list(self, value: object) -> tuple[Rule, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail("rule", "must be a non-empty array of [[rule]] tables")
+        seen: set[str] = set()
+        out = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise self.fail(f"rule[{i}]", "must be a table")
+            rule = self.rule(item, f"rule[{i}]")
+            if rule.id in seen:
+                raise self.fail(f"rule[{i}].id", f"duplicate rule id {rule.id!r}")
+            seen.add(rule.id)
+            out.append(rule)
+        return tuple(out)
+
+    def rule(self, item: Mapping[str, Any], key: str) -> Rule:
+        self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable"})
+        rule_id: str = self.value(item, key, "id", str)
+        key = f"{key} ({rule_id})"
+        category = self.category(item, key)
+        zones = self.strings(item, key, "zones")
+        for zone in zones:
+            if zone not in ZONES:
+                raise self.fail(f"{key}.zones", f"unknown zone {zone!r} (expected subject or body)")
+        templates = self.strings(item, key, "patterns")
+        return Rule(
+            id=rule_id, category=category, weight=self.positive(item, key, "weight"), zones=frozenset(zones),
+            patterns=tuple(self.template(t, f"{key}.patterns[{i}]") for i, t in enumerate(templates)),
+            negatable=self.value(item, key, "negatable", bool) if "negatable" in item else True,
+        )
+
+    def category(self, table: Mapping[str, Any], prefix: str) -> Category:
+        value: str = self.value(table, prefix, "category", str)
+        choices = [c.value for c in Category]
+        if value not in choices:
+            raise self.fail(_dot(prefix, "category"), f"must be one of {', '.join(choices)}, not {value!r}")
+        return Category(value)
+
+
+def _dot(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key

@@ -1,0 +1,293 @@
+"""Separate what the sender wrote for this message from what they did not.
+
+A request is judged on the sender's own words: quoted history, forwarded
+messages, signatures and legal disclaimers are context, and a disclaimer that
+mentions "password" or "eliminarlo" must not turn a phone-number change into a
+password reset. The quoted part is kept aside (not thrown away) because the
+sender may adopt it ("autorizzo", "please proceed with the request below"); the
+classifier decides that, this module only cuts.
+
+Why line based: every marker is a regular expression from the rules data,
+matched on a *folded* copy of the text (lower case, accents and typographic
+punctuation removed) so one pattern covers "Il giorno"/"IL GIORNO" and
+"è"/"e'". What is kept, though, are the sender's original lines. Folding can
+change a string's length, so the cleaner never maps offsets between the two:
+it works on (number, original, folded) triples and cuts whole lines.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_PUNCTUATION = str.maketrans({
+    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u00b4": "'", "`": "'",
+    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"',
+    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
+    "\u00a0": " ", "\u2007": " ", "\u202f": " ", "\u200b": "", "\ufeff": "",
+})
+
+
+def fold(text: str) -> str:
+    """Lower-case, strip accents and normalise typographic punctuation.
+
+    "SBLOCCO", "più", "piu'" and "PIÙ" must all reach the same rule, so both the
+    rules data and the message text go through this one function.
+    """
+    text = text.translate(_PUNCTUATION)
+    if text.isascii():
+        return text.lower()
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A named regular expression from the rules data (the name goes in the reasons)."""
+
+    name: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CleanRules:
+    """The cleaning part of the rules data, already compiled.
+
+    ``history`` patterns are searched on the folded body joined with newlines
+    (MULTILINE), so a marker may span lines (an Outlook ``Da:/Inviato:/Oggetto:``
+    block, an attribution wrapped over two lines). ``disclaimers`` are searched
+    on one paragraph at a time, joined with spaces.
+    """
+
+    quote_line: re.Pattern[str]
+    history: tuple[Marker, ...]
+    header_line: re.Pattern[str]
+    signatures: tuple[Marker, ...]
+    closing: re.Pattern[str]
+    closing_max_lines: int
+    closing_max_chars: int
+    separator: re.Pattern[str]
+    disclaimers: tuple[Marker, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One body line: 1-based number in the original body, text as written, folded text."""
+
+    number: int
+    text: str
+    folded: str
+
+
+@dataclass(frozen=True, slots=True)
+class CleanedText:
+    """The sender's own lines, the quoted/forwarded lines (cleaned the same way) and why."""
+
+    own: tuple[Line, ...]
+    quoted: tuple[Line, ...]
+    notes: tuple[str, ...]
+
+
+def split_lines(text: str, first_number: int = 1) -> tuple[Line, ...]:
+    """Number and fold every line once; all later steps reuse the folded copy."""
+    return tuple(Line(first_number + i, raw, fold(raw)) for i, raw in enumerate(text.splitlines()))
+
+
+def clean(body: str, rules: CleanRules) -> CleanedText:
+    """Split ``body`` into the sender's own text and the quoted history."""
+    notes: list[str] = []
+    own, history = _cut_history(list(split_lines(body)), rules, notes)
+    own, inline_quotes = _take_quote_lines(own, rules, notes)
+    own = _strip_trailers(own, rules, notes)
+    quoted = _clean_quoted(history + inline_quotes, rules)
+    return CleanedText(own=tuple(own), quoted=tuple(quoted), notes=tuple(notes))
+
+
+def _cut_history(lines: list[Line], rules: CleanRules, notes: list[str]) -> tuple[list[Line], list[Line]]:
+    """Remove every quoted-history block: own lines first, history lines second.
+
+    A marker normally starts a trailing block (top posting: everything below is
+    history). When the marker is an attribution immediately followed by
+    ``>``-quoted lines, only the attribution goes here: the quoted lines are
+    taken by ``_take_quote_lines`` and the sender's text *below* them (bottom
+    posting) stays.
+    """
+    history: list[Line] = []
+    while True:
+        found = _first_history_marker(lines, rules.history)
+        if found is None:
+            return lines, history
+        start, end, name = found
+        following = next((ln for ln in lines[end + 1:] if ln.folded.strip()), None)
+        if following is not None and rules.quote_line.match(following.folded):
+            notes.append(f"quoted history removed from line {lines[start].number} ({name}, quoted lines)")
+            history.extend(lines[start:end + 1])
+            lines = lines[:start] + lines[end + 1:]
+            continue
+        notes.append(f"quoted history removed from line {lines[start].number} ({name})")
+        history.extend(lines[start:])
+        return lines[:start], history
+
+
+def _first_history_marker(lines: Sequence[Line], markers: Sequence[Marker]) -> tuple[int, int, str] | None:
+    """Earliest history marker as (first line index, last line index, marker name)."""
+    if not lines:
+        return None
+    joined = "\n".join(ln.folded for ln in lines)
+    best: tuple[int, int, str] | None = None
+    for marker in markers:
+        match = marker.pattern.search(joined)
+        if match is None:
+            continue
+        start = joined.count("\n", 0, match.start())
+        if best is None or start < best[0]:
+            end = joined.count("\n", 0, max(match.start(), match.end() - 1))
+            best = (start, end, marker.name)
+    return best
+
+
+def _take_quote_lines(lines: list[Line], rules: CleanRules, notes: list[str]) -> tuple[list[Line], list[Line]]:
+    """Pull out ``>``-quoted lines wherever they are, stripping the quote marks."""
+    own: list[Line] = []
+    quoted: list[Line] = []
+    for ln in lines:
+        match = rules.quote_line.match(ln.folded)
+        if match is None:
+            own.append(ln)
+            continue
+        text = _unquote(ln.text)
+        quoted.append(Line(ln.number, text, fold(text)))
+    if quoted:
+        notes.append(f"{len(quoted)} quoted ('>') lines removed from line {quoted[0].number}")
+    return own, quoted
+
+
+def _unquote(text: str) -> str:
+    stripped = text.lstrip()
+    while stripped.startswith(">"):
+        stripped = stripped[1:].lstrip(" ")
+    return stripped
+
+
+def _strip_trailers(lines: list[Line], rules: CleanRules, notes: list[str]) -> list[Line]:
+    """Disclaimers, then signatures, then closing blocks, then trailing separators.
+
+    Disclaimers go first because a long disclaimer after "Distinti saluti" would
+    otherwise make the closing block look too long to be a signature.
+    """
+    lines = _remove_disclaimers(lines, rules.disclaimers, notes)
+    lines = _cut_signature(lines, rules.signatures, notes)
+    lines = _cut_closing(lines, rules, notes)
+    while lines and (not lines[-1].folded.strip() or rules.separator.match(lines[-1].folded)):
+        lines = lines[:-1]
+    return lines
+
+
+def _paragraphs(lines: Sequence[Line]) -> list[tuple[int, int]]:
+    """Index ranges [start, end) of runs of non-blank lines."""
+    spans: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, ln in enumerate(lines):
+        blank = not ln.folded.strip()
+        if blank and start is not None:
+            spans.append((start, i))
+            start = None
+        elif not blank and start is None:
+            start = i
+    if start is not None:
+        spans.append((start, len(lines)))
+    return spans
+
+
+def _remove_disclaimers(lines: list[Line], markers: Sequence[Marker], notes: list[str]) -> list[Line]:
+    """Drop each paragraph tail that starts with a legal disclaimer."""
+    drop: set[int] = set()
+    for start, end in _paragraphs(lines):
+        block = lines[start:end]
+        joined = " ".join(ln.folded for ln in block)
+        for marker in markers:
+            match = marker.pattern.search(joined)
+            if match is None:
+                continue
+            first = start + _line_at(block, match.start())
+            drop.update(range(first, end))
+            notes.append(f"disclaimer removed from line {lines[first].number} ({marker.name})")
+            break
+    return [ln for i, ln in enumerate(lines) if i not in drop]
+
+
+def _line_at(block: Sequence[Line], offset: int) -> int:
+    """Index of the line holding ``offset`` of the lines joined with one separator each."""
+    position = 0
+    for index, ln in enumerate(block):
+        position += len(ln.folded)
+        if offset < position:
+            return index
+        position += 1
+    return len(block) - 1
+
+
+def _cut_signature(lines: list[Line], markers: Sequence[Marker], notes: list[str]) -> list[Line]:
+    """Cut at the first signature marker ("-- ", "Inviato da iPhone") to the end."""
+    for i, ln in enumerate(lines):
+        for marker in markers:
+            if marker.pattern.search(ln.folded):
+                notes.append(f"signature removed from line {ln.number} ({marker.name})")
+                return lines[:i]
+    return lines
+
+
+def _cut_closing(lines: list[Line], rules: CleanRules, notes: list[str]) -> list[Line]:
+    """Cut at a closing formula ("Cordiali saluti") that starts a signature-like tail.
+
+    The tail must look like a signature: few, short lines, none of them a
+    sentence. So "Thanks!" followed by "Please also delete the old list." is
+    kept, and so is a "Grazie." followed by a real P.S. with a request.
+    """
+    for i, ln in enumerate(lines):
+        if not rules.closing.match(ln.folded):
+            continue
+        tail = [t.folded.strip() for t in lines[i + 1:] if t.folded.strip()]
+        if len(tail) <= rules.closing_max_lines and all(_signature_like(t, rules) for t in tail):
+            notes.append(f"signature removed from line {ln.number} (closing formula)")
+            return lines[:i]
+    return lines
+
+
+def _signature_like(text: str, rules: CleanRules) -> bool:
+    """A name, title or phone line: short, and not a sentence (initials like "A.G." are fine)."""
+    if len(text) > rules.closing_max_chars or text[-1] in "?!:;":
+        return False
+    return not text.endswith(".") or len(text.split()) <= 3
+
+
+def _clean_quoted(lines: list[Line], rules: CleanRules) -> list[Line]:
+    """Clean quoted history the way own text is cleaned, for when it is adopted.
+
+    The leading markers and header lines (Da:/Inviato:/Oggetto:) go; anything
+    older nested inside is cut, as are its signature and disclaimer.
+    """
+    start = _skip_history_header(lines, rules)
+    unquoted = [Line(ln.number, _unquote(ln.text), fold(_unquote(ln.text)))
+                if rules.quote_line.match(ln.folded) else ln for ln in lines[start:]]
+    nested: list[str] = []
+    own, _older = _cut_history(unquoted, rules, nested)
+    own, _nested_quotes = _take_quote_lines(own, rules, nested)
+    return _strip_trailers(own, rules, nested)
+
+
+def _skip_history_header(lines: Sequence[Line], rules: CleanRules) -> int:
+    """Index of the first line after the markers and header lines that open ``lines``."""
+    index = 0
+    while index < len(lines):
+        text = lines[index].folded
+        if not text.strip() or rules.header_line.match(text) or rules.separator.match(text):
+            index += 1
+            continue
+        found = _first_history_marker(lines[index:], rules.history)
+        if found is None or found[0] != 0:
+            return index
+        index += found[1] + 1
+    return index

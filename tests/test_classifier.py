@@ -1,0 +1,447 @@
+"""The classifier: corpus accuracy, each rule family, held-out messages, rules-file errors.
+
+The held-out messages at the end are written for these tests (not copied from
+the corpus, different wording) to check that the rules generalize instead of
+memorizing the development set.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+
+import html2text
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maild.classifier import classify, classify_text
+from maild.errors import RulesError
+from maild.parsing import parse_message
+from maild.records import Category, Classification
+from maild.rules import Rules, load_rules
+from maild.settings import DEFAULT_RULES, Limits
+from tests.factories import CORPUS, message
+
+LABELS: dict[str, dict[str, object]] = json.loads((CORPUS / "labels.json").read_text())
+ANAGRAFICA, PASSWORD, LIFECYCLE, OTHER = (Category.ANAGRAFICA, Category.PASSWORD_RESET, Category.LIFECYCLE,
+                                           Category.OTHER)
+
+
+@cache
+def rules() -> Rules:
+    return load_rules(DEFAULT_RULES)
+
+
+def run(body: str, subject: str = "", hints: tuple[str, ...] = ()) -> Classification:
+    return classify_text(subject, body, hints, rules())
+
+
+def category(body: str, subject: str = "") -> Category:
+    return run(body, subject).category
+
+
+# -- corpus --------------------------------------------------------------------
+
+
+def _corpus_results() -> dict[str, tuple[Category, Category]]:
+    """(got, labelled) category of every message that reaches the classifier, parsed by maild.parsing."""
+    out = {}
+    for name, label in LABELS.items():
+        if label["decision"] == "ignored":  # screened out before the classifier
+            continue
+        parsed = parse_message((CORPUS / name).read_bytes(), Limits())
+        out[name] = (classify(parsed, rules()).category, Category(str(label["category"])))
+    return out
+
+
+def test_corpus_category_accuracy_on_messages_that_reach_the_classifier() -> None:
+    results = _corpus_results()
+    wrong = {name: (got.value, want.value) for name, (got, want) in results.items() if got is not want}
+    assert len(results) == 49
+    assert 1 - len(wrong) / len(results) >= 0.95, wrong
+
+
+def test_corpus_never_downgrades_a_privileged_request() -> None:
+    """Fail closed: a privileged label must never come out as a non-privileged category."""
+    downgraded = [n for n, (got, want) in _corpus_results().items() if want.privileged and not got.privileged]
+    assert downgraded == []
+
+
+def test_classify_reads_subject_body_and_hints_from_the_parsed_message() -> None:
+    parsed = message(subject="Nuova casella", body_text="Hello,\nsee subject, thanks.", language_hints=("en-gb",))
+    result = classify(parsed, rules())
+    assert result.category is LIFECYCLE
+    assert result.language == "en"
+
+
+# -- negation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Non serve il reset della password, vi chiedo solo di aggiornare il mio numero di telefono in rubrica.",
+     ANAGRAFICA),
+    ("No need to reset my password - just update my phone number in the directory, please.", ANAGRAFICA),
+    ("Va tolta dalla lista docenti-fisica. Attenzione: la casella NON deve essere disattivata.", ANAGRAFICA),
+    ("Non vi chiedo di eliminare la lista, solo di sapere quanti iscritti può avere.", OTHER),
+    ("Please don't close or suspend my mailbox, but forward my mail to anna.b@example.org until June.",
+     ANAGRAFICA),
+    ("La password è stata reimpostata ieri e ora funziona, grazie.", OTHER),
+])
+def test_negated_actions_are_not_requests(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+    assert any(r.startswith("negated:") for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("body", ["Vorrei attivare l'inoltro verso la collega; la casella deve restare attiva.",
+                                  "Deve rimanere attiva la casella: chiedo solo l'inoltro verso la collega.",
+                                  "Please set up forwarding to my colleague; the mailbox must stay open."])
+def test_keeping_a_mailbox_active_is_not_a_lifecycle_request(body: str) -> None:
+    assert category(body) is ANAGRAFICA
+
+
+def test_inability_is_not_negation() -> None:
+    assert category("Non riesco a eliminare la lista da solo: potete farlo voi? Si tratta della lista "
+                    "progetto-x, potete eliminarla?") is LIFECYCLE
+    assert category("I cannot log in and I forgot my password, please reset it.") is PASSWORD
+
+
+def test_negation_stops_at_the_clause_boundary() -> None:
+    result = run("Non ricordo il nome della lista, comunque vi chiedo di eliminare la casella mario.x@example.it.")
+    assert result.category is LIFECYCLE
+    assert run("Don't worry about the list. Please delete the mailbox of the old lab.").category is LIFECYCLE
+
+
+def test_thanks_for_a_done_action_is_not_a_new_request() -> None:
+    assert category("Grazie mille per la disattivazione della vecchia casella, tutto a posto.") is OTHER
+    assert category("Thanks a lot for creating the list so quickly!") is OTHER
+    assert category("Thanks in advance for deleting the mailbox of the old project.") is LIFECYCLE
+
+
+# -- quoted history and adoption -------------------------------------------------
+
+
+QUOTED_RESET = ("\n\n-----Messaggio originale-----\nDa: Elena Lodi <elena.lodi@example.it>\n"
+                "Inviato: lunedì 18 gennaio 2027 10:52\nA: Referente\nOggetto: password\n\n"
+                "Non ricordo più la password, si può reimpostare?\nElena\n")
+
+
+def test_quoted_request_is_context_only() -> None:
+    result = run("Ho ricevuto questa mail, la giro per conoscenza." + QUOTED_RESET)
+    assert result.category is OTHER
+    assert "Non ricordo" not in result.text
+
+
+@pytest.mark.parametrize("own", ["Autorizzo, procedete pure.", "Procedete come sotto.", "Vedi sotto: confermo.",
+                                 "Please proceed with the request below.", "I approve.",
+                                 "As requested below, thanks."])
+def test_adopted_quoted_request_counts_as_the_senders_own(own: str) -> None:
+    result = run(own + QUOTED_RESET)
+    assert result.category is PASSWORD, result.reasons
+    assert any(r.startswith("quoted request adopted") for r in result.reasons)
+    assert "Non ricordo più la password" in result.text
+
+
+def test_adoption_can_be_negated() -> None:
+    assert run("Non autorizzo questa richiesta." + QUOTED_RESET).category is OTHER
+
+
+def test_forwarded_phishing_lure_is_other_even_if_it_says_suspended() -> None:
+    body = ("Vi inoltro questo messaggio, chiaramente phishing. Vedi sotto.\n\n---------- Forwarded message ---------\n"
+            "From: Admin <admin@verify.example.net>\nSubject: Account suspension\n\n"
+            "Your account will be suspended in 24 hours. Reset your password here.\n")
+    result = run(body, subject="Fwd: Account suspension")
+    assert result.category is OTHER
+    assert any("not adopted" in r for r in result.reasons)
+
+
+def test_inline_lure_in_quotation_marks_is_not_a_request() -> None:
+    body = 'Ho ricevuto una mail che dice "la sua casella verrà disattivata, reimposti la password qui". È phishing?'
+    assert category(body) is OTHER
+
+
+# -- subject versus body ---------------------------------------------------------
+
+
+def test_body_beats_a_contradicting_subject() -> None:
+    result = run("Scusate l'oggetto: non mi serve nessuna casella. Potete correggere il mio ufficio in rubrica?",
+                 subject="Nuova casella")
+    assert result.category is ANAGRAFICA
+    assert "subject ignored: body decides" in result.reasons
+
+
+def test_subject_decides_when_the_body_has_no_signal() -> None:
+    result = run("Buongiorno, come da oggetto. Grazie.", subject="Eliminazione lista progetto-alfa")
+    assert result.category is LIFECYCLE
+    assert "subject used: the body carries no decisive signal" in result.reasons
+
+
+def test_reply_or_forward_subject_is_quoted_context() -> None:
+    result = run("Perfetto, grazie!", subject="Re: [HD-2026-1191] Reimpostazione password")
+    assert result.category is OTHER
+    assert any(r.startswith("subject not used") for r in result.reasons)
+
+
+# -- mixed requests --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Mi aggiornate la stanza in rubrica? E poi il mio account risulta bloccato, potete sbloccarlo?", PASSWORD),
+    ("Please add Anna to the staff list and create a new list for the PhD students.", LIFECYCLE),
+    ("Aumentate la quota della casella e chiudete la casella del collega in pensione.", LIFECYCLE),
+])
+def test_a_privileged_request_wins_over_a_non_privileged_one(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected
+    assert any("privileged" in r and "fail closed" in r for r in result.reasons), result.reasons
+
+
+# -- lists: membership versus lifecycle ------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Aggiungete Marco Neri alla lista tecnici@ateneo.example.it", ANAGRAFICA),
+    ("Please remove j.doe@example.org from the alumni mailing list.", ANAGRAFICA),
+    ("Potete cancellarmi dalla lista seminari?", ANAGRAFICA),
+    ("Vorrei che la proprietaria della lista fosse la dott.ssa Rossi.", ANAGRAFICA),
+    ("Could you change the description of the list lab-news?", ANAGRAFICA),
+    ("Create a new mailing list for the physics seminars, please.", LIFECYCLE),
+    ("Chiedo l'eliminazione della vecchia lista eventi-2023.", LIFECYCLE),
+    ("Please delete the hr-announcements list, the project is over.", LIFECYCLE),
+    ("Ci servirebbe una lista di distribuzione per il nuovo corso.", LIFECYCLE),
+])
+def test_list_membership_is_anagrafica_and_list_creation_or_deletion_is_lifecycle(
+        body: str, expected: Category) -> None:
+    assert run(body).category is expected
+
+
+# -- each category, Italian and English ------------------------------------------
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Vi chiedo di bloccare la casella di Bruno, trasferito ad altro ente.", LIFECYCLE),
+    ("Please lift the block on the mailbox, the transfer was cancelled.", LIFECYCLE),
+    ("Si chiede l'attivazione di una casella PEC per l'Ufficio Legale.", LIFECYCLE),
+    ("Please deactivate the email account of Dr. Smith, who retired.", LIFECYCLE),
+    ("sbloccare account d.piras, 5 tentativi falliti", PASSWORD),
+    ("ho dimenticato la password della posta", PASSWORD),
+    ("Si chiede il ripristino delle credenziali della casella PEC.", PASSWORD),
+    ("My password expired while I was abroad, could you reset it?", PASSWORD),
+    ("I'm locked out of webmail.", PASSWORD),
+    ("Potete impostare l'inoltro della posta verso la mia casella personale?", ANAGRAFICA),
+    ("Could you give me more storage? My mailbox is almost full.", ANAGRAFICA),
+    ("Vorrei un alias mario.rossi@ateneo.example.it sulla mia casella.", ANAGRAFICA),
+    ("Please change my title in the staff directory to Associate Professor.", ANAGRAFICA),
+    ("Quale server IMAP devo usare sull'iPhone?", OTHER),
+    ("The projector in room 5 does not work.", OTHER),
+    ("RICEVO TROPPO SPAM, AVETE CAMBIATO QUALCOSA NEL FILTRO?", OTHER),
+])
+def test_typical_requests(body: str, expected: Category) -> None:
+    assert run(body).category is expected, run(body).reasons
+
+
+@pytest.mark.parametrize("body", ["SBLOCCARE ACCOUNT MARIO.ROSSI, TROPPI TENTATIVI FALLITI",
+                                  "sbloccare l’account di mario rossi: troppi tentativi falliti",
+                                  "nn mi ricordo piu la pasword, potete resettarla?"])
+def test_case_accents_and_typos_do_not_matter(body: str) -> None:
+    assert category(body) is PASSWORD
+
+
+# -- language --------------------------------------------------------------------
+
+
+def test_language_comes_from_the_requesters_own_words() -> None:
+    assert run("Buongiorno, vorrei sapere come configurare la posta.").language == "it"
+    assert run("Hello, how do I set up my mail on Android?").language == "en"
+    body = "Please proceed, thanks.\n\n-----Messaggio originale-----\nDa: A\nOggetto: x\n\n" \
+           "Buongiorno, non ricordo la password della mia casella e vorrei che la reimpostaste."
+    assert run(body).language == "en"
+
+
+def test_language_hints_only_break_ties() -> None:
+    assert run("OK", hints=("en-US",)).language == "en"
+    assert run("OK", hints=("it-IT",)).language == "it"
+    assert run("Buongiorno, la casella è piena.", hints=("en-US",)).language == "it"
+    assert classify_text("", "OK", (), rules(), default_language="en").language == "en"
+
+
+def test_language_falls_back_to_the_subject_when_the_body_is_empty() -> None:
+    assert run("", subject="Please reset the password of the lab mailbox").language == "en"
+
+
+# -- reasons and text ------------------------------------------------------------
+
+
+def test_reasons_say_which_rule_matched_where() -> None:
+    body = "Buongiorno,\n\nvi chiedo la creazione della casella per il nuovo collega.\n\nCordiali saluti\nMario"
+    result = run(body)
+    assert result.category is LIFECYCLE
+    hit = next(r for r in result.reasons if r.startswith("lifecycle:"))
+    assert re.fullmatch(r"lifecycle: \S+ 'creazione della casella' in body line 3 \(weight \d\)", hit), hit
+    assert "signature removed from line 5 (closing formula)" in result.reasons
+    assert result.reasons[-1].startswith("language it")
+
+
+def test_text_is_the_cleaned_text_that_was_classified() -> None:
+    body = "Aggiungete Anna alla lista.\n\nOn Mon, 1 Feb 2027, X <x@example.it> wrote:\n> old text\n"
+    assert run(body).text == "Aggiungete Anna alla lista."
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400), st.text(max_size=80))
+def test_any_text_gets_a_category_and_a_language(body: str, subject: str) -> None:
+    result = classify_text(subject, body, (), rules())
+    assert result.category in set(Category)
+    assert result.language in {"it", "en"}
+
+
+# -- rules file errors -----------------------------------------------------------
+
+
+def _broken(tmp_path: Path, old: str, new: str) -> Path:
+    text = DEFAULT_RULES.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "rules.toml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(("old", "new", "key"), [
+    ("threshold = 2", "threshold = 0", "engine.threshold"),
+    ("threshold = 2", 'threshold = "2"', "engine.threshold"),
+    ("[engine]\n", "[engine]\nspeed = 1\n", "engine.speed"),
+    ('category = "lifecycle"', 'category = "lifecycel"', "rule[0] (lifecycle.action_object).category"),
+    ('"<{lc_verb}> {mods*} {lc_object}",', '"<{lc_verbs}> {mods*} {lc_object}",',
+     "rule[0] (lifecycle.action_object).patterns[0]"),
+    ('"<{lc_verb}> {mods*} {lc_object}",', '"{mods*} <{lc_verb}>",', "rule[0] (lifecycle.action_object).patterns[0]"),
+    ("quote_line = '^\\s*>'", "quote_line = '^(>'", "cleaning.quote_line"),
+    ('zones = ["subject", "body"]', 'zones = ["subject", "footer"]', "rule[0] (lifecycle.action_object).zones"),
+    ('id = "lifecycle.object_modal_action"', 'id = "lifecycle.action_object"', "rule[1].id"),
+    ('mods = ["@det", "@adj"]', 'mods = ["@det", "@adjective"]', "vocab.mods[1]"),
+    ('mods = ["@det", "@adj"]', 'mods = ["@det", "@mods"]', "vocab.mods"),
+    ('it = ["il",', 'it = ["il two",', "language.it[0]"),
+    ('precedence = ["lifecycle", "password_reset", "anagrafica", "other"]',
+     'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
+    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[3].window"),
+    ("version = 1", "version = 2", "version"),
+])
+def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(RulesError) as caught:
+        load_rules(path)
+    assert str(caught.value).startswith(f"{path}: {key}:"), str(caught.value)
+
+
+def test_missing_or_invalid_rules_file_is_a_rules_error(tmp_path: Path) -> None:
+    with pytest.raises(RulesError, match="cannot read rules file"):
+        load_rules(tmp_path / "absent.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[engine\n", encoding="utf-8")
+    with pytest.raises(RulesError, match="not valid TOML"):
+        load_rules(bad)
+
+
+def test_shipped_rules_load_and_are_frozen() -> None:
+    loaded = rules()
+    assert loaded.threshold == 2
+    assert {r.category for r in loaded.rules} == {LIFECYCLE, PASSWORD, ANAGRAFICA}
+    with pytest.raises(AttributeError):
+        loaded.threshold = 3  # type: ignore[misc]
+
+
+# -- held-out messages -----------------------------------------------------------
+
+_H10_HTML = ("<p>Ciao,</p><p>potreste <b>togliere</b> dalla lista <a href='mailto:coro-ateneo@ateneo.example.it'>"
+             "coro-ateneo@ateneo.example.it</a> questi due indirizzi?</p><ul><li>paolo.re@ateneo.example.it</li>"
+             "<li>sara.mele@ateneo.example.it</li></ul><p>Grazie!<br>Elisa</p>")
+
+HELD_OUT: list[tuple[str, str, str, Category, str]] = [
+    ("h01", "Richiesta chiusura casella dipendente trasferito",
+     "Gentili colleghi,\n\nil sig. Franco Deiana è stato trasferito all'Università di Cagliari dal 1° giugno. "
+     "Vi preghiamo di procedere con la chiusura della sua casella franco.deiana@ateneo.example.it, previa "
+     "esportazione dei contenuti.\n\nCordiali saluti\nUfficio Personale Tecnico-Amministrativo\n\n"
+     "Ai sensi del D.Lgs. 196/2003 e del GDPR, questo messaggio è riservato ai destinatari indicati.",
+     LIFECYCLE, "it"),
+    ("h02", "New mailbox needed",
+     "Hi there,\r\n\r\nWe have a new postdoc, Dr. Amara Okafor, joining the Chemistry department on 3 May. "
+     "Could you please set up a university mailbox for her (amara.okafor@ateneo.example.it)?\r\n\r\n"
+     "Many thanks,\r\nRuth\r\n", LIFECYCLE, "en"),
+    ("h03", "non entro piu",
+     "salve, da ieri non riesco piu ad entrare nella mail, credo di aver sbagliato la pasword troppe volte e "
+     "adesso l'account e bloccato. potete sbloccarmelo? grazie\nGianni", PASSWORD, "it"),
+    ("h04", "Locked out",
+     "Hello,\n\nI changed my password last week and now none of my devices will accept it. I'm completely "
+     "locked out of my account. Could you please reset my password so I can log in again?\n\nThanks,\nOwen",
+     PASSWORD, "en"),
+    ("h05", "Aspettativa - posta",
+     "Buongiorno,\nda settembre sarò in aspettativa per un anno. Non disattivate la mia casella: vorrei però "
+     "che i messaggi in arrivo fossero inoltrati all'indirizzo della mia collega, laura.bassi@ateneo.example.it."
+     "\nGrazie,\nMarta", ANAGRAFICA, "it"),
+    ("h06", "Password reset not needed",
+     "Hi,\nJust to clarify my earlier call: there is no need to reset my password, I found it. What I do need "
+     "is my phone extension updated in the staff directory to 4512.\nCheers,\nLiam", ANAGRAFICA, "en"),
+    ("h07", "I: richiesta casella PEC",
+     "Procedete come da richiesta qui sotto, confermo io.\nAlberto Guidi\n\n-----Messaggio originale-----\n"
+     "Da: Segreteria Dottorato <dottorato@ateneo.example.it>\nInviato: martedì 9 febbraio 2027 11:20\n"
+     "A: Guidi Alberto <referente.tecnico@ateneo.example.it>\nOggetto: richiesta casella PEC\n\n"
+     "Gentile dott. Guidi,\nper le comunicazioni ufficiali con i dottorandi ci servirebbe una casella PEC "
+     "dedicata. È possibile attivarla?\nCordiali saluti\nSegreteria Dottorato", LIFECYCLE, "it"),
+    ("h08", "Fwd: Your mailbox will be suspended",
+     "Hello, a few colleagues received the message below. It looks like phishing to me, just letting you know."
+     "\nPriya\n\n---------- Forwarded message ---------\nFrom: Mail Admin <admin@mailbox-verify.example.net>\n"
+     "Date: Thu, 11 Feb 2027 at 07:02\nSubject: Your mailbox will be suspended\nTo: <priya.nair@ateneo.example.it>"
+     "\n\nDear user, your mailbox will be suspended within 24 hours. Click here to reset your password and keep "
+     "your account active.", OTHER, "en"),
+    ("h09", "R: [HD-2027-0420] Sblocco account",
+     "Buongiorno, confermo che ora riesco ad accedere regolarmente. Grazie per la disponibilità.\n\nLuisa\n\n"
+     "Da: Helpdesk Posta <helpdesk-posta@servizi.example.it>\nInviato: giovedì 11 febbraio 2027 15:03\n"
+     "A: Luisa Ferri <luisa.ferri@ateneo.example.it>\nOggetto: [HD-2027-0420] Sblocco account\n\n"
+     "Gentile utente, il suo account è stato sbloccato e la password reimpostata.", OTHER, "it"),
+    ("h10", "coro", html2text.html2text(_H10_HTML), ANAGRAFICA, "it"),
+    ("h11", "Old list cleanup",
+     "Hello,\nThe summer-school-2024 list is no longer used. Please delete the list entirely rather than just "
+     "removing its members.\nThanks,\nGiulia", LIFECYCLE, "en"),
+    ("h12", "SOSPENSIONE PEC",
+     "BUONGIORNO,\nA SEGUITO DI ACCESSI SOSPETTI VI CHIEDIAMO DI SOSPENDERE SUBITO LA CASELLA PEC "
+     "UFFICIO.GARE@PEC.ATENEO.EXAMPLE.IT.\nDISTINTI SALUTI\nAREA SISTEMI", LIFECYCLE, "it"),
+    ("h13", "Mailbox almost full",
+     "Hi,\nmy mailbox keeps warning me that it's almost full and I need to keep years of project "
+     "correspondence. Would it be possible to get more storage?\nBest regards,\nHenrik", ANAGRAFICA, "en"),
+    ("h14", "Alias per ufficio relazioni internazionali",
+     "Salve,\nvorrei che le mail inviate a international@ateneo.example.it arrivassero anche nella mia casella, "
+     "come alias. Inoltre il nome visualizzato andrebbe corretto in \"Ufficio Relazioni Internazionali\".\n"
+     "Grazie\nIrene", ANAGRAFICA, "it"),
+    ("h15", "IMAP settings",
+     "Hello,\nI'm setting up the Mail app on my new MacBook. Which IMAP server and port should I use, and do I "
+     "need an app password?\nThanks,\nNoah", OTHER, "en"),
+    ("h16", "Disservizio posta",
+     "Buongiorno,\nè la terza volta questo mese che la webmail non è raggiungibile per ore. Vorrei sapere se è "
+     "previsto un intervento per risolvere il problema definitivamente.\nCordiali saluti\nProf. Ettore Sala",
+     OTHER, "it"),
+    ("h17", "Richieste varie",
+     "Buongiorno,\ndue cose per l'utente marco.sini@ateneo.example.it:\n1) aggiornare la qualifica in rubrica "
+     "(ora è Funzionario);\n2) reimpostare la password, che l'interessato non ricorda più.\nGrazie\n"
+     "Chiara Vitali", PASSWORD, "it"),
+    ("h18", "Reactivation request",
+     "Dear Help Desk,\nProf. Lindqvist has returned from her sabbatical. Her account was suspended in January; "
+     "please reactivate it from Monday.\nKind regards,\nSandro Pini", LIFECYCLE, "en"),
+    ("h19", "Creazione lista",
+     "Buongiorno,\nla lista ricerca-clinica esiste già, non serve crearla: chiedo solo di cambiarne la "
+     "descrizione in \"Gruppo Ricerca Clinica\" e di nominare me come proprietario.\nGrazie\nDr. Fabio Leone",
+     ANAGRAFICA, "it"),
+    ("h20", "FW: cannot access email",
+     "I approve this request, please go ahead.\n\nRegards,\nAlberto Guidi\n\nFrom: Tom Reed "
+     "<tom.reed@ateneo.example.it>\nSent: Friday, 12 February 2027 09:14\nTo: Alberto Guidi "
+     "<referente.tecnico@ateneo.example.it>\nSubject: cannot access email\n\nHi Alberto, I forgot my email "
+     "password after the holidays. Could you ask the help desk to reset it?\nThanks, Tom", PASSWORD, "en"),
+]
+
+
+@pytest.mark.parametrize(("name", "subject", "body", "expected", "language"), HELD_OUT,
+                         ids=[h[0] for h in HELD_OUT])
+def test_held_out_message(name: str, subject: str, body: str, expected: Category, language: str) -> None:
+    result = run(body, subject)
+    assert (result.category, result.language) == (expected, language), (name, result.reasons)

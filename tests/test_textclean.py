@@ -1,0 +1,199 @@
+"""Removal of quoted history, signatures and legal disclaimers, in Italian and English.
+
+The cleaner runs with the shipped rules data, so these tests also pin the
+markers in config/rules.toml.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from maild.rules import load_rules
+from maild.settings import DEFAULT_RULES
+from maild.textclean import CleanedText, CleanRules, clean, fold
+
+
+@cache
+def markers() -> CleanRules:
+    return load_rules(DEFAULT_RULES).cleaning
+
+
+def cleaned(body: str) -> CleanedText:
+    return clean(body, markers())
+
+
+def own(body: str) -> str:
+    return "\n".join(ln.text for ln in cleaned(body).own)
+
+
+def quoted(body: str) -> str:
+    return "\n".join(ln.text for ln in cleaned(body).quoted)
+
+
+# -- folding -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("raw", "folded"), [
+    ("PIÙ", "piu"), ("perché", "perche"), ("SBLOCCO", "sblocco"), ("l’indirizzo", "l'indirizzo"),
+    ("“Noemi”", '"noemi"'), ("Forlì – Cesena", "forli - cesena"), ("e\u00a0mail", "e mail"),
+    ("Straße", "strasse"),
+])
+def test_fold_lowercases_strips_accents_and_plain_punctuation(raw: str, folded: str) -> None:
+    assert fold(raw) == folded
+
+
+# -- quoted history ------------------------------------------------------------
+
+
+def test_quote_marked_lines_are_removed_and_kept_aside() -> None:
+    body = "Ok, grazie.\n> la password è stata reimpostata\n> Helpdesk\n"
+    result = cleaned(body)
+    assert [ln.text for ln in result.own] == ["Ok, grazie."]
+    assert [ln.text for ln in result.quoted] == ["la password è stata reimpostata", "Helpdesk"]
+    assert any("quoted ('>') lines removed from line 2" in note for note in result.notes)
+
+
+def test_italian_attribution_wrapped_over_two_lines_is_removed() -> None:
+    body = ("Perfetto, funziona.\n\nIl giorno mar 20 ott 2026 alle ore 16:12 Helpdesk Posta\n"
+            "<helpdesk-posta@servizi.example.it> ha scritto:\n> Gentile utente,\n> la casella è stata sbloccata.\n")
+    assert own(body) == "Perfetto, funziona."
+    assert "la casella è stata sbloccata." in quoted(body)
+    assert "Il giorno" not in quoted(body)
+
+
+def test_english_attribution_is_removed() -> None:
+    body = "Thanks, all good now.\n\nOn Tue, Oct 20, 2026 at 4:12 PM Help Desk <hd@example.it> wrote:\n> Done.\n"
+    assert own(body) == "Thanks, all good now."
+    assert quoted(body) == "Done."
+
+
+def test_bottom_posted_reply_below_the_quote_is_kept() -> None:
+    body = ("On Mon, 1 Feb 2027 at 10:00, Help Desk <hd@example.it> wrote:\n> Which list do you mean?\n\n"
+            "The list is lab-meetings, please add Anna to it.\n")
+    assert own(body).strip() == "The list is lab-meetings, please add Anna to it."
+    assert quoted(body) == "Which list do you mean?"
+
+
+@pytest.mark.parametrize("separator", [
+    "-----Messaggio originale-----", "-----Original Message-----", "---------- Forwarded message ---------",
+    "----- Messaggio inoltrato -----", "Inizio messaggio inoltrato:", "Begin forwarded message:",
+])
+def test_original_and_forwarded_message_separators_start_history(separator: str) -> None:
+    body = (f"Vi giro la segnalazione.\nMario\n\n{separator}\nDa: Anna <anna@example.it>\nOggetto: aiuto\n\n"
+            "Testo vecchio\n")
+    result = cleaned(body)
+    assert [ln.text for ln in result.own if ln.text] == ["Vi giro la segnalazione.", "Mario"]
+    assert [ln.text for ln in result.quoted] == ["Testo vecchio"]
+    assert any("quoted history removed from line 4" in note for note in result.notes)
+
+
+@pytest.mark.parametrize("block", [
+    "Da: Lodi Elena <elena.lodi@example.it>\nInviato: lunedì 18 gennaio 2027 10:52\nA: Helpdesk\nOggetto: password",
+    "From: Elena Lodi <elena.lodi@example.it>\nSent: Monday, January 18, 2027 10:52 AM\nTo: Helpdesk\n"
+    "Cc: Someone\nSubject: password",
+    "**Da:** Lodi Elena <elena.lodi@example.it>  \n**Inviato:** lunedì 18 gennaio 2027  \n**Oggetto:** password",
+])
+def test_outlook_header_blocks_start_history_without_a_separator(block: str) -> None:
+    body = f"Vedi sotto, grazie.\n\n________________________________\n{block}\n\nNon riesco ad accedere.\n"
+    assert own(body) == "Vedi sotto, grazie."
+    assert quoted(body) == "Non riesco ad accedere."
+
+
+def test_nested_history_inside_the_quote_is_cut_too() -> None:
+    body = ("Procedete pure.\n\n-----Original Message-----\nFrom: B\nSubject: x\n\nPlease reset it.\n\n"
+            "-----Original Message-----\nFrom: C\nSubject: y\n\nOld thread.\n")
+    assert quoted(body) == "Please reset it."
+
+
+def test_a_body_without_history_is_untouched() -> None:
+    body = "Buongiorno,\nvi chiedo di aggiungere Anna alla lista.\nIl problema da: ieri\n"
+    assert own(body) == "Buongiorno,\nvi chiedo di aggiungere Anna alla lista.\nIl problema da: ieri"
+    assert cleaned(body).quoted == ()
+
+
+# -- signatures ------------------------------------------------------------------
+
+
+def test_signature_delimiter_cuts_to_the_end() -> None:
+    body = "Please add me to the list.\n-- \nMario Rossi\nPhone 123\nOffice 4\nA\nB\nC\nD\nE\n"
+    assert own(body) == "Please add me to the list."
+
+
+@pytest.mark.parametrize("line", ["Inviato da iPhone", "Inviato dal mio Samsung Galaxy", "Sent from my iPhone",
+                                  "Get Outlook for Android"])
+def test_mobile_client_signatures_are_removed(line: str) -> None:
+    assert own(f"Come configuro la posta?\n\n{line}\n") == "Come configuro la posta?"
+
+
+@pytest.mark.parametrize("closing", ["Cordiali saluti", "Distinti saluti,", "Grazie mille, buon lavoro",
+                                     "Kind regards,", "Thanks a lot,", "Best"])
+def test_closing_formula_starts_a_signature_block(closing: str) -> None:
+    body = f"Vi chiedo di eliminare la lista.\n\n{closing}\nDott.ssa Marta Bernardi\nUfficio Personale - tel. 051 123\n"
+    result = cleaned(body)
+    assert own(body) == "Vi chiedo di eliminare la lista."
+    assert any("closing formula" in note for note in result.notes)
+
+
+def test_closing_followed_by_a_real_question_is_kept() -> None:
+    body = "Vi scrivo per la lista.\nGrazie.\nPS: potete anche eliminare la vecchia casella di Mario?\n"
+    assert "eliminare la vecchia casella" in own(body)
+
+
+def test_closing_followed_by_a_sentence_is_kept() -> None:
+    assert own("Thanks!\nPlease also delete the old seminars list.\n") == (
+        "Thanks!\nPlease also delete the old seminars list.")
+
+
+def test_closing_followed_by_a_long_tail_is_kept() -> None:
+    tail = "\n".join(f"riga {i} con un contenuto" for i in range(10))
+    body = f"Buongiorno.\nGrazie\n{tail}\n"
+    assert "riga 9" in own(body)
+
+
+# -- disclaimers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("disclaimer", [
+    "Questo messaggio e i suoi allegati sono riservati e destinati esclusivamente al destinatario. "
+    "Chi lo ricevesse per errore è pregato di eliminarlo e di non divulgare la password.",
+    "Questo messaggio, inclusi gli eventuali allegati, contiene informazioni riservate ad uso esclusivo "
+    "del destinatario.",
+    "Ai sensi del D.Lgs. 196/2003 e del Regolamento UE 2016/679 (GDPR) le informazioni contenute in questo "
+    "messaggio sono riservate.",
+    "This e-mail and any attachments are confidential and may be privileged. If you have received this "
+    "message in error please delete it and reset nothing.",
+    "CONFIDENTIALITY NOTICE: the information in this message is intended only for the addressee.",
+])
+def test_legal_disclaimers_are_removed(disclaimer: str) -> None:
+    body = f"Vi chiedo di aggiornare il mio numero in rubrica.\n\nMario\n\n{disclaimer}\n"
+    result = cleaned(body)
+    assert "aggiornare il mio numero" in own(body)
+    assert fold(disclaimer)[:20] not in fold(own(body))
+    assert any(note.startswith("disclaimer removed from line 5") for note in result.notes)
+
+
+def test_disclaimer_in_the_middle_of_a_paragraph_cuts_from_its_line() -> None:
+    body = ("Please update my title.\nRegards\nAnna\n__________\n"
+            "This email and any attachments are confidential\nand intended solely for the addressee.\n")
+    assert own(body) == "Please update my title."
+
+
+def test_a_sentence_that_merely_starts_like_a_disclaimer_is_kept() -> None:
+    body = "Questo messaggio è per chiedere la disattivazione della casella di Mario Rossi.\n"
+    assert own(body).startswith("Questo messaggio è per chiedere")
+
+
+def test_quoted_history_is_cleaned_like_own_text() -> None:
+    body = ("Autorizzo.\n\n-----Messaggio originale-----\nDa: Elena\nInviato: oggi\nA: Alberto\nOggetto: pw\n\n"
+            "Non ricordo la password.\nGrazie\nElena Lodi\nUfficio Stipendi\n\n"
+            "Questo messaggio e i suoi allegati sono riservati.\n")
+    assert quoted(body) == "Non ricordo la password."
+
+
+def test_line_endings_and_numbers_follow_the_original_body() -> None:
+    body = "Riga uno\r\nRiga due\r\n> citata\r\nRiga quattro\r\n"
+    result = cleaned(body)
+    assert [(ln.number, ln.text) for ln in result.own] == [(1, "Riga uno"), (2, "Riga due"), (4, "Riga quattro")]
+    assert [(ln.number, ln.text) for ln in result.quoted] == [(3, "citata")]
