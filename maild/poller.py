@@ -301,7 +301,13 @@ class ImapSource:
         with self._guard(f"move to {folder}"):
             use_move = self._use_move if self._use_move is not None else client.has_capability("MOVE")
             if use_move:
-                client.move(uid, folder)
+                try:
+                    client.move(uid, folder)
+                except IMAPClientError as exc:
+                    if "EXPUNGEISSUED" not in str(exc):
+                        raise
+                    # Another worker moved it first (two daemons on one mailbox): already done.
+                    log.info("%s: %s was already moved by another client", self._where, item.source_id)
                 return
             client.copy(uid, folder)
             client.add_flags(uid, [DELETED], silent=True)

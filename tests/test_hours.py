@@ -28,7 +28,7 @@ SUNDAY_MORNINGS = replace(DEFAULT, week=(*DEFAULT.week[:6], OpeningHours(time(8)
 GERMANY = ServiceHours(country="DE")
 
 
-def rome(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:  # noqa: PLR0917
+def rome(y: int, mo: int, d: int, h: int = 0, mi: int = 0, s: int = 0, us: int = 0) -> datetime:
     """Wall time in Rome, written like ``datetime``'s positional fields."""
     return datetime(y, mo, d, h, mi, s, us, tzinfo=ROME)
 

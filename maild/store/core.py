@@ -9,7 +9,7 @@ returns frozen records. Any SQLAlchemy or driver error leaves as
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
@@ -35,6 +35,8 @@ from maild.store.types import (
     EventKind,
     Intake,
     IntakeResult,
+    MessageCount,
+    MessageFact,
     OutboxItem,
     OutboxSummary,
     QuarantineEntry,
@@ -195,6 +197,16 @@ class Store:
             return outbox_ops.claim(s, now=now, limit=limit, owner=lease_owner,
                                     lease=timedelta(seconds=lease_seconds), limits=limits)
 
+    def lease_owners(self) -> list[str]:
+        """Owners of replies in ``sending`` state (see ``release_leases``)."""
+        with self._tx("cannot read outbox leases") as s:
+            return outbox_ops.lease_owners(s)
+
+    def release_leases(self, owners: Sequence[str], now: datetime) -> int:
+        """Hand the replies of dead senders back to the outbox, due now."""
+        with self._tx("cannot release outbox leases") as s:
+            return outbox_ops.release_leases(s, owners, now)
+
     def mark_sent(self, outbox_id: int, now: datetime) -> bool:
         with self._tx("cannot mark a reply sent") as s:
             return outbox_ops.mark_sent(s, outbox_id, now)
@@ -270,6 +282,27 @@ class Store:
     def stats(self, since: datetime, until: datetime) -> Stats:
         with self._tx("cannot compute statistics") as s:
             return reads.stats(s, since, until)
+
+    def message_raw(self, message_id: int) -> bytes | None:
+        """Raw bytes of the message with row id ``message_id`` (``MessageSummary.id``)."""
+        with self._tx("cannot read a message") as s:
+            return reads.message_raw(s, message_id)
+
+    def messages_recorded(self, since: datetime, until: datetime, *, decision: str | None = None,
+                          limit: int = 100_000) -> tuple[MessageFact, ...]:
+        """Messages recorded in ``[since, until)`` (optionally of one decision), oldest first."""
+        with self._tx("cannot list messages") as s:
+            return reads.messages_recorded(s, since, until, decision, limit)
+
+    def message_counts(self, since: datetime, until: datetime) -> tuple[MessageCount, ...]:
+        """Messages recorded in ``[since, until)`` by category, decision, Administration and kind."""
+        with self._tx("cannot count messages") as s:
+            return reads.message_counts(s, since, until)
+
+    def outbox_trouble(self, since: datetime, until: datetime) -> tuple[OutboxSummary, ...]:
+        """Replies held by the per-sender brake or failed for good in ``[since, until)``."""
+        with self._tx("cannot list the outbox") as s:
+            return reads.outbox_trouble(s, since, until)
 
     # ----------------------------------------------------------------- state
 

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Session, undefer
 
 from maild import models
 from maild.errors import StoreError
+from maild.logs import context
 from maild.models import OutboxState
 from maild.settings import Limits
 from maild.store.common import add_event, is_postgresql, rowcount
@@ -93,6 +94,7 @@ def _lease_or_hold(
     limits: Limits,
 ) -> list[OutboxItem]:
     counts = _recent_counts(session, rows, now)
+    refs = _references(session, {r.ticket_id for r in rows if r.ticket_id is not None})
     items: list[OutboxItem] = []
     for row in rows:
         fresh = row.state == OutboxState.PENDING.value  # a re-claim was counted when first claimed
@@ -100,7 +102,7 @@ def _lease_or_hold(
             key = (row.rcpt_key, BRAKES[row.kind])
             reason = _over_limit(counts[key], limits, key)
             if reason:
-                _hold(session, row, now, reason)
+                _hold(session, row, now, reason, refs.get(row.ticket_id) if row.ticket_id is not None else None)
                 continue
             hour, day = counts[key]
             counts[key] = (hour + 1, day + 1)
@@ -113,9 +115,18 @@ def _lease_or_hold(
             id=row.id, ticket_id=row.ticket_id, kind=row.kind, message_id=row.message_id,
             envelope_from=row.envelope_from, recipients=tuple(row.recipients), data=row.data,
             attempts=row.attempts, lease_owner=owner, lease_until=row.lease_until,
+            ticket=refs.get(row.ticket_id) if row.ticket_id is not None else None,
         ))
     session.flush()
     return items
+
+
+def _references(session: Session, ticket_ids: set[int]) -> dict[int, str]:
+    """Ticket references of a batch, so the sender's log lines can name them."""
+    if not ticket_ids:
+        return {}
+    t = models.Ticket
+    return {i: r for i, r in session.execute(select(t.id, t.reference).where(t.id.in_(ticket_ids)))}
 
 
 BrakeKey = tuple[str, tuple[str, ...]]
@@ -157,10 +168,11 @@ def _over_limit(counts: tuple[int, int], limits: Limits, key: BrakeKey) -> str |
     return None
 
 
-def _hold(session: Session, row: models.Outbox, now: datetime, reason: str) -> None:
+def _hold(session: Session, row: models.Outbox, now: datetime, reason: str, ticket: str | None) -> None:
     row.state = OutboxState.HELD.value
     row.last_error = reason
-    log.warning("reply %s (%s) to %s held: %s", row.message_id, row.kind, row.rcpt_key, reason)
+    log.warning("reply %s (%s) to %s held: %s", row.message_id, row.kind, row.rcpt_key, reason,
+                extra=context(row.message_id, ticket, outbox_id=row.id))
     add_event(session, EventKind.HELD, now, ticket_id=row.ticket_id, message_id=row.source_message_id,
               outbox_id=row.id, reasons=(reason,), data={"kind": row.kind, "recipient": row.rcpt_key})
 
@@ -216,3 +228,27 @@ def _release(session: Session, outbox_id: int, *, owner: str, now: datetime, err
                   outbox_id=row.id, reasons=(error,),
                   data={"kind": row.kind, "attempts": row.attempts, "next_attempt_at": next_attempt_at})
     return bool(done)
+
+
+def lease_owners(session: Session) -> list[str]:
+    """Owners of replies being sent now, for crash recovery at start."""
+    o = models.Outbox
+    rows = session.scalars(select(o.lease_owner).where(o.state == OutboxState.SENDING.value).distinct())
+    return sorted(owner for owner in rows if owner)
+
+
+def release_leases(session: Session, owners: Sequence[str], now: datetime) -> int:
+    """Make replies leased to dead ``owners`` due again at once, keeping their Message-IDs.
+
+    A sender killed between claim and send would otherwise hold its replies
+    until the lease expires; a restarted daemon that knows the owner is dead
+    (same host, process gone) hands them back now.
+    """
+    if not owners:
+        return 0
+    o = models.Outbox
+    result = session.execute(
+        update(o).where(o.state == OutboxState.SENDING.value, o.lease_owner.in_(list(owners)))
+        .values(state=OutboxState.PENDING.value, lease_owner=None, lease_until=None, next_attempt_at=now)
+    )
+    return rowcount(result)

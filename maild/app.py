@@ -1,0 +1,50 @@
+"""Wiring: build the daemon's parts from the settings, in one place."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from maild.clock import Clock, SystemClock
+from maild.daemon import Daemon
+from maild.intake import IntakeService
+from maild.maildir import make_maildir
+from maild.pipeline import Triager
+from maild.responder import Responder
+from maild.sender import OutboxSender, worker_name
+from maild.settings import Settings
+from maild.sources import make_source
+from maild.store import Store
+from maild.transport import make_transport
+
+
+def open_store(settings: Settings) -> Store:
+    """The database, migrated to the current schema."""
+    return Store.open(settings.database.url, ticket_prefix=settings.helpdesk.ticket_prefix,
+                      timezone=settings.service_hours.timezone)
+
+
+def build_intake(settings: Settings, store: Store) -> IntakeService:
+    responder = Responder(settings.templates.path, settings.helpdesk, timezone=settings.service_hours.timezone)
+    return IntakeService(settings, Triager.from_settings(settings), responder, store)
+
+
+def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
+    clock = clock or SystemClock()
+    store = open_store(settings)
+    intake = build_intake(settings, store)
+    sender = OutboxSender(store, make_transport(settings), clock, settings.limits, worker_name())
+    return Daemon(intake=intake, source=make_source(settings), sender=sender, store=store, clock=clock,
+                  max_message_bytes=settings.limits.max_message_bytes)
+
+
+def seed_maildir(inbox: Path, files: list[Path]) -> int:
+    """Deliver ``files`` into the Maildir ``inbox`` the way an MTA would (tmp/, then new/)."""
+    make_maildir(inbox)
+    for index, source in enumerate(sorted(files)):
+        name = f"{time.time():.6f}.{uuid.uuid4().hex}_{index}.maild-seed"
+        shutil.copyfile(source, inbox / "tmp" / name)
+        (inbox / "tmp" / name).rename(inbox / "new" / name)
+    return len(files)

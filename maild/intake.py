@@ -1,0 +1,154 @@
+"""Intake of one message: triage it, then record everything in one transaction.
+
+Order matters for exactly-once: the raw message, its triage, the ticket and
+the outbox entries are committed together by ``Store.record_intake``; only
+after that commit does the caller move the message out of the mailbox. A crash
+before the commit leaves the message in the mailbox to be processed again; a
+crash after it leaves a message whose dedupe key is already known, which is
+then only moved.
+
+Any failure on one message (parse, rule, template, database constraint)
+quarantines it, with the error recorded, so the messages behind it go on. If
+even the quarantine cannot be recorded the database itself is down: the fault
+is raised and the message stays where it is.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from maild.errors import StoreError
+from maild.logs import context
+from maild.parsing import parse_message
+from maild.pipeline import Triager, received_time
+from maild.records import Decision, Disposition, OutgoingMail
+from maild.responder import Responder, find_ticket_refs, make_message_id
+from maild.settings import Settings
+from maild.sources import Incoming
+from maild.store import Intake, Store, TicketRef, dedupe_key
+
+log = logging.getLogger("maild.intake")
+
+
+class Outcome(enum.StrEnum):
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeReport:
+    """What happened to one message; the caller moves it accordingly."""
+
+    outcome: Outcome
+    source_id: str
+    message_id: str | None = None
+    ticket: str | None = None
+    decision: str | None = None
+    replies: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntakeService:
+    settings: Settings
+    triager: Triager
+    responder: Responder
+    store: Store
+
+    def process(self, item: Incoming, now: datetime, *, quarantine_id: int | None = None) -> IntakeReport:
+        """Record ``item`` exactly once, or quarantine it; never raise for the message's sake."""
+        if item.raw is None:
+            return self._quarantine(item, f"message of {item.size} bytes is over limits.max_message_bytes "
+                                          f"({self.settings.limits.max_message_bytes}); not downloaded", now)
+        try:
+            return self._record(item, item.raw, now, quarantine_id)
+        except StoreError as exc:
+            log.warning("recording failed, quarantining: %s", exc, extra=context(source_id=item.source_id))
+            return self._quarantine(item, f"{type(exc).__name__}: {exc}", now)
+        except Exception as exc:  # the poison message: any stage that raises
+            log.exception("processing failed, quarantining", extra=context(source_id=item.source_id))
+            return self._quarantine(item, f"{type(exc).__name__}: {exc}", now)
+
+    def _record(self, item: Incoming, raw: bytes, now: datetime, quarantine_id: int | None) -> IntakeReport:
+        key = dedupe_key(raw)
+        if quarantine_id is None and self.store.is_known(key):
+            log.info("already recorded; moving it only", extra=context(source_id=item.source_id))
+            return IntakeReport(Outcome.DUPLICATE, item.source_id)
+        message = parse_message(raw, self.settings.limits)
+        received = min(received_time(message, now), now)
+        d = self.triager.decide(message, received_at=received)
+        thread = self._thread(d)
+        intake = Intake(dedupe_key=key, source_id=item.source_id, raw=raw, disposition=d, now=now,
+                        thread=thread, quarantine_id=quarantine_id)
+        result = self.store.record_intake(intake, self._renderer(d, key, now, followup=thread is not None))
+        if result.duplicate:
+            log.info("recorded by another worker meanwhile", extra=context(message.message_id))
+            return IntakeReport(Outcome.DUPLICATE, item.source_id, message.message_id)
+        ref = result.ticket.reference if result.ticket else None
+        log.info("%s %s %s%s, %d repl%s queued", "follow-up" if thread else "new", d.decision.value,
+                 d.category.value, f" take-in {d.take_in.take_in_at.isoformat()}" if d.take_in else "",
+                 len(result.outbox_ids), "y" if len(result.outbox_ids) == 1 else "ies",
+                 extra=context(message.message_id, ref, source_id=item.source_id))
+        return IntakeReport(Outcome.RECORDED, item.source_id, message.message_id, ref, d.decision.value,
+                            len(result.outbox_ids))
+
+    def _thread(self, d: Disposition) -> TicketRef | None:
+        """The ticket this message follows up, if any (never for ignored mail)."""
+        if d.decision is Decision.IGNORED or not d.message.from_addresses:
+            return None
+        message = d.message
+        ids = (*message.in_reply_to, *reversed(message.references))
+        tags = find_ticket_refs(message.subject, self.settings.helpdesk.ticket_prefix)
+        if not ids and not tags:
+            return None
+        return self.store.find_thread(ids, tags, message.from_addresses[0].key)
+
+    def _renderer(self, d: Disposition, key: str, now: datetime, *, followup: bool
+                  ) -> Callable[[TicketRef | None], tuple[OutgoingMail, ...]]:
+        """The pure reply function the store calls inside the intake transaction."""
+
+        def render(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+            if ticket is None:
+                return ()
+            return replies_for(d, ticket.reference, key, now, self.responder, self.settings, followup=followup)
+
+        return render
+
+    def _quarantine(self, item: Incoming, error: str, now: datetime) -> IntakeReport:
+        key = dedupe_key(item.raw) if item.raw is not None else None
+        self.store.record_quarantine(item.source_id, item.raw, item.size, error[:2000], now, dedupe_key=key)
+        log.warning("quarantined: %s", error, extra=context(source_id=item.source_id))
+        return IntakeReport(Outcome.QUARANTINED, item.source_id, error=error)
+
+
+def replies_for(d: Disposition, ref: str, key: str, now: datetime, responder: Responder, settings: Settings,
+                *, followup: bool) -> tuple[OutgoingMail, ...]:
+    """Acknowledge a new accepted request; refuse (and tell the referente) a refused one.
+
+    A follow-up gets no acknowledgment, but a privileged request inside it is
+    authorized like any other and refused when it fails. Message-IDs are
+    derived from the ticket, the kind and the incoming message, so re-running
+    the same intake can never queue a second, different reply.
+    """
+
+    def message_id(kind: str) -> str:
+        return make_message_id(settings.helpdesk.address, f"{ref}.{kind}.{key[:16]}")
+
+    if d.decision is Decision.ACCEPTED:
+        return () if followup else (responder.acknowledgment(d, ref, message_id("ack"), now),)
+    if d.decision is not Decision.REJECTED:
+        return ()
+    senders = tuple(sorted({s for a in settings.administrations for s in a.authorized_senders}))
+    replies = [responder.refusal(d, ref, message_id("refusal"), now, senders)]
+    admin = next((a for a in settings.administrations if a.name == d.administration), None)
+    if admin is not None:
+        replies.append(responder.referente_notice(d, ref, message_id("notice"), now, admin.referente))
+    else:
+        log.warning("refused attempt matches no Administration: no referente to tell",
+                    extra=context(d.message.message_id, ref))
+    return tuple(replies)

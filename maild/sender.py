@@ -1,0 +1,117 @@
+"""The sender loop: replies leave the outbox over one reused SMTP connection.
+
+A reply is claimed with a lease (committed before any SMTP traffic), sent,
+then marked sent. A down SMTP server delays replies, never loses them: the
+claim is released with an exponential backoff and retried. A permanent
+refusal (5xx for every recipient) marks the reply failed, recorded for the
+operators. The only double-send window is a crash between the server's 250
+and our commit; the re-sent copy carries the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+from maild.clock import Clock
+from maild.errors import TransportError, TransportUnavailable
+from maild.logs import context
+from maild.records import OutgoingMail
+from maild.settings import Limits
+from maild.store import OutboxItem, Store, retry_at
+from maild.transport import MailTransport
+
+log = logging.getLogger("maild.sender")
+
+LEASE_SECONDS = 120.0
+BATCH = 50
+
+
+def worker_name() -> str:
+    """A lease owner unique to this process, readable in the database."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def is_dead(owner: str) -> bool:
+    """True when ``owner`` was a process of this host that no longer runs.
+
+    Owners on other hosts are never judged: their leases simply expire.
+    """
+    host, _, pid_text = owner.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class SendReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+    @property
+    def transport_down(self) -> bool:
+        return self.deferred > 0
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSender:
+    store: Store
+    transport: MailTransport
+    clock: Clock
+    limits: Limits
+    owner: str
+    retry_base: timedelta = timedelta(seconds=30)
+
+    def recover(self) -> int:
+        """Release replies leased by senders of this host that died (crash recovery at start)."""
+        dead = [owner for owner in self.store.lease_owners() if is_dead(owner)]
+        released = self.store.release_leases(dead, self.clock.now())
+        if released:
+            log.warning("%d repl%s left by stopped sender(s) %s will be sent again with the same Message-ID",
+                        released, "y" if released == 1 else "ies", ", ".join(dead))
+        return released
+
+    def drain(self) -> SendReport:
+        """Send everything due now; stop at the first sign the server is down."""
+        sent = failed = 0
+        while True:
+            items = self.store.claim_outbox(self.clock.now(), BATCH, self.owner, LEASE_SECONDS, self.limits)
+            if not items:
+                return SendReport(sent, 0, failed)
+            for index, item in enumerate(items):
+                try:
+                    self.transport.send(_mail(item))
+                except TransportUnavailable as exc:
+                    self._defer(items[index:], exc)
+                    return SendReport(sent, len(items) - index, failed)
+                except TransportError as exc:
+                    self.store.mark_failed(item.id, self.owner, self.clock.now(), str(exc))
+                    log.error("reply refused for good: %s", exc, extra=context(item.message_id, outbox_id=item.id))
+                    failed += 1
+                    continue
+                self.store.mark_sent(item.id, self.clock.now())
+                log.info("%s sent to %s", item.kind, ", ".join(item.recipients),
+                         extra=context(item.message_id, outbox_id=item.id))
+                sent += 1
+
+    def _defer(self, items: list[OutboxItem], exc: Exception) -> None:
+        now = self.clock.now()
+        for item in items:
+            when = retry_at(now, item.attempts, base=self.retry_base, cap=timedelta(minutes=30))
+            self.store.mark_retry(item.id, self.owner, now, str(exc), when)
+        log.warning("SMTP unavailable (%s); %d repl%s deferred", exc, len(items), "y" if len(items) == 1 else "ies")
+
+
+def _mail(item: OutboxItem) -> OutgoingMail:
+    return OutgoingMail(kind=item.kind, message_id=item.message_id, envelope_from=item.envelope_from,
+                        recipients=item.recipients, data=item.data)
