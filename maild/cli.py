@@ -352,7 +352,7 @@ def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
         store.close()
 
 
-Register = Callable[[argparse._SubParsersAction[argparse.ArgumentParser], argparse.ArgumentParser], None]
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 _REGISTRY: tuple[Register, ...] = (
     _add_check_config, _add_triage, _add_takein, _add_render, _add_run, _add_db, _add_quarantine,
     *OPERATOR_COMMANDS,
