@@ -12,7 +12,23 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${MAILD_SERVERS_DIR:-$ROOT/var/servers}
-ENV_FILE=$STATE/env
+ENV_FILE=$STATE/env   # always here, where the tests look, even when the data lives elsewhere
+
+# The mail and database files belong to the vmail and postgres users, who must be able to reach
+# them. A checkout under a private directory (/root, say) is not reachable: then the data goes
+# to a directory of its own under /var/tmp, named after the checkout.
+world_searchable() {
+    local dir=$1
+    while [ "$dir" != "/" ]; do
+        if [ -e "$dir" ]; then
+            [ "$(( 0$(stat -c %a "$dir") & 1 ))" -eq 1 ] || return 1
+        fi
+        dir=$(dirname "$dir")
+    done
+}
+if [ -z "${MAILD_SERVERS_DIR:-}" ] && ! world_searchable "$STATE"; then
+    STATE=/var/tmp/maild-servers-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+fi
 
 IMAP_PORT=10143
 IMAPS_PORT=10993
@@ -90,7 +106,8 @@ ensure_vmail() {
 
 # The mail and database files are owned by vmail and postgres: both must reach $STATE.
 check_access() {
-    mkdir -p "$STATE"
+    mkdir -p "$STATE" "$(dirname "$ENV_FILE")"
+    chmod 755 "$STATE"
     local user
     for user in vmail postgres; do
         runuser -u "$user" -- test -x "$STATE" || die "user $user cannot reach $STATE (a parent \
