@@ -33,7 +33,9 @@ from maild.records import Category, Classification, ParsedMessage
 from maild.rules import Negation, Rule, Rules
 from maild.textclean import Line, clean, fold
 
-_EMAIL = re.compile(r"[a-z0-9._%+=-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
+# The look-behind starts an address only where a run of address characters starts: linear, not
+# quadratic, on a long run of letters with no "@".
+_EMAIL = re.compile(r"(?<![a-z0-9._%+=-])[a-z0-9._%+=-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 _URL = re.compile(r"(?:https?://|www\.|mailto:)\S+")
 _QUOTED = re.compile(r'"[^"\n]{1,200}"')
 _TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
@@ -268,6 +270,21 @@ def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
     return scores
 
 
+def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
+    """Subject hits of rules the body has not already matched.
+
+    A subject that names the body's topic again ("Outlook chiede la password"
+    over a body that mentions the password) adds no evidence: the same words
+    matched by the same rule twice are still one mention, not a request.
+    """
+    seen = {(hit.rule.id, hit.snippet) for hit in body_hits if hit.cue is None}
+    kept = [hit for hit in subject_hits if (hit.rule.id, hit.snippet) not in seen]
+    for hit in subject_hits:
+        if (hit.rule.id, hit.snippet) in seen:
+            reasons.append(f"subject repeats the body: '{hit.snippet}' ({hit.rule.id}) counted once")
+    return kept
+
+
 def _where(hit: _Hit) -> str:
     return f"body line {hit.line}" if hit.zone == "body" else hit.zone
 
@@ -279,7 +296,7 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
             reasons.append("subject ignored: body decides")
         scores = body
     else:
-        subject = _scores(subject_hits, reasons)
+        subject = _scores(_new_evidence(subject_hits, body_hits, reasons), reasons)
         if subject:
             reasons.append("subject used: the body carries no decisive signal")
         scores = {c: body.get(c, 0) + subject.get(c, 0) for c in {*body, *subject}}

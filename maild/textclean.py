@@ -43,6 +43,10 @@ def fold(text: str) -> str:
     return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
 
 
+# The look-behind starts an address only at the start of a run: linear on a long line with no "@".
+_LINK = re.compile(r"(?:https?://|www\.)\S+|(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
 @dataclass(frozen=True, slots=True)
 class Marker:
     """A named regular expression from the rules data (the name goes in the reasons)."""
@@ -257,8 +261,12 @@ def _cut_closing(lines: list[Line], rules: CleanRules, notes: list[str]) -> list
 
 
 def _signature_like(text: str, rules: CleanRules) -> bool:
-    """A name, title or phone line: short, and not a sentence (initials like "A.G." are fine)."""
-    if len(text) > rules.closing_max_chars or text[-1] in "?!:;":
+    """A name, title or phone line: short, and not a sentence (initials like "A.G." are fine).
+
+    Links and addresses count as one short word: a signature line with the
+    office's web page or self-service portal is still a signature line.
+    """
+    if len(_LINK.sub("link", text)) > rules.closing_max_chars or text[-1] in "?!:;":
         return False
     return not text.endswith(".") or len(text.split()) <= 3
 
