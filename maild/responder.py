@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from email import policy
+from email.header import Header
 from email.errors import MessageError
 from email.headerregistry import Address as HeaderAddress
 from email.message import EmailMessage
@@ -386,7 +387,7 @@ class Responder:
         try:
             msg["From"] = HeaderAddress(display_name=self._helpdesk.name, addr_spec=self._helpdesk.address)
             msg["To"] = to
-            msg["Subject"] = draft.subject
+            msg.set_raw("Subject", _encoded_subject(draft.subject))
             local_now = draft.now.astimezone(self._tz) if draft.now.tzinfo is not None else draft.now
             msg["Date"] = format_datetime(local_now)
             msg["Message-ID"] = draft.message_id
@@ -408,6 +409,17 @@ class Responder:
             kind=draft.kind, message_id=draft.message_id, envelope_from="",
             recipients=(to.addr_spec,), data=data,
         )
+
+
+def _encoded_subject(subject: str) -> str:
+    """The Subject as it goes on the wire.
+
+    The email package's own folding may put a space *between* two encoded-words,
+    where RFC 2047 says a decoder drops it; ``Header`` cuts non-ASCII text into
+    encoded-words at character boundaries instead, so every space survives.
+    """
+    charset = "us-ascii" if subject.isascii() else "utf-8"
+    return Header(subject, charset, header_name="Subject").encode(linesep="\n")
 
 
 def _show(address: Address) -> str:
