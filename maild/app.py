@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 import uuid
@@ -11,6 +12,8 @@ from maild.clock import Clock, SystemClock
 from maild.daemon import Daemon
 from maild.intake import IntakeService
 from maild.maildir import make_maildir
+from maild.metrics import DaemonMetrics
+from maild.notify import Notifier
 from maild.pipeline import Triager
 from maild.responder import Responder
 from maild.sender import OutboxSender, worker_name
@@ -37,7 +40,9 @@ def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
     intake = build_intake(settings, store)
     sender = OutboxSender(store, make_transport(settings), clock, settings.limits, worker_name())
     return Daemon(intake=intake, source=make_source(settings), sender=sender, store=store, clock=clock,
-                  max_message_bytes=settings.limits.max_message_bytes)
+                  max_message_bytes=settings.limits.max_message_bytes,
+                  notifier=Notifier.from_environ(os.environ),
+                  metrics=DaemonMetrics(store, settings.metrics.listen, clock))
 
 
 def seed_maildir(inbox: Path, files: list[Path]) -> int:

@@ -20,15 +20,21 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
 
 from maild.clock import Clock
-from maild.errors import SourceError, SourceUnavailable, StoreError
+from maild.digest import send_due_digest
+from maild.errors import MaildError, SourceError, SourceUnavailable, StoreError
+from maild.health import LAST_POLL_KEY
 from maild.intake import IntakeService, Outcome
 from maild.logs import context
+from maild.metrics import DaemonMetrics
+from maild.notify import Notifier
 from maild.sender import OutboxSender
 from maild.sources import Incoming, MailSource
 from maild.store import Store
@@ -41,6 +47,10 @@ SENDER_RETRY_POLL = 5.0
 HEARTBEAT_EVERY = timedelta(seconds=10)
 EXIT_PENDING = 75
 """``run --once`` exit code when replies could not be sent yet (EX_TEMPFAIL)."""
+MOVE_BATCH = 100
+"""Recorded messages moved out of the mailbox with one command: one IMAP round trip per
+batch instead of one per message. A crash before the move leaves at most this many
+recorded messages in the mailbox, which the next run recognises and only moves."""
 
 
 @dataclass
@@ -55,6 +65,9 @@ class Daemon:
     _wake_sender: threading.Event = field(default_factory=threading.Event)
     _scheduler: BackgroundScheduler | None = None
     _last_heartbeat: datetime | None = None
+    notifier: Notifier = field(default_factory=Notifier.disabled)
+    metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
+    _last_poll: datetime | None = None
 
     # ------------------------------------------------------------ entry points
 
@@ -64,12 +77,15 @@ class Daemon:
         self.sender.recover()
         if once:
             return self._run_once()
+        self.metrics.start()
         sender = threading.Thread(target=self._sender_loop, name="maild-sender", daemon=True)
         sender.start()
         self._start_scheduler()
+        self.notifier.ready("processing mail")
         try:
             self._intake_loop()
         finally:
+            self.notifier.stopping()
             self.stop.set()
             self._wake_sender.set()
             sender.join(timeout=30)
@@ -80,13 +96,20 @@ class Daemon:
     def drain_mailbox(self) -> int:
         """Process everything waiting now (and operator retries); return how many."""
         done = self._retry_quarantined()
+        recorded = _Recorded()
         try:
             for item in self.source.fetch(self.max_message_bytes):
                 if self.stop.is_set():
                     break
-                self._handle(item)
+                self._handle(item, recorded)
                 done += 1
+                self._heartbeat()
+                if len(recorded) >= MOVE_BATCH:
+                    self._move(recorded)
+            self._move(recorded)
+            self._last_poll = self.clock.now()
         except SourceUnavailable as exc:
+            self.metrics.mailbox_error("poll")
             log.warning("mailbox unavailable: %s", exc)
         self.take_in_due()
         return done
@@ -102,26 +125,38 @@ class Daemon:
     # ------------------------------------------------------------ intake
 
     def _run_once(self) -> int:
+        intake_done = threading.Event()
+        deferred: list[int] = []
+        sender = threading.Thread(target=self._send_during_intake, args=(intake_done, deferred),
+                                  name="maild-sender", daemon=True)
+        sender.start()
         try:
             while self.drain_mailbox():
                 pass
         finally:
+            intake_done.set()
+            self._wake_sender.set()
+            sender.join()
             self.source.close()
+        self.send_digest()
         report = self.sender.drain()
         self._heartbeat(force=True)
-        if report.transport_down:
-            log.error("%d repl%s could not be sent yet; they stay queued", report.deferred,
-                      "y" if report.deferred == 1 else "ies")
+        if report.transport_down or deferred:
+            pending = report.deferred + sum(deferred)
+            log.error("%d repl%s could not be sent yet; they stay queued", pending, "y" if pending == 1 else "ies")
             return EXIT_PENDING
         return 0
 
     def _intake_loop(self) -> None:
         while not self.stop.is_set():
+            self.notifier.watchdog()
             try:
                 if self.drain_mailbox():
                     continue
                 self._heartbeat()
                 self.source.wait(WAIT_SLICE)
+                if not getattr(self.source, "connected", True):
+                    self.metrics.mailbox_error("idle")
             except StoreError as exc:
                 log.error("database unavailable (%s); retrying in %ss", exc, WAIT_SLICE * 5)
                 self.stop.wait(WAIT_SLICE * 5)
@@ -129,14 +164,28 @@ class Daemon:
                 log.critical("mailbox unusable, stopping: %s", exc)
                 raise
 
-    def _handle(self, item: Incoming) -> None:
+    def _handle(self, item: Incoming, recorded: _Recorded) -> None:
+        started = time.monotonic()
         report = self.intake.process(item, self.clock.now())
+        self.metrics.message_done(report.outcome.value, report.decision, time.monotonic() - started)
         if report.outcome is Outcome.QUARANTINED:
-            self.source.quarantine(item)
+            recorded.quarantined.append(item)
         else:
-            self.source.mark_processed(item)
+            recorded.processed.append(item)
         if report.replies:
             self._wake_sender.set()
+
+    def _move(self, recorded: _Recorded) -> None:
+        """Move what is recorded out of the mailbox: only ever after the commits that recorded it
+        are durable, so not even a power cut can leave a moved message unrecorded."""
+        if recorded:
+            self.store.sync()
+        if recorded.quarantined:
+            self.source.quarantine(*recorded.quarantined)
+        if recorded.processed:
+            self.source.mark_processed(*recorded.processed)
+        recorded.quarantined.clear()
+        recorded.processed.clear()
 
     def _retry_quarantined(self) -> int:
         """Messages an operator asked to retry with ``maild quarantine retry``."""
@@ -153,18 +202,39 @@ class Daemon:
         return len(retries)
 
     def _heartbeat(self, *, force: bool = False) -> None:
+        self.notifier.watchdog()
         now = self.clock.now()
         if force or self._last_heartbeat is None or now - self._last_heartbeat >= HEARTBEAT_EVERY:
             self.store.heartbeat("daemon", now, "ok")
+            if self._last_poll is not None:
+                self.store.set_state(LAST_POLL_KEY, self._last_poll.isoformat(), now)
             self._last_heartbeat = now
 
     # ------------------------------------------------------------ sender
+
+    def _send_during_intake(self, intake_done: threading.Event, deferred: list[int]) -> None:
+        """``run --once``: send while the mailbox is still being drained, so SMTP overlaps intake."""
+        while True:
+            self._wake_sender.wait()
+            self._wake_sender.clear()
+            try:
+                report = self.sender.drain()
+                self.metrics.replies_done(report.sent, report.failed, report.deferred)
+                if report.deferred:
+                    deferred.append(report.deferred)
+            except StoreError as exc:
+                log.error("outbox unavailable: %s", exc)
+            except Exception:
+                log.exception("sender fault; the final drain retries")
+            if intake_done.is_set():
+                return
 
     def _sender_loop(self) -> None:
         while not self.stop.is_set():
             self._wake_sender.clear()
             try:
-                self.sender.drain()
+                report = self.sender.drain()
+                self.metrics.replies_done(report.sent, report.failed, report.deferred)
             except StoreError as exc:
                 log.error("outbox unavailable: %s", exc)
             except Exception:
@@ -177,6 +247,7 @@ class Daemon:
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._scheduler.start()
         self.take_in_due()  # anything missed while the daemon was down happens now
+        self._schedule_digest()
 
     def _schedule_next_take_in(self) -> None:
         scheduler = self._scheduler
@@ -196,8 +267,49 @@ class Daemon:
         job = self._scheduler.get_job("take-in") if self._scheduler else None
         return job.next_run_time if job else None
 
+    # ------------------------------------------------------------ digest
+
+    def send_digest(self) -> bool:
+        """Queue the operators' digest if it is due and not sent yet (idempotent); wake the sender."""
+        try:
+            sent = send_due_digest(self.store, self.intake.settings, self.clock.now())
+        except MaildError as exc:
+            log.error("digest not sent: %s", exc)
+            return False
+        if sent:
+            self._wake_sender.set()
+        return sent
+
+    def _schedule_digest(self) -> None:
+        settings = self.intake.settings
+        if self._scheduler is None or not settings.digest.recipients:
+            return
+        at = settings.digest.time
+        trigger = CronTrigger(hour=at.hour, minute=at.minute, timezone=settings.service_hours.timezone)
+        # A wake-up up to an hour late (busy or suspended host) still runs; the job checks the opening day.
+        self._scheduler.add_job(self.send_digest, trigger, id="digest", replace_existing=True,
+                                misfire_grace_time=3600, coalesce=True)
+        self.send_digest()  # a digest missed while the daemon was down goes out now
+
+    def next_digest_job(self) -> datetime | None:
+        """When the digest job will next run (for tests)."""
+        job = self._scheduler.get_job("digest") if self._scheduler else None
+        return job.next_run_time if job else None
+
     def _shutdown(self) -> None:
+        self.metrics.stop()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self.source.close()
         self.sender.transport.close()
+
+
+@dataclass
+class _Recorded:
+    """Messages whose intake is committed and that are still in the mailbox."""
+
+    processed: list[Incoming] = field(default_factory=list)
+    quarantined: list[Incoming] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.processed) + len(self.quarantined)

@@ -30,6 +30,7 @@ from maild.responder import Responder, find_ticket_refs, make_message_id
 from maild.settings import Settings
 from maild.sources import Incoming
 from maild.store import Intake, Store, TicketRef, dedupe_key
+from maild.store.text import header_value
 
 log = logging.getLogger("maild.intake")
 
@@ -68,27 +69,33 @@ class IntakeService:
         try:
             return self._record(item, item.raw, now, quarantine_id)
         except StoreError as exc:
-            log.warning("recording failed, quarantining: %s", exc, extra=context(source_id=item.source_id))
+            log.warning("recording failed, quarantining: %s", exc,
+                        extra=context(raw_message_id(item.raw), source_id=item.source_id))
             return self._quarantine(item, f"{type(exc).__name__}: {exc}", now)
         except Exception as exc:  # the poison message: any stage that raises
-            log.exception("processing failed, quarantining", extra=context(source_id=item.source_id))
+            log.exception("processing failed, quarantining",
+                          extra=context(raw_message_id(item.raw), source_id=item.source_id))
             return self._quarantine(item, f"{type(exc).__name__}: {exc}", now)
 
     def _record(self, item: Incoming, raw: bytes, now: datetime, quarantine_id: int | None) -> IntakeReport:
+        # No lookup of the key before the work: ``record_intake`` finds a known message inside
+        # its own transaction, which saves a transaction per message; a message seen before is
+        # rare (a crash between commit and move, a copy moved back) and only costs its triage.
         key = dedupe_key(raw)
-        if quarantine_id is None and self.store.is_known(key):
-            log.info("already recorded; moving it only", extra=context(source_id=item.source_id))
-            return IntakeReport(Outcome.DUPLICATE, item.source_id)
         message = parse_message(raw, self.settings.limits)
         received = min(received_time(message, now), now)
-        d = self.triager.decide(message, received_at=received)
-        thread = self._thread(d)
+        try:
+            d = self.triager.decide(message, received_at=received)
+            thread = self._thread(d)
+        except Exception:
+            if quarantine_id is None and self.store.is_known(key):  # recorded before: only move it
+                return self._known(item, message.message_id)
+            raise
         intake = Intake(dedupe_key=key, source_id=item.source_id, raw=raw, disposition=d, now=now,
                         thread=thread, quarantine_id=quarantine_id)
         result = self.store.record_intake(intake, self._renderer(d, key, now, followup=thread is not None))
         if result.duplicate:
-            log.info("recorded by another worker meanwhile", extra=context(message.message_id))
-            return IntakeReport(Outcome.DUPLICATE, item.source_id, message.message_id)
+            return self._known(item, message.message_id)
         ref = result.ticket.reference if result.ticket else None
         log.info("%s %s %s%s, %d repl%s queued", "follow-up" if thread else "new", d.decision.value,
                  d.category.value, f" take-in {d.take_in.take_in_at.isoformat()}" if d.take_in else "",
@@ -96,6 +103,10 @@ class IntakeService:
                  extra=context(message.message_id, ref, source_id=item.source_id))
         return IntakeReport(Outcome.RECORDED, item.source_id, message.message_id, ref, d.decision.value,
                             len(result.outbox_ids))
+
+    def _known(self, item: Incoming, message_id: str) -> IntakeReport:
+        log.info("already recorded; moving it only", extra=context(message_id, source_id=item.source_id))
+        return IntakeReport(Outcome.DUPLICATE, item.source_id, message_id)
 
     def _thread(self, d: Disposition) -> TicketRef | None:
         """The ticket this message follows up, if any (never for ignored mail)."""
@@ -122,8 +133,13 @@ class IntakeService:
     def _quarantine(self, item: Incoming, error: str, now: datetime) -> IntakeReport:
         key = dedupe_key(item.raw) if item.raw is not None else None
         self.store.record_quarantine(item.source_id, item.raw, item.size, error[:2000], now, dedupe_key=key)
-        log.warning("quarantined: %s", error, extra=context(source_id=item.source_id))
+        log.warning("quarantined: %s", error, extra=context(raw_message_id(item.raw), source_id=item.source_id))
         return IntakeReport(Outcome.QUARANTINED, item.source_id, error=error)
+
+
+def raw_message_id(raw: bytes | None) -> str | None:
+    """The Message-ID header of a message not parsed (yet), for log lines."""
+    return (header_value(raw, "Message-ID") or None) if raw is not None else None
 
 
 def replies_for(d: Disposition, ref: str, key: str, now: datetime, responder: Responder, settings: Settings,

@@ -100,11 +100,13 @@ class MaildirSource:
                 self._paths[item.source_id] = path
                 yield item
 
-    def mark_processed(self, item: Incoming) -> None:
-        self._move(item, self.processed_dir)
+    def mark_processed(self, *items: Incoming) -> None:
+        for item in items:
+            self._move(item, self.processed_dir)
 
-    def quarantine(self, item: Incoming) -> None:
-        self._move(item, self.quarantine_dir)
+    def quarantine(self, *items: Incoming) -> None:
+        for item in items:
+            self._move(item, self.quarantine_dir)
 
     def wait(self, timeout: float) -> bool:
         deadline = self._clock() + timeout

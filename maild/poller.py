@@ -80,6 +80,7 @@ def open_client(box: Mailbox, timeout: float = SOCKET_TIMEOUT) -> Any:
     """Connect, secure and log in as ``box`` says; library errors pass through."""
     context = tls_context(box.ca_file)
     client = IMAPClient(box.host, box.port, ssl=box.tls == "ssl", ssl_context=context, timeout=timeout)
+    quiet_imaplib(client)
     try:
         if box.tls == "starttls":
             client.starttls(context)
@@ -88,6 +89,20 @@ def open_client(box: Mailbox, timeout: float = SOCKET_TIMEOUT) -> Any:
         _shutdown(client)
         raise
     return client
+
+
+def quiet_imaplib(client: Any) -> None:
+    """Stop imaplib from formatting every response it reads, unless its log is wanted.
+
+    IMAPClient sets the underlying ``imaplib.IMAP4.debug`` to 5 so that imaplib
+    logs through the ``imapclient.imaplib`` logger; imaplib then builds the
+    ``%r`` of every untagged response, message bodies included, before the
+    logger drops it at any level above DEBUG. For a 34 MB message that is two
+    more copies of it (80 MB) and, for every message, the CPU to escape it.
+    """
+    imap = getattr(client, "_imap", None)
+    if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        imap.debug = 0
 
 
 def ensure_folders(client: Any, folders: Iterable[str]) -> None:
@@ -164,11 +179,11 @@ class ImapSource:
                         continue  # expunged by someone else meanwhile
                     yield Incoming(f"{state}:{uid}", sizes[uid], raw, state)
 
-    def mark_processed(self, item: Incoming) -> None:
-        self._move(item, self._box.processed_folder)
+    def mark_processed(self, *items: Incoming) -> None:
+        self._move(items, self._box.processed_folder)
 
-    def quarantine(self, item: Incoming) -> None:
-        self._move(item, self._box.quarantine_folder)
+    def quarantine(self, *items: Incoming) -> None:
+        self._move(items, self._box.quarantine_folder)
 
     def wait(self, timeout: float) -> bool:
         """Never raises SourceUnavailable: a lost connection is retried here, with backoff."""
@@ -288,33 +303,49 @@ class ImapSource:
             data = self._live(client).fetch(uids, ["BODY.PEEK[]"])
         return {uid: bytes(d[b"BODY[]"]) for uid, d in data.items() if d.get(b"BODY[]") is not None}
 
-    def _move(self, item: Incoming, folder: str) -> None:
-        validity, sep, uid_text = item.source_id.partition(":")
-        if not sep or not uid_text.isdigit():
-            raise SourceError(f"{self._where}: {item.source_id!r} is not an IMAP source id")
-        client = self._ensure()
-        if validity != str(self._uidvalidity):
-            log.warning("%s: %s belongs to an older UIDVALIDITY (now %s); left in place",
-                        self._where, item.source_id, self._uidvalidity)
+    def _move(self, items: Sequence[Incoming], folder: str) -> None:
+        """One UID MOVE (or COPY + UID EXPUNGE) for all ``items``: a round trip per batch, not per message."""
+        found = [(item, _uid_of(item, self._where)) for item in items]
+        if not found:
             return
-        uid = [int(uid_text)]
+        client = self._ensure()
+        uids = []
+        for item, (validity, uid) in found:
+            if validity != str(self._uidvalidity):
+                log.warning("%s: %s belongs to an older UIDVALIDITY (now %s); left in place",
+                            self._where, item.source_id, self._uidvalidity)
+                continue
+            uids.append(uid)
+        if not uids:
+            return
         with self._guard(f"move to {folder}"):
             use_move = self._use_move if self._use_move is not None else client.has_capability("MOVE")
             if use_move:
-                try:
-                    client.move(uid, folder)
-                except IMAPClientError as exc:
-                    if "EXPUNGEISSUED" not in str(exc):
-                        raise
-                    # Another worker moved it first (two daemons on one mailbox): already done.
-                    log.info("%s: %s was already moved by another client", self._where, item.source_id)
+                self._uid_move(client, uids, folder)
                 return
-            client.copy(uid, folder)
-            client.add_flags(uid, [DELETED], silent=True)
+            client.copy(_uid_set(uids), folder)
+            client.add_flags(_uid_set(uids), [DELETED], silent=True)
             if client.has_capability("UIDPLUS"):
-                client.uid_expunge(uid)
+                client.uid_expunge(_uid_set(uids))
             else:
                 client.expunge()
+
+    def _uid_move(self, client: Any, uids: list[int], folder: str) -> None:
+        try:
+            client.move(_uid_set(uids), folder)
+        except IMAPClientError as exc:
+            if "EXPUNGEISSUED" not in str(exc):
+                raise
+            # Another worker moved some of them first (two daemons on one mailbox): those are done.
+            # Once this session has seen the expunges, a UID MOVE ignores the missing UIDs.
+            log.info("%s: some of %d messages were already moved by another client", self._where, len(uids))
+            if len(uids) > 1:
+                client.noop()
+                try:
+                    client.move(_uid_set(uids), folder)
+                except IMAPClientError as again:
+                    if "EXPUNGEISSUED" not in str(again):
+                        raise
 
     def _new_mail(self) -> bool:
         """True when a UID above the highest one fetched exists (closes the fetch/IDLE race).
@@ -346,6 +377,25 @@ class ImapSource:
             if self._new_mail():
                 return True
         return False
+
+
+def _uid_of(item: Incoming, where: str) -> tuple[str, int]:
+    validity, sep, uid_text = item.source_id.partition(":")
+    if not sep or not uid_text.isdigit():
+        raise SourceError(f"{where}: {item.source_id!r} is not an IMAP source id")
+    return validity, int(uid_text)
+
+
+def _uid_set(uids: Iterable[int]) -> str:
+    """``1:3,7`` for 1, 2, 3 and 7: only runs of consecutive UIDs become ranges, so the
+    set names exactly these messages and nothing that arrived or stays in between."""
+    runs: list[list[int]] = []
+    for uid in sorted(set(uids)):
+        if runs and uid == runs[-1][1] + 1:
+            runs[-1][1] = uid
+        else:
+            runs.append([uid, uid])
+    return ",".join(str(a) if a == b else f"{a}:{b}" for a, b in runs)
 
 
 def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:

@@ -96,12 +96,13 @@ class OutboxSender:
                     return SendReport(sent, len(items) - index, failed)
                 except TransportError as exc:
                     self.store.mark_failed(item.id, self.owner, self.clock.now(), str(exc))
-                    log.error("reply refused for good: %s", exc, extra=context(item.message_id, outbox_id=item.id))
+                    log.error("reply refused for good: %s", exc,
+                              extra=context(item.message_id, item.ticket, outbox_id=item.id))
                     failed += 1
                     continue
                 self.store.mark_sent(item.id, self.clock.now())
                 log.info("%s sent to %s", item.kind, ", ".join(item.recipients),
-                         extra=context(item.message_id, outbox_id=item.id))
+                         extra=context(item.message_id, item.ticket, outbox_id=item.id))
                 sent += 1
 
     def _defer(self, items: list[OutboxItem], exc: Exception) -> None:

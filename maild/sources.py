@@ -54,12 +54,16 @@ class MailSource(Protocol):
         """Yield everything waiting now, oldest first; over ``max_bytes`` -> ``raw`` None."""
         ...
 
-    def mark_processed(self, item: Incoming) -> None:
-        """Move the message to the processed folder (idempotent)."""
+    def mark_processed(self, *items: Incoming) -> None:
+        """Move the messages to the processed folder (idempotent).
+
+        Several at once cost one IMAP round trip instead of one each: the
+        daemon moves a batch after the commit that recorded it.
+        """
         ...
 
-    def quarantine(self, item: Incoming) -> None:
-        """Move the message to the quarantine folder (idempotent)."""
+    def quarantine(self, *items: Incoming) -> None:
+        """Move the messages to the quarantine folder (idempotent)."""
         ...
 
     def wait(self, timeout: float) -> bool:

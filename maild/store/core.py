@@ -9,8 +9,9 @@ returns frozen records. Any SQLAlchemy or driver error leaves as
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 
@@ -28,7 +29,7 @@ from maild.store import quarantine as quarantine_ops
 from maild.store import reads
 from maild.store import state as state_ops
 from maild.store import tickets as ticket_ops
-from maild.store.engine import describe, make_engine, translated
+from maild.store.engine import describe, make_engine, sync, translated
 from maild.store.migrate import current_revision, upgrade_engine
 from maild.store.types import (
     Event,
@@ -63,6 +64,11 @@ class Store:
     def __init__(self, url: str, *, ticket_prefix: str = "HD", timezone: tzinfo = UTC) -> None:
         self._engine = make_engine(url)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and its busy handler waits for the lock in sleeps of
+        # 1 to 100 ms: the intake and sender threads of one process take turns on a lock instead,
+        # woken the moment it is free. Other processes still queue on the busy timeout.
+        self._turn: AbstractContextManager[object] = (
+            threading.RLock() if self._engine.dialect.name == "sqlite" else nullcontext())
         self._prefix = ticket_prefix
         self._zone = timezone
 
@@ -98,9 +104,20 @@ class Store:
                  tb: TracebackType | None) -> None:
         self.close()
 
+    def sync(self) -> None:
+        """Make every transaction committed so far durable, before an effect outside the database
+        depends on it (see ``maild.store.engine``: SQLite commits are not fsynced one by one)."""
+        sync(self._engine)
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """A session inside one transaction, taking this process's turn on SQLite."""
+        with self._turn, self._sessions() as session, session.begin():
+            yield session
+
     @contextmanager
     def _tx(self, action: str) -> Iterator[Session]:
-        with translated(action), self._sessions() as session, session.begin():
+        with translated(action), self._session() as session:
             yield session
 
     # ---------------------------------------------------------------- intake
@@ -119,7 +136,7 @@ class Store:
         and nothing is written.
         """
         try:
-            with self._sessions() as session, session.begin():
+            with self._session() as session:
                 return intake_ops.record(session, intake, render, self._prefix, self._zone)
         except IntegrityError as exc:
             if not self.is_known(intake.dedupe_key):
@@ -192,10 +209,18 @@ class Store:
 
     def claim_outbox(self, now: datetime, limit: int, lease_owner: str, lease_seconds: float,
                      limits: Limits) -> list[OutboxItem]:
-        """Lease due replies to ``lease_owner``; replies over the per-sender brake become ``held``."""
+        """Lease due replies to ``lease_owner``; replies over the per-sender brake become ``held``.
+
+        The claim, and every commit before it, is durable when this returns: the
+        caller's next step is SMTP, and a reply must never leave for a message
+        whose record a power cut could still undo.
+        """
         with self._tx("cannot claim replies") as s:
-            return outbox_ops.claim(s, now=now, limit=limit, owner=lease_owner,
-                                    lease=timedelta(seconds=lease_seconds), limits=limits)
+            items = outbox_ops.claim(s, now=now, limit=limit, owner=lease_owner,
+                                     lease=timedelta(seconds=lease_seconds), limits=limits)
+        if items:
+            self.sync()
+        return items
 
     def lease_owners(self) -> list[str]:
         """Owners of replies in ``sending`` state (see ``release_leases``)."""
@@ -328,7 +353,7 @@ class Store:
     def record_digest(self, period: str, now: datetime, replies: Iterable[OutgoingMail]) -> bool:
         """Queue the digest of ``period`` (e.g. "2027-01-05") once; False if already recorded."""
         try:
-            with self._sessions() as session, session.begin():
+            with self._session() as session:
                 return state_ops.record_digest(session, period, now, replies)
         except IntegrityError as exc:
             if self.get_state(state_ops.DIGEST_PREFIX + period) is not None:

@@ -11,17 +11,19 @@ fails the insert, which ``Store.record_intake`` reports as a duplicate.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime, tzinfo
+from typing import cast
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from maild import models
 from maild.errors import StoreError
 from maild.models import MessageKind, QuarantineState, TicketState
 from maild.records import Decision, Disposition
-from maild.store.common import add_event, insert_for, queue_replies, rowcount, ticket_ref
+from maild.store.common import add_event, insert_for, is_postgresql, queue_replies, rowcount, ticket_ref
 from maild.store.text import message_key
 from maild.store.types import EventKind, Intake, IntakeResult, Renderer, TicketRef
 
@@ -37,7 +39,8 @@ def record(session: Session, intake: Intake, render: Renderer, prefix: str, zone
             mark_retried(session, intake.quarantine_id, intake.now, duplicate=True)
         return IntakeResult(duplicate=True)
     d = intake.disposition
-    message = _message_row(intake)
+    stream = len(intake.raw) > STREAM_RAW_OVER and not is_postgresql(session)
+    message = _message_row(intake, stream_raw=stream)
     session.add(message)
     session.flush()  # PostgreSQL: waits here for a concurrent insert of the same key
     ticket, opened = _ticket_for(session, intake, message, prefix, zone)
@@ -52,6 +55,9 @@ def record(session: Session, intake: Intake, render: Renderer, prefix: str, zone
                                    ticket_id=ticket.id if ticket else None, source_message_id=message.id)
     if intake.quarantine_id is not None:
         mark_retried(session, intake.quarantine_id, intake.now, duplicate=False)
+    if stream:
+        session.flush()  # the row's last change: an UPDATE after the raw is in would rewrite all of it
+        _write_raw(session, message.id, intake.raw)
     return IntakeResult(
         duplicate=False, message_id=message.id, kind=MessageKind(message.kind),
         ticket=ticket_ref(ticket) if ticket else None, opened=opened, outbox_ids=outbox_ids,
@@ -66,18 +72,44 @@ def _kind(d: Disposition, thread: TicketRef | None, ticket: models.Ticket | None
     return MessageKind.NEW if ticket is not None else MessageKind.REFUSED
 
 
-def _message_row(intake: Intake) -> models.Message:
+STREAM_RAW_OVER = 1024 * 1024
+"""On SQLite, a raw message larger than this is written into its row a chunk at a time."""
+_RAW_CHUNK = 1024 * 1024
+
+
+def _message_row(intake: Intake, *, stream_raw: bool) -> models.Message:
     d = intake.disposition
     m = d.message
     return models.Message(
         dedupe_key=intake.dedupe_key, source_id=intake.source_id, message_id=m.message_id,
         message_key=message_key(m.message_id),
         from_addr=m.from_addresses[0].addr if m.from_addresses else "",
-        subject=m.subject, received_at=d.received_at, raw=intake.raw, size=len(intake.raw),
+        subject=m.subject, received_at=d.received_at,
+        raw=b"" if stream_raw else intake.raw, size=len(intake.raw),
         body_text=m.body_text, category=d.category.value, decision=d.decision.value, language=d.language,
         administration=d.administration, priority=d.priority, reasons=list(d.reasons),
         ticket_id=None, kind=MessageKind.REFUSED.value, created_at=intake.now,
     )
+
+
+def _write_raw(session: Session, row_id: int, raw: bytes) -> None:
+    """Write ``raw`` into message ``row_id`` in place, 1 MiB at a time (SQLite).
+
+    Bound as a parameter, a value is copied by SQLite to bind it, copied again
+    to build the row, and the bound copy stays with the cached statement; any
+    UPDATE of the row later reads and rewrites all of it. A 34 MB message took
+    three times its size in memory. Here the row gets a zero-filled blob of the
+    right size (no memory: SQLite writes zero pages) once nothing else will
+    change it, and the blob API fills it chunk by chunk.
+    """
+    m = models.Message
+    session.execute(update(m).where(m.id == row_id).values(raw=func.zeroblob(len(raw)))
+                    .execution_options(synchronize_session=False))
+    dbapi = cast(sqlite3.Connection, session.connection().connection.dbapi_connection)
+    view = memoryview(raw)
+    with dbapi.blobopen(models.Message.__tablename__, "raw", row_id) as blob:
+        for start in range(0, len(raw), _RAW_CHUNK):
+            blob.write(view[start:start + _RAW_CHUNK])
 
 
 def _ticket_for(

@@ -11,7 +11,16 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from maild import models
 from maild.models import MessageKind, OutboxState, QuarantineState, TicketState
 from maild.store.common import event_record, outbox_summary, ticket_summary
-from maild.store.types import Event, MessageSummary, OutboxSummary, Stats, TicketStory, TicketSummary
+from maild.store.types import (
+    Event,
+    MessageCount,
+    MessageFact,
+    MessageSummary,
+    OutboxSummary,
+    Stats,
+    TicketStory,
+    TicketSummary,
+)
 
 
 def queue(session: Session, state: TicketState | None, limit: int) -> tuple[TicketSummary, ...]:
@@ -104,3 +113,51 @@ def stats(session: Session, since: datetime, until: datetime) -> Stats:
         quarantined_now=_count(session, q, q.state.in_([QuarantineState.QUARANTINED.value,
                                                          QuarantineState.RETRY.value])),
     )
+
+
+# ------------------------------------------------------------------ operators' reports
+
+
+def message_raw(session: Session, message_id: int) -> bytes | None:
+    """The raw bytes of one recorded message (row id), as received."""
+    m = models.Message
+    raw: bytes | None = session.scalar(select(m.raw).where(m.id == message_id))
+    return raw
+
+
+def messages_recorded(session: Session, since: datetime, until: datetime, decision: str | None,
+                      limit: int) -> tuple[MessageFact, ...]:
+    """Messages recorded in ``[since, until)``, oldest first, without raw or body."""
+    m, t = models.Message, models.Ticket
+    query = (select(m.id, m.message_id, m.from_addr, m.subject, m.kind, m.category, m.decision,
+                    m.administration, t.reference, m.received_at, m.created_at, m.reasons)
+             .outerjoin(t, m.ticket_id == t.id)
+             .where(m.created_at >= since, m.created_at < until).order_by(m.id).limit(limit))
+    if decision is not None:
+        query = query.where(m.decision == decision)
+    return tuple(
+        MessageFact(id=r[0], message_id=r[1], from_addr=r[2], subject=r[3], kind=MessageKind(r[4]), category=r[5],
+                    decision=r[6], administration=r[7], ticket=r[8], received_at=r[9], recorded_at=r[10],
+                    reasons=tuple(r[11]))
+        for r in session.execute(query)
+    )
+
+
+def message_counts(session: Session, since: datetime, until: datetime) -> tuple[MessageCount, ...]:
+    """Messages recorded in ``[since, until)`` counted by category, decision, Administration and kind."""
+    m = models.Message
+    columns = (m.category, m.decision, m.administration, m.kind)
+    rows = session.execute(select(*columns, func.count()).where(m.created_at >= since, m.created_at < until)
+                           .group_by(*columns).order_by(*columns))
+    return tuple(MessageCount(category=c, decision=d, administration=a, kind=MessageKind(k), count=int(n))
+                 for c, d, a, k, n in rows)
+
+
+def outbox_trouble(session: Session, since: datetime, until: datetime) -> tuple[OutboxSummary, ...]:
+    """Replies held by a brake or failed for good by an event in ``[since, until)``."""
+    o, e = models.Outbox, models.Event
+    events = select(e.outbox_id).where(e.kind.in_(("held", "failed")), e.at >= since, e.at < until,
+                                       e.outbox_id.is_not(None))
+    query = select(o).where(o.state.in_((OutboxState.HELD.value, OutboxState.FAILED.value)),
+                            o.id.in_(events)).order_by(o.id)
+    return tuple(outbox_summary(r) for r in session.scalars(query))

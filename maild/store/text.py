@@ -33,22 +33,78 @@ def normalize_raw(raw: bytes) -> bytes:
     CRLF and bare CR become LF; NUL becomes 0x80 (what Dovecot writes for it);
     trailing blank lines go (an IMAP copy may add a final line ending).
     """
-    data = raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\x00", b"\x80")
-    return data.rstrip(b"\n")
+    data = _undo_transport(raw)
+    return data[:_content_end(data)]
 
 
 def split_message(data: bytes) -> tuple[list[bytes], bytes]:
     """Unfolded header fields and the body of normalized ``data``."""
-    head, sep, body = data.partition(b"\n\n")
-    if not sep and not _HEADER.match(head.split(b"\n", 1)[0]):
-        return [], data
+    fields, body = _split(data, len(data))
+    return fields, bytes(body)
+
+
+def header_value(raw: bytes, name: str) -> str:
+    """First value of header ``name`` in ``raw`` (decoded latin-1, unfolded), or ""."""
+    return _field_value(_parts(raw)[0], name.lower().encode("ascii"))
+
+
+def content_hash(raw: bytes) -> str:
+    """sha256 hex over the originator headers and the body, normalized."""
+    return _content_hash(*_parts(raw))
+
+
+# The helpers below read a message through views of ONE normalized copy of it: a 34 MB
+# message costs 34 MB more while its key is computed, not the 100 MB that copying the
+# stripped text and then its body would.
+
+_TAIL = 4096
+
+
+def _undo_transport(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\x00", b"\x80")
+
+
+def _content_end(data: bytes) -> int:
+    """``len(data.rstrip(b"\\n"))`` without copying ``data`` (unless it ends in 4 KB of newlines)."""
+    tail = data[-_TAIL:]
+    kept = tail.rstrip(b"\n")
+    if kept or len(tail) == len(data):
+        return len(data) - len(tail) + len(kept)
+    return len(data.rstrip(b"\n"))
+
+
+def _parts(raw: bytes) -> tuple[list[bytes], memoryview]:
+    data = _undo_transport(raw)
+    return _split(data, _content_end(data))
+
+
+def _split(data: bytes, end: int) -> tuple[list[bytes], memoryview]:
+    """Header fields and a view of the body of normalized ``data[:end]``."""
+    blank = data.find(b"\n\n", 0, end)
+    if blank >= 0:
+        return _unfolded(data[:blank]), memoryview(data)[blank + 2:end]
+    newline = data.find(b"\n", 0, end)
+    if not _HEADER.match(data[:newline if newline >= 0 else end]):
+        return [], memoryview(data)[:end]
+    return _unfolded(data[:end]), memoryview(b"")
+
+
+def _unfolded(head: bytes) -> list[bytes]:
     fields: list[bytes] = []
     for line in head.split(b"\n"):
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1] += b" " + line.strip()
         else:
             fields.append(line)
-    return fields, body
+    return fields
+
+
+def _field_value(fields: list[bytes], wanted: bytes) -> str:
+    for field in fields:
+        match = _HEADER.match(field)
+        if match and match[1].lower() == wanted:
+            return _WS.sub(b" ", match[2]).strip().decode("latin-1")
+    return ""
 
 
 def _originator_fields(fields: list[bytes]) -> list[bytes]:
@@ -61,19 +117,7 @@ def _originator_fields(fields: list[bytes]) -> list[bytes]:
     return kept
 
 
-def header_value(raw: bytes, name: str) -> str:
-    """First value of header ``name`` in ``raw`` (decoded latin-1, unfolded), or ""."""
-    wanted = name.lower().encode("ascii")
-    for field in split_message(normalize_raw(raw))[0]:
-        match = _HEADER.match(field)
-        if match and match[1].lower() == wanted:
-            return _WS.sub(b" ", match[2]).strip().decode("latin-1")
-    return ""
-
-
-def content_hash(raw: bytes) -> str:
-    """sha256 hex over the originator headers and the body, normalized."""
-    fields, body = split_message(normalize_raw(raw))
+def _content_hash(fields: list[bytes], body: memoryview) -> str:
     digest = hashlib.sha256()
     for field in _originator_fields(fields):
         digest.update(field + b"\n")
@@ -102,8 +146,9 @@ def dedupe_key(raw: bytes) -> str:
     content hash. Computed from the raw bytes alone, so the daemon can skip a
     known message before parsing it, and every caller gets the same key.
     """
+    fields, body = _parts(raw)  # once: the message is normalized (copied) once, not twice
     digest = hashlib.sha256()
-    digest.update(message_key(header_value(raw, "Message-ID")).encode("utf-8"))
+    digest.update(message_key(_field_value(fields, b"message-id")).encode("utf-8"))
     digest.update(b"\n")
-    digest.update(content_hash(raw).encode("ascii"))
+    digest.update(_content_hash(fields, body).encode("ascii"))
     return digest.hexdigest()

@@ -15,6 +15,8 @@ __all__ = [
     "EventKind",
     "Intake",
     "IntakeResult",
+    "MessageCount",
+    "MessageFact",
     "MessageKind",
     "MessageSummary",
     "OutboxItem",
@@ -139,6 +141,8 @@ class OutboxItem:
     """Including the attempt this claim is for."""
     lease_owner: str
     lease_until: datetime
+    ticket: str | None = None
+    """Reference of the ticket the reply is about, for log lines."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +216,36 @@ class MessageSummary:
     received_at: datetime
     reasons: tuple[str, ...]
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFact:
+    """One recorded message as reports see it: who, what, the decision and why."""
+
+    id: int
+    message_id: str
+    from_addr: str
+    subject: str
+    kind: MessageKind
+    category: str
+    decision: str
+    administration: str | None
+    ticket: str | None
+    """Reference of its ticket (None for ignored mail)."""
+    received_at: datetime
+    recorded_at: datetime
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MessageCount:
+    """Messages recorded in a window with the same category, decision, Administration and kind."""
+
+    category: str
+    decision: str
+    administration: str | None
+    kind: MessageKind
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
