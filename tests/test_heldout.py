@@ -12,29 +12,31 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import json
 from collections import Counter
-from datetime import UTC, datetime
 from functools import cache
 
 import pytest
 
-from maild.authorizer import authorize, resolve_administration
-from maild.pipeline import Triager
-from maild.records import Category, Decision, Disposition
-from tests.factories import CORPUS, REPO, settings
+from maild.records import Category, Disposition
+from tests.factories import CORPUS, REPO
+from tests.labelled import (
+    assert_consistent_shape,
+    assert_meets_the_bar,
+    assert_no_ignored_answered,
+    assert_no_privileged_accepted_without_authorization,
+    load_labels,
+    triage_all,
+)
 
 HELDOUT = REPO / "tests" / "data" / "heldout"
-NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
-LABELS: dict[str, dict[str, object]] = json.loads((HELDOUT / "labels.json").read_text())
+LABELS = load_labels(HELDOUT)
 VALID = {("ignored", "other"), ("rejected", "password_reset"), ("rejected", "lifecycle"),
          *(("accepted", c.value) for c in Category)}
 
 
 @cache
 def results() -> dict[str, Disposition]:
-    triager = Triager.from_settings(settings())
-    return {name: triager.triage((HELDOUT / name).read_bytes(), now=NOW) for name in sorted(LABELS)}
+    return triage_all(HELDOUT, LABELS)
 
 
 def _message_id(raw: bytes) -> str:
@@ -62,21 +64,11 @@ def test_heldout_messages_are_not_copies_of_the_corpus() -> None:
 
 
 def test_decisions_and_categories_meet_the_bar() -> None:
-    got = results()
-    wrong_decision = [n for n, d in got.items() if d.decision.value != LABELS[n]["decision"]]
-    wrong_category = [n for n, d in got.items() if d.category.value != LABELS[n]["category"]]
-    report = {n: (got[n].decision.value, got[n].category.value, LABELS[n]) for n in {*wrong_decision, *wrong_category}}
-    assert len(wrong_decision) / len(got) <= 0.03, report
-    assert len(wrong_category) / len(got) <= 0.05, report
+    assert_meets_the_bar(results(), LABELS)
 
 
 def test_no_privileged_request_is_accepted_without_authorization() -> None:
-    s = settings()
-    for name, d in results().items():
-        if d.decision is Decision.ACCEPTED and (d.privileged or LABELS[name]["category"] in {"password_reset",
-                                                                                             "lifecycle"}):
-            admin, _ = resolve_administration(d.message, s.administrations)
-            assert authorize(d.message, admin, s.helpdesk.trusted_authserv_ids).authorized, (name, d.reasons)
+    assert_no_privileged_accepted_without_authorization(results(), LABELS)
 
 
 def test_no_labelled_privileged_request_is_downgraded() -> None:
@@ -87,19 +79,9 @@ def test_no_labelled_privileged_request_is_downgraded() -> None:
 
 
 def test_no_ignored_message_is_answered() -> None:
-    for name, d in results().items():
-        if LABELS[name]["decision"] == "ignored":
-            assert d.decision is Decision.IGNORED, (name, d.reasons)
-            assert d.take_in is None
+    assert_no_ignored_answered(results(), LABELS)
 
 
 @pytest.mark.parametrize("name", sorted(LABELS))
 def test_every_result_carries_reasons_and_a_consistent_shape(name: str) -> None:
-    d = results()[name]
-    assert d.reasons
-    if d.decision is Decision.IGNORED:
-        assert d.category.value == "other"
-    if d.decision is Decision.REJECTED:
-        assert d.privileged
-    if d.decision is not Decision.IGNORED:
-        assert d.take_in is not None and d.take_in.take_in_at >= d.received_at
+    assert_consistent_shape(results()[name])
