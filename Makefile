@@ -37,6 +37,7 @@ servers-stop:
 	bash scripts/servers.sh stop
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	bash scripts/servers.sh start
 	$(PY) -m bench.run
 

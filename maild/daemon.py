@@ -46,7 +46,9 @@ WAIT_SLICE = 1.0
 SENDER_RETRY_POLL = 5.0
 HEARTBEAT_EVERY = timedelta(seconds=10)
 EXIT_PENDING = 75
-"""``run --once`` exit code when replies could not be sent yet (EX_TEMPFAIL)."""
+"""``run --once`` exit code when replies could not be sent or the mailbox not drained yet (EX_TEMPFAIL)."""
+ONCE_RECONNECTS = 5
+"""``run --once``: how many times an unreachable mailbox is retried before giving up."""
 MOVE_BATCH = 100
 """Recorded messages moved out of the mailbox with one command: one IMAP round trip per
 batch instead of one per message. A crash before the move leaves at most this many
@@ -68,6 +70,7 @@ class Daemon:
     notifier: Notifier = field(default_factory=Notifier.disabled)
     metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
     _last_poll: datetime | None = None
+    _mailbox_down: bool = False
 
     # ------------------------------------------------------------ entry points
 
@@ -110,6 +113,7 @@ class Daemon:
             self._last_poll = self.clock.now()
         except SourceUnavailable as exc:
             self.metrics.mailbox_error("poll")
+            self._mailbox_down = True
             log.warning("mailbox unavailable: %s", exc)
         self.take_in_due()
         return done
@@ -131,8 +135,7 @@ class Daemon:
                                   name="maild-sender", daemon=True)
         sender.start()
         try:
-            while self.drain_mailbox():
-                pass
+            self._drain_until_empty()
         finally:
             intake_done.set()
             self._wake_sender.set()
@@ -145,7 +148,22 @@ class Daemon:
             pending = report.deferred + sum(deferred)
             log.error("%d repl%s could not be sent yet; they stay queued", pending, "y" if pending == 1 else "ies")
             return EXIT_PENDING
+        if self._mailbox_down:
+            log.error("the mailbox stayed unreachable: it was not drained")
+            return EXIT_PENDING
         return 0
+
+    def _drain_until_empty(self) -> None:
+        """Drain until a pass finds nothing; ride out a mailbox outage with the source's backoff."""
+        outages = 0
+        while True:
+            self._mailbox_down = False
+            if self.drain_mailbox():
+                continue
+            if not self._mailbox_down or outages == ONCE_RECONNECTS:
+                return
+            outages += 1
+            self.source.wait(WAIT_SLICE * 5)  # reconnects, with backoff
 
     def _intake_loop(self) -> None:
         while not self.stop.is_set():

@@ -410,3 +410,11 @@ def test_take_in_missed_while_down_happens_at_start(tmp_path: Path, imap_account
     assert daemon(config, clock)[1].run(once=True) == 0
     assert db_rows(url, "SELECT COUNT(*) FROM tickets WHERE taken_in_at IS NOT NULL")[0][0] == 1
 
+
+
+def test_once_reports_an_unreachable_mailbox(tmp_path: Path, imap_account: ImapAccount,
+                                             smtp_server: SmtpCapture) -> None:
+    config = config_for(tmp_path, imap_account, smtp_server, sqlite_url(tmp_path), port=1)  # nobody listens
+    done = run_cli(config, "run", "--once", timeout=300)
+    assert done.returncode == EXIT_PENDING
+    assert "mailbox stayed unreachable" in done.stderr

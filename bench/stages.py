@@ -1,0 +1,110 @@
+"""Where a message's time goes: maild's stages one by one, in one process, no network.
+
+The backlog rate says how fast; this says why. Each stage of the intake is
+timed on the same corpus mix, in a fresh interpreter (``python -m bench.stages
+COUNT OUT_JSON``), on a SQLite file configured exactly as the daemon's:
+
+- ``dedupe``: the content hash that makes intake exactly-once;
+- ``parse``: raw bytes to ``ParsedMessage`` (the floor pays this too);
+- ``triage``: screen, classify, authorize, schedule;
+- ``render``: the Jinja2 templates and the RFC 5322 composition of the replies;
+- ``record``: the intake transaction (message, ticket, events, outbox), render excluded;
+- ``send_bookkeeping``: claiming a reply and marking it sent, per message.
+
+Seconds are wall time on one thread, so a stage that waits on the disk shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from maild.app import build_intake
+from maild.intake import IntakeService, replies_for
+from maild.parsing import parse_message
+from maild.pipeline import received_time
+from maild.records import OutgoingMail
+from maild.store import Intake, Store, TicketRef, dedupe_key
+from tests.daemon_kit import HIGH_LIMITS
+from tests.factories import settings
+from tests.mailgen import corpus_mix
+
+NOW = datetime(2027, 1, 18, 10, 0, tzinfo=UTC)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StageCosts:
+    """Milliseconds per message for each stage."""
+
+    messages: int
+    dedupe: float
+    parse: float
+    triage: float
+    render: float
+    record: float
+    send_bookkeeping: float
+
+    @property
+    def total(self) -> float:
+        return self.dedupe + self.parse + self.triage + self.render + self.record + self.send_bookkeeping
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.spent: dict[str, float] = {}
+
+    def time(self, stage: str, call: Callable[[], T]) -> T:
+        start = time.perf_counter()
+        try:
+            return call()
+        finally:
+            self.spent[stage] = self.spent.get(stage, 0.0) + time.perf_counter() - start
+
+
+def measure(count: int, folder: Path) -> StageCosts:
+    config = settings(limits=HIGH_LIMITS)
+    clock = _Clock()
+    with Store.open(f"sqlite:///{folder / 'stages.db'}") as store:
+        service = build_intake(config, store)
+        for index, sample in enumerate(corpus_mix(count, tag="stages")):
+            _one(service, store, clock, f"1:{index}", sample.raw)
+        claimed = clock.time("send_bookkeeping", lambda: store.claim_outbox(NOW, 100_000, "bench", 600,
+                                                                            config.limits))
+        for item in claimed:
+            clock.time("send_bookkeeping", partial(store.mark_sent, item.id, NOW))
+    per = {stage: seconds * 1000 / count for stage, seconds in clock.spent.items()}
+    per["record"] = per["record"] - per["render"]
+    return StageCosts(count, per["dedupe"], per["parse"], per["triage"], per["render"], per["record"],
+                      per["send_bookkeeping"])
+
+
+def _one(service: IntakeService, store: Store, clock: _Clock, source_id: str, raw: bytes) -> None:
+    key = clock.time("dedupe", lambda: dedupe_key(raw))
+    message = clock.time("parse", lambda: parse_message(raw, service.settings.limits))
+    received = min(received_time(message, NOW), NOW)
+    d = clock.time("triage", lambda: service.triager.decide(message, received_at=received))
+
+    def render(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        if ticket is None:
+            return ()
+        return clock.time("render", lambda: replies_for(d, ticket.reference, key, NOW, service.responder,
+                                                        service.settings, followup=False))
+
+    intake = Intake(dedupe_key=key, source_id=source_id, raw=raw, disposition=d, now=NOW, thread=None,
+                    quarantine_id=None)
+    clock.time("record", lambda: store.record_intake(intake, render))
+
+
+if __name__ == "__main__":
+    with tempfile.TemporaryDirectory(prefix="maild-stages-") as tmp:
+        costs = measure(int(sys.argv[1]), Path(tmp))
+    Path(sys.argv[2]).write_text(json.dumps(asdict(costs)), encoding="utf-8")
