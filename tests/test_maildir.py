@@ -15,22 +15,10 @@ from maild.records import OutgoingMail
 from maild.sources import make_source
 from maild.transport import make_transport
 from tests.factories import settings
+from tests.fakes import FakeTime
 from tests.servers import make_message
 
 HANG_GUARD = 30.0
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def deliver(inbox: Path, name: str, data: bytes, *, sub: str = "new", mtime: int | None = None) -> Path:
@@ -128,7 +116,7 @@ def test_wait_notices_a_delivery_from_another_thread(tmp_path: Path) -> None:
 
 
 def test_wait_times_out_and_ignores_mail_already_fetched(tmp_path: Path) -> None:
-    fake = FakeTime()
+    fake = FakeTime(start=0.0)
     source = source_at(tmp_path, fake)
     deliver(source.path, "old", make_message(1))
     assert source.wait(5.0) is True  # never fetched: work to do

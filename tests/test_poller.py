@@ -16,6 +16,7 @@ from maild.poller import Backoff, ImapSource, ensure_folders, open_client
 from maild.settings import Mailbox
 from maild.sources import Incoming, make_source
 from tests.factories import settings
+from tests.fakes import FakeTime
 from tests.servers import (
     DovecotControl,
     ImapAccount,
@@ -303,21 +304,6 @@ def test_idle_survives_a_dovecot_restart(imap_account: ImapAccount, dovecot: Dov
 
 
 # ---------------------------------------------------------------- backoff (no servers)
-
-
-class FakeTime:
-    """A clock that only moves when the code under test sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def test_backoff_grows_exponentially_with_jitter_up_to_the_cap() -> None:
