@@ -418,3 +418,22 @@ def test_once_reports_an_unreachable_mailbox(tmp_path: Path, imap_account: ImapA
     done = run_cli(config, "run", "--once", timeout=300)
     assert done.returncode == EXIT_PENDING
     assert "mailbox stayed unreachable" in done.stderr
+
+
+def test_running_daemon_schedules_the_take_in_job_at_the_next_opening(
+        tmp_path: Path, imap_account: ImapAccount, smtp_server: SmtpCapture) -> None:
+    url = sqlite_url(tmp_path)
+    seed_imap(imap_account, [_request("anna.verdi@ateneo.example.it", "Telefono", "Aggiornate il mio numero "
+                                      "di telefono in rubrica: 010 555 1234.", "Sat, 16 Jan 2027 15:00:00 +0100",
+                                      authenticated=False)])
+    clock = FakeClock(datetime(2027, 1, 16, 15, 0, tzinfo=UTC))  # Saturday 16:00 in Rome: closed
+    _, d = daemon(config_for(tmp_path, imap_account, smtp_server, url), clock)
+    runner = threading.Thread(target=d.run)
+    runner.start()
+    try:
+        assert wait_until(lambda: d.next_take_in_job() is not None, 60)
+        assert d.next_take_in_job() == datetime(2027, 1, 18, 7, 0, tzinfo=UTC)  # Monday 08:00 in Rome
+    finally:
+        d.stop.set()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
