@@ -71,11 +71,11 @@ class IntakeService:
         except StoreError as exc:
             log.warning("recording failed, quarantining: %s", exc,
                         extra=context(raw_message_id(item.raw), source_id=item.source_id))
-            return self._quarantine(item, f"{type(exc).__name__}: {exc}", now)
+            return self._quarantine(item, f"{type(exc).__name__}: {exc}", now, retry_of=quarantine_id)
         except Exception as exc:  # the poison message: any stage that raises
             log.exception("processing failed, quarantining",
                           extra=context(raw_message_id(item.raw), source_id=item.source_id))
-            return self._quarantine(item, f"{type(exc).__name__}: {exc}", now)
+            return self._quarantine(item, f"{type(exc).__name__}: {exc}", now, retry_of=quarantine_id)
 
     def _record(self, item: Incoming, raw: bytes, now: datetime, quarantine_id: int | None) -> IntakeReport:
         # No lookup of the key before the work: ``record_intake`` finds a known message inside
@@ -130,9 +130,11 @@ class IntakeService:
 
         return render
 
-    def _quarantine(self, item: Incoming, error: str, now: datetime) -> IntakeReport:
+    def _quarantine(self, item: Incoming, error: str, now: datetime, *, retry_of: int | None = None) -> IntakeReport:
+        """Record the failure; a failed operator retry goes back to its own entry, not a new one."""
         key = dedupe_key(item.raw) if item.raw is not None else None
-        self.store.record_quarantine(item.source_id, item.raw, item.size, error[:2000], now, dedupe_key=key)
+        self.store.record_quarantine(item.source_id, item.raw, item.size, error[:2000], now, dedupe_key=key,
+                                     retry_of=retry_of)
         log.warning("quarantined: %s", error, extra=context(raw_message_id(item.raw), source_id=item.source_id))
         return IntakeReport(Outcome.QUARANTINED, item.source_id, error=error)
 

@@ -317,6 +317,10 @@ def test_poison_message_is_quarantined_and_the_rest_go_on(tmp_path: Path, imap_a
     assert folder_counts(imap_account) == {"INBOX": 0, "Processed": 11, "Quarantine": 1}
     (entry_id, error), = db_rows(url, "SELECT id, error FROM quarantine")
     assert "a stage blew up" in error
+    # A retry while the fault is still there puts it back in quarantine, and the run still ends.
+    assert run_cli(config, "quarantine", "retry", str(entry_id)).returncode == 0
+    assert d.run(once=True) == 0
+    assert db_rows(url, "SELECT id, state FROM quarantine") == [(entry_id, "quarantined")]
     # The operator retries it once the fault is fixed: it is recorded like any other.
     monkeypatch.setattr(type(d.intake.triager), "decide", original)
     assert run_cli(config, "quarantine", "retry", str(entry_id)).returncode == 0
