@@ -8,7 +8,8 @@ COUNT OUT_JSON``), on a SQLite file configured exactly as the daemon's:
 - ``parse``: raw bytes to ``ParsedMessage`` (the floor pays this too);
 - ``triage``: screen, classify, authorize, schedule;
 - ``render``: the Jinja2 templates and the RFC 5322 composition of the replies;
-- ``record``: the intake transaction (message, ticket, events, outbox), render excluded;
+- ``record``: the intake transaction (message, ticket, events, outbox) of a batch of
+  ``MOVE_BATCH`` messages, as the daemon writes them, per message, render excluded;
 - ``send_bookkeeping``: claiming a reply and marking it sent, per message.
 
 Seconds are wall time on one thread, so a stage that waits on the disk shows it.
@@ -28,11 +29,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from maild.app import build_intake
+from maild.daemon import MOVE_BATCH
 from maild.intake import IntakeService, replies_for
 from maild.parsing import parse_message
 from maild.pipeline import received_time
 from maild.records import OutgoingMail
-from maild.store import Intake, Store, TicketRef, dedupe_key
+from maild.store import Intake, QueuedIntake, Store, TicketRef, dedupe_key
 from tests.daemon_kit import HIGH_LIMITS
 from tests.factories import settings
 from tests.mailgen import corpus_mix
@@ -75,8 +77,14 @@ def measure(count: int, folder: Path) -> StageCosts:
     clock = _Clock()
     with Store.open(f"sqlite:///{folder / 'stages.db'}") as store:
         service = build_intake(config, store)
+        batch: list[QueuedIntake] = []
         for index, sample in enumerate(corpus_mix(count, tag="stages")):
-            _one(service, store, clock, f"1:{index}", sample.raw)
+            batch.append(_triaged(service, clock, f"1:{index}", sample.raw))
+            if len(batch) == MOVE_BATCH:
+                clock.time("record", partial(store.record_intakes, batch))
+                batch = []
+        if batch:
+            clock.time("record", partial(store.record_intakes, batch))
         claimed = clock.time("send_bookkeeping", lambda: store.claim_outbox(NOW, 100_000, "bench", 600,
                                                                             config.limits))
         for item in claimed:
@@ -87,21 +95,21 @@ def measure(count: int, folder: Path) -> StageCosts:
                       per["send_bookkeeping"])
 
 
-def _one(service: IntakeService, store: Store, clock: _Clock, source_id: str, raw: bytes) -> None:
+def _triaged(service: IntakeService, clock: _Clock, source_id: str, raw: bytes) -> QueuedIntake:
+    """The stages before the database, each timed; the daemon records these a batch at a time."""
     key = clock.time("dedupe", lambda: dedupe_key(raw))
     message = clock.time("parse", lambda: parse_message(raw, service.settings.limits))
     received = min(received_time(message, NOW), NOW)
     d = clock.time("triage", lambda: service.triager.decide(message, received_at=received))
 
-    def render(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+    def render(ticket: TicketRef | None, followup: bool) -> tuple[OutgoingMail, ...]:
         if ticket is None:
             return ()
         return clock.time("render", lambda: replies_for(d, ticket.reference, key, NOW, service.responder,
-                                                        service.settings, followup=False))
+                                                        service.settings, followup=followup))
 
-    intake = Intake(dedupe_key=key, source_id=source_id, raw=raw, disposition=d, now=NOW, thread=None,
-                    quarantine_id=None)
-    clock.time("record", lambda: store.record_intake(intake, render))
+    intake = Intake(dedupe_key=key, source_id=source_id, raw=raw, disposition=d, now=NOW)
+    return QueuedIntake(intake, None, render)
 
 
 if __name__ == "__main__":

@@ -50,9 +50,12 @@ EXIT_PENDING = 75
 ONCE_RECONNECTS = 5
 """``run --once``: how many times an unreachable mailbox is retried before giving up."""
 MOVE_BATCH = 100
-"""Recorded messages moved out of the mailbox with one command: one IMAP round trip per
-batch instead of one per message. A crash before the move leaves at most this many
-recorded messages in the mailbox, which the next run recognises and only moves."""
+"""Messages recorded in one transaction, then moved out of the mailbox with one command: one
+commit and one IMAP round trip per batch instead of one per message. A crash before the
+move leaves at most this many recorded messages in the mailbox, which the next run
+recognises and only moves."""
+BATCH_BYTES = 8 * 1024 * 1024
+"""A batch also ends once its messages hold this many bytes: large messages go one by one."""
 
 
 @dataclass
@@ -99,17 +102,16 @@ class Daemon:
     def drain_mailbox(self) -> int:
         """Process everything waiting now (and operator retries); return how many."""
         done = self._retry_quarantined()
+        batch = _Batch()
         recorded = _Recorded()
         try:
             for item in self.source.fetch(self.max_message_bytes):
+                batch.add(item)
+                if batch.full:
+                    done += self._record_batch(batch, recorded)
                 if self.stop.is_set():
                     break
-                self._handle(item, recorded)
-                done += 1
-                self._heartbeat()
-                if len(recorded) >= MOVE_BATCH:
-                    self._move(recorded)
-            self._move(recorded)
+            done += self._record_batch(batch, recorded)
             self._last_poll = self.clock.now()
         except SourceUnavailable as exc:
             self.metrics.mailbox_error("poll")
@@ -182,16 +184,22 @@ class Daemon:
                 log.critical("mailbox unusable, stopping: %s", exc)
                 raise
 
-    def _handle(self, item: Incoming, recorded: _Recorded) -> None:
+    def _record_batch(self, batch: _Batch, recorded: _Recorded) -> int:
+        """Record the batch in one transaction, then move it out of the mailbox; return how many."""
+        items = batch.take()
+        if not items:
+            return 0
         started = time.monotonic()
-        report = self.intake.process(item, self.clock.now())
-        self.metrics.message_done(report.outcome.value, report.decision, time.monotonic() - started)
-        if report.outcome is Outcome.QUARANTINED:
-            recorded.quarantined.append(item)
-        else:
-            recorded.processed.append(item)
-        if report.replies:
+        reports = self.intake.process_batch(items, self.clock.now())
+        each = (time.monotonic() - started) / len(items)
+        for item, report in zip(items, reports, strict=True):
+            self.metrics.message_done(report.outcome.value, report.decision, each)
+            (recorded.quarantined if report.outcome is Outcome.QUARANTINED else recorded.processed).append(item)
+        if any(report.replies for report in reports):
             self._wake_sender.set()
+        self._move(recorded)
+        self._heartbeat()
+        return len(items)
 
     def _move(self, recorded: _Recorded) -> None:
         """Move what is recorded out of the mailbox: only ever after the commits that recorded it
@@ -320,6 +328,26 @@ class Daemon:
             self._scheduler.shutdown(wait=False)
         self.source.close()
         self.sender.transport.close()
+
+
+@dataclass
+class _Batch:
+    """Fetched messages not recorded yet."""
+
+    items: list[Incoming] = field(default_factory=list)
+    size: int = 0
+
+    def add(self, item: Incoming) -> None:
+        self.items.append(item)
+        self.size += len(item.raw) if item.raw is not None else 0
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= MOVE_BATCH or self.size >= BATCH_BYTES
+
+    def take(self) -> list[Incoming]:
+        items, self.items, self.size = self.items, [], 0
+        return items
 
 
 @dataclass

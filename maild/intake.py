@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,7 +29,7 @@ from maild.records import Decision, Disposition, OutgoingMail
 from maild.responder import Responder, find_ticket_refs, make_message_id
 from maild.settings import Settings
 from maild.sources import Incoming
-from maild.store import Intake, Store, TicketRef, dedupe_key
+from maild.store import Intake, IntakeResult, MessageKind, QueuedIntake, Store, ThreadQuery, TicketRef, dedupe_key
 from maild.store.text import header_value
 
 log = logging.getLogger("maild.intake")
@@ -77,6 +77,52 @@ class IntakeService:
                           extra=context(raw_message_id(item.raw), source_id=item.source_id))
             return self._quarantine(item, f"{type(exc).__name__}: {exc}", now, retry_of=quarantine_id)
 
+    def process_batch(self, items: Sequence[Incoming], now: datetime) -> list[IntakeReport]:
+        """``process`` for each item, recording the batch in one transaction; one report per item.
+
+        A message whose stages fail, and every message of a batch whose
+        transaction fails, goes through ``process`` alone: the poison message is
+        quarantined there and the others are recorded as if never batched.
+        """
+        reports: dict[int, IntakeReport] = {}
+        queued: list[tuple[int, Incoming, _Triaged]] = []
+        for index, item in enumerate(items):
+            triaged = self._triage(item, now) if item.raw is not None else None
+            if triaged is None:
+                reports[index] = self.process(item, now)
+            else:
+                queued.append((index, item, triaged))
+        if queued:
+            try:
+                results = self.store.record_intakes([t.queued for _, _, t in queued])
+            except Exception as exc:
+                log.warning("a batch of %d messages could not be recorded in one transaction (%s: %s); "
+                            "recording them one by one", len(queued), type(exc).__name__, exc)
+                results = None
+            for position, (index, item, triaged) in enumerate(queued):
+                reports[index] = (self._reported(item, triaged, results[position]) if results is not None
+                                  else self.process(item, now))
+        return [reports[index] for index in range(len(items))]
+
+    def _triage(self, item: Incoming, now: datetime) -> _Triaged | None:
+        """The stages before the database, for a batch; None when one raises (``process`` handles it)."""
+        assert item.raw is not None
+        try:
+            key = dedupe_key(item.raw)
+            message = parse_message(item.raw, self.settings.limits)
+            d = self.triager.decide(message, received_at=min(received_time(message, now), now))
+            query = self._thread_query(d)
+        except Exception:
+            return None
+        intake = Intake(dedupe_key=key, source_id=item.source_id, raw=item.raw, disposition=d, now=now)
+        return _Triaged(d, QueuedIntake(intake, query, self._reply_renderer(d, key, now)))
+
+    def _reported(self, item: Incoming, triaged: _Triaged, result: IntakeResult) -> IntakeReport:
+        d = triaged.disposition
+        if result.duplicate:
+            return self._known(item, d.message.message_id)
+        return self._log_recorded(item, d, result, followup=result.kind is MessageKind.FOLLOWUP)
+
     def _record(self, item: Incoming, raw: bytes, now: datetime, quarantine_id: int | None) -> IntakeReport:
         # No lookup of the key before the work: ``record_intake`` finds a known message inside
         # its own transaction, which saves a transaction per message; a message seen before is
@@ -96,12 +142,15 @@ class IntakeService:
         result = self.store.record_intake(intake, self._renderer(d, key, now, followup=thread is not None))
         if result.duplicate:
             return self._known(item, message.message_id)
+        return self._log_recorded(item, d, result, followup=thread is not None)
+
+    def _log_recorded(self, item: Incoming, d: Disposition, result: IntakeResult, *, followup: bool) -> IntakeReport:
         ref = result.ticket.reference if result.ticket else None
-        log.info("%s %s %s%s, %d repl%s queued", "follow-up" if thread else "new", d.decision.value,
+        log.info("%s %s %s%s, %d repl%s queued", "follow-up" if followup else "new", d.decision.value,
                  d.category.value, f" take-in {d.take_in.take_in_at.isoformat()}" if d.take_in else "",
                  len(result.outbox_ids), "y" if len(result.outbox_ids) == 1 else "ies",
-                 extra=context(message.message_id, ref, source_id=item.source_id))
-        return IntakeReport(Outcome.RECORDED, item.source_id, message.message_id, ref, d.decision.value,
+                 extra=context(d.message.message_id, ref, source_id=item.source_id))
+        return IntakeReport(Outcome.RECORDED, item.source_id, d.message.message_id, ref, d.decision.value,
                             len(result.outbox_ids))
 
     def _known(self, item: Incoming, message_id: str) -> IntakeReport:
@@ -110,6 +159,13 @@ class IntakeService:
 
     def _thread(self, d: Disposition) -> TicketRef | None:
         """The ticket this message follows up, if any (never for ignored mail)."""
+        query = self._thread_query(d)
+        if query is None:
+            return None
+        return self.store.find_thread(query.message_ids, query.tags, query.from_addr)
+
+    def _thread_query(self, d: Disposition) -> ThreadQuery | None:
+        """What the message may follow up: None when nothing (ignored mail never follows anything up)."""
         if d.decision is Decision.IGNORED or not d.message.from_addresses:
             return None
         message = d.message
@@ -117,18 +173,24 @@ class IntakeService:
         tags = find_ticket_refs(message.subject, self.settings.helpdesk.ticket_prefix)
         if not ids and not tags:
             return None
-        return self.store.find_thread(ids, tags, message.from_addresses[0].key)
+        return ThreadQuery(ids, tags, message.from_addresses[0].key)
 
-    def _renderer(self, d: Disposition, key: str, now: datetime, *, followup: bool
-                  ) -> Callable[[TicketRef | None], tuple[OutgoingMail, ...]]:
-        """The pure reply function the store calls inside the intake transaction."""
+    def _reply_renderer(self, d: Disposition, key: str, now: datetime
+                        ) -> Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]:
+        """``_renderer`` for a batch: whether it is a follow-up is known only inside the transaction."""
 
-        def render(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        def render(ticket: TicketRef | None, followup: bool) -> tuple[OutgoingMail, ...]:
             if ticket is None:
                 return ()
             return replies_for(d, ticket.reference, key, now, self.responder, self.settings, followup=followup)
 
         return render
+
+    def _renderer(self, d: Disposition, key: str, now: datetime, *, followup: bool
+                  ) -> Callable[[TicketRef | None], tuple[OutgoingMail, ...]]:
+        """The pure reply function the store calls inside the intake transaction."""
+        render = self._reply_renderer(d, key, now)
+        return lambda ticket: render(ticket, followup)
 
     def _quarantine(self, item: Incoming, error: str, now: datetime, *, retry_of: int | None = None) -> IntakeReport:
         """Record the failure; a failed operator retry goes back to its own entry, not a new one."""
@@ -137,6 +199,14 @@ class IntakeService:
                                      retry_of=retry_of)
         log.warning("quarantined: %s", error, extra=context(raw_message_id(item.raw), source_id=item.source_id))
         return IntakeReport(Outcome.QUARANTINED, item.source_id, error=error)
+
+
+@dataclass(frozen=True, slots=True)
+class _Triaged:
+    """A message of a batch, triaged and ready for ``Store.record_intakes``."""
+
+    disposition: Disposition
+    queued: QueuedIntake
 
 
 def raw_message_id(raw: bytes | None) -> str | None:

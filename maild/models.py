@@ -203,7 +203,6 @@ class Message(Base):
     from_addr: Mapped[str] = mapped_column(SafeText)
     subject: Mapped[str] = mapped_column(SafeText)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    raw: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     size: Mapped[int] = mapped_column(Integer)
     body_text: Mapped[str] = mapped_column(SafeText)
     category: Mapped[str] = mapped_column(SafeString(32))
@@ -215,6 +214,22 @@ class Message(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     kind: Mapped[str] = mapped_column(SafeString(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RawMessage(Base):
+    """The bytes of a recorded message, as received, in a table of their own.
+
+    Why not a column of ``messages``: SQLite builds a row's whole record to
+    write it, so a blob in the middle of a row is copied on every write of that
+    row, and ``zeroblob`` (how a large message is streamed in) stays virtual
+    only in a row's last column. Here the blob is the last column of a row that
+    is written once and never updated.
+    """
+
+    __tablename__ = "raw_messages"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Event(Base):

@@ -67,6 +67,16 @@ def dovecot(server_env: ServerEnv) -> Iterator[DovecotControl]:
 @pytest.fixture
 def pg_url(server_env: ServerEnv) -> Iterator[str]:
     """SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    yield from _fresh_database(server_env)
+
+
+@pytest.fixture
+def pg_url_2(server_env: ServerEnv) -> Iterator[str]:
+    """A second fresh PostgreSQL database, for tests comparing two databases."""
+    yield from _fresh_database(server_env)
+
+
+def _fresh_database(server_env: ServerEnv) -> Iterator[str]:
     require_port("PostgreSQL", server_env.pg_host, server_env.pg_port)
     name = create_database(server_env)
     yield server_env.pg_url(name)

@@ -15,13 +15,14 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from maild.errors import StoreError, TemplateError
-from maild.migrations import head_revision
+from maild.migrations import alembic_config, head_revision
 from maild.models import Base
 from maild.records import (
     Address,
@@ -51,6 +52,7 @@ from maild.store import (
     retry_at,
     upgrade,
 )
+from maild.store.engine import make_engine
 from tests.factories import message
 from tests.servers import wait_until
 
@@ -143,18 +145,53 @@ def test_migrations_run_from_empty_are_idempotent_and_match_the_models(db_url: s
     upgrade(db_url)
     upgrade(db_url)
     with Store.open(db_url) as store:
-        assert store.revision() == head_revision() == "0001"
+        assert store.revision() == head_revision() == "0002"
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
         assert store.queue() == ()
 
 
+def _migrate(url: str, revision: str, *, down: bool = False) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            (command.downgrade if down else command.upgrade)(config, revision)
+    finally:
+        engine.dispose()
+
+
+def test_raw_bytes_move_to_their_own_table_and_back(db_url: str) -> None:
+    """0002 takes the raw bytes out of ``messages`` without losing one; its downgrade puts them back."""
+    raw = b"Subject: prima\r\n\r\n\x00\xff corpo binario"
+    _migrate(db_url, "0001")
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(
+                "INSERT INTO messages (dedupe_key, source_id, message_id, message_key, from_addr, subject, "
+                "received_at, raw, size, body_text, category, decision, language, priority, reasons, kind, "
+                "created_at) VALUES ('k1', '1:1', '<a@b>', 'a@b', 'x@y', 's', :at, :raw, :size, 'b', 'other', "
+                "'accepted', 'it', 2, '[]', 'new', :at)"), {"at": datetime(2027, 1, 1, tzinfo=UTC), "raw": raw,
+                                                            "size": len(raw)})
+        _migrate(db_url, "head")
+        with Store(db_url) as store:
+            assert store.revision() == head_revision()
+            assert store.message_raw(1) == raw
+        _migrate(db_url, "0001", down=True)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT raw FROM messages WHERE id = 1")).scalar_one() == raw
+    finally:
+        engine.dispose()
+
+
 def test_migrations_work_from_another_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     upgrade("sqlite:///relative/maild.db")
     with Store("sqlite:///relative/maild.db") as store:
-        assert store.revision() == "0001"
+        assert store.revision() == head_revision()
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
@@ -319,7 +356,7 @@ def test_text_with_nul_and_lone_surrogates_is_cleaned_and_round_trips(store: Sto
     assert not store.is_known("\x00\udcff")
     with store.engine.connect() as conn:
         assert conn.execute(text("SELECT body_text FROM messages")).scalar_one() == "corpo\ufffd"
-        assert conn.execute(text("SELECT raw FROM messages")).scalar_one() == item.raw
+        assert conn.execute(text("SELECT raw FROM raw_messages")).scalar_one() == item.raw
 
 
 def test_naive_datetimes_are_refused(store: Store) -> None:
@@ -750,4 +787,4 @@ def test_concurrent_take_ins_and_migrations(db_url: str, store: Store) -> None:
 def test_fresh_databases_migrate_concurrently(db_url: str) -> None:
     _in_threads(3, lambda _: upgrade(db_url))
     with Store(db_url) as store:
-        assert store.revision() == "0001"
+        assert store.revision() == head_revision()

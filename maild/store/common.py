@@ -18,8 +18,12 @@ from maild.store.text import message_key
 from maild.store.types import Event, EventKind, OutboxSummary, TicketRef, TicketSummary
 
 
-def add_event(
-    session: Session,
+def add_event(session: Session, kind: EventKind, at: datetime, **fields: Any) -> None:
+    """Append one event; ``fields`` are those of ``event_row``."""
+    session.add(models.Event(**event_row(kind, at, **fields)))
+
+
+def event_row(
     kind: EventKind,
     at: datetime,
     *,
@@ -28,14 +32,14 @@ def add_event(
     outbox_id: int | None = None,
     reasons: Iterable[str] = (),
     data: Mapping[str, object] | None = None,
-) -> None:
-    """Append one event; values in ``data`` are stored as strings."""
-    session.add(models.Event(
-        ticket_id=ticket_id, message_id=message_id, outbox_id=outbox_id, kind=kind.value,
-        reasons=[str(r) for r in reasons],
-        data={k: _text(v) for k, v in (data or {}).items() if v is not None},
-        at=at,
-    ))
+) -> dict[str, Any]:
+    """The column values of one event, for ``add_event`` or a many-row INSERT."""
+    return {
+        "ticket_id": ticket_id, "message_id": message_id, "outbox_id": outbox_id, "kind": kind.value,
+        "reasons": [str(r) for r in reasons],
+        "data": {k: _text(v) for k, v in (data or {}).items() if v is not None},
+        "at": at,
+    }
 
 
 def _text(value: object) -> str:
@@ -74,22 +78,33 @@ def queue_replies(
     """Insert ``replies`` into the outbox as pending, with one ``queued`` event each."""
     ids: list[int] = []
     for mail in replies:
-        if not mail.recipients:
-            raise StoreError(f"reply {mail.message_id} ({mail.kind}) has no recipient")
-        row = models.Outbox(
-            ticket_id=ticket_id, source_message_id=source_message_id, kind=mail.kind,
-            message_id=mail.message_id, message_key=message_key(mail.message_id),
-            recipients=list(mail.recipients), rcpt_key=mail.recipients[0].strip().lower(),
-            envelope_from=mail.envelope_from, data=mail.data, state=OutboxState.PENDING.value,
-            attempts=0, next_attempt_at=now, created_at=now,
-        )
+        row = models.Outbox(**outbox_row(mail, now, ticket_id=ticket_id, source_message_id=source_message_id))
         session.add(row)
         session.flush()
         ids.append(row.id)
-        add_event(session, EventKind.QUEUED, now, ticket_id=ticket_id, message_id=source_message_id,
-                  outbox_id=row.id,
-                  data={"kind": mail.kind, "message_id": mail.message_id, "recipients": mail.recipients})
+        add_event(session, EventKind.QUEUED, now, **queued_event(mail, ticket_id, source_message_id, row.id))
     return tuple(ids)
+
+
+def outbox_row(mail: OutgoingMail, now: datetime, *, ticket_id: int | None,
+               source_message_id: int | None) -> dict[str, Any]:
+    """The column values of one pending reply; a reply without a recipient is a fault."""
+    if not mail.recipients:
+        raise StoreError(f"reply {mail.message_id} ({mail.kind}) has no recipient")
+    return {
+        "ticket_id": ticket_id, "source_message_id": source_message_id, "kind": mail.kind,
+        "message_id": mail.message_id, "message_key": message_key(mail.message_id),
+        "recipients": list(mail.recipients), "rcpt_key": mail.recipients[0].strip().lower(),
+        "envelope_from": mail.envelope_from, "data": mail.data, "state": OutboxState.PENDING.value,
+        "attempts": 0, "next_attempt_at": now, "created_at": now,
+    }
+
+
+def queued_event(mail: OutgoingMail, ticket_id: int | None, source_message_id: int | None,
+                 outbox_id: int) -> dict[str, Any]:
+    """Keyword arguments of the ``queued`` event of one reply (``add_event``/``event_row``)."""
+    return {"ticket_id": ticket_id, "message_id": source_message_id, "outbox_id": outbox_id,
+            "data": {"kind": mail.kind, "message_id": mail.message_id, "recipients": mail.recipients}}
 
 
 def ticket_ref(row: models.Ticket) -> TicketRef:

@@ -41,6 +41,7 @@ from maild.store.types import (
     OutboxItem,
     OutboxSummary,
     QuarantineEntry,
+    QueuedIntake,
     Renderer,
     StateEntry,
     Stats,
@@ -148,6 +149,19 @@ class Store:
             return IntakeResult(duplicate=True)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record message {intake.source_id}: {describe(exc)}") from exc
+
+    def record_intakes(self, items: Sequence[QueuedIntake]) -> list[IntakeResult]:
+        """Record a batch in ONE transaction: for each item what ``record_intake`` would do, in order.
+
+        Any fault rolls the whole batch back and raises (``StoreError``, or what
+        a ``render`` raised); the caller then records the items one by one, so
+        one bad message cannot keep the others out.
+        """
+        try:
+            with self._session() as session:
+                return intake_ops.record_batch(session, items, self._prefix, self._zone)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record a batch of {len(items)} messages: {describe(exc)}") from exc
 
     def find_thread(self, message_ids: Iterable[str], tag_refs: Iterable[str], from_addr: str) -> TicketRef | None:
         """The ticket a message continues (see ``tickets.find_thread`` for the rules)."""

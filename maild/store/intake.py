@@ -1,4 +1,4 @@
-"""The intake unit of work: one message, its triage, its ticket and replies, one transaction.
+"""The intake unit of work: messages, their triage, tickets and replies, one transaction per batch.
 
 Exactly-once rests on two facts. The raw message, its ticket and its outbox
 rows are committed together, and the daemon moves the message out of the
@@ -7,64 +7,88 @@ the inbox and nothing in the database; a crash after it leaves a message that
 ``dedupe_key`` recognises. And ``messages.dedupe_key`` is UNIQUE: a second
 daemon recording the same message blocks on the first one's row and then
 fails the insert, which ``Store.record_intake`` reports as a duplicate.
+
+A batch (what the daemon fetched, up to its move batch) is written in one
+transaction, table by table, with multi-row INSERTs: a transaction and a dozen
+ORM statements per message were most of maild's intake time. Every message
+keeps its own rows, events and replies exactly as if it were written alone;
+before a message that may continue a thread is looked up, the messages ahead
+of it are written, so it finds a ticket opened by them. Any fault rolls the
+whole batch back; the caller then records its messages one by one.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from maild import models
-from maild.errors import StoreError
 from maild.models import MessageKind, QuarantineState, TicketState
-from maild.records import Decision, Disposition
-from maild.store.common import add_event, insert_for, is_postgresql, queue_replies, rowcount, ticket_ref
+from maild.records import Decision, Disposition, OutgoingMail
+from maild.store.common import add_event, event_row, insert_for, is_postgresql, outbox_row, queued_event, rowcount
 from maild.store.text import message_key
-from maild.store.types import EventKind, Intake, IntakeResult, Renderer, TicketRef
+from maild.store.tickets import find_thread
+from maild.store.types import EventKind, Intake, IntakeResult, QueuedIntake, Renderer, TicketRef
+
+DUPLICATE = IntakeResult(duplicate=True)
+KEY_CHUNK = 500
+"""Dedupe keys looked up per query (under every backend's limit on bound parameters)."""
+STREAM_RAW_OVER = 1024 * 1024
+"""On SQLite, a raw message larger than this is written into its row a chunk at a time."""
+_RAW_CHUNK = 1024 * 1024
 
 
 def is_known(session: Session, dedupe_key: str) -> bool:
     return session.scalar(select(models.Message.id).where(models.Message.dedupe_key == dedupe_key)) is not None
 
 
+def known_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """Which of ``keys`` are recorded already: one query per ``KEY_CHUNK`` keys."""
+    m = models.Message
+    found: set[str] = set()
+    for start in range(0, len(keys), KEY_CHUNK):
+        found.update(session.scalars(select(m.dedupe_key).where(m.dedupe_key.in_(keys[start:start + KEY_CHUNK]))))
+    return found
+
+
 def record(session: Session, intake: Intake, render: Renderer, prefix: str, zone: tzinfo) -> IntakeResult:
     """Write everything for ``intake``; returns a duplicate result without writing if known."""
-    if is_known(session, intake.dedupe_key):
-        if intake.quarantine_id is not None:
-            mark_retried(session, intake.quarantine_id, intake.now, duplicate=True)
-        return IntakeResult(duplicate=True)
-    d = intake.disposition
-    stream = len(intake.raw) > STREAM_RAW_OVER and not is_postgresql(session)
-    message = _message_row(intake, stream_raw=stream)
-    session.add(message)
-    session.flush()  # PostgreSQL: waits here for a concurrent insert of the same key
-    ticket, opened = _ticket_for(session, intake, message, prefix, zone)
-    message.kind = _kind(d, intake.thread, ticket).value
-    message.ticket_id = ticket.id if ticket else None
-    _triage_events(session, intake, message.id, ticket.id if ticket else None)
-    _ticket_event(session, intake, message.id, ticket, opened)
-    outbox_ids: tuple[int, ...] = ()
-    if d.decision is not Decision.IGNORED:
-        ref = ticket_ref(ticket) if ticket else None
-        outbox_ids = queue_replies(session, render(ref), intake.now,
-                                   ticket_id=ticket.id if ticket else None, source_message_id=message.id)
-    if intake.quarantine_id is not None:
-        mark_retried(session, intake.quarantine_id, intake.now, duplicate=False)
-    if stream:
-        session.flush()  # the row's last change: an UPDATE after the raw is in would rewrite all of it
-        _write_raw(session, message.id, intake.raw)
-    return IntakeResult(
-        duplicate=False, message_id=message.id, kind=MessageKind(message.kind),
-        ticket=ticket_ref(ticket) if ticket else None, opened=opened, outbox_ids=outbox_ids,
-    )
+    item = QueuedIntake(intake, None, lambda ticket, _followup: render(ticket))
+    return record_batch(session, [item], prefix, zone)[0]
 
 
-def _kind(d: Disposition, thread: TicketRef | None, ticket: models.Ticket | None) -> MessageKind:
+def record_batch(session: Session, items: Sequence[QueuedIntake], prefix: str, zone: tzinfo) -> list[IntakeResult]:
+    """Write every item not recorded yet, in order; one result per item (duplicates write nothing)."""
+    known = known_keys(session, [item.intake.dedupe_key for item in items])
+    writer = _BatchWriter(session, prefix, zone)
+    results = [DUPLICATE] * len(items)
+    for index, item in enumerate(items):
+        intake = item.intake
+        if intake.dedupe_key in known:
+            if intake.quarantine_id is not None:
+                mark_retried(session, intake.quarantine_id, intake.now, duplicate=True)
+            continue
+        known.add(intake.dedupe_key)
+        thread = intake.thread
+        if item.thread_query is not None:
+            writer.write(results)  # the lookup must see the messages ahead of this one
+            query = item.thread_query
+            thread = find_thread(session, query.message_ids, query.tags, query.from_addr)
+        writer.add(_Pending(index, item, thread))
+    writer.write(results)
+    for item, result in zip(items, results, strict=True):
+        if not result.duplicate and item.intake.quarantine_id is not None:
+            mark_retried(session, item.intake.quarantine_id, item.intake.now, duplicate=False)
+    return results
+
+
+def _kind(d: Disposition, thread: TicketRef | None, ticket: TicketRef | None) -> MessageKind:
     if d.decision is Decision.IGNORED:
         return MessageKind.IGNORED
     if thread is not None:
@@ -72,98 +96,187 @@ def _kind(d: Disposition, thread: TicketRef | None, ticket: models.Ticket | None
     return MessageKind.NEW if ticket is not None else MessageKind.REFUSED
 
 
-STREAM_RAW_OVER = 1024 * 1024
-"""On SQLite, a raw message larger than this is written into its row a chunk at a time."""
-_RAW_CHUNK = 1024 * 1024
+def _opens_ticket(pending: _Pending) -> bool:
+    d = pending.item.intake.disposition
+    return pending.thread is None and d.decision is not Decision.IGNORED and d.take_in is not None
 
 
-def _message_row(intake: Intake, *, stream_raw: bool) -> models.Message:
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    index: int
+    item: QueuedIntake
+    thread: TicketRef | None
+
+
+class _BatchWriter:
+    """Collects messages and writes them table by table; ``write`` empties it."""
+
+    def __init__(self, session: Session, prefix: str, zone: tzinfo) -> None:
+        self._session = session
+        self._prefix = prefix
+        self._zone = zone
+        self._pending: list[_Pending] = []
+
+    def add(self, pending: _Pending) -> None:
+        self._pending.append(pending)
+
+    def write(self, results: list[IntakeResult]) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        conn = self._session.connection()
+        opened = self._open_tickets(conn, pending)
+        tickets = {p.index: opened.get(p.index, p.thread) for p in pending}
+        kinds = [_kind(p.item.intake.disposition, p.thread, tickets[p.index]) for p in pending]
+        message_ids = _insert_returning(conn, models.Message, [
+            _message_row(p.item.intake, kind, tickets[p.index]) for p, kind in zip(pending, kinds, strict=True)])
+        if opened:
+            t = models.Ticket
+            conn.execute(update(t).where(t.id == bindparam("t_id")).values(first_message_id=bindparam("m_id")),
+                         [{"t_id": opened[p.index].id, "m_id": mid}
+                          for p, mid in zip(pending, message_ids, strict=True) if p.index in opened])
+        _insert_raw(self._session, conn, [(mid, p.item.intake.raw) for p, mid in zip(pending, message_ids,
+                                                                                        strict=True)])
+        replies = [_replies(p, tickets[p.index]) for p in pending]
+        outbox_ids = iter(_insert_returning(conn, models.Outbox, [
+            outbox_row(mail, p.item.intake.now, ticket_id=_id(tickets[p.index]), source_message_id=mid)
+            for p, mid, mails in zip(pending, message_ids, replies, strict=True) for mail in mails]))
+        events: list[dict[str, Any]] = []
+        for p, mid, kind, mails in zip(pending, message_ids, kinds, replies, strict=True):
+            ticket = tickets[p.index]
+            ids = tuple(next(outbox_ids) for _ in mails)
+            events.extend(_events(p, mid, ticket, p.index in opened, mails, ids))
+            results[p.index] = IntakeResult(duplicate=False, message_id=mid, kind=kind, ticket=ticket,
+                                            opened=p.index in opened, outbox_ids=ids)
+        conn.execute(insert(models.Event), events)
+
+    def _open_tickets(self, conn: Connection, pending: list[_Pending]) -> dict[int, TicketRef]:
+        """Open the tickets of the messages that open one; references in message order."""
+        opening = [p for p in pending if _opens_ticket(p)]
+        if not opening:
+            return {}
+        series = [f"{self._prefix}-{p.item.intake.disposition.received_at.astimezone(self._zone).year}"
+                  for p in opening]
+        numbers = {name: iter(self._allocate(conn, name, series.count(name))) for name in dict.fromkeys(series)}
+        rows = [_ticket_row(p.item.intake, f"{name}-{next(numbers[name]):06d}") for p, name in zip(opening, series,
+                                                                                                  strict=True)]
+        ids = _insert_returning(conn, models.Ticket, rows)
+        return {p.index: TicketRef(id=tid, reference=row["reference"], requester=row["requester"],
+                                   state=TicketState.OPEN)
+                for p, tid, row in zip(opening, ids, rows, strict=True)}
+
+    def _allocate(self, conn: Connection, series: str, count: int) -> range:
+        """The next ``count`` numbers of ``series``, inside the caller's transaction.
+
+        The counter row stays locked until commit (PostgreSQL row lock, SQLite
+        write lock), so concurrent intakes get distinct, gap-free numbers.
+        """
+        counter = models.TicketCounter
+        conn.execute(insert_for(self._session)(counter).values(series=series, last=0).on_conflict_do_nothing())
+        last: int = conn.execute(
+            update(counter).where(counter.series == series).values(last=counter.last + count)
+            .returning(counter.last)
+        ).scalar_one()
+        return range(last - count + 1, last + 1)
+
+
+def _insert_returning(conn: Connection, model: type[models.Base], rows: list[dict[str, Any]]) -> list[int]:
+    """INSERT ``rows`` (one statement, many rows) and return their new ids in the same order."""
+    if not rows:
+        return []
+    table = cast(Any, model).__table__
+    key = table.primary_key.columns.values()[0]
+    return list(conn.execute(insert(table).returning(key, sort_by_parameter_order=True), rows).scalars())
+
+
+def _id(ticket: TicketRef | None) -> int | None:
+    return ticket.id if ticket is not None else None
+
+
+def _message_row(intake: Intake, kind: MessageKind, ticket: TicketRef | None) -> dict[str, Any]:
     d = intake.disposition
     m = d.message
-    return models.Message(
-        dedupe_key=intake.dedupe_key, source_id=intake.source_id, message_id=m.message_id,
-        message_key=message_key(m.message_id),
-        from_addr=m.from_addresses[0].addr if m.from_addresses else "",
-        subject=m.subject, received_at=d.received_at,
-        raw=b"" if stream_raw else intake.raw, size=len(intake.raw),
-        body_text=m.body_text, category=d.category.value, decision=d.decision.value, language=d.language,
-        administration=d.administration, priority=d.priority, reasons=list(d.reasons),
-        ticket_id=None, kind=MessageKind.REFUSED.value, created_at=intake.now,
-    )
+    return {
+        "dedupe_key": intake.dedupe_key, "source_id": intake.source_id, "message_id": m.message_id,
+        "message_key": message_key(m.message_id),
+        "from_addr": m.from_addresses[0].addr if m.from_addresses else "",
+        "subject": m.subject, "received_at": d.received_at, "size": len(intake.raw),
+        "body_text": m.body_text, "category": d.category.value, "decision": d.decision.value,
+        "language": d.language, "administration": d.administration, "priority": d.priority,
+        "reasons": list(d.reasons), "ticket_id": _id(ticket), "kind": kind.value, "created_at": intake.now,
+    }
 
 
-def _write_raw(session: Session, row_id: int, raw: bytes) -> None:
-    """Write ``raw`` into message ``row_id`` in place, 1 MiB at a time (SQLite).
+def _ticket_row(intake: Intake, reference: str) -> dict[str, Any]:
+    d = intake.disposition
+    m = d.message
+    assert d.take_in is not None  # _opens_ticket
+    return {
+        "reference": reference, "requester": m.from_addresses[0].key if m.from_addresses else "",
+        "administration": d.administration, "category": d.category.value, "decision": d.decision.value,
+        "priority": d.priority, "language": d.language, "subject": m.subject, "state": TicketState.OPEN.value,
+        "received_at": d.received_at, "take_in_at": d.take_in.take_in_at, "in_hours": d.take_in.in_hours,
+        "taken_in_at": None, "resolved_at": None, "created_at": intake.now, "first_message_id": None,
+    }
 
-    Bound as a parameter, a value is copied by SQLite to bind it, copied again
-    to build the row, and the bound copy stays with the cached statement; any
-    UPDATE of the row later reads and rewrites all of it. A 34 MB message took
-    three times its size in memory. Here the row gets a zero-filled blob of the
-    right size (no memory: SQLite writes zero pages) once nothing else will
-    change it, and the blob API fills it chunk by chunk.
+
+def _replies(pending: _Pending, ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+    """Never rendered for an ignored message: no reply may ever be queued for one."""
+    if pending.item.intake.disposition.decision is Decision.IGNORED:
+        return ()
+    return pending.item.render(ticket, pending.thread is not None)
+
+
+def _insert_raw(session: Session, conn: Connection, raws: list[tuple[int, bytes]]) -> None:
+    """The raw bytes, each in its ``raw_messages`` row; large ones streamed in on SQLite."""
+    stream = not is_postgresql(session)
+    small = [{"message_id": mid, "raw": raw} for mid, raw in raws if not (stream and len(raw) > STREAM_RAW_OVER)]
+    if small:
+        conn.execute(insert(models.RawMessage), small)
+    for mid, raw in raws:
+        if stream and len(raw) > STREAM_RAW_OVER:
+            _stream_raw(conn, mid, raw)
+
+
+def _stream_raw(conn: Connection, row_id: int, raw: bytes) -> None:
+    """Write ``raw`` into a new ``raw_messages`` row 1 MiB at a time (SQLite).
+
+    Bound as a parameter, a value is copied by SQLite to bind it and again to
+    build the row, and the bound copy stays with the cached statement: a 34 MB
+    message took three times its size in memory. Here the row gets a
+    zero-filled blob of the right size (no memory: it is the row's last column,
+    so SQLite only writes zero pages) and the blob API fills it chunk by chunk.
     """
-    m = models.Message
-    session.execute(update(m).where(m.id == row_id).values(raw=func.zeroblob(len(raw)))
-                    .execution_options(synchronize_session=False))
-    dbapi = cast(sqlite3.Connection, session.connection().connection.dbapi_connection)
+    conn.execute(insert(models.RawMessage).values(message_id=row_id, raw=func.zeroblob(len(raw))))
+    dbapi = cast(sqlite3.Connection, conn.connection.dbapi_connection)
     view = memoryview(raw)
-    with dbapi.blobopen(models.Message.__tablename__, "raw", row_id) as blob:
+    with dbapi.blobopen(models.RawMessage.__tablename__, "raw", row_id) as blob:
         for start in range(0, len(raw), _RAW_CHUNK):
             blob.write(view[start:start + _RAW_CHUNK])
 
 
-def _ticket_for(
-    session: Session, intake: Intake, message: models.Message, prefix: str, zone: tzinfo
-) -> tuple[models.Ticket | None, bool]:
-    """The thread's ticket, a newly opened one, or None; and whether it was opened."""
-    d = intake.disposition
-    if intake.thread is not None:
-        existing = session.get(models.Ticket, intake.thread.id)
-        if existing is None:
-            raise StoreError(f"thread ticket {intake.thread.reference} does not exist")
-        return existing, False
-    if d.decision is Decision.IGNORED or d.take_in is None:
-        return None, False
-    m = d.message
-    ticket = models.Ticket(
-        reference=next_reference(session, prefix, d.received_at.astimezone(zone).year),
-        requester=m.from_addresses[0].key if m.from_addresses else "",
-        administration=d.administration, category=d.category.value, decision=d.decision.value,
-        priority=d.priority, language=d.language, subject=m.subject, state=TicketState.OPEN.value,
-        received_at=d.received_at, take_in_at=d.take_in.take_in_at, in_hours=d.take_in.in_hours,
-        taken_in_at=None, resolved_at=None, created_at=intake.now, first_message_id=message.id,
-    )
-    session.add(ticket)
-    session.flush()
-    return ticket, True
+def _events(pending: _Pending, message_id: int, ticket: TicketRef | None, opened: bool,
+            mails: tuple[OutgoingMail, ...], outbox_ids: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One message's events, in the order they happened: triage, ticket, queued replies."""
+    intake = pending.item.intake
+    ticket_id = _id(ticket)
+    rows = _triage_events(intake, message_id, ticket_id)
+    ticket_event = _ticket_event(intake, message_id, ticket, opened)
+    if ticket_event is not None:
+        rows.append(ticket_event)
+    rows.extend(event_row(EventKind.QUEUED, intake.now, **queued_event(mail, ticket_id, message_id, oid))
+                for mail, oid in zip(mails, outbox_ids, strict=True))
+    return rows
 
 
-def next_reference(session: Session, prefix: str, year: int) -> str:
-    """Allocate the next ``PREFIX-YYYY-NNNNNN`` inside the caller's transaction.
-
-    The counter row stays locked until commit (PostgreSQL row lock, SQLite
-    write lock), so concurrent intakes get distinct, gap-free numbers.
-    """
-    series = f"{prefix}-{year}"
-    insert = insert_for(session)
-    session.execute(insert(models.TicketCounter).values(series=series, last=0).on_conflict_do_nothing())
-    last = session.execute(
-        update(models.TicketCounter)
-        .where(models.TicketCounter.series == series)
-        .values(last=models.TicketCounter.last + 1)
-        .returning(models.TicketCounter.last)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
-    return f"{series}-{last:06d}"
-
-
-def _triage_events(session: Session, intake: Intake, message_id: int, ticket_id: int | None) -> None:
+def _triage_events(intake: Intake, message_id: int, ticket_id: int | None) -> list[dict[str, Any]]:
     d = intake.disposition
     m = d.message
+    rows: list[dict[str, Any]] = []
 
     def event(kind: EventKind, reasons: Iterable[str] = (), data: Mapping[str, object] | None = None) -> None:
-        add_event(session, kind, intake.now, ticket_id=ticket_id, message_id=message_id, reasons=reasons,
-                  data=data)
+        rows.append(event_row(kind, intake.now, ticket_id=ticket_id, message_id=message_id, reasons=reasons,
+                              data=data))
 
     event(EventKind.RECEIVED, data={
         "source_id": intake.source_id, "message_id": m.message_id, "size": len(intake.raw),
@@ -182,23 +295,23 @@ def _triage_events(session: Session, intake: Intake, message_id: int, ticket_id:
               {"category": d.category.value})
     elif d.decision is Decision.IGNORED:
         event(EventKind.IGNORED, d.reasons)
+    return rows
 
 
-def _ticket_event(
-    session: Session, intake: Intake, message_id: int, ticket: models.Ticket | None, opened: bool
-) -> None:
-    if ticket is None or intake.disposition.decision is Decision.IGNORED:
-        return
+def _ticket_event(intake: Intake, message_id: int, ticket: TicketRef | None, opened: bool) -> dict[str, Any] | None:
+    d = intake.disposition
+    if ticket is None or d.decision is Decision.IGNORED:
+        return None
     if opened:
-        add_event(session, EventKind.OPENED, intake.now, ticket_id=ticket.id, message_id=message_id,
-                  reasons=intake.disposition.reasons, data={
-                      "reference": ticket.reference, "category": ticket.category,
-                      "priority": ticket.priority, "take_in_at": ticket.take_in_at,
-                      "in_hours": ticket.in_hours, "administration": ticket.administration,
-                  })
-    else:
-        add_event(session, EventKind.FOLLOWUP, intake.now, ticket_id=ticket.id, message_id=message_id,
-                  data={"reference": ticket.reference, "state": ticket.state})
+        assert d.take_in is not None  # _opens_ticket
+        return event_row(EventKind.OPENED, intake.now, ticket_id=ticket.id, message_id=message_id,
+                         reasons=d.reasons, data={
+                             "reference": ticket.reference, "category": d.category.value,
+                             "priority": d.priority, "take_in_at": d.take_in.take_in_at,
+                             "in_hours": d.take_in.in_hours, "administration": d.administration,
+                         })
+    return event_row(EventKind.FOLLOWUP, intake.now, ticket_id=ticket.id, message_id=message_id,
+                     data={"reference": ticket.reference, "state": ticket.state})
 
 
 def mark_retried(session: Session, quarantine_id: int, now: datetime, *, duplicate: bool) -> bool:

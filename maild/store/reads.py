@@ -120,8 +120,8 @@ def stats(session: Session, since: datetime, until: datetime) -> Stats:
 
 def message_raw(session: Session, message_id: int) -> bytes | None:
     """The raw bytes of one recorded message (row id), as received."""
-    m = models.Message
-    raw: bytes | None = session.scalar(select(m.raw).where(m.id == message_id))
+    r = models.RawMessage
+    raw: bytes | None = session.scalar(select(r.raw).where(r.message_id == message_id))
     return raw
 
 

@@ -24,10 +24,13 @@ __all__ = [
     "OutboxSummary",
     "QuarantineEntry",
     "QuarantineState",
+    "QueuedIntake",
     "Renderer",
+    "ReplyRenderer",
     "StateEntry",
     "Stats",
     "TakeInItem",
+    "ThreadQuery",
     "TicketRef",
     "TicketState",
     "TicketStory",
@@ -111,6 +114,36 @@ class Intake:
     classification: Classification | None = None
     auth: AuthDecision | None = None
     quarantine_id: int | None = None
+
+
+ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]
+"""``Renderer`` that is also told whether the message is a follow-up of its ticket (True)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadQuery:
+    """What a message may continue: its In-Reply-To/References and subject tags, and its sender.
+
+    Resolved inside the intake transaction (``tickets.find_thread``), after the
+    messages before it in the same batch are written, so a follow-up finds a
+    ticket opened a moment earlier in the same batch.
+    """
+
+    message_ids: tuple[str, ...]
+    tags: tuple[str, ...]
+    from_addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedIntake:
+    """One message of a batch for ``Store.record_intakes``: its intake, its thread query, its replies.
+
+    ``intake.thread`` may already be resolved (then ``thread_query`` is None).
+    """
+
+    intake: Intake
+    thread_query: ThreadQuery | None
+    render: ReplyRenderer
 
 
 @dataclass(frozen=True, slots=True)
