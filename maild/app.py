@@ -42,7 +42,8 @@ def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
     return Daemon(intake=intake, source=make_source(settings), sender=sender, store=store, clock=clock,
                   max_message_bytes=settings.limits.max_message_bytes,
                   notifier=Notifier.from_environ(os.environ),
-                  metrics=DaemonMetrics(store, settings.metrics.listen, clock))
+                  metrics=DaemonMetrics(store, settings.metrics.listen, clock),
+                  parallel_triage=True)
 
 
 def seed_maildir(inbox: Path, files: list[Path]) -> int:

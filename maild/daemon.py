@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -31,13 +32,14 @@ from maild.clock import Clock
 from maild.digest import send_due_digest
 from maild.errors import MaildError, SourceError, SourceUnavailable, StoreError
 from maild.health import LAST_POLL_KEY
-from maild.intake import IntakeService, Outcome
+from maild.intake import IntakeService, Outcome, Triaged
 from maild.logs import context
 from maild.metrics import DaemonMetrics
 from maild.notify import Notifier
 from maild.sender import OutboxSender
 from maild.sources import Incoming, MailSource
 from maild.store import Store
+from maild.workers import TriagePool
 
 log = logging.getLogger("maild.daemon")
 
@@ -74,12 +76,19 @@ class Daemon:
     metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
     _last_poll: datetime | None = None
     _mailbox_down: bool = False
+    parallel_triage: bool = False
+    """``run`` triages in a worker process (``maild.workers``) when the machine has a core to spare."""
+    triage_pool: TriagePool | None = None
+    """Where batches are triaged while the previous one is recorded; None: in this process."""
+    _in_flight: _Flight | None = None
 
     # ------------------------------------------------------------ entry points
 
     def run(self, *, once: bool = False) -> int:
         """Run until stopped; with ``once``, drain mailbox and outbox, then return."""
         log.info("maild started (%s)", "drain once" if once else "daemon")
+        if self.parallel_triage and self.triage_pool is None:
+            self.triage_pool = TriagePool.for_machine(self.intake.settings)
         self.sender.recover()
         if once:
             return self._run_once()
@@ -103,20 +112,22 @@ class Daemon:
         """Process everything waiting now (and operator retries); return how many."""
         done = self._retry_quarantined()
         batch = _Batch()
-        recorded = _Recorded()
         try:
             for item in self.source.fetch(self.max_message_bytes):
                 batch.add(item)
                 if batch.full:
-                    done += self._record_batch(batch, recorded)
+                    done += self._advance(batch.take())
                 if self.stop.is_set():
                     break
-            done += self._record_batch(batch, recorded)
+            done += self._advance(batch.take())
+            done += self._advance([])  # the batch still with the triage worker
             self._last_poll = self.clock.now()
         except SourceUnavailable as exc:
             self.metrics.mailbox_error("poll")
             self._mailbox_down = True
             log.warning("mailbox unavailable: %s", exc)
+        finally:
+            self._in_flight = None  # not recorded: it stays in the mailbox for the next pass
         self.take_in_due()
         return done
 
@@ -143,6 +154,7 @@ class Daemon:
             self._wake_sender.set()
             sender.join()
             self.source.close()
+            self._close_triage_pool()
         self.send_digest()
         report = self.sender.drain()
         self._heartbeat(force=True)
@@ -184,14 +196,28 @@ class Daemon:
                 log.critical("mailbox unusable, stopping: %s", exc)
                 raise
 
-    def _record_batch(self, batch: _Batch, recorded: _Recorded) -> int:
+    def _advance(self, items: list[Incoming]) -> int:
+        """Hand ``items`` to the triage worker, then record the batch handed over before it: the
+        worker triages one batch while this process records the other. Returns how many were recorded."""
+        now = self.clock.now()
+        pool = self.triage_pool
+        previous, self._in_flight = self._in_flight, None
+        if pool is None or (previous is None and not pool.ready()):
+            return self._record_batch(items, now, None)  # the worker is still starting: no wait for it
+        if items:
+            self._in_flight = _Flight(items, now, pool.submit([item.raw for item in items], now))
+        if previous is None:
+            return 0
+        return self._record_batch(previous.items, previous.now, pool.result(previous.triage, len(previous.items)))
+
+    def _record_batch(self, items: list[Incoming], now: datetime, triaged: list[Triaged | None] | None) -> int:
         """Record the batch in one transaction, then move it out of the mailbox; return how many."""
-        items = batch.take()
         if not items:
             return 0
         started = time.monotonic()
-        reports = self.intake.process_batch(items, self.clock.now())
+        reports = self.intake.process_batch(items, now, triaged)
         each = (time.monotonic() - started) / len(items)
+        recorded = _Recorded()
         for item, report in zip(items, reports, strict=True):
             self.metrics.message_done(report.outcome.value, report.decision, each)
             (recorded.quarantined if report.outcome is Outcome.QUARANTINED else recorded.processed).append(item)
@@ -322,8 +348,14 @@ class Daemon:
         job = self._scheduler.get_job("digest") if self._scheduler else None
         return job.next_run_time if job else None
 
+    def _close_triage_pool(self) -> None:
+        pool, self.triage_pool = self.triage_pool, None
+        if pool is not None:
+            pool.close()
+
     def _shutdown(self) -> None:
         self.metrics.stop()
+        self._close_triage_pool()
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         self.source.close()
@@ -348,6 +380,15 @@ class _Batch:
     def take(self) -> list[Incoming]:
         items, self.items, self.size = self.items, [], 0
         return items
+
+
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """A batch fetched and handed to the triage worker, not recorded yet."""
+
+    items: list[Incoming]
+    now: datetime
+    triage: Future[list[Triaged | None]]
 
 
 @dataclass

@@ -77,48 +77,53 @@ class IntakeService:
                           extra=context(raw_message_id(item.raw), source_id=item.source_id))
             return self._quarantine(item, f"{type(exc).__name__}: {exc}", now, retry_of=quarantine_id)
 
-    def process_batch(self, items: Sequence[Incoming], now: datetime) -> list[IntakeReport]:
+    def process_batch(self, items: Sequence[Incoming], now: datetime,
+                      triaged: Sequence[Triaged | None] | None = None) -> list[IntakeReport]:
         """``process`` for each item, recording the batch in one transaction; one report per item.
 
-        A message whose stages fail, and every message of a batch whose
-        transaction fails, goes through ``process`` alone: the poison message is
-        quarantined there and the others are recorded as if never batched.
+        ``triaged`` may bring the stages before the database already done (by a
+        ``TriagePool``), item by item; a None there is done here. A message
+        whose stages fail, and every message of a batch whose transaction
+        fails, goes through ``process`` alone: the poison message is quarantined
+        there and the others are recorded as if never batched.
         """
+        done = triaged if triaged is not None else [None] * len(items)
         reports: dict[int, IntakeReport] = {}
-        queued: list[tuple[int, Incoming, _Triaged]] = []
-        for index, item in enumerate(items):
-            triaged = self._triage(item, now) if item.raw is not None else None
-            if triaged is None:
+        queued: list[tuple[int, Incoming, Triaged]] = []
+        for index, (item, given) in enumerate(zip(items, done, strict=True)):
+            ready = given or (self.triage(item.raw, now) if item.raw is not None else None)
+            if ready is None:
                 reports[index] = self.process(item, now)
             else:
-                queued.append((index, item, triaged))
+                queued.append((index, item, ready))
         if queued:
             try:
-                results = self.store.record_intakes([t.queued for _, _, t in queued])
+                results = self.store.record_intakes([self._queued(item, t, now) for _, item, t in queued])
             except Exception as exc:
                 log.warning("a batch of %d messages could not be recorded in one transaction (%s: %s); "
                             "recording them one by one", len(queued), type(exc).__name__, exc)
                 results = None
-            for position, (index, item, triaged) in enumerate(queued):
-                reports[index] = (self._reported(item, triaged, results[position]) if results is not None
+            for position, (index, item, ready) in enumerate(queued):
+                reports[index] = (self._reported(item, ready, results[position]) if results is not None
                                   else self.process(item, now))
         return [reports[index] for index in range(len(items))]
 
-    def _triage(self, item: Incoming, now: datetime) -> _Triaged | None:
-        """The stages before the database, for a batch; None when one raises (``process`` handles it)."""
-        assert item.raw is not None
+    def triage(self, raw: bytes, now: datetime) -> Triaged | None:
+        """``triage`` with this service's stages; None when one raises (``process`` then handles it)."""
         try:
-            key = dedupe_key(item.raw)
-            message = parse_message(item.raw, self.settings.limits)
-            d = self.triager.decide(message, received_at=min(received_time(message, now), now))
-            query = self._thread_query(d)
+            return triage(raw, now, self.triager, self.settings)
         except Exception:
             return None
-        intake = Intake(dedupe_key=key, source_id=item.source_id, raw=item.raw, disposition=d, now=now)
-        return _Triaged(d, QueuedIntake(intake, query, self._reply_renderer(d, key, now)))
 
-    def _reported(self, item: Incoming, triaged: _Triaged, result: IntakeResult) -> IntakeReport:
-        d = triaged.disposition
+    def _queued(self, item: Incoming, ready: Triaged, now: datetime) -> QueuedIntake:
+        assert item.raw is not None
+        intake = Intake(dedupe_key=ready.dedupe_key, source_id=item.source_id, raw=item.raw,
+                        disposition=ready.disposition, now=now)
+        return QueuedIntake(intake, ready.thread_query, self._reply_renderer(ready.disposition, ready.dedupe_key,
+                                                                             now))
+
+    def _reported(self, item: Incoming, ready: Triaged, result: IntakeResult) -> IntakeReport:
+        d = ready.disposition
         if result.duplicate:
             return self._known(item, d.message.message_id)
         return self._log_recorded(item, d, result, followup=result.kind is MessageKind.FOLLOWUP)
@@ -159,21 +164,10 @@ class IntakeService:
 
     def _thread(self, d: Disposition) -> TicketRef | None:
         """The ticket this message follows up, if any (never for ignored mail)."""
-        query = self._thread_query(d)
+        query = thread_query(d, self.settings.helpdesk.ticket_prefix)
         if query is None:
             return None
         return self.store.find_thread(query.message_ids, query.tags, query.from_addr)
-
-    def _thread_query(self, d: Disposition) -> ThreadQuery | None:
-        """What the message may follow up: None when nothing (ignored mail never follows anything up)."""
-        if d.decision is Decision.IGNORED or not d.message.from_addresses:
-            return None
-        message = d.message
-        ids = (*message.in_reply_to, *reversed(message.references))
-        tags = find_ticket_refs(message.subject, self.settings.helpdesk.ticket_prefix)
-        if not ids and not tags:
-            return None
-        return ThreadQuery(ids, tags, message.from_addresses[0].key)
 
     def _reply_renderer(self, d: Disposition, key: str, now: datetime
                         ) -> Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]:
@@ -202,11 +196,32 @@ class IntakeService:
 
 
 @dataclass(frozen=True, slots=True)
-class _Triaged:
-    """A message of a batch, triaged and ready for ``Store.record_intakes``."""
+class Triaged:
+    """One message through the stages before the database; plain frozen records, so it can
+    cross from a worker process (``maild.workers``)."""
 
+    dedupe_key: str
     disposition: Disposition
-    queued: QueuedIntake
+    thread_query: ThreadQuery | None
+
+
+def triage(raw: bytes, now: datetime, triager: Triager, settings: Settings) -> Triaged:
+    """Dedupe key, parse, triage and thread query of one message: pure, no I/O, may raise."""
+    message = parse_message(raw, settings.limits)
+    d = triager.decide(message, received_at=min(received_time(message, now), now))
+    return Triaged(dedupe_key(raw), d, thread_query(d, settings.helpdesk.ticket_prefix))
+
+
+def thread_query(d: Disposition, ticket_prefix: str) -> ThreadQuery | None:
+    """What the message may follow up: None when nothing (ignored mail never follows anything up)."""
+    if d.decision is Decision.IGNORED or not d.message.from_addresses:
+        return None
+    message = d.message
+    ids = (*message.in_reply_to, *reversed(message.references))
+    tags = find_ticket_refs(message.subject, ticket_prefix)
+    if not ids and not tags:
+        return None
+    return ThreadQuery(ids, tags, message.from_addresses[0].key)
 
 
 def raw_message_id(raw: bytes | None) -> str | None:

@@ -1,0 +1,117 @@
+"""Triage in a worker process, so that parsing and the rules run on another core.
+
+CPython runs one thread of Python at a time. The daemon's main process
+fetches, records, moves and (in a thread) sends; the stages before the
+database (dedupe key, parse, screen, classify, authorize, schedule) were about
+half of its CPU per message. ``TriagePool`` runs them for the next batch in a
+process of its own while the main process records the current one.
+
+Only bytes go out and frozen records (``Triaged``) come back. The worker
+touches no mailbox, database or network, so exactly-once is untouched:
+recording, commit, fsync and move stay in the main process, in order. A
+message whose triage raises comes back as None and goes the one-by-one way
+(quarantined there). A message over ``SHIP_MAX_BYTES`` is not shipped (two
+more copies of a large message are not worth a core); None for it too, and
+the main process triages it. A worker that dies is replaced, and its batch is
+triaged in the main process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+
+from maild.intake import Triaged, triage
+from maild.pipeline import Triager
+from maild.settings import Settings
+
+log = logging.getLogger("maild.workers")
+
+SHIP_MAX_BYTES = 1024 * 1024
+"""Larger messages are triaged in the main process."""
+
+
+class TriagePool:
+    """One worker process triaging batches; ``submit`` now, ``result`` later."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._executor, self._worker = self._start()
+
+    @classmethod
+    def for_machine(cls, settings: Settings) -> TriagePool | None:
+        """A pool when this machine has a core to spare for it, else None (triage stays in-process)."""
+        return cls(settings) if (os.cpu_count() or 1) > 1 else None
+
+    def _start(self) -> tuple[ProcessPoolExecutor, Future[int]]:
+        # spawn, not fork: the daemon has threads (sender, scheduler, metrics) whose locks a fork would copy.
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        return executor, executor.submit(_warm_up, self._settings)  # loads while the daemon connects
+
+    def ready(self) -> bool:
+        """Whether the worker has started and loaded the rules (it takes about a second)."""
+        return self._worker.done()
+
+    def worker_pids(self) -> tuple[int, ...]:
+        """The worker's process id, once it is up (for operators and tests)."""
+        return (self._worker.result(),)
+
+    def _restart(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor, self._worker = self._start()
+
+    def submit(self, raws: Sequence[bytes | None], now: datetime) -> Future[list[Triaged | None]]:
+        shipped = [raw if raw is not None and len(raw) <= SHIP_MAX_BYTES else None for raw in raws]
+        try:
+            return self._executor.submit(triage_batch, shipped, now, self._settings)
+        except BrokenProcessPool:
+            return self._failed(len(raws))
+
+    def result(self, future: Future[list[Triaged | None]], count: int) -> list[Triaged | None]:
+        """The batch's triage; all None (triage in the main process) if the worker died meanwhile."""
+        try:
+            return future.result()
+        except BrokenProcessPool as exc:
+            log.error("the triage worker died (%s); starting another, this batch is triaged here", exc)
+            self._restart()
+            return [None] * count
+
+    def _failed(self, count: int) -> Future[list[Triaged | None]]:
+        log.error("the triage worker is gone; starting another, this batch is triaged here")
+        self._restart()
+        failed: Future[list[Triaged | None]] = Future()
+        failed.set_result([None] * count)
+        return failed
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+@functools.cache
+def _triager(settings: Settings) -> Triager:
+    """The worker's rules, loaded once per settings (a worker serves one daemon)."""
+    return Triager.from_settings(settings)
+
+
+def _warm_up(settings: Settings) -> int:
+    _triager(settings)
+    return os.getpid()
+
+
+def triage_batch(raws: Sequence[bytes | None], now: datetime, settings: Settings) -> list[Triaged | None]:
+    """In the worker: ``triage`` each message; None for one not shipped or whose triage raised."""
+    triager = _triager(settings)
+    return [_one(raw, now, triager, settings) if raw is not None else None for raw in raws]
+
+
+def _one(raw: bytes, now: datetime, triager: Triager, settings: Settings) -> Triaged | None:
+    try:
+        return triage(raw, now, triager, settings)
+    except Exception:  # the main process re-runs it and quarantines the message with the error
+        return None
