@@ -34,6 +34,10 @@ class FloorRun:
     fetch_s: float
     parse_s: float
     send_s: float
+    cpu_ms: float
+    """CPU milliseconds per message of the floor's process."""
+    machine_cpu_ms: float
+    """CPU milliseconds per message of the whole machine during the run: Dovecot and the SMTP sink too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,10 @@ class MaildRun:
     rate: float
     replies: int
     max_rss: int
+    cpu_ms: float
+    """CPU milliseconds per message of maild (its triage worker included)."""
+    machine_cpu_ms: float
+    """CPU milliseconds per message of the whole machine during the run: Dovecot and the SMTP sink too."""
 
 
 def messages(count: int, tag: str) -> list[bytes]:
@@ -65,7 +73,7 @@ def floor_run(env: ServerEnv, workdir: Path, count: int) -> FloorRun:
         if report["messages"] != count or accepted != count:
             raise BenchError(f"floor: {report['messages']} fetched, {accepted} replies accepted, expected {count}")
         return FloorRun(count, done.seconds, count / done.seconds, report["fetch_s"], report["parse_s"],
-                        report["send_s"])
+                        report["send_s"], done.cpu_s * 1000 / count, done.machine_cpu_s * 1000 / count)
 
 
 def maild_run(env: ServerEnv, workdir: Path, database: str, raws: list[bytes], *,
@@ -79,7 +87,8 @@ def maild_run(env: ServerEnv, workdir: Path, database: str, raws: list[bytes], *
         if done.returncode != 0:
             raise BenchError(f"maild run --once exited {done.returncode}: {tail(log)}")
         replies = check_drained(w, len(raws), log)
-        return MaildRun(database, len(raws), done.seconds, len(raws) / done.seconds, replies, done.max_rss)
+        return MaildRun(database, len(raws), done.seconds, len(raws) / done.seconds, replies, done.max_rss,
+                        done.cpu_s * 1000 / len(raws), done.machine_cpu_s * 1000 / len(raws))
 
 
 def backlog_run(env: ServerEnv, workdir: Path, database: str, count: int) -> MaildRun:

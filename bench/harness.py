@@ -64,11 +64,14 @@ def server_env() -> ServerEnv:
 
 @dataclass(frozen=True, slots=True)
 class Timed:
-    """One child process: wall seconds from spawn to exit, exit code, peak RSS in bytes."""
+    """One child process: wall seconds from spawn to exit, exit code, peak RSS in bytes, CPU seconds
+    (its own and its descendants'; and the whole machine's meanwhile, servers included)."""
 
     seconds: float
     returncode: int
     max_rss: int
+    cpu_s: float
+    machine_cpu_s: float
 
 
 def run_timed(command: Sequence[str], log: Path, *, timeout: float = RUN_TIMEOUT) -> Timed:
@@ -87,7 +90,8 @@ def run_timed(command: Sequence[str], log: Path, *, timeout: float = RUN_TIMEOUT
     if not report.exists():
         raise BenchError(f"the measuring helper failed (exit {process.returncode}): {tail(log)}")
     data = json.loads(report.read_text(encoding="utf-8"))
-    return Timed(float(data["seconds"]), int(data["returncode"]), int(data["max_rss"]))
+    return Timed(float(data["seconds"]), int(data["returncode"]), int(data["max_rss"]), float(data["cpu_s"]),
+                 float(data["machine_cpu_s"]))
 
 
 def maild(*args: str, config: Path) -> list[str]:

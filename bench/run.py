@@ -136,6 +136,10 @@ class _Bench:
         r.add("backlog_postgresql_rate", [m.rate for m in pg])
         r.add(f"rss_messages_{size}", [m.max_rss for m in sqlite])
         r.add("rss_backlog_postgresql", [m.max_rss for m in pg])
+        r.add("cpu_floor", [f.cpu_ms for f in floors])
+        r.add("cpu_machine_floor", [f.machine_cpu_ms for f in floors])
+        r.add("cpu_sqlite", [m.cpu_ms for m in sqlite])
+        r.add("cpu_machine_sqlite", [m.machine_cpu_ms for m in sqlite])
         r.details["backlog"] = {"messages": size, "floor": [asdict(f) for f in floors],
                                 "sqlite": [asdict(m) for m in sqlite], "postgresql": [asdict(m) for m in pg]}
 
@@ -188,8 +192,8 @@ class _Bench:
 
 def _brief(value: Any) -> str:
     if isinstance(value, backlog.FloorRun | backlog.MaildRun):
-        return f"{value.rate:7.0f} msg/s" + (f"  rss {value.max_rss / MIB:.0f} MiB"
-                                             if isinstance(value, backlog.MaildRun) else "")
+        return (f"{value.rate:7.0f} msg/s  cpu {value.cpu_ms:.2f} ms/msg (machine {value.machine_cpu_ms:.2f})"
+                + (f"  rss {value.max_rss / MIB:.0f} MiB" if isinstance(value, backlog.MaildRun) else ""))
     if isinstance(value, latency.LatencyRun):
         return f"median {value.median:.3f} s  p95 {value.p95:.3f} s  (IDLE {value.idle_median:.3f} s)"
     if isinstance(value, dict):
