@@ -58,6 +58,8 @@ class _Canon:
     tokens: tuple[str, ...]
     starts: tuple[int, ...]
     lines: tuple[int, ...]
+    words: frozenset[str]
+    """What templates need (``Lexicon.words``): a template that cannot match is not run."""
 
     def token_at(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
@@ -126,7 +128,8 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
     for word in tokens:
         starts.append(position)
         position += len(word) + 1
-    return _Canon(" ".join(tokens), tuple(tokens), tuple(starts), tuple(numbers))
+    text = " ".join(tokens)
+    return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), rules.lexicon.words(text, tokens))
 
 
 def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
@@ -166,12 +169,12 @@ def _is_boundary(token: str) -> bool:
 
 def _hits(canon: _Canon, zone: str, rules: Rules) -> list[_Hit]:
     hits: list[_Hit] = []
-    for rule in rules.rules:
+    for position in rules.index.candidates(canon.words):
+        rule, template = rules.templates[position]
         if zone not in rule.zones:
             continue
-        for pattern in rule.patterns:
-            for match in pattern.finditer(canon.text):
-                hits.append(_hit(canon, zone, rule, match, rules.negation))
+        for match in template.pattern.finditer(canon.text):
+            hits.append(_hit(canon, zone, rule, match, rules.negation))
     return hits
 
 
@@ -235,9 +238,10 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
         if blocker is not None:
             reasons.append(f"quoted text not adopted: '{blocker.group()}' marks it as a specimen")
             return False
-    for pattern in adoption.phrases:
-        for match in pattern.finditer(own.text):
-            token = own.token_at(match.start("act") if "act" in pattern.groupindex else match.start())
+    for position in adoption.index.candidates(own.words):
+        template = adoption.phrases[position]
+        for match in template.pattern.finditer(own.text):
+            token = own.token_at(match.start("act") if "act" in template.pattern.groupindex else match.start())
             cue = _negated(own, token, own.token_after(match.end()), rules.negation)
             if cue is None:
                 reasons.append(f"quoted request adopted: '{match.group()}' in body line {own.lines[token]}")
