@@ -189,13 +189,26 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], negation: N
 
 
 def _negated(canon: _Canon, action: int, after: int, negation: Negation) -> str | None:
-    """The cue that cancels the action at token ``action``, or None."""
+    """The cue that cancels the action at token ``action``, or None.
+
+    Each group looks back over its own window; every window is a prefix of
+    the widest one read backwards, so that clause is cut once, and a window
+    shared by several groups is joined and cleared of exceptions once.
+    """
+    back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
+    windows: dict[int, str] = {}
     for group in negation.cues:
-        reach = canon.tokens[max(0, action - group.window):action][::-1]
-        before = _clause(reach, negation.terminators | group.stops)[::-1]
-        window = " ".join(before)
-        if negation.exceptions is not None:
-            window = negation.exceptions.sub(" ", window)
+        before = back[:group.window]
+        if group.stops:
+            before = _clause(before, group.stops)
+        if not before:
+            continue  # every cue needs at least one word
+        window = windows.get(len(before))
+        if window is None:
+            window = " ".join(reversed(before))
+            if negation.exceptions is not None:
+                window = negation.exceptions.sub(" ", window)
+            windows[len(before)] = window
         cue = group.pattern.search(window)
         if cue is not None:
             return cue.group()

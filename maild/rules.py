@@ -179,6 +179,8 @@ class Negation:
     exceptions: re.Pattern[str] | None
     post: re.Pattern[str] | None
     terminators: frozenset[str]
+    reach: int
+    """The widest cue window."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,12 +463,14 @@ class _Loader:
         groups = self.value(table, p, "cues", list)
         if not groups:
             raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
+        cues = tuple(self.cue_group(item, f"{p}.cues[{i}]") for i, item in enumerate(groups))
         return Negation(
-            cues=tuple(self.cue_group(item, f"{p}.cues[{i}]") for i, item in enumerate(groups)),
+            cues=cues,
             post_window=self.positive(table, p, "post_window"),
             exceptions=self.template_list(table, p, "exceptions"),
             post=self.template_list(table, p, "post"),
             terminators=frozenset(self.words(table, p, "terminators")),
+            reach=max(group.window for group in cues),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
