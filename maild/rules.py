@@ -343,8 +343,11 @@ class _Loader:
         vocab = {}
         for name in raw:
             terms = self.expand(name, raw, ())
-            vocab[name] = self.alternation(terms, f"vocab.{name}")
-            self.vocab_leads[name] = frozenset(_lead(term) for term, _key in terms)
+            alternation = self.alternation(terms, f"vocab.{name}")
+            leads = self.vocab_leads[name] = frozenset(_lead(term) for term, _key in terms)
+            # The look-ahead is implied by every term, so it changes no match; it only lets the regex
+            # engine drop a word in a few steps instead of trying each of the class's terms on it.
+            vocab[name] = f"(?={_guard(leads)}){alternation}"
         return vocab
 
     def expand(self, name: str, raw: Mapping[str, list[str]], seen: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -386,15 +389,29 @@ class _Loader:
 
     def template_body(self, source: str, key: str, *, action_ok: bool = True,
                       needs: list[frozenset[str]] | None = None) -> str:
-        """The regex of a template; the leads of its required pieces are added to ``needs``."""
+        """The regex of a template; the leads of its required pieces are added to ``needs``.
+
+        Adjacent gaps of the same kind become one gap of their summed size:
+        "{~~12} {~~4}" matches the same words as "{~~16}", and a regex engine
+        trying it tries the same lengths in the same order (longest first),
+        but 17 instead of 13 x 5 splits before giving up on a word.
+        """
         pieces = source.split()
         if not pieces:
             raise self.fail(key, "empty template")
         parts: list[str] = []
+        gaps: list[tuple[str, int] | None] = []
         actions = 0
         for index, piece in enumerate(pieces):
             action = piece.startswith("<") and piece.endswith(">")
             body, quantifier, leads = self.piece(piece[1:-1] if action else piece, key)
+            gap = None if action else self.gap(piece, key)
+            if gap is not None and gaps and gaps[-1] is not None and gaps[-1][0] == gap[0]:
+                gap = (gap[0], gaps[-1][1] + gap[1])
+                parts[-1] = f"(?: {_gap_regex(*gap)}){quantifier}"
+                gaps[-1] = gap
+                continue
+            gaps.append(gap)
             if needs is not None and not quantifier and leads:
                 needs.append(leads)
             edge = index in (0, len(pieces) - 1)
@@ -420,18 +437,26 @@ class _Loader:
         if match is None:
             raise self.fail(key, f"piece {piece!r} is not a word, {{class}}, {{class?}}, {{class*}}, {{~N}} "
                                  "or {~N!class}")
-        if match["gap"] is not None:
-            size = int(match["gap"])
-            if not 1 <= size <= _MAX_GAP:
-                raise self.fail(key, f"gap {{~{size}}} must be between 1 and {_MAX_GAP}")
-            word = "[^ |]+" if match["wide"] else f"{WORD}+"
-            if match["but"] is not None:
-                word = f"(?!{self.class_regex(match['but'], key)}(?!{WORD})){word}"
-            return f"{word}(?: {word}){{0,{size - 1}}}", "?", frozenset()
+        gap = self.gap(piece, key)
+        if gap is not None:
+            return _gap_regex(*gap), "?", frozenset()
         if match["cls"] is not None:
             regex = self.class_regex(match["cls"], key)
             return regex, {"": "", "?": "?", "*": "{0,3}"}[match["cq"]], self.vocab_leads[match["cls"]]
         return self.term(match["lit"], key), match["lq"], frozenset({_lead(match["lit"])})
+
+    def gap(self, piece: str, key: str) -> tuple[str, int] | None:
+        """(regex of one word, size) of a gap piece; None for any other (valid) piece."""
+        match = _PIECE.match(piece)
+        if match is None or match["gap"] is None:
+            return None
+        size = int(match["gap"])
+        if not 1 <= size <= _MAX_GAP:
+            raise self.fail(key, f"gap {{~{size}}} must be between 1 and {_MAX_GAP}")
+        word = "[^ |]+" if match["wide"] else f"{WORD}+"
+        if match["but"] is not None:
+            word = f"(?!{self.class_regex(match['but'], key)}(?!{WORD})){word}"
+        return word, size
 
     def class_regex(self, name: str, key: str) -> str:
         if name not in self.vocab:
@@ -580,6 +605,32 @@ def _lexicon(leads: Iterable[str]) -> Lexicon:
         return Lexicon(None, {})
     implied = {stem: frozenset(s + "*" for s in stems if stem.startswith(s)) for stem in stems}
     return Lexicon(re.compile(f"(?<!{WORD})" + _trie(sorted(stems))), implied)
+
+
+def _gap_regex(word: str, size: int) -> str:
+    """One to ``size`` words, each matched by ``word``, separated by single spaces."""
+    return f"{word}(?: {word}){{0,{size - 1}}}"
+
+
+def _guard(leads: Iterable[str]) -> str:
+    """A regex matching at the start of a word that one of ``leads`` fits (``word`` whole, or ``stem*``).
+
+    Trie-shaped, so its cost does not grow with the number of leads.
+    """
+    return _guard_trie([(lead.rstrip("*"), lead.endswith("*")) for lead in sorted(leads)])
+
+
+def _guard_trie(entries: Sequence[tuple[str, bool]]) -> str:
+    if any(stem and not rest for rest, stem in entries):
+        return ""  # a stem ends here: any continuation fits
+    children: dict[str, list[tuple[str, bool]]] = {}
+    for rest, stem in entries:
+        if rest:
+            children.setdefault(rest[0], []).append((rest[1:], stem))
+    branches = [char + _guard_trie(below) for char, below in sorted(children.items())]
+    if any(not rest for rest, _stem in entries):
+        branches.append(f"(?!{WORD})")  # a whole word ends here
+    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
 
 
 def _trie(words: Sequence[str]) -> str:
