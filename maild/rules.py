@@ -41,13 +41,13 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from maild.errors import RulesError
 from maild.records import Category
-from maild.textclean import CleanRules, Marker, fold
+from maild.textclean import CleanRules, Marker, any_marker, fold
 
 ZONES = frozenset({"subject", "body"})
 WORD = "[a-z0-9]"
@@ -523,7 +523,7 @@ class _Loader:
         p = "cleaning"
         self.known(table, p, {"quote_line", "header_line", "closing", "closing_max_lines", "closing_max_chars",
                               "separator", "history", "signatures", "disclaimers"})
-        return CleanRules(
+        cleaning = CleanRules(
             quote_line=self.regex(table, p, "quote_line"),
             history=self.markers(table, "history", re.MULTILINE),
             header_line=self.regex(table, p, "header_line"),
@@ -534,6 +534,8 @@ class _Loader:
             separator=self.regex(table, p, "separator"),
             disclaimers=self.markers(table, "disclaimers"),
         )
+        return replace(cleaning, history_any=any_marker(cleaning.history),
+                       signatures_any=any_marker(cleaning.signatures))
 
     def markers(self, table: Mapping[str, Any], key: str, flags: int = 0) -> tuple[Marker, ...]:
         items = self.value(table, "cleaning", key, list)
