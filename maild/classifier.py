@@ -39,8 +39,9 @@ _EMAIL = re.compile(r"(?<![a-z0-9._%+=-])[a-z0-9._%+=-]+@[a-z0-9-]+(?:\.[a-z0-9-
 _URL = re.compile(r"(?:https?://|www\.|mailto:)\S+")
 _QUOTED = re.compile(r'"[^"\n]{1,200}"')
 _TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
-_CONTRACTIONS = ((re.compile(r"\bcan't\b"), "can not"), (re.compile(r"\bwon't\b"), "will not"),
-                 (re.compile(r"n't\b"), " not"), (re.compile(r"\be-mail"), "email"))
+# (needed substring, pattern, replacement): a pattern is not run on a text without its substring.
+_CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compile(r"\bwon't\b"), "will not"),
+                 ("n't", re.compile(r"n't\b"), " not"), ("e-mail", re.compile(r"\be-mail"), "email"))
 _TOKEN = re.compile(r"[a-z0-9]+|[.,;:!?|\u2022]|(?<!\S)-+(?!\S)")
 _PARAGRAPH = "|"
 _SNIPPET = 60
@@ -111,6 +112,9 @@ def _subject_lines(subject: str) -> tuple[Line, ...]:
 def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
     tokens: list[str] = []
     numbers: list[int] = []
+    starts: list[int] = []
+    position = 0
+    after_boundary = True  # no boundary at the start, nor two in a row
     budget = rules.max_chars
     for ln in lines:
         if budget <= 0:
@@ -119,15 +123,14 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
         budget -= len(folded) + 1
         words = _tokens(folded, rules.abbreviations) if folded.strip() else [_PARAGRAPH]
         for word in words:
-            if _is_boundary(word) and (not tokens or _is_boundary(tokens[-1])):
+            boundary = _is_boundary(word)
+            if boundary and after_boundary:
                 continue
+            after_boundary = boundary
             tokens.append(word)
             numbers.append(ln.number)
-    starts: list[int] = []
-    position = 0
-    for word in tokens:
-        starts.append(position)
-        position += len(word) + 1
+            starts.append(position)
+            position += len(word) + 1
     text = " ".join(tokens)
     return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), rules.lexicon.words(text, tokens))
 
@@ -141,10 +144,19 @@ def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     double quotes is a literal value or a quotation ("Noemi Marras", a lure's
     "your account will be suspended"), never the sender's request.
     """
-    text = _URL.sub(" urladdr ", _EMAIL.sub(" emailaddr ", folded))
-    text = _QUOTED.sub(" quotedtext ", _TAG.sub(" ", text))
-    for pattern, replacement in _CONTRACTIONS:
-        text = pattern.sub(replacement, text)
+    text = folded
+    # Each pattern needs a character or string the test looks for first: most lines have none of them.
+    if "@" in text:
+        text = _EMAIL.sub(" emailaddr ", text)
+    if "://" in text or "www." in text or "mailto:" in text:
+        text = _URL.sub(" urladdr ", text)
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    if '"' in text:
+        text = _QUOTED.sub(" quotedtext ", text)
+    for needed, pattern, replacement in _CONTRACTIONS:
+        if needed in text:
+            text = pattern.sub(replacement, text)
     out: list[str] = []
     for match in _TOKEN.finditer(text):
         token = match.group()
