@@ -87,6 +87,8 @@ class TemplateIndex:
 
     templates: tuple[Template, ...]
     by_word: Mapping[str, tuple[int, ...]]
+    keys: frozenset[str]
+    """The words ``by_word`` files templates under."""
     always: tuple[int, ...]
     """Templates that need no particular word (none today: the first piece is always required)."""
 
@@ -101,15 +103,13 @@ class TemplateIndex:
             for word in min(template.needs, key=len):
                 by_word.setdefault(word, []).append(position)
         return cls(tuple(templates), {word: tuple(positions) for word, positions in by_word.items()},
-                   tuple(always))
+                   frozenset(by_word), tuple(always))
 
     def candidates(self, words: frozenset[str]) -> list[int]:
         """Positions, in file order, of the templates that may match a text holding ``words``."""
         found = set(self.always)
-        for word in words:
-            positions = self.by_word.get(word)
-            if positions is not None:
-                found.update(positions)
+        for word in words & self.keys:
+            found.update(self.by_word[word])
         return [p for p in sorted(found) if self.templates[p].may_match(words)]
 
 
