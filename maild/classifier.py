@@ -123,7 +123,7 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
         budget -= len(folded) + 1
         words = _tokens(folded, rules.abbreviations) if folded.strip() else [_PARAGRAPH]
         for word in words:
-            boundary = _is_boundary(word)
+            boundary = not word[0].isalnum()  # _is_boundary, inlined: this loop sees every word
             if boundary and after_boundary:
                 continue
             after_boundary = boundary

@@ -74,7 +74,7 @@ class Template:
     needs: tuple[frozenset[str], ...]
 
     def may_match(self, words: frozenset[str]) -> bool:
-        return all(not need.isdisjoint(words) for need in self.needs)
+        return not any(map(words.isdisjoint, self.needs))
 
 
 @dataclass(frozen=True, slots=True)
