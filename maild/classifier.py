@@ -39,8 +39,9 @@ _EMAIL = re.compile(r"(?<![a-z0-9._%+=-])[a-z0-9._%+=-]+@[a-z0-9-]+(?:\.[a-z0-9-
 _URL = re.compile(r"(?:https?://|www\.|mailto:)\S+")
 _QUOTED = re.compile(r'"[^"\n]{1,200}"')
 _TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
-_CONTRACTIONS = ((re.compile(r"\bcan't\b"), "can not"), (re.compile(r"\bwon't\b"), "will not"),
-                 (re.compile(r"n't\b"), " not"), (re.compile(r"\be-mail"), "email"))
+# (needed substring, pattern, replacement): a pattern is not run on a text without its substring.
+_CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compile(r"\bwon't\b"), "will not"),
+                 ("n't", re.compile(r"n't\b"), " not"), ("e-mail", re.compile(r"\be-mail"), "email"))
 _TOKEN = re.compile(r"[a-z0-9]+|[.,;:!?|\u2022]|(?<!\S)-+(?!\S)")
 _PARAGRAPH = "|"
 _SNIPPET = 60
@@ -58,6 +59,8 @@ class _Canon:
     tokens: tuple[str, ...]
     starts: tuple[int, ...]
     lines: tuple[int, ...]
+    words: frozenset[str]
+    """What templates need (``Lexicon.words``): a template that cannot match is not run."""
 
     def token_at(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
@@ -109,6 +112,9 @@ def _subject_lines(subject: str) -> tuple[Line, ...]:
 def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
     tokens: list[str] = []
     numbers: list[int] = []
+    starts: list[int] = []
+    position = 0
+    after_boundary = True  # no boundary at the start, nor two in a row
     budget = rules.max_chars
     for ln in lines:
         if budget <= 0:
@@ -117,16 +123,16 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
         budget -= len(folded) + 1
         words = _tokens(folded, rules.abbreviations) if folded.strip() else [_PARAGRAPH]
         for word in words:
-            if _is_boundary(word) and (not tokens or _is_boundary(tokens[-1])):
+            boundary = not word[0].isalnum()  # _is_boundary, inlined: this loop sees every word
+            if boundary and after_boundary:
                 continue
+            after_boundary = boundary
             tokens.append(word)
             numbers.append(ln.number)
-    starts: list[int] = []
-    position = 0
-    for word in tokens:
-        starts.append(position)
-        position += len(word) + 1
-    return _Canon(" ".join(tokens), tuple(tokens), tuple(starts), tuple(numbers))
+            starts.append(position)
+            position += len(word) + 1
+    text = " ".join(tokens)
+    return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), rules.lexicon.words(text, tokens))
 
 
 def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
@@ -138,10 +144,19 @@ def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     double quotes is a literal value or a quotation ("Noemi Marras", a lure's
     "your account will be suspended"), never the sender's request.
     """
-    text = _URL.sub(" urladdr ", _EMAIL.sub(" emailaddr ", folded))
-    text = _QUOTED.sub(" quotedtext ", _TAG.sub(" ", text))
-    for pattern, replacement in _CONTRACTIONS:
-        text = pattern.sub(replacement, text)
+    text = folded
+    # Each pattern needs a character or string the test looks for first: most lines have none of them.
+    if "@" in text:
+        text = _EMAIL.sub(" emailaddr ", text)
+    if "://" in text or "www." in text or "mailto:" in text:
+        text = _URL.sub(" urladdr ", text)
+    if "<" in text:
+        text = _TAG.sub(" ", text)
+    if '"' in text:
+        text = _QUOTED.sub(" quotedtext ", text)
+    for needed, pattern, replacement in _CONTRACTIONS:
+        if needed in text:
+            text = pattern.sub(replacement, text)
     out: list[str] = []
     for match in _TOKEN.finditer(text):
         token = match.group()
@@ -166,12 +181,12 @@ def _is_boundary(token: str) -> bool:
 
 def _hits(canon: _Canon, zone: str, rules: Rules) -> list[_Hit]:
     hits: list[_Hit] = []
-    for rule in rules.rules:
+    for position in rules.index.candidates(canon.words):
+        rule, template = rules.templates[position]
         if zone not in rule.zones:
             continue
-        for pattern in rule.patterns:
-            for match in pattern.finditer(canon.text):
-                hits.append(_hit(canon, zone, rule, match, rules.negation))
+        for match in template.pattern.finditer(canon.text):
+            hits.append(_hit(canon, zone, rule, match, rules.negation))
     return hits
 
 
@@ -186,13 +201,26 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], negation: N
 
 
 def _negated(canon: _Canon, action: int, after: int, negation: Negation) -> str | None:
-    """The cue that cancels the action at token ``action``, or None."""
+    """The cue that cancels the action at token ``action``, or None.
+
+    Each group looks back over its own window; every window is a prefix of
+    the widest one read backwards, so that clause is cut once, and a window
+    shared by several groups is joined and cleared of exceptions once.
+    """
+    back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
+    windows: dict[int, str] = {}
     for group in negation.cues:
-        reach = canon.tokens[max(0, action - group.window):action][::-1]
-        before = _clause(reach, negation.terminators | group.stops)[::-1]
-        window = " ".join(before)
-        if negation.exceptions is not None:
-            window = negation.exceptions.sub(" ", window)
+        before = back[:group.window]
+        if group.stops:
+            before = _clause(before, group.stops)
+        if not before:
+            continue  # every cue needs at least one word
+        window = windows.get(len(before))
+        if window is None:
+            window = " ".join(reversed(before))
+            if negation.exceptions is not None:
+                window = negation.exceptions.sub(" ", window)
+            windows[len(before)] = window
         cue = group.pattern.search(window)
         if cue is not None:
             return cue.group()
@@ -235,9 +263,10 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
         if blocker is not None:
             reasons.append(f"quoted text not adopted: '{blocker.group()}' marks it as a specimen")
             return False
-    for pattern in adoption.phrases:
-        for match in pattern.finditer(own.text):
-            token = own.token_at(match.start("act") if "act" in pattern.groupindex else match.start())
+    for position in adoption.index.candidates(own.words):
+        template = adoption.phrases[position]
+        for match in template.pattern.finditer(own.text):
+            token = own.token_at(match.start("act") if "act" in template.pattern.groupindex else match.start())
             cue = _negated(own, token, own.token_after(match.end()), rules.negation)
             if cue is None:
                 reasons.append(f"quoted request adopted: '{match.group()}' in body line {own.lines[token]}")

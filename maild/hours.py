@@ -32,10 +32,13 @@ class ServiceCalendar:
 
     Holiday tables are built on first use, one year at a time, and kept in the
     instance: building one costs far more than a lookup, and a daemon asks
-    about the same few years all day long.
+    about the same few years all day long. The service period of each day is
+    kept the same way: it depends on the day and the configuration only, and
+    working it out (holidays, DST-aware opening instants) costs more than the
+    rest of the scheduling of a message.
     """
 
-    __slots__ = ("_holidays", "_hours")
+    __slots__ = ("_holidays", "_hours", "_periods")
 
     def __init__(self, hours: ServiceHours) -> None:
         if len(hours.week) != 7:
@@ -47,6 +50,7 @@ class ServiceCalendar:
                 raise ConfigError(f"service_hours.week.{name}", "closing time must be after opening time")
         self._hours = hours
         self._holidays: dict[int, Mapping[date, str]] = {}
+        self._periods: dict[date, tuple[datetime, datetime] | None] = {}
 
     # ------------------------------------------------------------------
     # Days
@@ -130,6 +134,12 @@ class ServiceCalendar:
 
     def _period(self, day: date) -> tuple[datetime, datetime] | None:
         """The service period of ``day`` as UTC instants, or None when closed all day."""
+        if day in self._periods:
+            return self._periods[day]
+        period = self._periods[day] = self._work_out_period(day)
+        return period
+
+    def _work_out_period(self, day: date) -> tuple[datetime, datetime] | None:
         opening = self._hours.week[day.weekday()]
         if opening is None or self.holiday_name(day) is not None:
             return None

@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from maild.errors import RulesError
 from maild.records import Category
-from maild.textclean import CleanRules, Marker, fold
+from maild.textclean import CleanRules, Marker, any_marker, fold
 
 ZONES = frozenset({"subject", "body"})
 WORD = "[a-z0-9]"
@@ -60,6 +60,82 @@ _MAX_GAP = 12
 
 
 @dataclass(frozen=True, slots=True)
+class Template:
+    """A compiled template and the words it cannot match without.
+
+    ``needs`` has one set per required piece: the first words of the piece's
+    terms, a stem written ``stem*``. When some set shares nothing with the
+    words of a text (``Lexicon.words``), the regex cannot match there and is
+    not run at all: most templates are skipped for most messages, which is
+    where most of the classifier's time used to go.
+    """
+
+    pattern: re.Pattern[str]
+    needs: tuple[frozenset[str], ...]
+
+    def may_match(self, words: frozenset[str]) -> bool:
+        return not any(map(words.isdisjoint, self.needs))
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateIndex:
+    """Finds the templates that may match a text without trying each one.
+
+    Each template is filed under the words of its smallest need, so a text's
+    own words name the few candidates; only those are checked in full.
+    """
+
+    templates: tuple[Template, ...]
+    by_word: Mapping[str, tuple[int, ...]]
+    keys: frozenset[str]
+    """The words ``by_word`` files templates under."""
+    always: tuple[int, ...]
+    """Templates that need no particular word (none today: the first piece is always required)."""
+
+    @classmethod
+    def of(cls, templates: Sequence[Template]) -> TemplateIndex:
+        by_word: dict[str, list[int]] = {}
+        always: list[int] = []
+        for position, template in enumerate(templates):
+            if not template.needs:
+                always.append(position)
+                continue
+            for word in min(template.needs, key=len):
+                by_word.setdefault(word, []).append(position)
+        return cls(tuple(templates), {word: tuple(positions) for word, positions in by_word.items()},
+                   frozenset(by_word), tuple(always))
+
+    def candidates(self, words: frozenset[str]) -> list[int]:
+        """Positions, in file order, of the templates that may match a text holding ``words``."""
+        found = set(self.always)
+        for word in words & self.keys:
+            found.update(self.by_word[word])
+        return [p for p in sorted(found) if self.templates[p].may_match(words)]
+
+
+@dataclass(frozen=True, slots=True)
+class Lexicon:
+    """Turns a canonical text into the words ``Template.needs`` are written in.
+
+    ``stems`` matches, at the start of a word, the longest stem of any
+    ``stem*`` term (one trie-shaped regex, one pass); ``implied`` maps it to
+    itself and every shorter stem that is also a prefix of it.
+    """
+
+    stems: re.Pattern[str] | None
+    implied: Mapping[str, frozenset[str]]
+
+    def words(self, text: str, tokens: Iterable[str]) -> frozenset[str]:
+        """The words of ``text`` (its ``tokens``) and ``stem*`` for every stem one of them starts with."""
+        if self.stems is None:
+            return frozenset(tokens)
+        found = set(tokens)
+        for stem in set(self.stems.findall(text)):
+            found |= self.implied[stem]
+        return frozenset(found)
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One family of evidence for a category, e.g. "create or delete a mailbox"."""
 
@@ -67,7 +143,7 @@ class Rule:
     category: Category
     weight: int
     zones: frozenset[str]
-    patterns: tuple[re.Pattern[str], ...]
+    patterns: tuple[Template, ...]
     negatable: bool = True
     """False for mentions that are not actions ("rubrica"): a "non" nearby denies something else."""
 
@@ -103,14 +179,17 @@ class Negation:
     exceptions: re.Pattern[str] | None
     post: re.Pattern[str] | None
     terminators: frozenset[str]
+    reach: int
+    """The widest cue window."""
 
 
 @dataclass(frozen=True, slots=True)
 class Adoption:
     """When quoted text is the sender's own: an adoption phrase, and no blocker ("phishing")."""
 
-    phrases: tuple[re.Pattern[str], ...]
+    phrases: tuple[Template, ...]
     blockers: re.Pattern[str] | None
+    index: TemplateIndex
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +208,10 @@ class Rules:
     adoption: Adoption
     cleaning: CleanRules
     rules: tuple[Rule, ...]
+    lexicon: Lexicon
+    templates: tuple[tuple[Rule, Template], ...]
+    """Every rule's templates in file order, each with its rule; ``index`` holds the same order."""
+    index: TemplateIndex
 
 
 def load_rules(path: Path) -> Rules:
@@ -150,6 +233,7 @@ class _Loader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.vocab: dict[str, str] = {}
+        self.vocab_leads: dict[str, frozenset[str]] = {}
 
     def fail(self, key: str, reason: str) -> RulesError:
         return RulesError(f"{self.path}: {key}: {reason}")
@@ -166,6 +250,10 @@ class _Loader:
         self.known(subject, "subject", {"reply_prefix", "strip"})
         text = self.table(data, "text")
         self.known(text, "text", {"abbreviations"})
+        adoption = self.adoption(self.table(data, "adoption"))
+        rules = self.rule_list(data.get("rule"))
+        templates = tuple((rule, template) for rule in rules for template in rule.patterns)
+        every = (*adoption.phrases, *(template for _rule, template in templates))
         return Rules(
             source=self.path,
             threshold=self.positive(engine, "engine", "threshold"),
@@ -176,9 +264,12 @@ class _Loader:
             subject_strip=self.regex(subject, "subject", "strip"),
             stopwords=self.stopwords(self.table(data, "language")),
             negation=self.negation(self.table(data, "negation")),
-            adoption=self.adoption(self.table(data, "adoption")),
+            adoption=adoption,
             cleaning=self.cleaning(self.table(data, "cleaning")),
-            rules=self.rule_list(data.get("rule")),
+            rules=rules,
+            lexicon=_lexicon(key for template in every for need in template.needs for key in need),
+            templates=templates,
+            index=TemplateIndex.of([template for _rule, template in templates]),
         )
 
     # -- generic readers ---------------------------------------------------
@@ -249,7 +340,15 @@ class _Loader:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
                 raise self.fail(f"vocab.{name}", "class names are lower-case identifiers")
             raw[name] = self.strings(table, "vocab", name)
-        return {name: self.alternation(self.expand(name, raw, ()), f"vocab.{name}") for name in raw}
+        vocab = {}
+        for name in raw:
+            terms = self.expand(name, raw, ())
+            alternation = self.alternation(terms, f"vocab.{name}")
+            leads = self.vocab_leads[name] = frozenset(_lead(term) for term, _key in terms)
+            # The look-ahead is implied by every term, so it changes no match; it only lets the regex
+            # engine drop a word in a few steps instead of trying each of the class's terms on it.
+            vocab[name] = f"(?={_guard(leads)}){alternation}"
+        return vocab
 
     def expand(self, name: str, raw: Mapping[str, list[str]], seen: tuple[str, ...]) -> list[tuple[str, str]]:
         """Terms of a class with ``@class`` includes resolved, as (term, key) pairs."""
@@ -272,9 +371,11 @@ class _Loader:
             raise self.fail(key, "has no terms")
         return "(?:" + "|".join(regexes) + ")"
 
-    def template(self, source: str, key: str) -> re.Pattern[str]:
+    def template(self, source: str, key: str) -> Template:
         """Compile a template (see the module docstring) into a regex over canonical text."""
-        return self.compile(f"(?<!{WORD})" + self.template_body(source, key) + f"(?!{WORD})", key)
+        needs: list[frozenset[str]] = []
+        body = self.template_body(source, key, needs=needs)
+        return Template(self.compile(f"(?<!{WORD})" + body + f"(?!{WORD})", key), tuple(needs))
 
     def template_list(self, table: Mapping[str, Any], prefix: str, key: str,
                       *, required: bool = False) -> re.Pattern[str] | None:
@@ -286,15 +387,33 @@ class _Loader:
         bodies = [self.template_body(src, f"{dotted}[{i}]", action_ok=False) for i, src in enumerate(sources)]
         return self.compile(f"(?<!{WORD})(?:" + "|".join(bodies) + f")(?!{WORD})", dotted)
 
-    def template_body(self, source: str, key: str, *, action_ok: bool = True) -> str:
+    def template_body(self, source: str, key: str, *, action_ok: bool = True,
+                      needs: list[frozenset[str]] | None = None) -> str:
+        """The regex of a template; the leads of its required pieces are added to ``needs``.
+
+        Adjacent gaps of the same kind become one gap of their summed size:
+        "{~~12} {~~4}" matches the same words as "{~~16}", and a regex engine
+        trying it tries the same lengths in the same order (longest first),
+        but 17 instead of 13 x 5 splits before giving up on a word.
+        """
         pieces = source.split()
         if not pieces:
             raise self.fail(key, "empty template")
         parts: list[str] = []
+        gaps: list[tuple[str, int] | None] = []
         actions = 0
         for index, piece in enumerate(pieces):
             action = piece.startswith("<") and piece.endswith(">")
-            body, quantifier = self.piece(piece[1:-1] if action else piece, key)
+            body, quantifier, leads = self.piece(piece[1:-1] if action else piece, key)
+            gap = None if action else self.gap(piece, key)
+            if gap is not None and gaps and gaps[-1] is not None and gaps[-1][0] == gap[0]:
+                gap = (gap[0], gaps[-1][1] + gap[1])
+                parts[-1] = f"(?: {_gap_regex(*gap)}){quantifier}"
+                gaps[-1] = gap
+                continue
+            gaps.append(gap)
+            if needs is not None and not quantifier and leads:
+                needs.append(leads)
             edge = index in (0, len(pieces) - 1)
             if quantifier and (edge or action):
                 raise self.fail(key, f"piece {piece!r}: the first, last and action pieces must be required")
@@ -308,23 +427,36 @@ class _Loader:
             raise self.fail(key, "only one <action> piece per template")
         return "".join(parts)
 
-    def piece(self, piece: str, key: str) -> tuple[str, str]:
-        """(regex, quantifier) of one template piece."""
+    def piece(self, piece: str, key: str) -> tuple[str, str, frozenset[str]]:
+        """(regex, quantifier, leads) of one template piece.
+
+        ``leads`` are the first words of the piece's terms (see ``Template``);
+        empty for a gap, which needs no particular word.
+        """
         match = _PIECE.match(piece)
         if match is None:
             raise self.fail(key, f"piece {piece!r} is not a word, {{class}}, {{class?}}, {{class*}}, {{~N}} "
                                  "or {~N!class}")
-        if match["gap"] is not None:
-            size = int(match["gap"])
-            if not 1 <= size <= _MAX_GAP:
-                raise self.fail(key, f"gap {{~{size}}} must be between 1 and {_MAX_GAP}")
-            word = "[^ |]+" if match["wide"] else f"{WORD}+"
-            if match["but"] is not None:
-                word = f"(?!{self.class_regex(match['but'], key)}(?!{WORD})){word}"
-            return f"{word}(?: {word}){{0,{size - 1}}}", "?"
+        gap = self.gap(piece, key)
+        if gap is not None:
+            return _gap_regex(*gap), "?", frozenset()
         if match["cls"] is not None:
-            return self.class_regex(match["cls"], key), {"": "", "?": "?", "*": "{0,3}"}[match["cq"]]
-        return self.term(match["lit"], key), match["lq"]
+            regex = self.class_regex(match["cls"], key)
+            return regex, {"": "", "?": "?", "*": "{0,3}"}[match["cq"]], self.vocab_leads[match["cls"]]
+        return self.term(match["lit"], key), match["lq"], frozenset({_lead(match["lit"])})
+
+    def gap(self, piece: str, key: str) -> tuple[str, int] | None:
+        """(regex of one word, size) of a gap piece; None for any other (valid) piece."""
+        match = _PIECE.match(piece)
+        if match is None or match["gap"] is None:
+            return None
+        size = int(match["gap"])
+        if not 1 <= size <= _MAX_GAP:
+            raise self.fail(key, f"gap {{~{size}}} must be between 1 and {_MAX_GAP}")
+        word = "[^ |]+" if match["wide"] else f"{WORD}+"
+        if match["but"] is not None:
+            word = f"(?!{self.class_regex(match['but'], key)}(?!{WORD})){word}"
+        return word, size
 
     def class_regex(self, name: str, key: str) -> str:
         if name not in self.vocab:
@@ -356,12 +488,14 @@ class _Loader:
         groups = self.value(table, p, "cues", list)
         if not groups:
             raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
+        cues = tuple(self.cue_group(item, f"{p}.cues[{i}]") for i, item in enumerate(groups))
         return Negation(
-            cues=tuple(self.cue_group(item, f"{p}.cues[{i}]") for i, item in enumerate(groups)),
+            cues=cues,
             post_window=self.positive(table, p, "post_window"),
             exceptions=self.template_list(table, p, "exceptions"),
             post=self.template_list(table, p, "post"),
             terminators=frozenset(self.words(table, p, "terminators")),
+            reach=max(group.window for group in cues),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
@@ -378,16 +512,18 @@ class _Loader:
         p = "adoption"
         self.known(table, p, {"phrases", "blockers"})
         phrases = self.strings(table, p, "phrases")
+        templates = tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases))
         return Adoption(
-            phrases=tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases)),
+            phrases=templates,
             blockers=self.template_list(table, p, "blockers"),
+            index=TemplateIndex.of(templates),
         )
 
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:
         p = "cleaning"
         self.known(table, p, {"quote_line", "header_line", "closing", "closing_max_lines", "closing_max_chars",
                               "separator", "history", "signatures", "disclaimers"})
-        return CleanRules(
+        cleaning = CleanRules(
             quote_line=self.regex(table, p, "quote_line"),
             history=self.markers(table, "history", re.MULTILINE),
             header_line=self.regex(table, p, "header_line"),
@@ -398,6 +534,8 @@ class _Loader:
             separator=self.regex(table, p, "separator"),
             disclaimers=self.markers(table, "disclaimers"),
         )
+        return replace(cleaning, history_any=any_marker(cleaning.history),
+                       signatures_any=any_marker(cleaning.signatures))
 
     def markers(self, table: Mapping[str, Any], key: str, flags: int = 0) -> tuple[Marker, ...]:
         items = self.value(table, "cleaning", key, list)
@@ -452,3 +590,63 @@ class _Loader:
 
 def _dot(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
+
+
+def _lead(term: str) -> str:
+    """The first word of a (valid) term as the template needs write it: ``word`` or ``stem*``.
+
+    Every word of a term is a whole word of the canonical text, or the start
+    of one when it ends in ``*`` (see ``_Loader.term``).
+    """
+    return fold(term).replace("'", " ").replace("-", " ").split()[0]
+
+
+def _lexicon(leads: Iterable[str]) -> Lexicon:
+    stems = {lead[:-1] for lead in leads if lead.endswith("*")}
+    if not stems:
+        return Lexicon(None, {})
+    implied = {stem: frozenset(s + "*" for s in stems if stem.startswith(s)) for stem in stems}
+    return Lexicon(re.compile(f"(?<!{WORD})" + _trie(sorted(stems))), implied)
+
+
+def _gap_regex(word: str, size: int) -> str:
+    """One to ``size`` words, each matched by ``word``, separated by single spaces."""
+    return f"{word}(?: {word}){{0,{size - 1}}}"
+
+
+def _guard(leads: Iterable[str]) -> str:
+    """A regex matching at the start of a word that one of ``leads`` fits (``word`` whole, or ``stem*``).
+
+    Trie-shaped, so its cost does not grow with the number of leads.
+    """
+    return _guard_trie([(lead.rstrip("*"), lead.endswith("*")) for lead in sorted(leads)])
+
+
+def _guard_trie(entries: Sequence[tuple[str, bool]]) -> str:
+    if any(stem and not rest for rest, stem in entries):
+        return ""  # a stem ends here: any continuation fits
+    children: dict[str, list[tuple[str, bool]]] = {}
+    for rest, stem in entries:
+        if rest:
+            children.setdefault(rest[0], []).append((rest[1:], stem))
+    branches = [char + _guard_trie(below) for char, below in sorted(children.items())]
+    if any(not rest for rest, _stem in entries):
+        branches.append(f"(?!{WORD})")  # a whole word ends here
+    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+
+def _trie(words: Sequence[str]) -> str:
+    """A regex matching any of ``words`` (letters and digits), the longest one where several fit.
+
+    Shaped as a trie: each character is tried once whatever the number of
+    words, and a greedy optional group prefers the longer word.
+    """
+    children: dict[str, list[str]] = {}
+    for word in words:
+        if word:
+            children.setdefault(word[0], []).append(word[1:])
+    branches = [char + _trie(rest) for char, rest in sorted(children.items())]
+    if not branches:
+        return ""
+    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+    return f"(?:{body})?" if "" in words else body

@@ -36,11 +36,21 @@ def fold(text: str) -> str:
     "SBLOCCO", "più", "piu'" and "PIÙ" must all reach the same rule, so both the
     rules data and the message text go through this one function.
     """
+    if text.isascii():  # the one ASCII character in the table is "`"
+        return text.replace("`", "'").lower()
     text = text.translate(_PUNCTUATION)
     if text.isascii():
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+    # Only non-ASCII characters can be combining marks: look at those alone.
+    return _NON_ASCII.sub(_without_marks, decomposed).casefold()
+
+
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+
+
+def _without_marks(run: re.Match[str]) -> str:
+    return "".join(ch for ch in run.group() if not unicodedata.combining(ch))
 
 
 # The look-behind starts an address only at the start of a run: linear on a long line with no "@".
@@ -63,6 +73,12 @@ class CleanRules:
     (MULTILINE), so a marker may span lines (an Outlook ``Da:/Inviato:/Oggetto:``
     block, an attribution wrapped over two lines). ``disclaimers`` are searched
     on one paragraph at a time, joined with spaces.
+
+    The ``*_any`` patterns (see ``any_marker``) match wherever one of the
+    markers does: one search rules a text out, and only a text that has a
+    marker is searched marker by marker, for the first one in file order.
+    None means "search each marker". Disclaimers have none: joined, their
+    patterns lose the literal prefixes that make each one fast alone.
     """
 
     quote_line: re.Pattern[str]
@@ -74,6 +90,25 @@ class CleanRules:
     closing_max_chars: int
     separator: re.Pattern[str]
     disclaimers: tuple[Marker, ...]
+    history_any: re.Pattern[str] | None = None
+    signatures_any: re.Pattern[str] | None = None
+
+
+def any_marker(markers: Sequence[Marker]) -> re.Pattern[str] | None:
+    """One regex matching exactly where some marker matches, or None when they cannot be joined.
+
+    Joining is safe for markers without groups (no back-reference can change
+    meaning) that share their flags; anything else keeps the one-by-one search.
+    """
+    if not markers or any(m.pattern.groups for m in markers):
+        return None
+    flags = {m.pattern.flags for m in markers}
+    if len(flags) != 1:
+        return None
+    try:
+        return re.compile("|".join(f"(?:{m.pattern.pattern})" for m in markers), flags.pop())
+    except re.error:  # e.g. a global inline flag, legal only at the start of a pattern
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +155,7 @@ def _cut_history(lines: list[Line], rules: CleanRules, notes: list[str]) -> tupl
     """
     history: list[Line] = []
     while True:
-        found = _first_history_marker(lines, rules.history)
+        found = _first_history_marker(lines, rules)
         if found is None:
             return lines, history
         start, end, name = found
@@ -135,13 +170,15 @@ def _cut_history(lines: list[Line], rules: CleanRules, notes: list[str]) -> tupl
         return lines[:start], history
 
 
-def _first_history_marker(lines: Sequence[Line], markers: Sequence[Marker]) -> tuple[int, int, str] | None:
+def _first_history_marker(lines: Sequence[Line], rules: CleanRules) -> tuple[int, int, str] | None:
     """Earliest history marker as (first line index, last line index, marker name)."""
     if not lines:
         return None
     joined = "\n".join(ln.folded for ln in lines)
+    if rules.history_any is not None and rules.history_any.search(joined) is None:
+        return None
     best: tuple[int, int, str] | None = None
-    for marker in markers:
+    for marker in rules.history:
         match = marker.pattern.search(joined)
         if match is None:
             continue
@@ -181,8 +218,8 @@ def _strip_trailers(lines: list[Line], rules: CleanRules, notes: list[str]) -> l
     Disclaimers go first because a long disclaimer after "Distinti saluti" would
     otherwise make the closing block look too long to be a signature.
     """
-    lines = _remove_disclaimers(lines, rules.disclaimers, notes)
-    lines = _cut_signature(lines, rules.signatures, notes)
+    lines = _remove_disclaimers(lines, rules, notes)
+    lines = _cut_signature(lines, rules, notes)
     lines = _cut_closing(lines, rules, notes)
     while lines and (not lines[-1].folded.strip() or rules.separator.match(lines[-1].folded)):
         lines = lines[:-1]
@@ -205,13 +242,13 @@ def _paragraphs(lines: Sequence[Line]) -> list[tuple[int, int]]:
     return spans
 
 
-def _remove_disclaimers(lines: list[Line], markers: Sequence[Marker], notes: list[str]) -> list[Line]:
+def _remove_disclaimers(lines: list[Line], rules: CleanRules, notes: list[str]) -> list[Line]:
     """Drop each paragraph tail that starts with a legal disclaimer."""
     drop: set[int] = set()
     for start, end in _paragraphs(lines):
         block = lines[start:end]
         joined = " ".join(ln.folded for ln in block)
-        for marker in markers:
+        for marker in rules.disclaimers:
             match = marker.pattern.search(joined)
             if match is None:
                 continue
@@ -233,10 +270,12 @@ def _line_at(block: Sequence[Line], offset: int) -> int:
     return len(block) - 1
 
 
-def _cut_signature(lines: list[Line], markers: Sequence[Marker], notes: list[str]) -> list[Line]:
+def _cut_signature(lines: list[Line], rules: CleanRules, notes: list[str]) -> list[Line]:
     """Cut at the first signature marker ("-- ", "Inviato da iPhone") to the end."""
     for i, ln in enumerate(lines):
-        for marker in markers:
+        if rules.signatures_any is not None and rules.signatures_any.search(ln.folded) is None:
+            continue
+        for marker in rules.signatures:
             if marker.pattern.search(ln.folded):
                 notes.append(f"signature removed from line {ln.number} ({marker.name})")
                 return lines[:i]
@@ -294,7 +333,7 @@ def _skip_history_header(lines: Sequence[Line], rules: CleanRules) -> int:
         if not text.strip() or rules.header_line.match(text) or rules.separator.match(text):
             index += 1
             continue
-        found = _first_history_marker(lines[index:], rules.history)
+        found = _first_history_marker(lines[index:], rules)
         if found is None or found[0] != 0:
             return index
         index += found[1] + 1

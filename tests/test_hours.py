@@ -297,6 +297,19 @@ def test_holiday_tables_are_built_once_per_year_per_calendar(monkeypatch: pytest
     assert calls == [("IT", 2026), ("IT", 2027), ("IT", 2026)]
 
 
+@settings(deadline=None, max_examples=50)
+@given(st.lists(st.datetimes(min_value=datetime(2026, 1, 1), max_value=datetime(2028, 12, 31),
+                             timezones=st.sampled_from([UTC, ROME])), min_size=1, max_size=20))
+def test_a_calendar_answers_the_same_however_many_questions_it_was_asked(instants: list[datetime]) -> None:
+    """The calendar keeps what it works out per day; what it keeps never changes an answer."""
+    shared = ServiceCalendar(GENOA)
+    for received in instants:
+        fresh = ServiceCalendar(GENOA)
+        assert shared.take_in(received) == fresh.take_in(received)
+        assert shared.explain(received) == fresh.explain(received)
+        assert shared.is_open(received) is fresh.is_open(received)
+
+
 @pytest.mark.parametrize(
     "call",
     [

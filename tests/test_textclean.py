@@ -6,13 +6,17 @@ markers in config/rules.toml.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from functools import cache
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from maild.rules import load_rules
 from maild.settings import DEFAULT_RULES
-from maild.textclean import CleanedText, CleanRules, clean, fold
+from maild.textclean import _PUNCTUATION, CleanedText, CleanRules, Marker, any_marker, clean, fold
 
 
 @cache
@@ -42,6 +46,48 @@ def quoted(body: str) -> str:
 ])
 def test_fold_lowercases_strips_accents_and_plain_punctuation(raw: str, folded: str) -> None:
     assert fold(raw) == folded
+
+
+def _fold_by_definition(text: str) -> str:
+    """fold() as specified, character by character: the fast paths must agree with it."""
+    text = text.translate(_PUNCTUATION)
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=60) | st.text(alphabet="aeiouAEIOU`'\u0300\u0301àèéìòùÀÈÉß\u00a0\u2019 x", max_size=30))
+def test_fold_agrees_with_its_definition_on_any_text(text: str) -> None:
+    assert fold(text) == _fold_by_definition(text)
+
+
+MARKER_SAMPLES = st.lists(st.sampled_from([
+    "-- ", "--", "Inviato da iPhone", "sent from my phone", "ciao", "\n", " ", "da: mario", "oggetto: x",
+    "il giorno 3 marzo mario ha scritto:", "wrote:", "-----original message-----", "begin forwarded message:",
+    "x", "\t", ">",
+]), max_size=12).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(MARKER_SAMPLES)
+def test_joined_markers_match_exactly_where_some_marker_does(text: str) -> None:
+    for name in ("history", "signatures"):
+        each = getattr(markers(), name)
+        joined = getattr(markers(), f"{name}_any")
+        assert joined is not None, name
+        folded = fold(text)
+        assert (joined.search(folded) is None) is all(m.pattern.search(folded) is None for m in each), name
+
+
+def test_markers_with_groups_or_different_flags_are_not_joined() -> None:
+    plain = Marker("plain", re.compile("abc"))
+    assert any_marker([plain, Marker("other", re.compile("x+y"))]) is not None
+    assert any_marker([plain, Marker("grouped", re.compile(r"(a)\1"))]) is None
+    assert any_marker([plain, Marker("multiline", re.compile("^a", re.MULTILINE))]) is None
+    assert any_marker([plain, Marker("dotall", re.compile("(?s)a.b"))]) is None
+    # The same global inline flag everywhere: joined, it would no longer stand at the start.
+    assert any_marker([Marker("a", re.compile("(?s)a.")), Marker("b", re.compile("(?s)b."))]) is None
+    assert any_marker([]) is None
 
 
 # -- quoted history ------------------------------------------------------------

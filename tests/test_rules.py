@@ -1,0 +1,145 @@
+"""The compiled rules: a template skipped by the word index could never have matched.
+
+The classifier runs only the templates the index names for a text, so the
+index must never leave out one that matches: these tests run every template
+on real messages and on generated texts made of the rules' own words, and
+compare. They also pin what the compilation does to gaps and stems.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from maild.rules import Rules, Template, load_rules
+from maild.settings import DEFAULT_RULES
+from maild.textclean import fold
+from tests.factories import CORPUS, REPO
+
+_CANON_TOKEN = re.compile(r"[a-z0-9]+|[.,;:!?|]")
+
+
+@cache
+def rules() -> Rules:
+    return load_rules(DEFAULT_RULES)
+
+
+@cache
+def vocabulary() -> tuple[str, ...]:
+    """Every word of the rules file's vocabulary and templates, stems without their ``*``."""
+    text = DEFAULT_RULES.read_text(encoding="utf-8")
+    words = set(re.findall(r"[a-z0-9]+\*?", fold(text)))
+    return tuple(sorted(words))
+
+
+def canonical(text: str) -> tuple[str, tuple[str, ...]]:
+    """A canonical text as the classifier builds it: words and clause marks, single spaces."""
+    tokens = tuple(_CANON_TOKEN.findall(fold(text)))
+    return " ".join(tokens), tokens
+
+
+def every_template() -> list[Template]:
+    return [template for _rule, template in rules().templates]
+
+
+def missed_by_the_index(text: str, tokens: tuple[str, ...]) -> list[str]:
+    """Templates that match ``text`` although the index does not name them."""
+    words = rules().lexicon.words(text, tokens)
+    named = set(rules().index.candidates(words))
+    missed = [template.pattern.pattern[:80] for position, template in enumerate(every_template())
+              if position not in named and template.pattern.search(text)]
+    adoption = rules().adoption
+    named_phrases = set(adoption.index.candidates(words))
+    missed += [phrase.pattern.pattern[:80] for position, phrase in enumerate(adoption.phrases)
+               if position not in named_phrases and phrase.pattern.search(text)]
+    return missed
+
+
+def test_every_template_has_needs_and_is_filed_in_the_index() -> None:
+    templates = every_template()
+    assert templates and all(template.needs for template in templates)
+    filed = {position for positions in rules().index.by_word.values() for position in positions}
+    assert filed == set(range(len(templates)))
+
+
+@pytest.mark.parametrize("folder", ["corpus", "heldout"])
+def test_the_index_names_every_template_that_matches_a_real_message(folder: str) -> None:
+    path = CORPUS if folder == "corpus" else REPO / "tests" / "data" / "heldout"
+    matched = 0
+    for message in sorted(path.glob("*.eml")):
+        text, tokens = canonical(message.read_text(encoding="utf-8", errors="replace"))
+        assert missed_by_the_index(text, tokens) == [], message.name
+        matched += any(t.pattern.search(text) for t in every_template())
+    assert matched > 0
+
+
+@st.composite
+def rule_texts(draw: st.DrawFn) -> str:
+    """Texts made of the rules' own words (stems with endings), some fillers and clause marks."""
+    pieces = []
+    for _ in range(draw(st.integers(1, 40))):
+        kind = draw(st.integers(0, 9))
+        if kind == 0:
+            pieces.append(draw(st.sampled_from([".", ",", "|", "?"])))
+        elif kind == 1:
+            pieces.append(draw(st.sampled_from(["xyz", "qualcosa", "the", "di", "la", "non", "emailaddr"])))
+        else:
+            word = draw(st.sampled_from(vocabulary()))
+            ending = draw(st.sampled_from(["", "o", "a", "are", "ata", "ed", "s"]))
+            pieces.append(word[:-1] + ending if word.endswith("*") else word)
+    return " ".join(pieces)
+
+
+@settings(max_examples=400, deadline=None)
+@given(rule_texts())
+def test_the_index_names_every_template_that_matches_a_text_of_rule_words(text: str) -> None:
+    canon, tokens = canonical(text)
+    assert missed_by_the_index(canon, tokens) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(vocabulary()), min_size=1, max_size=30), st.sampled_from(["", "o", "ione"]))
+def test_lexicon_words_are_the_tokens_and_every_stem_they_start_with(words: list[str], ending: str) -> None:
+    tokens = tuple(w[:-1] + ending if w.endswith("*") else w for w in words)
+    tokens = tuple(t for t in tokens if t)
+    stems = set(rules().lexicon.implied)
+    expected = set(tokens) | {f"{stem}*" for stem in stems for token in tokens if token.startswith(stem)}
+    assert rules().lexicon.words(" ".join(tokens), tokens) == expected
+
+
+# -- compilation of gaps -------------------------------------------------------------
+
+
+def _gap_rule(tmp_path: Path, template: str) -> re.Pattern[str]:
+    """The compiled ``template``, from the shipped rules file with one more rule."""
+    extra = (f'\n[[rule]]\nid = "test.gaps"\ncategory = "other"\nweight = 1\nzones = ["body"]\n'
+             f'patterns = ["{template}"]\n')
+    path = tmp_path / "rules.toml"
+    path.write_text(DEFAULT_RULES.read_text(encoding="utf-8") + extra, encoding="utf-8")
+    rule = next(rule for rule in load_rules(path).rules if rule.id == "test.gaps")
+    return rule.patterns[0].pattern
+
+
+@pytest.mark.parametrize("between", range(8))
+def test_adjacent_wide_gaps_reach_their_summed_size(tmp_path: Path, between: int) -> None:
+    pattern = _gap_rule(tmp_path, "zzfirst {~~3} {~~2} zzlast")
+    words = " ".join(["w"] * between)
+    text = f"zzfirst {words} zzlast" if words else "zzfirst zzlast"
+    assert (pattern.search(text) is not None) is (between <= 5)
+    crossing = "zzfirst w . w , w zzlast"  # wide gaps cross clause marks...
+    assert pattern.search(crossing) is not None
+    assert pattern.search("zzfirst w | w zzlast") is None  # ...but not paragraphs
+
+
+def test_adjacent_gaps_of_different_kinds_keep_their_own_rules(tmp_path: Path) -> None:
+    pattern = _gap_rule(tmp_path, "zzfirst {~2} {~~2} zzlast")
+    assert pattern.search("zzfirst a b . c zzlast") is not None  # 2 words, then a mark and a word
+    assert pattern.search("zzfirst a . b c zzlast") is None  # the narrow gap cannot take the mark
+    excluding = _gap_rule(tmp_path, "zzfirst {~2!lc_object} {~2!lc_object} zzlast")
+    assert excluding.search("zzfirst a b c d zzlast") is not None
+    assert excluding.search("zzfirst a b casella d zzlast") is None
