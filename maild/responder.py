@@ -69,6 +69,8 @@ _MAILBOX: Final = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
 _TOKEN_BAD: Final = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+_ASCII_CONTROLS: Final[Mapping[int, str]] = MappingProxyType({c: " " for c in (*range(0x20), 0x7F)})
+""":meth:`str.translate` table: every ASCII control (category Cc) becomes a space."""
 
 
 # --------------------------------------------------------------------------
@@ -114,6 +116,20 @@ def clean_line(value: str, limit: int) -> str:
     the result can never be read back as an RFC 2047 encoded word (which
     could smuggle a decoded CR/LF into a header).
     """
+    text = " ".join(_without_controls(value).split()).replace("=?", "= ?")
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _without_controls(value: str) -> str:
+    """Controls and line separators as spaces, format characters and surrogates dropped.
+
+    ASCII text, nearly all of it, needs no character database: its only
+    controls are C0 and DEL, and it has no format characters or surrogates.
+    """
+    if value.isascii():
+        return value.translate(_ASCII_CONTROLS)
     kept = []
     for ch in value:
         cat = unicodedata.category(ch)
@@ -121,10 +137,7 @@ def clean_line(value: str, limit: int) -> str:
             kept.append(" ")
         elif cat not in ("Cf", "Cs"):
             kept.append(ch)
-    text = " ".join("".join(kept).split()).replace("=?", "= ?")
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
+    return "".join(kept)
 
 
 def clean_text(value: str, limit: int = 4000) -> str:
