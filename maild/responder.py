@@ -6,8 +6,9 @@ Templates are loaded and compiled once, at construction, so a missing or
 broken template stops the daemon at start instead of at the first reply.
 
 Everything a sender wrote (subject, display name, message ids) is hostile: it
-is cleaned before it reaches a header or a body, and the headers are built
-with the stdlib ``email`` package, never by string concatenation.
+is cleaned before it reaches a header or a body. The bytes are written by
+``maild.compose``, which produces exactly what the stdlib ``email`` package
+would and hands it every draft it cannot prove it writes the same.
 """
 
 from __future__ import annotations
@@ -15,14 +16,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
-from email import policy
-from email.errors import MessageError
-from email.header import Header
 from email.headerregistry import Address as HeaderAddress
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final
@@ -30,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from maild.compose import Composer, Draft
 from maild.errors import TemplateError
 from maild.records import Address, Category, Disposition, OutgoingMail
 from maild.settings import Helpdesk
@@ -44,11 +40,6 @@ SUBJECT_LIMIT: Final = 200
 NAME_LIMIT: Final = 80
 REFERENCES_LIMIT: Final = 10
 _MSGID_LIMIT: Final = 250
-
-# Headers go out with CRLF. ``refold_source="none"`` lets In-Reply-To and
-# References (set raw, already validated) pass unchanged: the default refolding
-# would RFC 2047-encode a long Message-ID, which breaks threading.
-_POLICY: Final = policy.SMTP.clone(refold_source="none")
 
 _WEEKDAYS: Final = MappingProxyType({
     "it": ("lunedì", "martedì", "mercoledì", "giovedì", "venerdì", "sabato", "domenica"),
@@ -78,6 +69,8 @@ _MAILBOX: Final = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
 _TOKEN_BAD: Final = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+_ASCII_CONTROLS: Final[Mapping[int, str]] = MappingProxyType({c: " " for c in (*range(0x20), 0x7F)})
+""":meth:`str.translate` table: every ASCII control (category Cc) becomes a space."""
 
 
 # --------------------------------------------------------------------------
@@ -123,6 +116,20 @@ def clean_line(value: str, limit: int) -> str:
     the result can never be read back as an RFC 2047 encoded word (which
     could smuggle a decoded CR/LF into a header).
     """
+    text = " ".join(_without_controls(value).split()).replace("=?", "= ?")
+    if len(text) > limit:
+        text = text[: limit - 1].rstrip() + "…"
+    return text
+
+
+def _without_controls(value: str) -> str:
+    """Controls and line separators as spaces, format characters and surrogates dropped.
+
+    ASCII text, nearly all of it, needs no character database: its only
+    controls are C0 and DEL, and it has no format characters or surrogates.
+    """
+    if value.isascii():
+        return value.translate(_ASCII_CONTROLS)
     kept = []
     for ch in value:
         cat = unicodedata.category(ch)
@@ -130,10 +137,7 @@ def clean_line(value: str, limit: int) -> str:
             kept.append(" ")
         elif cat not in ("Cf", "Cs"):
             kept.append(ch)
-    text = " ".join("".join(kept).split()).replace("=?", "= ?")
-    if len(text) > limit:
-        text = text[: limit - 1].rstrip() + "…"
-    return text
+    return "".join(kept)
 
 
 def clean_text(value: str, limit: int = 4000) -> str:
@@ -219,22 +223,6 @@ def _recipient(addr: str) -> HeaderAddress:
 # Composition
 
 
-@dataclass(frozen=True, slots=True)
-class _Draft:
-    """A rendered message before it becomes bytes."""
-
-    kind: str
-    recipient: str
-    subject: str
-    body: str
-    language: str
-    message_id: str
-    now: datetime
-    auto_submitted: str
-    in_reply_to: str | None = None
-    references: tuple[str, ...] = ()
-
-
 class Responder:
     """Renders maild's outgoing messages from the Jinja2 templates in one folder."""
 
@@ -262,6 +250,7 @@ class Responder:
             except jinja2.TemplateError as exc:
                 raise TemplateError(f"template {name} in {templates_dir}: {_describe(exc)}") from exc
         self._templates: Mapping[str, jinja2.Template] = MappingProxyType(templates)
+        self._composer = Composer(helpdesk, self._tz)
 
     # -- public renderers -------------------------------------------------
 
@@ -316,7 +305,7 @@ class Responder:
         }
         subject = clean_line(self._render("referente_notice_subject", lang, context), SUBJECT_LIMIT + 40)
         body = self._render("referente_notice", lang, context)
-        return self._compose(_Draft(
+        return self._compose(Draft(
             kind="referente_notice", recipient=referente, subject=subject, body=body, language=lang,
             message_id=message_id, now=now, auto_submitted="auto-generated",
         ))
@@ -336,7 +325,7 @@ class Responder:
             "note": clean_text(note) if note and note.strip() else "",
         })
         parent, refs = thread_ids(in_reply_to, references)
-        return self._compose(_Draft(
+        return self._compose(Draft(
             kind="resolution", recipient=requester.addr, subject=reply_subject(subject, ticket_ref),
             body=body, language=lang, message_id=message_id, now=now, auto_submitted="auto-generated",
             in_reply_to=parent, references=refs,
@@ -374,52 +363,19 @@ class Responder:
         now: datetime,
     ) -> OutgoingMail:
         parent, refs = thread_ids(d.message.message_id, d.message.references)
-        return self._compose(_Draft(
+        return self._compose(Draft(
             kind=kind, recipient=sender.addr, subject=reply_subject(d.message.subject, ticket_ref),
             body=body, language=_lang(d.language), message_id=message_id, now=now,
             auto_submitted="auto-replied", in_reply_to=parent, references=refs,
         ))
 
-    def _compose(self, draft: _Draft) -> OutgoingMail:
-        """Bytes of the message (CRLF, quoted-printable UTF-8), built only by the email package."""
+    def _compose(self, draft: Draft) -> OutgoingMail:
+        """Bytes of the message (CRLF, quoted-printable UTF-8), for a plain-mailbox recipient only."""
         to = _recipient(draft.recipient)
-        msg = EmailMessage(policy=_POLICY)
-        try:
-            msg["From"] = HeaderAddress(display_name=self._helpdesk.name, addr_spec=self._helpdesk.address)
-            msg["To"] = to
-            msg.set_raw("Subject", _encoded_subject(draft.subject))
-            local_now = draft.now.astimezone(self._tz) if draft.now.tzinfo is not None else draft.now
-            msg["Date"] = format_datetime(local_now)
-            msg["Message-ID"] = draft.message_id
-            if draft.in_reply_to is not None:
-                msg.set_raw("In-Reply-To", draft.in_reply_to)
-            if draft.references:
-                msg.set_raw("References", "\n ".join(draft.references))
-            msg["Auto-Submitted"] = draft.auto_submitted
-            msg["X-Auto-Response-Suppress"] = "All"
-            msg.set_content(_normalise_body(draft.body), subtype="plain", charset="utf-8",
-                            cte="quoted-printable")
-            msg["Content-Language"] = draft.language  # after set_content, which clears Content-*
-            if str(msg["Subject"]) != draft.subject:
-                raise TemplateError(f"subject {draft.subject!r} does not survive header encoding")
-            data = msg.as_bytes()
-        except (MessageError, ValueError, TypeError) as exc:
-            raise TemplateError(f"cannot build the {draft.kind} message: {exc}") from exc
         return OutgoingMail(
             kind=draft.kind, message_id=draft.message_id, envelope_from="",
-            recipients=(to.addr_spec,), data=data,
+            recipients=(to.addr_spec,), data=self._composer.compose(draft, to),
         )
-
-
-def _encoded_subject(subject: str) -> str:
-    """The Subject as it goes on the wire.
-
-    The email package's own folding may put a space *between* two encoded-words,
-    where RFC 2047 says a decoder drops it; ``Header`` cuts non-ASCII text into
-    encoded-words at character boundaries instead, so every space survives.
-    """
-    charset = "us-ascii" if subject.isascii() else "utf-8"
-    return Header(subject, charset, header_name="Subject").encode(linesep="\n")
 
 
 def _show(address: Address) -> str:
@@ -427,12 +383,6 @@ def _show(address: Address) -> str:
     name = clean_line(address.name, NAME_LIMIT)
     addr = clean_line(address.addr, 254)
     return f'"{name}" <{addr}>' if name else f"<{addr}>"
-
-
-def _normalise_body(text: str) -> str:
-    """LF line ends, no trailing blanks, exactly one final newline."""
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return "\n".join(line.rstrip() for line in lines).strip("\n") + "\n"
 
 
 def _describe(exc: jinja2.TemplateError) -> str:

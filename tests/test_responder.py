@@ -329,6 +329,29 @@ def test_clean_line_strips_controls_and_bidi() -> None:
     assert clean_line("x" * 100, 10) == "x" * 9 + "…"
 
 
+def clean_line_by_category(value: str, limit: int) -> str:
+    """``clean_line`` spelled out character by character from the Unicode categories."""
+    kept = "".join(
+        " " if unicodedata.category(ch) in ("Cc", "Zl", "Zp") else ch
+        for ch in value if unicodedata.category(ch) not in ("Cf", "Cs")
+    )
+    text = " ".join(kept.split()).replace("=?", "= ?")
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+@settings(deadline=None, max_examples=300)
+@given(value=st.one_of(st.text(st.characters(max_codepoint=0x7F)), st.text()), limit=st.integers(1, 60))
+def test_clean_line_matches_the_unicode_categories(value: str, limit: int) -> None:
+    assert clean_line(value, limit) == clean_line_by_category(value, limit)
+
+
+def test_clean_line_turns_every_ascii_control_into_a_space() -> None:
+    controls = "".join(map(chr, (*range(0x20), 0x7F)))
+    assert clean_line(f"a{controls}b", 80) == "a b"
+    printable = "".join(map(chr, range(0x21, 0x7F)))
+    assert clean_line(f" {printable} ", 200) == printable.replace("=?", "= ?")
+
+
 # --------------------------------------------------------------------------
 # Acknowledgment content
 
