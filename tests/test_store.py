@@ -455,6 +455,67 @@ def test_the_daily_brake_counts_the_whole_day(store: Store) -> None:
     assert "per_day" in (store.outbox(OutboxState.HELD)[0].last_error or "")
 
 
+def test_one_claim_brakes_each_recipient_and_group_on_its_own_counts(store: Store) -> None:
+    limits = Limits(max_replies_per_sender_per_hour=2, max_replies_per_sender_per_day=3,
+                    max_referente_notices_per_hour=1, max_referente_notices_per_day=5)
+    earlier = NOW - timedelta(hours=2)
+    a, b, c = "a@ateneo.example.it", "b@ateneo.example.it", "c@ateneo.example.it"
+    n = iter(range(1, 100))
+
+    def queue(rcpt: str, count: int, kind: str = "ack", at: datetime = NOW) -> None:
+        for _ in range(count):
+            store.record_intake(intake(next(n), sender=rcpt, received_at=at), ack(rcpt, kind=kind))
+
+    # Two hours ago: a got 2 replies (day budget 1 left), b 1 reply and c 1 notice.
+    queue(a, 2, at=earlier)
+    queue(b, 1, at=earlier)
+    queue(c, 1, kind="referente_notice", at=earlier)
+    for item in store.claim_outbox(earlier, 10, "s", 60, limits):
+        assert store.mark_sent(item.id, earlier)
+    # Now, one claim over all of them, interleaved: refusals share the reply budget, notices have theirs.
+    queue(a, 2)
+    queue(b, 2, kind="refusal")
+    queue(b, 1)
+    queue(c, 2, kind="referente_notice")
+    queue(c, 2)
+    queue(a, 1, kind="referente_notice")
+    claimed = store.claim_outbox(NOW, 100, "s", 60, limits)
+    got = [(i.recipients[0], i.kind) for i in claimed]
+    assert got == [(a, "ack"), (b, "refusal"), (b, "refusal"), (c, "referente_notice"), (c, "ack"), (c, "ack"),
+                   (a, "referente_notice")]
+    held = {o.id: o for o in store.outbox(OutboxState.HELD)}
+    reasons = sorted((o.recipients[0], o.kind, (o.last_error or "").split(":")[0]) for o in held.values())
+    assert reasons == [(a, "ack", "max_replies_per_sender_per_day"), (b, "ack", "max_replies_per_sender_per_hour"),
+                       (c, "referente_notice", "max_referente_notices_per_hour")]
+    events = [e for e in store.recent_events(500) if e.kind == "held"]
+    assert sorted(e.outbox_id or 0 for e in events) == sorted(held)
+    assert all(dict(e.data)["recipient"] == held[e.outbox_id or 0].recipients[0] for e in events)
+    assert all(e.reasons == (held[e.outbox_id or 0].last_error,) for e in events)
+
+
+def test_outbox_events_carry_the_reply_facts(store: Store) -> None:
+    _queue_acks(store, 3)
+    first, second, third = store.claim_outbox(NOW, 10, "s", 60, LIMITS)
+    later = NOW + timedelta(minutes=5)
+    assert store.mark_sent(first.id, NOW)
+    assert store.mark_retry(second.id, "s", NOW, "421 busy", later)
+    assert store.mark_failed(third.id, "s", NOW, "550 no such user")
+    events = {e.outbox_id: e for e in store.recent_events(500) if e.kind in ("acknowledged", "send_failed", "failed")}
+    sent = events[first.id]
+    assert sent.kind == "acknowledged" and sent.reasons == () and sent.at == NOW
+    assert dict(sent.data) == {"kind": "ack", "message_id": first.message_id, "recipients": REQUESTER,
+                               "attempts": "1"}
+    assert sent.ticket_id == first.ticket_id and sent.message_id is not None
+    retried = events[second.id]
+    assert retried.kind == "send_failed" and retried.reasons == ("421 busy",)
+    assert dict(retried.data) == {"kind": "ack", "attempts": "1", "next_attempt_at": later.isoformat()}
+    failed = events[third.id]
+    assert failed.kind == "failed" and failed.reasons == ("550 no such user",)
+    assert dict(failed.data) == {"kind": "ack", "attempts": "1"}
+    [pending] = store.outbox(OutboxState.PENDING)
+    assert pending.id == second.id and pending.next_attempt_at == later
+
+
 def test_a_claim_leases_a_reply_until_sent_or_given_back(store: Store) -> None:
     _queue_acks(store, 1)
     [item] = store.claim_outbox(NOW, 10, "sender-a", 60, LIMITS)

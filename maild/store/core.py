@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -221,6 +221,16 @@ class Store:
 
     # ---------------------------------------------------------------- outbox
 
+    @contextmanager
+    def _connection(self, action: str) -> Iterator[Connection]:
+        """One transaction on a plain connection, taking this process's turn on SQLite.
+
+        The outbox bookkeeping runs once or twice per reply; without an ORM
+        session it costs a fraction of ``_tx``.
+        """
+        with translated(action), self._turn, self._engine.begin() as conn:
+            yield conn
+
     def claim_outbox(self, now: datetime, limit: int, lease_owner: str, lease_seconds: float,
                      limits: Limits) -> list[OutboxItem]:
         """Lease due replies to ``lease_owner``; replies over the per-sender brake become ``held``.
@@ -229,8 +239,8 @@ class Store:
         caller's next step is SMTP, and a reply must never leave for a message
         whose record a power cut could still undo.
         """
-        with self._tx("cannot claim replies") as s:
-            items = outbox_ops.claim(s, now=now, limit=limit, owner=lease_owner,
+        with self._connection("cannot claim replies") as conn:
+            items = outbox_ops.claim(conn, now=now, limit=limit, owner=lease_owner,
                                      lease=timedelta(seconds=lease_seconds), limits=limits)
         if items:
             self.sync()
@@ -238,27 +248,27 @@ class Store:
 
     def lease_owners(self) -> list[str]:
         """Owners of replies in ``sending`` state (see ``release_leases``)."""
-        with self._tx("cannot read outbox leases") as s:
-            return outbox_ops.lease_owners(s)
+        with self._connection("cannot read outbox leases") as conn:
+            return outbox_ops.lease_owners(conn)
 
     def release_leases(self, owners: Sequence[str], now: datetime) -> int:
-        """Hand the replies of dead senders back to the outbox, due now."""
-        with self._tx("cannot release outbox leases") as s:
-            return outbox_ops.release_leases(s, owners, now)
+        """Hand the replies of dead senders (or the unsent rest of a slow one's batch) back, due now."""
+        with self._connection("cannot release outbox leases") as conn:
+            return outbox_ops.release_leases(conn, owners, now)
 
     def mark_sent(self, outbox_id: int, now: datetime) -> bool:
-        with self._tx("cannot mark a reply sent") as s:
-            return outbox_ops.mark_sent(s, outbox_id, now)
+        with self._connection("cannot mark a reply sent") as conn:
+            return outbox_ops.mark_sent(conn, outbox_id, now)
 
     def mark_retry(self, outbox_id: int, lease_owner: str, now: datetime, error: str,
                    next_attempt_at: datetime) -> bool:
-        with self._tx("cannot reschedule a reply") as s:
-            return outbox_ops.mark_retry(s, outbox_id, owner=lease_owner, now=now, error=error,
+        with self._connection("cannot reschedule a reply") as conn:
+            return outbox_ops.mark_retry(conn, outbox_id, owner=lease_owner, now=now, error=error,
                                          next_attempt_at=next_attempt_at)
 
     def mark_failed(self, outbox_id: int, lease_owner: str, now: datetime, error: str) -> bool:
-        with self._tx("cannot mark a reply failed") as s:
-            return outbox_ops.mark_failed(s, outbox_id, owner=lease_owner, now=now, error=error)
+        with self._connection("cannot mark a reply failed") as conn:
+            return outbox_ops.mark_failed(conn, outbox_id, owner=lease_owner, now=now, error=error)
 
     def outbox(self, state: OutboxState | None = None, limit: int = 1000) -> tuple[OutboxSummary, ...]:
         with self._tx("cannot list the outbox") as s:

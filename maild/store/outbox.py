@@ -21,23 +21,30 @@ budget of the referente's own acknowledgments. Resolutions and digests are
 exempt: an operator asked for them.
 On PostgreSQL an advisory lock per recipient, taken in sorted order, makes
 two claimers count one after the other.
+
+Speed: this is the sender's bookkeeping for every reply, so it runs as Core
+statements on a plain connection (no ORM session, no identity map), built
+once at import and parameterized, so SQLAlchemy compiles each shape once.
+A claim is a fixed number of statements per batch (due rows, one grouped
+brake count, one lease UPDATE); marking a reply is one ``UPDATE ... RETURNING``
+and its event.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy import BindParameter, Connection, Row, and_, bindparam, case, func, insert, or_, select, text, update
 
 from maild import models
 from maild.errors import StoreError
 from maild.logs import context
-from maild.models import OutboxState
+from maild.models import OutboxState, UTCDateTime
 from maild.settings import Limits
-from maild.store.common import add_event, is_postgresql, rowcount
+from maild.store.common import _text as event_text
 from maild.store.types import EventKind, OutboxItem
 
 log = logging.getLogger("maild.store")
@@ -49,6 +56,62 @@ BRAKES: dict[str, tuple[str, ...]] = {kind: group for group in (REPLY_KINDS, NOT
 BRAKED_KINDS = frozenset(BRAKES)
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+CHUNK = 500
+"""Most rows one pass of a claim reads, so its ``IN (...)`` lists stay far below SQLite's limit."""
+
+_O = models.Outbox
+_PENDING, _SENDING, _SENT, _HELD, _FAILED = (s.value for s in (
+    OutboxState.PENDING, OutboxState.SENDING, OutboxState.SENT, OutboxState.HELD, OutboxState.FAILED))
+
+
+def _at(name: str) -> BindParameter[datetime]:
+    """A datetime parameter, typed so it is stored like the columns (UTC, naive on SQLite)."""
+    return bindparam(name, type_=UTCDateTime())
+
+
+_DUE_ROWS = (  # no ``data``: sorting every due row by time need not carry the messages along
+    select(_O.id, _O.ticket_id, _O.source_message_id, _O.kind, _O.message_id, _O.state, _O.rcpt_key)
+    .where(or_(and_(_O.state == _PENDING, _O.next_attempt_at <= _at("now")),
+               and_(_O.state == _SENDING, _O.lease_until < _at("now"))))
+    .order_by(_O.next_attempt_at, _O.id).limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_RECENT = (
+    select(_O.rcpt_key, _O.kind, func.sum(case((_O.claimed_at > _at("hour_ago"), 1), else_=0)), func.count())
+    .where(_O.rcpt_key.in_(bindparam("rcpts", expanding=True)), _O.kind.in_(sorted(BRAKED_KINDS)),
+           _O.state.in_([_SENDING, _SENT]), _O.claimed_at > _at("day_ago"))
+    .group_by(_O.rcpt_key, _O.kind)
+)
+_ADVISORY_LOCKS = text(  # unnest keeps the array's (sorted) order
+    "SELECT pg_advisory_xact_lock(hashtextextended(rcpt, 0)) FROM unnest(CAST(:rcpts AS text[])) AS rcpt")
+_REFERENCES = select(models.Ticket.id, models.Ticket.reference).where(
+    models.Ticket.id.in_(bindparam("ids", expanding=True)))
+_LEASE = (
+    update(_O).where(_O.id.in_(bindparam("ids", expanding=True)))
+    .values(state=_SENDING, attempts=_O.attempts + 1, claimed_at=_at("now"), lease_owner=bindparam("owner"),
+            lease_until=_at("until"))
+    .returning(_O.id, _O.envelope_from, _O.recipients, _O.data, _O.attempts)
+)
+_HOLD = update(_O).where(_O.id == bindparam("oid")).values(state=_HELD, last_error=bindparam("reason"))
+_SENT_STMT = (
+    update(_O).where(_O.id == bindparam("oid"), _O.state != _SENT, _O.state != _HELD)  # no IN: no expanding
+    .values(state=_SENT, sent_at=_at("now"), lease_owner=None, lease_until=None)
+    .returning(_O.ticket_id, _O.source_message_id, _O.kind, _O.message_id, _O.recipients, _O.attempts)
+)
+_LEASED = and_(_O.id == bindparam("oid"), _O.state == _SENDING, _O.lease_owner == bindparam("owner"))
+_RELEASED = (_O.ticket_id, _O.source_message_id, _O.kind, _O.attempts)
+_RETRY = (
+    update(_O).where(_LEASED)
+    .values(state=_PENDING, last_error=bindparam("error"), lease_owner=None, lease_until=None,
+            next_attempt_at=_at("next_at"))
+    .returning(*_RELEASED)
+)
+_FAIL = (
+    update(_O).where(_LEASED)
+    .values(state=_FAILED, last_error=bindparam("error"), lease_owner=None, lease_until=None)
+    .returning(*_RELEASED)
+)
+_EVENT = insert(models.Event)
 
 
 def retry_at(now: datetime, attempts: int, base: timedelta = timedelta(minutes=1),
@@ -59,7 +122,7 @@ def retry_at(now: datetime, attempts: int, base: timedelta = timedelta(minutes=1
 
 
 def claim(
-    session: Session, *, now: datetime, limit: int, owner: str, lease: timedelta, limits: Limits
+    conn: Connection, *, now: datetime, limit: int, owner: str, lease: timedelta, limits: Limits
 ) -> list[OutboxItem]:
     """Lease up to ``limit`` due replies to ``owner``; hold those over the brake.
 
@@ -70,86 +133,78 @@ def claim(
         raise StoreError(f"a lease must be positive, not {lease}")
     items: list[OutboxItem] = []
     while len(items) < limit:
-        rows = _due_rows(session, now, limit - len(items))
+        rows = conn.execute(_DUE_ROWS, {"now": now, "limit": min(limit - len(items), CHUNK)}).all()
         if not rows:
             break
-        items.extend(_lease_or_hold(session, rows, now=now, owner=owner, lease=lease, limits=limits))
+        items.extend(_lease_or_hold(conn, rows, now=now, owner=owner, lease=lease, limits=limits))
     return items
-
-
-def _due_rows(session: Session, now: datetime, limit: int) -> Sequence[models.Outbox]:
-    o = models.Outbox
-    due = or_(
-        and_(o.state == OutboxState.PENDING.value, o.next_attempt_at <= now),
-        and_(o.state == OutboxState.SENDING.value, o.lease_until < now),
-    )
-    return session.scalars(
-        select(o).where(due).order_by(o.next_attempt_at, o.id).limit(limit)
-        .options(undefer(o.data)).with_for_update(skip_locked=True)
-    ).all()
-
-
-def _lease_or_hold(
-    session: Session, rows: Sequence[models.Outbox], *, now: datetime, owner: str, lease: timedelta,
-    limits: Limits,
-) -> list[OutboxItem]:
-    counts = _recent_counts(session, rows, now)
-    refs = _references(session, {r.ticket_id for r in rows if r.ticket_id is not None})
-    items: list[OutboxItem] = []
-    for row in rows:
-        fresh = row.state == OutboxState.PENDING.value  # a re-claim was counted when first claimed
-        if fresh and row.kind in BRAKED_KINDS:
-            key = (row.rcpt_key, BRAKES[row.kind])
-            reason = _over_limit(counts[key], limits, key)
-            if reason:
-                _hold(session, row, now, reason, refs.get(row.ticket_id) if row.ticket_id is not None else None)
-                continue
-            hour, day = counts[key]
-            counts[key] = (hour + 1, day + 1)
-        row.state = OutboxState.SENDING.value
-        row.attempts += 1
-        row.claimed_at = now
-        row.lease_owner = owner
-        row.lease_until = now + lease
-        items.append(OutboxItem(
-            id=row.id, ticket_id=row.ticket_id, kind=row.kind, message_id=row.message_id,
-            envelope_from=row.envelope_from, recipients=tuple(row.recipients), data=row.data,
-            attempts=row.attempts, lease_owner=owner, lease_until=row.lease_until,
-            ticket=refs.get(row.ticket_id) if row.ticket_id is not None else None,
-        ))
-    session.flush()
-    return items
-
-
-def _references(session: Session, ticket_ids: set[int]) -> dict[int, str]:
-    """Ticket references of a batch, so the sender's log lines can name them."""
-    if not ticket_ids:
-        return {}
-    t = models.Ticket
-    return {i: r for i, r in session.execute(select(t.id, t.reference).where(t.id.in_(ticket_ids)))}
 
 
 BrakeKey = tuple[str, tuple[str, ...]]
+AnyRow = Row[*tuple[Any, ...]]
 
 
-def _recent_counts(session: Session, rows: Sequence[models.Outbox], now: datetime) -> dict[BrakeKey, tuple[int, int]]:
-    keys = sorted({(r.rcpt_key, BRAKES[r.kind]) for r in rows
-                   if r.kind in BRAKED_KINDS and r.state == OutboxState.PENDING.value})
-    if is_postgresql(session):
-        for rcpt in sorted({rcpt for rcpt, _ in keys}):  # sorted: claimers never wait on each other in a cycle
-            session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(rcpt, 0))))
-    return {key: (_count(session, key, now - HOUR), _count(session, key, now - DAY)) for key in keys}
+def _lease_or_hold(
+    conn: Connection, rows: Sequence[AnyRow], *, now: datetime, owner: str, lease: timedelta, limits: Limits,
+) -> list[OutboxItem]:
+    counts = _recent_counts(conn, rows, now)
+    refs = _references(conn, {r.ticket_id for r in rows if r.ticket_id is not None})
+    chosen: list[AnyRow] = []
+    held: list[tuple[AnyRow, str]] = []
+    for row in rows:
+        fresh = row.state == _PENDING  # a re-claim was counted when first claimed
+        if fresh and row.kind in BRAKED_KINDS:
+            key = (row.rcpt_key, BRAKES[row.kind])
+            hour, day = counts.get(key, (0, 0))
+            reason = _over_limit((hour, day), limits, key)
+            if reason:
+                held.append((row, reason))
+                continue
+            counts[key] = (hour + 1, day + 1)
+        chosen.append(row)
+    if held:
+        _hold(conn, held, now, refs)
+    return _lease(conn, chosen, now=now, owner=owner, until=now + lease, refs=refs) if chosen else []
 
 
-def _count(session: Session, key: BrakeKey, since: datetime) -> int:
-    o = models.Outbox
-    rcpt, kinds = key
-    return session.scalar(
-        select(func.count()).select_from(o).where(
-            o.rcpt_key == rcpt, o.kind.in_(kinds),
-            o.state.in_([OutboxState.SENDING.value, OutboxState.SENT.value]), o.claimed_at > since,
-        )
-    ) or 0
+def _lease(conn: Connection, rows: Sequence[AnyRow], *, now: datetime, owner: str, until: datetime,
+           refs: Mapping[int, str]) -> list[OutboxItem]:
+    """Lease ``rows`` in one UPDATE, which also returns the messages to send (in due order)."""
+    leased = {r.id: r for r in conn.execute(_LEASE, {"ids": [r.id for r in rows], "now": now, "owner": owner,
+                                                      "until": until})}
+    items: list[OutboxItem] = []
+    for row in rows:
+        mail = leased[row.id]
+        items.append(OutboxItem(
+            id=row.id, ticket_id=row.ticket_id, kind=row.kind, message_id=row.message_id,
+            envelope_from=mail.envelope_from, recipients=tuple(mail.recipients), data=mail.data,
+            attempts=mail.attempts, lease_owner=owner, lease_until=until,
+            ticket=refs.get(row.ticket_id) if row.ticket_id is not None else None,
+        ))
+    return items
+
+
+def _references(conn: Connection, ticket_ids: set[int]) -> dict[int, str]:
+    """Ticket references of a batch, so the sender's log lines can name them."""
+    if not ticket_ids:
+        return {}
+    return {i: r for i, r in conn.execute(_REFERENCES, {"ids": sorted(ticket_ids)})}
+
+
+def _recent_counts(conn: Connection, rows: Sequence[AnyRow], now: datetime) -> dict[BrakeKey, tuple[int, int]]:
+    """(last hour, last day) claims per recipient and brake group, in one grouped query."""
+    rcpts = sorted({r.rcpt_key for r in rows if r.kind in BRAKED_KINDS and r.state == _PENDING})
+    if not rcpts:
+        return {}
+    if conn.dialect.name == "postgresql":  # sorted: claimers never wait on each other in a cycle
+        conn.execute(_ADVISORY_LOCKS, {"rcpts": rcpts})
+    counts: dict[BrakeKey, tuple[int, int]] = {}
+    for rcpt, kind, hour, day in conn.execute(_RECENT, {"rcpts": rcpts, "hour_ago": now - HOUR,
+                                                        "day_ago": now - DAY}):
+        key = (rcpt, BRAKES[kind])
+        before = counts.get(key, (0, 0))
+        counts[key] = (before[0] + int(hour or 0), before[1] + int(day))
+    return counts
 
 
 def _over_limit(counts: tuple[int, int], limits: Limits, key: BrakeKey) -> str | None:
@@ -168,87 +223,85 @@ def _over_limit(counts: tuple[int, int], limits: Limits, key: BrakeKey) -> str |
     return None
 
 
-def _hold(session: Session, row: models.Outbox, now: datetime, reason: str, ticket: str | None) -> None:
-    row.state = OutboxState.HELD.value
-    row.last_error = reason
-    log.warning("reply %s (%s) to %s held: %s", row.message_id, row.kind, row.rcpt_key, reason,
-                extra=context(row.message_id, ticket, outbox_id=row.id))
-    add_event(session, EventKind.HELD, now, ticket_id=row.ticket_id, message_id=row.source_message_id,
-              outbox_id=row.id, reasons=(reason,), data={"kind": row.kind, "recipient": row.rcpt_key})
+def _hold(conn: Connection, held: Sequence[tuple[AnyRow, str]], now: datetime, refs: Mapping[int, str]) -> None:
+    conn.execute(_HOLD, [{"oid": row.id, "reason": reason} for row, reason in held])
+    for row, reason in held:
+        ticket = refs.get(row.ticket_id) if row.ticket_id is not None else None
+        log.warning("reply %s (%s) to %s held: %s", row.message_id, row.kind, row.rcpt_key, reason,
+                    extra=context(row.message_id, ticket, outbox_id=row.id))
+    conn.execute(_EVENT, [
+        _event(EventKind.HELD, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=row.id,
+               reasons=(reason,), data={"kind": row.kind, "recipient": row.rcpt_key})
+        for row, reason in held
+    ])
 
 
-def mark_sent(session: Session, outbox_id: int, now: datetime) -> bool:
-    """Record the server's acceptance; False if the row is already ``sent`` or unknown.
+def _event(kind: EventKind, at: datetime, *, ticket_id: int | None, message_id: int | None, outbox_id: int,
+           reasons: Iterable[str] = (), data: Mapping[str, object]) -> dict[str, object]:
+    """The column values of one event row, written exactly as ``common.add_event`` writes them."""
+    return {"ticket_id": ticket_id, "message_id": message_id, "outbox_id": outbox_id, "kind": kind.value,
+            "reasons": [str(r) for r in reasons],
+            "data": {k: event_text(v) for k, v in data.items() if v is not None}, "at": at}
+
+
+def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> bool:
+    """Record the server's acceptance; False if the row is already ``sent``, ``held`` or unknown.
 
     Not conditional on the lease owner: once a server said 250, that is the truth.
     """
-    o = models.Outbox
-    row = session.scalar(select(o).where(o.id == outbox_id).with_for_update())
-    if row is None or row.state in (OutboxState.SENT.value, OutboxState.HELD.value):
+    row = conn.execute(_SENT_STMT, {"oid": outbox_id, "now": now}).first()
+    if row is None:
         return False
-    row.state = OutboxState.SENT.value
-    row.sent_at = now
-    row.lease_owner = None
-    row.lease_until = None
     kind = EventKind.ACKNOWLEDGED if row.kind == "ack" else EventKind.SENT
-    add_event(session, kind, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=row.id,
-              data={"kind": row.kind, "message_id": row.message_id, "recipients": row.recipients,
-                    "attempts": row.attempts})
+    conn.execute(_EVENT, _event(
+        kind, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=outbox_id,
+        data={"kind": row.kind, "message_id": row.message_id, "recipients": row.recipients,
+              "attempts": row.attempts}))
     return True
 
 
-def mark_retry(session: Session, outbox_id: int, *, owner: str, now: datetime, error: str,
+def mark_retry(conn: Connection, outbox_id: int, *, owner: str, now: datetime, error: str,
                next_attempt_at: datetime) -> bool:
     """Give a leased reply back for a later attempt; False if ``owner`` lost the lease."""
-    return _release(session, outbox_id, owner=owner, now=now, error=error, state=OutboxState.PENDING,
-                    next_attempt_at=next_attempt_at)
+    row = conn.execute(_RETRY, {"oid": outbox_id, "owner": owner, "error": error,
+                                "next_at": next_attempt_at}).first()
+    return _released(conn, row, EventKind.SEND_FAILED, outbox_id, now, error, next_attempt_at)
 
 
-def mark_failed(session: Session, outbox_id: int, *, owner: str, now: datetime, error: str) -> bool:
+def mark_failed(conn: Connection, outbox_id: int, *, owner: str, now: datetime, error: str) -> bool:
     """Give up on a leased reply (refused recipient, too many attempts)."""
-    return _release(session, outbox_id, owner=owner, now=now, error=error, state=OutboxState.FAILED,
-                    next_attempt_at=None)
+    row = conn.execute(_FAIL, {"oid": outbox_id, "owner": owner, "error": error}).first()
+    return _released(conn, row, EventKind.FAILED, outbox_id, now, error, None)
 
 
-def _release(session: Session, outbox_id: int, *, owner: str, now: datetime, error: str,
-             state: OutboxState, next_attempt_at: datetime | None) -> bool:
-    o = models.Outbox
-    values: dict[str, object] = {"state": state.value, "last_error": error, "lease_owner": None,
-                                 "lease_until": None}
-    if next_attempt_at is not None:
-        values["next_attempt_at"] = next_attempt_at
-    done = rowcount(session.execute(
-        update(o).where(o.id == outbox_id, o.state == OutboxState.SENDING.value, o.lease_owner == owner)
-        .values(**values).execution_options(synchronize_session=False)
-    ))
-    if done:
-        row = session.get_one(o, outbox_id)
-        kind = EventKind.SEND_FAILED if state is OutboxState.PENDING else EventKind.FAILED
-        add_event(session, kind, now, ticket_id=row.ticket_id, message_id=row.source_message_id,
-                  outbox_id=row.id, reasons=(error,),
-                  data={"kind": row.kind, "attempts": row.attempts, "next_attempt_at": next_attempt_at})
-    return bool(done)
+def _released(conn: Connection, row: AnyRow | None, kind: EventKind, outbox_id: int, now: datetime, error: str,
+              next_attempt_at: datetime | None) -> bool:
+    if row is None:
+        return False
+    conn.execute(_EVENT, _event(
+        kind, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=outbox_id,
+        reasons=(error,), data={"kind": row.kind, "attempts": row.attempts, "next_attempt_at": next_attempt_at}))
+    return True
 
 
-def lease_owners(session: Session) -> list[str]:
+def lease_owners(conn: Connection) -> list[str]:
     """Owners of replies being sent now, for crash recovery at start."""
-    o = models.Outbox
-    rows = session.scalars(select(o.lease_owner).where(o.state == OutboxState.SENDING.value).distinct())
+    rows = conn.scalars(select(_O.lease_owner).where(_O.state == _SENDING).distinct())
     return sorted(owner for owner in rows if owner)
 
 
-def release_leases(session: Session, owners: Sequence[str], now: datetime) -> int:
+def release_leases(conn: Connection, owners: Sequence[str], now: datetime) -> int:
     """Make replies leased to dead ``owners`` due again at once, keeping their Message-IDs.
 
     A sender killed between claim and send would otherwise hold its replies
     until the lease expires; a restarted daemon that knows the owner is dead
-    (same host, process gone) hands them back now.
+    (same host, process gone) hands them back now. A live sender whose batch
+    outlasts half its lease hands back its own unsent rest the same way.
     """
     if not owners:
         return 0
-    o = models.Outbox
-    result = session.execute(
-        update(o).where(o.state == OutboxState.SENDING.value, o.lease_owner.in_(list(owners)))
-        .values(state=OutboxState.PENDING.value, lease_owner=None, lease_until=None, next_attempt_at=now)
+    result = conn.execute(
+        update(_O).where(_O.state == _SENDING, _O.lease_owner.in_(list(owners)))
+        .values(state=_PENDING, lease_owner=None, lease_until=None, next_attempt_at=now)
     )
-    return rowcount(result)
+    return result.rowcount

@@ -1,0 +1,118 @@
+"""The sender loop over a real SQLite store, with a fake transport and a settable clock.
+
+What it must keep: every reply is marked sent in its own commit right after
+its own 250 (a crash then re-sends at most the reply in hand), a slow server
+never lets a lease run out under a reply being sent, and a down server
+defers the rest of the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from maild.errors import TransportError, TransportUnavailable
+from maild.records import OutgoingMail
+from maild.sender import LEASE_SECONDS, OutboxSender
+from maild.settings import Limits
+from maild.store import OutboxState, Store
+from tests.daemon_kit import FakeClock
+
+NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
+
+
+class Transport:
+    """Records what it sends; ``before_send`` runs first and may raise or move the clock."""
+
+    def __init__(self, before_send: Callable[[OutgoingMail], None] = lambda mail: None) -> None:
+        self.sent: list[str] = []
+        self.before_send = before_send
+
+    def send(self, mail: OutgoingMail) -> None:
+        self.before_send(mail)
+        self.sent.append(mail.message_id)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with Store.open(f"sqlite:///{tmp_path}/maild.db") as opened:
+        yield opened
+
+
+def queue(store: Store, count: int) -> list[str]:
+    """``count`` replies in the outbox (a digest each: no brake applies), oldest first."""
+    ids = [f"<digest-{n}@servizi.example.it>" for n in range(count)]
+    for n, mid in enumerate(ids):
+        data = f"Message-ID: {mid}\r\n\r\nx\r\n".encode()
+        mail = OutgoingMail("digest", mid, "", (f"op{n}@ateneo.example.it",), data)
+        assert store.record_digest(f"p{n}", NOW, (mail,))
+    return ids
+
+
+def sender(store: Store, transport: Transport, clock: FakeClock, owner: str = "host:1") -> OutboxSender:
+    return OutboxSender(store, transport, clock, Limits(), owner)
+
+
+def states(store: Store) -> dict[str, OutboxState]:
+    return {o.message_id: o.state for o in store.outbox()}
+
+
+def test_each_reply_is_marked_sent_before_the_next_one_leaves(store: Store) -> None:
+    ids = queue(store, 5)
+
+    def check(mail: OutgoingMail) -> None:
+        done = states(store)
+        assert [done[m] for m in transport.sent] == [OutboxState.SENT] * len(transport.sent)
+        assert done[mail.message_id] is OutboxState.SENDING
+
+    transport = Transport(check)
+    report = sender(store, transport, FakeClock(NOW)).drain()
+    assert (report.sent, report.deferred, report.failed) == (5, 0, 0)
+    assert transport.sent == ids
+    assert set(states(store).values()) == {OutboxState.SENT}
+    assert [e.kind for e in store.recent_events(100)].count("sent") == 5
+
+
+def test_a_slow_server_gets_the_rest_of_the_batch_under_a_fresh_lease(store: Store) -> None:
+    ids = queue(store, 6)
+    clock = FakeClock(NOW)
+    other = Transport()
+    other_sender = sender(store, other, clock, owner="elsewhere:2")
+
+    def slow(mail: OutgoingMail) -> None:
+        clock.advance(timedelta(seconds=LEASE_SECONDS * 0.3))
+        # Another daemon draining meanwhile finds nothing to steal: no lease ever ran out.
+        assert other_sender.drain().sent == 0
+
+    transport = Transport(slow)
+    report = sender(store, transport, clock).drain()
+    assert report.sent == 6 and transport.sent == ids and other.sent == []
+    attempts = {o.message_id: o.attempts for o in store.outbox()}
+    assert [attempts[m] for m in ids] == [1, 1, 2, 2, 3, 3]  # two sent per lease, the rest handed back
+    kinds = [e.kind for e in store.recent_events(100)]
+    assert kinds.count("sent") == 6 and "send_failed" not in kinds
+
+
+def test_a_down_server_defers_the_rest_and_a_refusal_fails_one(store: Store) -> None:
+    ids = queue(store, 4)
+
+    def flaky(mail: OutgoingMail) -> None:
+        if mail.message_id == ids[1]:
+            raise TransportError("550 5.1.1 no such user")
+        if mail.message_id == ids[2]:
+            raise TransportUnavailable("connection refused")
+
+    transport = Transport(flaky)
+    report = sender(store, transport, FakeClock(NOW)).drain()
+    assert (report.sent, report.deferred, report.failed) == (1, 2, 1)
+    done = states(store)
+    assert [done[m] for m in ids] == [OutboxState.SENT, OutboxState.FAILED, OutboxState.PENDING,
+                                      OutboxState.PENDING]
+    pending = store.outbox(OutboxState.PENDING)
+    assert all(o.next_attempt_at > NOW and o.last_error == "connection refused" for o in pending)
