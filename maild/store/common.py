@@ -37,12 +37,13 @@ def event_row(
     return {
         "ticket_id": ticket_id, "message_id": message_id, "outbox_id": outbox_id, "kind": kind.value,
         "reasons": [str(r) for r in reasons],
-        "data": {k: _text(v) for k, v in (data or {}).items() if v is not None},
+        "data": {k: event_text(v) for k, v in (data or {}).items() if v is not None},
         "at": at,
     }
 
 
-def _text(value: object) -> str:
+def event_text(value: object) -> str:
+    """How a value is written into an event's data: every value is stored as a string."""
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, bool):

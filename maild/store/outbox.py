@@ -33,7 +33,7 @@ and its event.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,7 +44,7 @@ from maild.errors import StoreError
 from maild.logs import context
 from maild.models import OutboxState, UTCDateTime
 from maild.settings import Limits
-from maild.store.common import _text as event_text
+from maild.store.common import event_row
 from maild.store.types import EventKind, OutboxItem
 
 log = logging.getLogger("maild.store")
@@ -230,18 +230,10 @@ def _hold(conn: Connection, held: Sequence[tuple[AnyRow, str]], now: datetime, r
         log.warning("reply %s (%s) to %s held: %s", row.message_id, row.kind, row.rcpt_key, reason,
                     extra=context(row.message_id, ticket, outbox_id=row.id))
     conn.execute(_EVENT, [
-        _event(EventKind.HELD, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=row.id,
+        event_row(EventKind.HELD, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=row.id,
                reasons=(reason,), data={"kind": row.kind, "recipient": row.rcpt_key})
         for row, reason in held
     ])
-
-
-def _event(kind: EventKind, at: datetime, *, ticket_id: int | None, message_id: int | None, outbox_id: int,
-           reasons: Iterable[str] = (), data: Mapping[str, object]) -> dict[str, object]:
-    """The column values of one event row, written exactly as ``common.add_event`` writes them."""
-    return {"ticket_id": ticket_id, "message_id": message_id, "outbox_id": outbox_id, "kind": kind.value,
-            "reasons": [str(r) for r in reasons],
-            "data": {k: event_text(v) for k, v in data.items() if v is not None}, "at": at}
 
 
 def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> bool:
@@ -253,7 +245,7 @@ def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> bool:
     if row is None:
         return False
     kind = EventKind.ACKNOWLEDGED if row.kind == "ack" else EventKind.SENT
-    conn.execute(_EVENT, _event(
+    conn.execute(_EVENT, event_row(
         kind, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=outbox_id,
         data={"kind": row.kind, "message_id": row.message_id, "recipients": row.recipients,
               "attempts": row.attempts}))
@@ -278,7 +270,7 @@ def _released(conn: Connection, row: AnyRow | None, kind: EventKind, outbox_id: 
               next_attempt_at: datetime | None) -> bool:
     if row is None:
         return False
-    conn.execute(_EVENT, _event(
+    conn.execute(_EVENT, event_row(
         kind, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=outbox_id,
         reasons=(error,), data={"kind": row.kind, "attempts": row.attempts, "next_attempt_at": next_attempt_at}))
     return True
