@@ -47,7 +47,13 @@ class TriagePool:
     @classmethod
     def for_machine(cls, settings: Settings) -> TriagePool | None:
         """A pool when this machine has a core to spare for it, else None (triage stays in-process)."""
-        return cls(settings) if (os.cpu_count() or 1) > 1 else None
+        if (os.cpu_count() or 1) < 2:
+            return None
+        try:
+            return cls(settings)
+        except OSError as exc:  # no process can be started here: triage stays in this process
+            log.warning("cannot start the triage worker (%s); triaging in the main process", exc)
+            return None
 
     def _start(self) -> tuple[ProcessPoolExecutor, Future[int]]:
         # spawn, not fork: the daemon has threads (sender, scheduler, metrics) whose locks a fork would copy.
@@ -80,7 +86,9 @@ class TriagePool:
         except BrokenProcessPool as exc:
             log.error("the triage worker died (%s); starting another, this batch is triaged here", exc)
             self._restart()
-            return [None] * count
+        except Exception as exc:  # a fault of the hand-over itself (a result that would not pickle)
+            log.error("the triage worker failed on a batch (%s: %s); it is triaged here", type(exc).__name__, exc)
+        return [None] * count
 
     def _failed(self, count: int) -> Future[list[Triaged | None]]:
         log.error("the triage worker is gone; starting another, this batch is triaged here")

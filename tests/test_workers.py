@@ -6,13 +6,15 @@ These start a real worker process (spawned, as the daemon does).
 from __future__ import annotations
 
 import os
+import pickle
 import signal
 from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import UTC, datetime
 
 import pytest
 
-from maild.intake import triage
+from maild.intake import Triaged, triage
 from maild.pipeline import Triager
 from maild.records import Disposition, ParsedMessage
 from maild.workers import SHIP_MAX_BYTES, TriagePool, triage_batch
@@ -75,3 +77,10 @@ def test_a_message_whose_triage_raises_comes_back_as_none(monkeypatch: pytest.Mo
     raws[1] = raws[1].replace(b"Subject: ", b"Subject: BOOM ", 1)
     got = triage_batch(raws, NOW, CONFIG)
     assert got[0] is not None and got[1] is None and got[2] is not None
+
+
+def test_a_batch_the_worker_cannot_hand_back_is_triaged_here(pool: TriagePool) -> None:
+    failed: Future[list[Triaged | None]] = Future()
+    failed.set_exception(pickle.PicklingError("cannot pickle"))
+    assert pool.result(failed, 2) == [None, None]
+    assert pool.ready()  # the worker itself is fine and stays
