@@ -13,7 +13,7 @@ message whose triage raises comes back as None and goes the one-by-one way
 (quarantined there). A message over ``SHIP_MAX_BYTES`` is not shipped (two
 more copies of a large message are not worth a core); None for it too, and
 the main process triages it. A worker that dies is replaced, and its batch is
-triaged in the main process.
+triaged in the main process; a worker whose daemon dies exits at once.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
+import signal
+import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -57,7 +60,8 @@ class TriagePool:
 
     def _start(self) -> tuple[ProcessPoolExecutor, Future[int]]:
         # spawn, not fork: the daemon has threads (sender, scheduler, metrics) whose locks a fork would copy.
-        executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_bind_to_parent)
         return executor, executor.submit(_warm_up, self._settings)  # loads while the daemon connects
 
     def ready(self) -> bool:
@@ -99,6 +103,27 @@ class TriagePool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _bind_to_parent() -> None:
+    """In the worker: its life is its parent's.
+
+    It ignores SIGINT and SIGTERM, which are meant for the daemon (Ctrl-C
+    reaches the whole process group, systemd signals the whole cgroup): the
+    daemon finishes its batch and then closes the pool. And it exits the moment
+    the parent is gone, even killed with SIGKILL: the pool's queue would never
+    tell it, since the worker holds both of its ends.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="maild-parent-watch", daemon=True).start()
+
+
+def _exit_with(sentinel: int) -> None:
+    multiprocessing.connection.wait([sentinel])
+    os._exit(0)
 
 
 @functools.cache

@@ -8,9 +8,12 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -19,9 +22,10 @@ from maild.pipeline import Triager
 from maild.records import Disposition, ParsedMessage
 from maild.workers import SHIP_MAX_BYTES, TriagePool, triage_batch
 from tests.daemon_kit import HIGH_LIMITS
-from tests.factories import settings
+from tests.factories import REPO, settings
 from tests.hostile import big_attachment
 from tests.mailgen import corpus_mix
+from tests.servers import wait_until
 
 NOW = datetime(2027, 1, 18, 10, 0, tzinfo=UTC)
 CONFIG = settings(limits=HIGH_LIMITS)
@@ -84,3 +88,47 @@ def test_a_batch_the_worker_cannot_hand_back_is_triaged_here(pool: TriagePool) -
     failed.set_exception(pickle.PicklingError("cannot pickle"))
     assert pool.result(failed, 2) == [None, None]
     assert pool.ready()  # the worker itself is fine and stays
+
+
+def test_the_worker_ignores_the_signals_meant_for_the_daemon(pool: TriagePool) -> None:
+    """Ctrl-C reaches the whole process group and systemd signals the whole cgroup: the daemon
+    finishes its batch and closes the pool, so the worker must not die first."""
+    raws = [s.raw for s in corpus_mix(2, tag="signals")]
+    (pid,) = pool.worker_pids()
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    assert all(pool.result(pool.submit(raws, NOW), 2))
+    assert pool.worker_pids() == (pid,)
+
+
+_ORPHAN = """
+import time
+from maild.workers import TriagePool
+from tests.factories import REPO, settings
+if __name__ == "__main__":
+    pool = TriagePool(settings())
+    print(pool.worker_pids()[0], flush=True)
+    time.sleep(120)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+def test_a_worker_whose_daemon_is_killed_exits(tmp_path: Path) -> None:
+    script = tmp_path / "daemon.py"
+    script.write_text(_ORPHAN, encoding="utf-8")
+    daemon = subprocess.Popen([sys.executable, str(script)], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                              stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert daemon.stdout is not None
+    worker = int(daemon.stdout.readline())
+    assert _alive(worker)
+    daemon.kill()
+    daemon.wait()
+    daemon.stdout.close()
+    assert wait_until(lambda: not _alive(worker), timeout=20)
