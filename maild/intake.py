@@ -133,20 +133,20 @@ class IntakeService:
         # its own transaction, which saves a transaction per message; a message seen before is
         # rare (a crash between commit and move, a copy moved back) and only costs its triage.
         key = dedupe_key(raw)
-        message = parse_message(raw, self.settings.limits)
-        received = min(received_time(message, now), now)
         try:
-            d = self.triager.decide(message, received_at=received)
-            thread = self._thread(d)
+            ready = triage(raw, now, self.triager, self.settings)
+            query = ready.thread_query
+            thread = self.store.find_thread(query.message_ids, query.tags, query.from_addr) if query else None
         except Exception:
             if quarantine_id is None and self.store.is_known(key):  # recorded before: only move it
-                return self._known(item, message.message_id)
+                return self._known(item, raw_message_id(raw) or "")
             raise
+        d = ready.disposition
         intake = Intake(dedupe_key=key, source_id=item.source_id, raw=raw, disposition=d, now=now,
                         thread=thread, quarantine_id=quarantine_id)
         result = self.store.record_intake(intake, self._renderer(d, key, now, followup=thread is not None))
         if result.duplicate:
-            return self._known(item, message.message_id)
+            return self._known(item, d.message.message_id)
         return self._log_recorded(item, d, result, followup=thread is not None)
 
     def _log_recorded(self, item: Incoming, d: Disposition, result: IntakeResult, *, followup: bool) -> IntakeReport:
@@ -161,13 +161,6 @@ class IntakeService:
     def _known(self, item: Incoming, message_id: str) -> IntakeReport:
         log.info("already recorded; moving it only", extra=context(message_id, source_id=item.source_id))
         return IntakeReport(Outcome.DUPLICATE, item.source_id, message_id)
-
-    def _thread(self, d: Disposition) -> TicketRef | None:
-        """The ticket this message follows up, if any (never for ignored mail)."""
-        query = thread_query(d, self.settings.helpdesk.ticket_prefix)
-        if query is None:
-            return None
-        return self.store.find_thread(query.message_ids, query.tags, query.from_addr)
 
     def _reply_renderer(self, d: Disposition, key: str, now: datetime
                         ) -> Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]:
