@@ -1,4 +1,4 @@
-"""Backlog runs: the floor, ``maild run --once`` on SQLite and PostgreSQL, and peak memory.
+"""Backlog runs: the floor, the floor with bookkeeping, ``maild run --once`` on SQLite and PostgreSQL, and peak memory.
 
 Each run gets a fresh mailbox seeded with corpus messages (fresh Message-IDs),
 a fresh database and a fresh SMTP sink; the clock runs from the spawn of the
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.floor import FloorJob
-from bench.harness import BenchError, check_drained, maild, prepare_database, run_timed, seed, tail, world
+from bench.harness import BenchError, Timed, World, check_drained, maild, prepare_database, run_timed, seed, tail, world
 from tests.hostile import big_attachment
 from tests.mailgen import corpus_mix, fresh_copy
 from tests.servers import ServerEnv
@@ -58,22 +58,48 @@ def messages(count: int, tag: str) -> list[bytes]:
     return [s.raw for s in corpus_mix(count, tag=tag)]
 
 
+@dataclass(frozen=True, slots=True)
+class BookkeepingRun:
+    messages: int
+    seconds: float
+    rate: float
+    cpu_ms: float
+    machine_cpu_ms: float
+
+
 def floor_run(env: ServerEnv, workdir: Path, count: int) -> FloorRun:
     with world(env, workdir, "sqlite") as w:
         seed(w, messages(count, "floor"))
-        job = FloorJob(imap_host=env.imap_host, imap_port=env.imap_port, ca_file=str(env.ca_file),
-                       user=w.account.user, password=w.account.password, smtp_port=w.sink.port)
         out = workdir / "floor.json"
-        log = workdir / "floor.log"
-        done = run_timed([sys.executable, "-m", "bench.floor", json.dumps(asdict(job)), str(out)], log)
-        if done.returncode != 0:
-            raise BenchError(f"floor run failed ({done.returncode}): {tail(log)}")
+        done = _floor_like(w, "bench.floor", out, count)
         report: dict[str, Any] = json.loads(out.read_text())
-        accepted = w.sink.count()
-        if report["messages"] != count or accepted != count:
-            raise BenchError(f"floor: {report['messages']} fetched, {accepted} replies accepted, expected {count}")
         return FloorRun(count, done.seconds, count / done.seconds, report["fetch_s"], report["parse_s"],
                         report["send_s"], done.cpu_s * 1000 / count, done.machine_cpu_s * 1000 / count)
+
+
+def bookkeeping_run(env: ServerEnv, workdir: Path, count: int) -> BookkeepingRun:
+    """The floor plus the least exactly-once bookkeeping, serially (``bench.bookkeeping``)."""
+    with world(env, workdir, "sqlite") as w:
+        seed(w, messages(count, "bookkeeping"))
+        done = _floor_like(w, "bench.bookkeeping", workdir / "bookkeeping.json", count,
+                           str(workdir / "bookkeeping.db"))
+        return BookkeepingRun(count, done.seconds, count / done.seconds, done.cpu_s * 1000 / count,
+                              done.machine_cpu_s * 1000 / count)
+
+
+def _floor_like(w: World, module: str, out: Path, count: int, *extra: str) -> Timed:
+    """Run ``module`` (the floor's job on ``w``), checked: every message fetched, every reply accepted."""
+    job = FloorJob(imap_host=w.env.imap_host, imap_port=w.env.imap_port, ca_file=str(w.env.ca_file),
+                   user=w.account.user, password=w.account.password, smtp_port=w.sink.port)
+    log = out.with_suffix(".log")
+    done = run_timed([sys.executable, "-m", module, json.dumps(asdict(job)), str(out), *extra], log)
+    if done.returncode != 0:
+        raise BenchError(f"{module} failed ({done.returncode}): {tail(log)}")
+    fetched = json.loads(out.read_text())["messages"]
+    accepted = w.sink.count()
+    if fetched != count or accepted != count:
+        raise BenchError(f"{module}: {fetched} fetched, {accepted} replies accepted, expected {count}")
+    return done
 
 
 def maild_run(env: ServerEnv, workdir: Path, database: str, raws: list[bytes], *,

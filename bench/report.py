@@ -91,6 +91,10 @@ def _rows_table(r: Results) -> list[str]:
     size = backlog.get("messages")
     if size:
         add(f"Floor: fetch + parse + one reply, {size:,} messages", "floor_rate", ".0f", unit=" msg/s")
+        add("Floor + exactly-once bookkeeping, serial (yardstick)", "bookkeeping_rate", ".0f", unit=" msg/s")
+        ratio = r.ratio("bookkeeping_rate", "floor_rate")
+        if ratio:
+            rows.append(f"| … ratio to the floor | {_spread(ratio, '.2f')} × |")
         add("maild `run --once`, SQLite", "backlog_sqlite_rate", ".0f", unit=" msg/s")
         ratio = r.ratio("backlog_sqlite_rate", "floor_rate")
         if ratio:
@@ -101,6 +105,8 @@ def _rows_table(r: Results) -> list[str]:
             rows.append(f"| … ratio to the floor | {_spread(ratio, '.2f')} × |")
         add("CPU per message: the floor's process", "cpu_floor", ".3f", unit=" ms")
         add("CPU per message: whole machine during the floor", "cpu_machine_floor", ".3f", unit=" ms")
+        add("CPU per message: whole machine during floor + bookkeeping", "cpu_machine_bookkeeping", ".3f",
+            unit=" ms")
         add("CPU per message: maild (SQLite, triage worker included)", "cpu_sqlite", ".3f", unit=" ms")
         add("CPU per message: whole machine during maild (SQLite)", "cpu_machine_sqlite", ".3f", unit=" ms")
     add("Latency, delivery → reply, median", "latency_median", ".3f", unit=" s")

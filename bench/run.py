@@ -121,17 +121,22 @@ class _Bench:
     def backlog(self) -> None:
         size = self.sizes[-1]
         floors: list[backlog.FloorRun] = []
+        books: list[backlog.BookkeepingRun] = []
         sqlite: list[backlog.MaildRun] = []
         pg: list[backlog.MaildRun] = []
         for i in range(self.args.repeat):  # interleaved: a slow minute hits all three alike
             floors.append(self._timed(f"floor {size}", i, partial(
                 backlog.floor_run, self.env, WORK / f"floor-{i}", size)))
+            books.append(self._timed(f"bookkeeping {size}", i, partial(
+                backlog.bookkeeping_run, self.env, WORK / f"bookkeeping-{i}", size)))
             sqlite.append(self._timed(f"sqlite {size}", i, partial(
                 backlog.backlog_run, self.env, WORK / f"sqlite-{i}", "sqlite", size)))
             pg.append(self._timed(f"postgresql {size}", i, partial(
                 backlog.backlog_run, self.env, WORK / f"pg-{i}", "postgresql", size)))
         r = self.results
         r.add("floor_rate", [f.rate for f in floors])
+        r.add("bookkeeping_rate", [b.rate for b in books])
+        r.add("cpu_machine_bookkeeping", [b.machine_cpu_ms for b in books])
         r.add("backlog_sqlite_rate", [m.rate for m in sqlite])
         r.add("backlog_postgresql_rate", [m.rate for m in pg])
         r.add(f"rss_messages_{size}", [m.max_rss for m in sqlite])
@@ -141,6 +146,7 @@ class _Bench:
         r.add("cpu_sqlite", [m.cpu_ms for m in sqlite])
         r.add("cpu_machine_sqlite", [m.machine_cpu_ms for m in sqlite])
         r.details["backlog"] = {"messages": size, "floor": [asdict(f) for f in floors],
+                                "bookkeeping": [asdict(b) for b in books],
                                 "sqlite": [asdict(m) for m in sqlite], "postgresql": [asdict(m) for m in pg]}
 
     def latency(self) -> None:
