@@ -18,12 +18,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, create_engine, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from maild.errors import StoreError, TemplateError
 from maild.migrations import alembic_config, head_revision
-from maild.models import Base
+from maild.models import Base, Ticket
 from maild.records import (
     Address,
     AuthDecision,
@@ -43,7 +43,9 @@ from maild.store import (
     MessageKind,
     OutboxState,
     QuarantineState,
+    QueuedIntake,
     Store,
+    TakeInItem,
     TicketRef,
     TicketState,
     content_hash,
@@ -52,6 +54,7 @@ from maild.store import (
     retry_at,
     upgrade,
 )
+from maild.store import tickets as ticket_ops
 from maild.store.engine import make_engine
 from tests.factories import message
 from tests.servers import wait_until
@@ -584,6 +587,82 @@ def test_due_take_ins_come_in_priority_then_arrival_order(store: Store) -> None:
     assert story.events[-1].kind == "taken_in"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.servers)])
+def twin_stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two empty stores of the same backend."""
+    if request.param == "sqlite":
+        urls = [f"sqlite:///{tmp_path}/one.db", f"sqlite:///{tmp_path}/batch.db"]
+    else:
+        urls = [request.getfixturevalue("pg_url"), request.getfixturevalue("pg_url_2")]
+    with Store.open(urls[0], timezone=ROME) as one, Store.open(urls[1], timezone=ROME) as batch:
+        yield one, batch
+
+
+def _backlog(store: Store, count: int) -> list[str]:
+    """``count`` tickets of mixed priority, some arriving together (the id decides), a few due later."""
+    items = [QueuedIntake(intake(n, sender=f"user{n}@ateneo.example.it", priority=1 + n % 4,
+                                 received_at=NOW + timedelta(minutes=n % 5),
+                                 take_in_at=NOW + timedelta(hours=3 if n % 7 == 0 else 1)), None, lambda t, f: ())
+             for n in range(count)]
+    return [r.ticket.reference for r in store.record_intakes(items) if r.ticket is not None]
+
+
+def _take_in_rows(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    with store.engine.connect() as conn:
+        return {table: [tuple(row) for row in conn.execute(text(f"SELECT * FROM {table} ORDER BY id"))]
+                for table in ("tickets", "events")}
+
+
+def test_take_in_writes_and_returns_what_marking_one_by_one_does(
+    twin_stores: tuple[Store, Store], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ticket_ops, "CHUNK", 4)  # several UPDATEs per call, the last one short
+    at = NOW + timedelta(hours=1)
+    for store in twin_stores:
+        refs = _backlog(store, 40)
+        assert store.resolve(refs[1], NOW, by="operator")  # not open: never taken in
+        [early] = [d for d in store.due_take_ins(at, 100) if d.reference == refs[2]]
+        assert store.mark_taken_in(early.ticket_id, NOW)  # already taken in
+    one, batched = twin_stores
+    for limit in (15, 100):
+        expected = one.due_take_ins(at, limit)
+        assert all(one.mark_taken_in(item.ticket_id, at) for item in expected)
+        assert batched.take_in(at, limit) == expected
+    assert len(expected) == 40 - 6 - 2 - 15  # six are due later, two were not waiting
+    assert batched.take_in(at, 100) == one.due_take_ins(at, 100) == []
+    assert _take_in_rows(batched) == _take_in_rows(one)
+    events = [e for e in batched.recent_events(1000) if e.kind == EventKind.TAKEN_IN.value]
+    assert len(events) == len({e.ticket_id for e in events}) == 40 - 6 - 1
+
+
+def test_a_ticket_taken_in_by_someone_else_after_the_select_is_neither_returned_nor_evented(
+    store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _backlog(store, 10)
+    at = NOW + timedelta(hours=1)
+    selected: list[int] = []
+
+    def racing(conn: Connection, now: datetime, limit: int, *, lock: bool = False) -> list[TakeInItem]:
+        items = real(conn, now, limit, lock=lock)
+        selected.extend(item.ticket_id for item in items)
+        # Between the SELECT and the UPDATE another caller takes one in and an operator resolves another.
+        conn.execute(update(Ticket).where(Ticket.id == items[1].ticket_id).values(taken_in_at=NOW))
+        conn.execute(update(Ticket).where(Ticket.id == items[4].ticket_id)
+                     .values(state=TicketState.RESOLVED.value, resolved_at=NOW))
+        return items
+
+    real = ticket_ops.due_take_ins
+    monkeypatch.setattr(ticket_ops, "due_take_ins", racing)
+    taken = store.take_in(at, 100)
+    assert [item.ticket_id for item in taken] == [i for n, i in enumerate(selected) if n not in (1, 4)]
+    evented = [e.ticket_id for e in store.recent_events(1000) if e.kind == EventKind.TAKEN_IN.value]
+    assert evented == [item.ticket_id for item in taken]  # one each, in due order
+    with store.engine.connect() as conn:
+        marks = {row.id: row.taken_in_at for row in conn.execute(select(Ticket.id, Ticket.taken_in_at))}
+    assert marks[selected[1]] == NOW and marks[selected[4]] is None
+    assert {marks[item.ticket_id] for item in taken} == {at}
+
+
 # ---------------------------------------------------------------- quarantine
 
 
@@ -789,6 +868,22 @@ def test_a_claim_skips_replies_another_claimer_holds(pg_url: str, pg_store: Stor
         assert len(mine) == 5 and not set(locked) & {i.id for i in mine}
     engine.dispose()
     assert len(pg_store.claim_outbox(NOW, 100, "b", 60, LIMITS)) == 5
+
+
+def test_a_take_in_skips_tickets_another_daemon_holds(pg_url: str, pg_store: Store) -> None:
+    _backlog(pg_store, 10)
+    at = NOW + timedelta(hours=1)
+    engine = create_engine(pg_url)
+    with engine.begin() as conn:  # another daemon in the middle of its take-in
+        locked = conn.execute(text("SELECT id FROM tickets WHERE take_in_at <= :at ORDER BY id LIMIT 3 FOR UPDATE"),
+                              {"at": at}).scalars().all()
+        mine = pg_store.take_in(at, 100)
+        assert len(mine) == 5 and not set(locked) & {i.ticket_id for i in mine}
+        conn.execute(update(Ticket).where(Ticket.id.in_(locked)).values(taken_in_at=at))
+    engine.dispose()
+    assert pg_store.take_in(at, 100) == []
+    evented = [e.ticket_id for e in pg_store.recent_events(1000) if e.kind == EventKind.TAKEN_IN.value]
+    assert evented == [i.ticket_id for i in mine]
 
 
 def test_concurrent_claimers_get_disjoint_replies(db_url: str, store: Store) -> None:

@@ -278,13 +278,13 @@ class Store:
 
     def due_take_ins(self, now: datetime, limit: int = 100) -> list[TakeInItem]:
         """Open tickets due by ``now`` and not taken in: priority, arrival, id (read only)."""
-        with self._tx("cannot read take-ins") as s:
-            return ticket_ops.due_take_ins(s, now, limit)
+        with self._connection("cannot read take-ins") as conn:
+            return ticket_ops.due_take_ins(conn, now, limit)
 
     def take_in(self, now: datetime, limit: int = 100) -> list[TakeInItem]:
         """Claim and mark the due take-ins (same order); each is returned to one caller only."""
-        with self._tx("cannot take tickets in") as s:
-            return ticket_ops.take_in(s, now, limit)
+        with self._connection("cannot take tickets in") as conn:
+            return ticket_ops.take_in(conn, now, limit)
 
     def mark_taken_in(self, ticket_id: int, now: datetime) -> bool:
         """Mark one ticket taken in; False if another process did already."""

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import BindParameter, ColumnElement, Connection, Row, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from maild import models
-from maild.models import TicketState, clean_text
+from maild.models import TicketState, UTCDateTime, clean_text
 from maild.records import OutgoingMail
-from maild.store.common import add_event, queue_replies, rowcount, ticket_ref
+from maild.store.common import add_event, event_row, queue_replies, rowcount, ticket_ref
 from maild.store.text import message_key
 from maild.store.types import EventKind, TakeInItem, TicketRef
 
@@ -55,7 +56,7 @@ def _tickets_by_message_key(session: Session, keys: list[str]) -> dict[str, int]
     return found
 
 
-def _waiting(now: datetime | None = None) -> list[ColumnElement[bool]]:
+def _waiting(now: datetime | BindParameter[datetime] | None = None) -> list[ColumnElement[bool]]:
     t = models.Ticket
     conditions: list[ColumnElement[bool]] = [t.taken_in_at.is_(None), t.state == TicketState.OPEN.value]
     if now is not None:
@@ -63,26 +64,71 @@ def _waiting(now: datetime | None = None) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def _take_in_item(row: models.Ticket) -> TakeInItem:
+def _now() -> BindParameter[datetime]:
+    """The ``now`` parameter, typed so it is compared and stored like the columns (UTC)."""
+    return bindparam("now", type_=UTCDateTime())
+
+
+# Take-in runs as Core statements, built once at import so SQLAlchemy compiles each shape once:
+# after a backlog it is thousands of tickets, and per ticket the ORM spent more time than the database.
+_T = models.Ticket
+_DUE = (
+    select(_T.id, _T.reference, _T.priority, _T.category, _T.administration, _T.received_at, _T.take_in_at)
+    .where(*_waiting(_now())).order_by(_T.priority, _T.received_at, _T.id).limit(bindparam("limit"))
+)
+_DUE_LOCKED = _DUE.with_for_update(skip_locked=True)
+_MARK = (  # still waiting: a ticket someone else took in (or resolved) meanwhile is not ours
+    update(_T).where(_T.id.in_(bindparam("ids", expanding=True)), *_waiting())
+    .values(taken_in_at=_now()).returning(_T.id)
+)
+_EVENT = insert(models.Event)
+CHUNK = 500
+"""Most tickets one UPDATE marks, so its ``IN (...)`` list stays far below SQLite's limit."""
+
+
+def _take_in_item(row: Row[*tuple[Any, ...]]) -> TakeInItem:
     return TakeInItem(
         ticket_id=row.id, reference=row.reference, priority=row.priority, category=row.category,
         administration=row.administration, received_at=row.received_at, take_in_at=row.take_in_at,
     )
 
 
-def due_take_ins(session: Session, now: datetime, limit: int, *, lock: bool = False) -> list[TakeInItem]:
+def due_take_ins(conn: Connection, now: datetime, limit: int, *, lock: bool = False) -> list[TakeInItem]:
     """Open tickets due for take-in by ``now``: priority, then arrival, then id."""
-    t = models.Ticket
-    query = (select(t).where(*_waiting(now)).order_by(t.priority, t.received_at, t.id).limit(limit))
-    if lock:
-        query = query.with_for_update(skip_locked=True)
-    return [_take_in_item(row) for row in session.scalars(query)]
+    rows = conn.execute(_DUE_LOCKED if lock else _DUE, {"now": now, "limit": limit})
+    return [_take_in_item(row) for row in rows]
 
 
-def take_in(session: Session, now: datetime, limit: int) -> list[TakeInItem]:
-    """Claim and mark the due take-ins in one go (safe with two daemons)."""
-    items = due_take_ins(session, now, limit, lock=True)
-    return [item for item in items if mark_taken_in(session, item.ticket_id, now)]
+def take_in(conn: Connection, now: datetime, limit: int) -> list[TakeInItem]:
+    """Claim and mark the due take-ins in one go (safe with two daemons).
+
+    One SELECT (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's ``BEGIN
+    IMMEDIATE`` already keeps other writers out), then per chunk one UPDATE and
+    one batched INSERT of the events: a handful of statements for a whole
+    backlog. Only the tickets the UPDATE reports as marked are returned and
+    evented, in due order: the same rows ``mark_taken_in`` one by one writes.
+    """
+    items = due_take_ins(conn, now, limit, lock=True)
+    taken: list[TakeInItem] = []
+    for start in range(0, len(items), CHUNK):
+        taken.extend(_mark_all(conn, items[start:start + CHUNK], now))
+    return taken
+
+
+def _mark_all(conn: Connection, items: Sequence[TakeInItem], now: datetime) -> list[TakeInItem]:
+    marked = set(conn.execute(_MARK, {"ids": [item.ticket_id for item in items], "now": now}).scalars())
+    done = [item for item in items if item.ticket_id in marked]
+    if done:
+        conn.execute(_EVENT, [
+            event_row(EventKind.TAKEN_IN, now, ticket_id=item.ticket_id, data=_taken_in_data(
+                item.reference, item.priority, item.take_in_at))
+            for item in done
+        ])
+    return done
+
+
+def _taken_in_data(reference: str, priority: int, take_in_at: datetime) -> dict[str, object]:
+    return {"reference": reference, "priority": priority, "take_in_at": take_in_at}
 
 
 def mark_taken_in(session: Session, ticket_id: int, now: datetime) -> bool:
@@ -95,7 +141,7 @@ def mark_taken_in(session: Session, ticket_id: int, now: datetime) -> bool:
     if done:
         row = session.get_one(t, ticket_id)
         add_event(session, EventKind.TAKEN_IN, now, ticket_id=ticket_id,
-                  data={"reference": row.reference, "priority": row.priority, "take_in_at": row.take_in_at})
+                  data=_taken_in_data(row.reference, row.priority, row.take_in_at))
     return bool(done)
 
 
