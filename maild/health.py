@@ -17,11 +17,10 @@ from pathlib import Path
 
 from maild.digest import next_digest_at
 from maild.hours import ServiceCalendar
-from maild.models import OutboxState, QuarantineState
 from maild.operators import age, iso, when
 from maild.poller import open_client
 from maild.settings import Mailbox, Settings
-from maild.store import Store
+from maild.store import OutboxState, QuarantineState, Store
 from maild.store.state import DIGEST_PREFIX
 
 log = logging.getLogger("maild.health")

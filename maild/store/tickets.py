@@ -9,11 +9,11 @@ from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from maild import models
-from maild.models import TicketState, clean_text
+from maild.models import clean_text
 from maild.records import OutgoingMail
 from maild.store.common import add_event, queue_replies, rowcount, ticket_ref
 from maild.store.text import message_key
-from maild.store.types import EventKind, TakeInItem, TicketRef
+from maild.store.types import EventKind, TakeInItem, TicketRef, TicketState
 
 
 def find_thread(
