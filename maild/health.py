@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from maild.digest import next_digest_at
+from maild.health_limits import MAX_AGE, PROBE_TIMEOUT
 from maild.hours import ServiceCalendar
 from maild.operators import age, iso, when
 from maild.poller import open_client
@@ -29,8 +30,6 @@ DAEMON = "daemon"
 """Heartbeat name the daemon records (``Store.heartbeat``)."""
 LAST_POLL_KEY = "poll:last_ok"
 """State key of the last time the daemon read the mailbox without an error."""
-MAX_AGE = timedelta(seconds=120)
-PROBE_TIMEOUT = 5.0
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
 
