@@ -7,7 +7,7 @@ The records and key helpers are imported with the package; ``Store`` and the
 other names that need SQLAlchemy and Alembic are imported on first use. So
 ``maild.store.types`` and ``maild.store.text`` can be imported alone (every
 submodule import runs this file first): the triage worker and the quick
-commands need them, and not the ~0.3 s of CPU the database layer costs to
+commands need them, and not the ~0.4 s of CPU the database layer costs to
 import.
 """
 
