@@ -4,6 +4,12 @@ Every subcommand takes ``--config PATH``. Exit codes: 0 done, 1 a fault while
 doing it (reported on stderr), 2 bad configuration or usage. The triage,
 takein and render commands are a contract other tools call: their JSON output
 is one object per line.
+
+``maild.app`` (the daemon's wiring, and with it the database layer, the
+IMAP, SMTP and scheduler libraries) is imported by the handlers that use it,
+never by this module: the triage worker is spawned, so it re-imports the
+main module (this one, under ``python -m maild.cli`` and the ``maild``
+script), and ``maild triage`` or ``check-config`` need none of it.
 """
 
 from __future__ import annotations
@@ -17,7 +23,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from maild.app import build_daemon, open_store, seed_maildir
 from maild.cli_ops import OPERATOR_COMMANDS
 from maild.errors import ConfigError, MaildError
 from maild.hours import ServiceCalendar
@@ -289,6 +294,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from maild.app import build_daemon, seed_maildir  # noqa: PLC0415 - see the module docstring
+
     if args.seed_examples:
         if settings.mailbox.kind != "maildir":
             raise ConfigError("mailbox.kind", "--seed-examples needs a maildir mailbox")
@@ -313,6 +320,8 @@ def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _db(args: argparse.Namespace, settings: Settings) -> int:
+    from maild.app import open_store  # noqa: PLC0415 - see the module docstring
+
     store = open_store(settings)
     print(f"database {_redact(settings.database.url)} at revision {store.revision()}")
     store.close()
@@ -329,6 +338,8 @@ def _add_quarantine(commands: argparse._SubParsersAction[argparse.ArgumentParser
 
 
 def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
+    from maild.app import open_store  # noqa: PLC0415 - see the module docstring
+
     store = open_store(settings)
     try:
         if args.action == "retry":

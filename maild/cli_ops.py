@@ -5,6 +5,11 @@ store, and prints a readable table by default or, with ``--json``, one JSON
 object per line with each ticket's reference under ``ticket``. Replies
 (resolution notices) go through the outbox like every other reply: the
 running daemon sends them.
+
+The database, the digest and the health check are imported by the handlers
+that use them, not by this module: ``maild.cli`` builds every command's
+options at each start, and ``maild triage``, ``check-config`` and the spawned
+triage worker (which re-imports ``maild.cli``) need none of them.
 """
 
 from __future__ import annotations
@@ -18,11 +23,10 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from maild.app import open_store
-from maild.digest import DigestRenderer, build_digest, last_digest_at
 from maild.errors import ConfigError
-from maild.health import MAX_AGE, PROBE_TIMEOUT, check, status_json, status_lines
+from maild.health_limits import MAX_AGE, PROBE_TIMEOUT
 from maild.operators import (
     QUEUE_COLUMNS,
     MessageDetail,
@@ -41,7 +45,10 @@ from maild.records import OutgoingMail
 from maild.responder import Responder, clean_text
 from maild.rules import load_rules
 from maild.settings import Settings
-from maild.store import Store, TicketState, TicketStory
+from maild.store import TicketState, TicketStory
+
+if TYPE_CHECKING:
+    from maild.store import Store
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -72,6 +79,13 @@ def _table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
     from maild.cli import print_table  # noqa: PLC0415 - maild.cli imports this module
 
     print_table(rows, columns)
+
+
+def _open_store(settings: Settings) -> Store:
+    """``maild.app.open_store``: the wiring module imports the whole daemon, so only commands that need it do."""
+    from maild.app import open_store  # noqa: PLC0415 - see the module docstring
+
+    return open_store(settings)
 
 
 def _operator() -> str:
@@ -111,7 +125,7 @@ def _add_queue(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _queue(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as store:
+    with _open_store(settings) as store:
         tickets = store.queue(None if args.all else TicketState.OPEN, limit=args.limit)
     rows = queue_rows(tickets, datetime.now(UTC))
     if args.json:
@@ -157,7 +171,7 @@ def _details(store: Store, story: TicketStory, settings: Settings) -> dict[int, 
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as store:
+    with _open_store(settings) as store:
         story = store.ticket_story(args.reference)
         if story is None:
             return _fail(f"no ticket {args.reference}")
@@ -173,7 +187,7 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 def _resolve(args: argparse.Namespace, settings: Settings) -> int:
     note = clean_text(args.note) if args.note and args.note.strip() else None
     now = datetime.now(UTC)
-    with open_store(settings) as store:
+    with _open_store(settings) as store:
         story = store.ticket_story(args.reference)
         if story is None:
             return _fail(f"no ticket {args.reference}")
@@ -199,7 +213,7 @@ def _resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reopen(args: argparse.Namespace, settings: Settings) -> int:
     note = clean_text(args.note) if args.note and args.note.strip() else None
-    with open_store(settings) as store:
+    with _open_store(settings) as store:
         ticket = store.ticket(args.reference)
         if ticket is None:
             return _fail(f"no ticket {args.reference}")
@@ -231,7 +245,7 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     else:
         first = now.astimezone(tz).date() - timedelta(days=STATS_DAYS - 1)
         since = datetime.combine(first, datetime.min.time(), tzinfo=tz)
-    with open_store(settings) as store:
+    with _open_store(settings) as store:
         rows = stats_rows(store.message_counts(since, now))
         stats = store.stats(since, now)
     if args.json:
@@ -273,9 +287,11 @@ def _add_digest(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _digest(args: argparse.Namespace, settings: Settings) -> int:
+    from maild.digest import DigestRenderer, build_digest, last_digest_at  # noqa: PLC0415 - see the module docstring
+
     now = datetime.now(UTC)
     renderer = DigestRenderer(settings.templates.path, settings.service_hours.timezone)
-    with open_store(settings) as store:
+    with _open_store(settings) as store:
         since = _moment(args.since, settings) if args.since else last_digest_at(store) or now - timedelta(days=1)
         content = build_digest(store, settings, now, since)
     if args.html is not None:
@@ -305,7 +321,9 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    with open_store(settings) as store:
+    from maild.health import check, status_json, status_lines  # noqa: PLC0415 - see the module docstring
+
+    with _open_store(settings) as store:
         health = check(store, settings, datetime.now(UTC), max_age=timedelta(seconds=args.max_age),
                        timeout=args.timeout)
     if args.json:

@@ -34,12 +34,21 @@ from markupsafe import Markup
 
 from maild.errors import TemplateError
 from maild.hours import ServiceCalendar
-from maild.models import OutboxState, QuarantineState, TicketState
 from maild.operators import age, authorization_reasons, when
 from maild.records import Category, OutgoingMail
 from maild.responder import clean_line, make_message_id
 from maild.settings import DEFAULT_TEMPLATES, Settings
-from maild.store import MessageCount, MessageFact, OutboxSummary, QuarantineEntry, Store, TicketSummary
+from maild.store import (
+    MessageCount,
+    MessageFact,
+    OutboxState,
+    OutboxSummary,
+    QuarantineEntry,
+    QuarantineState,
+    Store,
+    TicketState,
+    TicketSummary,
+)
 from maild.store.state import DIGEST_PREFIX
 
 log = logging.getLogger("maild.digest")

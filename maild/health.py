@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from maild.digest import next_digest_at
+from maild.health_limits import MAX_AGE, PROBE_TIMEOUT
 from maild.hours import ServiceCalendar
-from maild.models import OutboxState, QuarantineState
 from maild.operators import age, iso, when
 from maild.poller import open_client
 from maild.settings import Mailbox, Settings
-from maild.store import Store
+from maild.store import OutboxState, QuarantineState, Store
 from maild.store.state import DIGEST_PREFIX
 
 log = logging.getLogger("maild.health")
@@ -30,8 +30,6 @@ DAEMON = "daemon"
 """Heartbeat name the daemon records (``Store.heartbeat``)."""
 LAST_POLL_KEY = "poll:last_ok"
 """State key of the last time the daemon read the mailbox without an error."""
-MAX_AGE = timedelta(seconds=120)
-PROBE_TIMEOUT = 5.0
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
 

@@ -11,6 +11,10 @@ Any failure on one message (parse, rule, template, database constraint)
 quarantines it, with the error recorded, so the messages behind it go on. If
 even the quarantine cannot be recorded the database itself is down: the fault
 is raised and the message stays where it is.
+
+The stages before the database (``triage``, ``Triaged``) live in
+``maild.triage``, which the triage worker imports alone; they are re-exported
+here.
 """
 
 from __future__ import annotations
@@ -23,14 +27,25 @@ from datetime import datetime
 
 from maild.errors import StoreError
 from maild.logs import context
-from maild.parsing import parse_message
-from maild.pipeline import Triager, received_time
+from maild.pipeline import Triager
 from maild.records import Decision, Disposition, OutgoingMail
-from maild.responder import Responder, find_ticket_refs, make_message_id
+from maild.responder import Responder, make_message_id
 from maild.settings import Settings
 from maild.sources import Incoming
-from maild.store import Intake, IntakeResult, MessageKind, QueuedIntake, Store, ThreadQuery, TicketRef, dedupe_key
+from maild.store import Intake, IntakeResult, MessageKind, QueuedIntake, Store, TicketRef, dedupe_key
 from maild.store.text import header_value
+from maild.triage import Triaged, thread_query, triage
+
+__all__ = [
+    "IntakeReport",
+    "IntakeService",
+    "Outcome",
+    "Triaged",
+    "raw_message_id",
+    "replies_for",
+    "thread_query",
+    "triage",
+]
 
 log = logging.getLogger("maild.intake")
 
@@ -186,35 +201,6 @@ class IntakeService:
                                      retry_of=retry_of)
         log.warning("quarantined: %s", error, extra=context(raw_message_id(item.raw), source_id=item.source_id))
         return IntakeReport(Outcome.QUARANTINED, item.source_id, error=error)
-
-
-@dataclass(frozen=True, slots=True)
-class Triaged:
-    """One message through the stages before the database; plain frozen records, so it can
-    cross from a worker process (``maild.workers``)."""
-
-    dedupe_key: str
-    disposition: Disposition
-    thread_query: ThreadQuery | None
-
-
-def triage(raw: bytes, now: datetime, triager: Triager, settings: Settings) -> Triaged:
-    """Dedupe key, parse, triage and thread query of one message: pure, no I/O, may raise."""
-    message = parse_message(raw, settings.limits)
-    d = triager.decide(message, received_at=min(received_time(message, now), now))
-    return Triaged(dedupe_key(raw), d, thread_query(d, settings.helpdesk.ticket_prefix))
-
-
-def thread_query(d: Disposition, ticket_prefix: str) -> ThreadQuery | None:
-    """What the message may follow up: None when nothing (ignored mail never follows anything up)."""
-    if d.decision is Decision.IGNORED or not d.message.from_addresses:
-        return None
-    message = d.message
-    ids = (*message.in_reply_to, *reversed(message.references))
-    tags = find_ticket_refs(message.subject, ticket_prefix)
-    if not ids and not tags:
-        return None
-    return ThreadQuery(ids, tags, message.from_addresses[0].key)
 
 
 def raw_message_id(raw: bytes | None) -> str | None:

@@ -25,8 +25,7 @@ from prometheus_client.registry import Collector
 
 from maild.clock import Clock, SystemClock
 from maild.errors import ConfigError, StoreError
-from maild.models import QuarantineState, TicketState
-from maild.store import Store
+from maild.store import QuarantineState, Store, TicketState
 
 log = logging.getLogger("maild.metrics")
 

@@ -37,6 +37,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+# The state enums are plain records of the store (maild.store.types): code that only names a state
+# needs no SQLAlchemy. The columns below check their values.
+from maild.store.types import MessageKind, OutboxState, QuarantineState, TicketState
+
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -68,37 +72,6 @@ def clean_json(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [clean_json(v) for v in value]
     return value
-
-
-class MessageKind(enum.StrEnum):
-    """What the intake did with one received message."""
-
-    NEW = "new"
-    FOLLOWUP = "followup"
-    IGNORED = "ignored"
-    REFUSED = "refused"
-    """Not ignored, but no ticket was opened (a refusal may have been queued)."""
-
-
-class TicketState(enum.StrEnum):
-    OPEN = "open"
-    RESOLVED = "resolved"
-
-
-class OutboxState(enum.StrEnum):
-    PENDING = "pending"
-    SENDING = "sending"
-    SENT = "sent"
-    HELD = "held"
-    FAILED = "failed"
-
-
-class QuarantineState(enum.StrEnum):
-    QUARANTINED = "quarantined"
-    RETRY = "retry"
-    """An operator asked for a retry; the daemon has not processed it yet."""
-    RETRIED = "retried"
-    RELEASED = "released"
 
 
 def _check(column: str, values: type[enum.StrEnum]) -> CheckConstraint:

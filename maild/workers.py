@@ -30,9 +30,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 
-from maild.intake import Triaged, triage
 from maild.pipeline import Triager
 from maild.settings import Settings
+from maild.triage import Triaged, triage
 
 log = logging.getLogger("maild.workers")
 

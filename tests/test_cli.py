@@ -92,3 +92,25 @@ def test_render_refusal_and_notice_and_ignored() -> None:
     assert "To: referente.tecnico@ateneo.example.it" in notice.stdout
     ignored = maild("render", "--config", CONFIG, str(CORPUS / "d024.eml"))
     assert ignored.returncode == 0 and ignored.stdout == "" and "ignored" in ignored.stderr
+
+
+_QUICK_COMMANDS = """
+import json
+import sys
+from maild.cli import main
+config, message = sys.argv[1:]
+statuses = [main(["check-config", "--config", config]), main(["triage", "--config", config, message]),
+            main(["takein", "--config", config, "2027-03-27T14:00:00+01:00"]),
+            main(["render", "--config", config, message])]
+heavy = ("sqlalchemy", "alembic", "imapclient", "apscheduler", "maild.app", "maild.store.core")
+sys.stdout.write("\\n" + json.dumps({"exit": statuses, "loaded": sorted(m for m in heavy if m in sys.modules)}))
+"""
+
+
+def test_the_quick_commands_load_no_database_mailbox_or_scheduler_code() -> None:
+    """check-config, triage, takein and render, run in one process: none imports the daemon's wiring,
+    the database layer (SQLAlchemy, Alembic) or the IMAP and scheduler libraries."""
+    done = subprocess.run([sys.executable, "-c", _QUICK_COMMANDS, CONFIG, str(CORPUS / "d055.eml")], cwd=REPO,
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.splitlines()[-1]) == {"exit": [0, 0, 0, 0], "loaded": []}

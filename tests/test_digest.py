@@ -31,9 +31,8 @@ from maild.digest import (
     next_digest_at,
 )
 from maild.hours import ServiceCalendar
-from maild.models import MessageKind
 from maild.settings import DEFAULT_TEMPLATES, Settings
-from maild.store import MessageFact
+from maild.store import MessageFact, MessageKind
 from tests.daemon_kit import FakeClock, daemon, db_rows, run_cli, sqlite_url
 from tests.factories import REFERENTE, settings
 from tests.ops_kit import OPERATORS, SPOOFED, ops_config, request

@@ -132,3 +132,49 @@ def test_a_worker_whose_daemon_is_killed_exits(tmp_path: Path) -> None:
     daemon.wait()
     daemon.stdout.close()
     assert wait_until(lambda: not _alive(worker), timeout=20)
+
+
+HEAVY = ("sqlalchemy", "alembic", "imapclient", "apscheduler", "maild.app", "maild.store.core")
+"""The database layer, the IMAP and scheduler libraries, the daemon's wiring: none is the worker's business."""
+
+
+def test_importing_the_worker_module_loads_no_database_mailbox_or_scheduler_code() -> None:
+    done = subprocess.run([sys.executable, "-c", f"import sys, maild.workers; print(sorted(m for m in {HEAVY!r} "
+                           "if m in sys.modules))"], cwd=REPO, capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+_WORKER_MODULES = """
+import sys
+from maild.cli import main  # as the `maild` script does: the spawned worker re-imports this module, so maild.cli
+
+HEAVY = {heavy!r}
+
+
+def loaded():
+    return sorted(m for m in HEAVY if m in sys.modules)
+
+
+if __name__ == "__main__":
+    from datetime import UTC, datetime
+    from maild.workers import TriagePool
+    from tests.factories import REPO, settings
+    pool = TriagePool(settings())
+    raw = (REPO / "examples" / "01-quota-it.eml").read_bytes()
+    assert pool.result(pool.submit([raw], datetime.now(UTC)), 1)[0] is not None
+    print(pool._executor.submit(loaded).result(), flush=True)
+    pool.close()
+"""
+
+
+def test_the_spawned_worker_triages_without_loading_database_mailbox_or_scheduler_code(tmp_path: Path) -> None:
+    """What the daemon's worker process holds after starting and triaging a batch, started the way
+    ``maild run`` starts it (the main module is maild.cli, which the spawned worker re-imports)."""
+    script = tmp_path / "maild_script.py"
+    script.write_text(_WORKER_MODULES.format(heavy=HEAVY), encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=False,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+

@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session
 
 from maild import models
 from maild.errors import StoreError
-from maild.models import OutboxState, TicketState
 from maild.records import OutgoingMail
 from maild.store.text import message_key
-from maild.store.types import Event, EventKind, OutboxSummary, TicketRef, TicketSummary
+from maild.store.types import Event, EventKind, OutboxState, OutboxSummary, TicketRef, TicketState, TicketSummary
 
 
 def add_event(session: Session, kind: EventKind, at: datetime, **fields: Any) -> None:

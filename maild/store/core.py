@@ -20,7 +20,6 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.errors import StoreError
-from maild.models import OutboxState, QuarantineState, TicketState
 from maild.records import OutgoingMail
 from maild.settings import Limits
 from maild.store import intake as intake_ops
@@ -39,14 +38,17 @@ from maild.store.types import (
     MessageCount,
     MessageFact,
     OutboxItem,
+    OutboxState,
     OutboxSummary,
     QuarantineEntry,
+    QuarantineState,
     QueuedIntake,
     Renderer,
     StateEntry,
     Stats,
     TakeInItem,
     TicketRef,
+    TicketState,
     TicketStory,
     TicketSummary,
 )

@@ -29,12 +29,21 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from maild import models
-from maild.models import MessageKind, QuarantineState, TicketState
 from maild.records import Decision, Disposition, OutgoingMail
 from maild.store.common import add_event, event_row, insert_for, is_postgresql, outbox_row, queued_event, rowcount
 from maild.store.text import message_key
 from maild.store.tickets import find_thread
-from maild.store.types import EventKind, Intake, IntakeResult, QueuedIntake, Renderer, TicketRef
+from maild.store.types import (
+    EventKind,
+    Intake,
+    IntakeResult,
+    MessageKind,
+    QuarantineState,
+    QueuedIntake,
+    Renderer,
+    TicketRef,
+    TicketState,
+)
 
 DUPLICATE = IntakeResult(duplicate=True)
 KEY_CHUNK = 500

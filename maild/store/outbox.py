@@ -42,10 +42,10 @@ from sqlalchemy import BindParameter, Connection, Row, and_, bindparam, case, fu
 from maild import models
 from maild.errors import StoreError
 from maild.logs import context
-from maild.models import OutboxState, UTCDateTime
+from maild.models import UTCDateTime
 from maild.settings import Limits
 from maild.store.common import event_row
-from maild.store.types import EventKind, OutboxItem
+from maild.store.types import EventKind, OutboxItem, OutboxState
 
 log = logging.getLogger("maild.store")
 

@@ -16,9 +16,8 @@ from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, defer
 
 from maild import models
-from maild.models import QuarantineState
 from maild.store.common import add_event, rowcount
-from maild.store.types import EventKind, QuarantineEntry
+from maild.store.types import EventKind, QuarantineEntry, QuarantineState
 
 
 def record(

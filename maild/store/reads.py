@@ -9,15 +9,18 @@ from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from maild import models
-from maild.models import MessageKind, OutboxState, QuarantineState, TicketState
 from maild.store.common import event_record, outbox_summary, ticket_summary
 from maild.store.types import (
     Event,
     MessageCount,
     MessageFact,
+    MessageKind,
     MessageSummary,
+    OutboxState,
     OutboxSummary,
+    QuarantineState,
     Stats,
+    TicketState,
     TicketStory,
     TicketSummary,
 )

@@ -10,11 +10,11 @@ from sqlalchemy import BindParameter, ColumnElement, Connection, Row, bindparam,
 from sqlalchemy.orm import Session
 
 from maild import models
-from maild.models import TicketState, UTCDateTime, clean_text
+from maild.models import UTCDateTime, clean_text
 from maild.records import OutgoingMail
 from maild.store.common import add_event, event_row, queue_replies, rowcount, ticket_ref
 from maild.store.text import message_key
-from maild.store.types import EventKind, TakeInItem, TicketRef
+from maild.store.types import EventKind, TakeInItem, TicketRef, TicketState
 
 
 def find_thread(

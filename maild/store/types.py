@@ -1,4 +1,8 @@
-"""Frozen records going in and out of the store: never ORM objects, never dicts."""
+"""Frozen records going in and out of the store: never ORM objects, never dicts.
+
+This module and the states it defines import no SQLAlchemy, so the triage
+worker can build a ``ThreadQuery`` without loading the database layer.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from maild.models import MessageKind, OutboxState, QuarantineState, TicketState
 from maild.records import AuthDecision, Classification, Disposition, OutgoingMail, ScreenResult
 
 __all__ = [
@@ -36,6 +39,37 @@ __all__ = [
     "TicketStory",
     "TicketSummary",
 ]
+
+
+class MessageKind(enum.StrEnum):
+    """What the intake did with one received message."""
+
+    NEW = "new"
+    FOLLOWUP = "followup"
+    IGNORED = "ignored"
+    REFUSED = "refused"
+    """Not ignored, but no ticket was opened (a refusal may have been queued)."""
+
+
+class TicketState(enum.StrEnum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    HELD = "held"
+    FAILED = "failed"
+
+
+class QuarantineState(enum.StrEnum):
+    QUARANTINED = "quarantined"
+    RETRY = "retry"
+    """An operator asked for a retry; the daemon has not processed it yet."""
+    RETRIED = "retried"
+    RELEASED = "released"
 
 
 class EventKind(enum.StrEnum):
