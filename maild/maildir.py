@@ -207,7 +207,9 @@ class MaildirSink:
         except OSError as exc:
             raise TransportUnavailable(f"Maildir {self.path}: cannot create: {exc}") from exc
 
-    def send(self, mail: OutgoingMail) -> None:
+    def send(self, mail: OutgoingMail, meanwhile: Callable[[], None] | None = None) -> None:
+        if meanwhile is not None:
+            meanwhile()  # no server to wait for: the caller's work simply comes first
         name = file_name(mail)
         tmp = self.path / "tmp" / f"{name}.{os.getpid()}.{uuid.uuid4().hex}"
         try:

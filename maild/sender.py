@@ -1,8 +1,10 @@
 """The sender loop: replies leave the outbox over one reused SMTP connection.
 
 A reply is claimed with a lease (committed before any SMTP traffic), sent,
-then marked sent. A down SMTP server delays replies, never loses them: the
-claim is released with an exponential backoff and retried. A permanent
+then marked sent in its own commit: while the server considers the next
+reply's MAIL command, so the commit costs no round trip, and always before
+that reply's data leaves. A down SMTP server delays replies, never loses them:
+the claim is released with an exponential backoff and retried. A permanent
 refusal (5xx for every recipient) marks the reply failed, recorded for the
 operators. The only double-send window is a crash between the server's 250
 and our commit; the re-sent copy carries the same Message-ID.
@@ -10,6 +12,7 @@ and our commit; the re-sent copy carries the same Message-ID.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -94,12 +97,16 @@ class OutboxSender:
             items = self.store.claim_outbox(self.clock.now(), BATCH, self.owner, LEASE_SECONDS, self.limits)
             if not items:
                 return SendReport(sent, 0, failed)
+            accepted: OutboxItem | None = None  # the server said 250; marked sent during the next send
             for index, item in enumerate(items):
                 if index and item.lease_until - self.clock.now() < LEASE_LEFT_TO_SEND:  # index 0: progress
+                    self._mark_sent(accepted)  # before the hand-back, which would release it too
+                    accepted = None
                     self._hand_back(len(items) - index)
                     break
+                previous, accepted = accepted, None
                 try:
-                    self.transport.send(_mail(item))
+                    self.transport.send(_mail(item), meanwhile=functools.partial(self._mark_sent, previous))
                 except TransportUnavailable as exc:
                     self._defer(items[index:], exc)
                     return SendReport(sent, len(items) - index, failed)
@@ -109,10 +116,18 @@ class OutboxSender:
                               extra=context(item.message_id, item.ticket, outbox_id=item.id))
                     failed += 1
                     continue
-                self.store.mark_sent(item.id, self.clock.now())
-                log.info("%s sent to %s", item.kind, ", ".join(item.recipients),
-                         extra=context(item.message_id, item.ticket, outbox_id=item.id))
+                accepted = item
                 sent += 1
+            self._mark_sent(accepted)
+
+    def _mark_sent(self, item: OutboxItem | None) -> None:
+        """Record the server's 250 for ``item``: in its own commit, before the next reply's data leaves,
+        so a crash can re-send at most the one reply whose 250 is not recorded yet."""
+        if item is None:
+            return
+        self.store.mark_sent(item.id, self.clock.now())
+        log.info("%s sent to %s", item.kind, ", ".join(item.recipients),
+                 extra=context(item.message_id, item.ticket, outbox_id=item.id))
 
     def _hand_back(self, count: int) -> None:
         """Release this sender's leases (the rest of the batch), due at once, for a fresh claim."""

@@ -15,6 +15,11 @@ Error contract of every transport, which decides what the outbox does:
 ``SmtpTransport`` keeps ONE connection and reuses it across replies, checking it
 with NOOP only after it sat idle for a while. A reused connection that turns
 out dead is replaced once, transparently; a fresh one that fails is a fault.
+
+``send`` takes an optional ``meanwhile``: work the caller needs done before this
+reply's data goes out, run while the server considers the MAIL command. The
+sender marks the previous reply sent there, so its commit costs no round trip
+and yet no reply's data leaves before the one ahead of it is recorded sent.
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ _REFUSED_US = (smtplib.SMTPAuthenticationError, smtplib.SMTPHeloError, smtplib.S
 class MailTransport(Protocol):
     """Sends one rendered reply; see the module docstring for the error contract."""
 
-    def send(self, mail: OutgoingMail) -> None:
+    def send(self, mail: OutgoingMail, meanwhile: Callable[[], None] | None = None) -> None:
+        """Send ``mail``; run ``meanwhile`` exactly once, before its data leaves, failed or not."""
         ...
 
     def close(self) -> None:
@@ -76,7 +82,7 @@ class SmtpTransport:
         self._clock = clock
         self._noop_after = noop_after
         self._local_hostname = local_hostname
-        self._conn: smtplib.SMTP | None = None
+        self._conn: _Connection | None = None
         self._last_used = 0.0
         self._where = f"SMTP {settings.host}:{settings.port}"
 
@@ -84,19 +90,26 @@ class SmtpTransport:
     def connected(self) -> bool:
         return self._conn is not None
 
-    def send(self, mail: OutgoingMail) -> None:
+    def send(self, mail: OutgoingMail, meanwhile: Callable[[], None] | None = None) -> None:
+        work = _OneShot(meanwhile)
+        try:
+            self._send(mail, work)
+        finally:
+            work.run()  # not run yet when no MAIL command went out: run it now
+
+    def _send(self, mail: OutgoingMail, work: _OneShot) -> None:
         if not mail.recipients:
             raise TransportError(f"{mail.kind} {mail.message_id}: no recipients")
         reused = self._conn is not None
         try:
             try:
-                refused = self._deliver(mail)
+                refused = self._deliver(mail, work)
             except (smtplib.SMTPServerDisconnected, ConnectionError):
                 if not reused:
                     raise
                 log.info("%s: reused connection was dropped; reconnecting", self._where)
                 self._drop()
-                refused = self._deliver(mail)
+                refused = self._deliver(mail, work)
         except (smtplib.SMTPException, OSError) as exc:
             raise self._translate(exc, mail) from exc
         if refused:
@@ -114,15 +127,24 @@ class SmtpTransport:
 
     # ------------------------------------------------------------ helpers
 
-    def _deliver(self, mail: OutgoingMail) -> dict[str, tuple[int, bytes]]:
+    def _deliver(self, mail: OutgoingMail, work: _OneShot) -> dict[str, tuple[int, bytes]]:
         conn = self._connection()
         data = _BARE_LF.sub(b"\r\n", mail.data)
         options = _mail_options(conn, mail, data)
-        refused = conn.sendmail(mail.envelope_from, list(mail.recipients), data, mail_options=options)
+        conn.meanwhile = work.run
+        try:
+            refused = conn.sendmail(mail.envelope_from, list(mail.recipients), data, mail_options=options)
+        except (smtplib.SMTPException, OSError):
+            raise
+        except BaseException:
+            self._drop()  # ``meanwhile`` failed between MAIL and its reply: the session is mid-command
+            raise
+        finally:
+            conn.meanwhile = None
         self._last_used = self._clock()
         return refused
 
-    def _connection(self) -> smtplib.SMTP:
+    def _connection(self) -> _Connection:
         if self._conn is not None and self._clock() - self._last_used > self._noop_after:
             try:
                 code = self._conn.noop()[0]
@@ -136,14 +158,14 @@ class SmtpTransport:
             self._last_used = self._clock()
         return self._conn
 
-    def _open(self) -> smtplib.SMTP:
+    def _open(self) -> _Connection:
         s = self._settings
         context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
-        conn: smtplib.SMTP
+        conn: _Connection
         if s.tls == "ssl":
-            conn = smtplib.SMTP_SSL(s.host, s.port, self._local_hostname, timeout=s.timeout, context=context)
+            conn = _SslConnection(s.host, s.port, self._local_hostname, timeout=s.timeout, context=context)
         else:
-            conn = smtplib.SMTP(s.host, s.port, self._local_hostname, timeout=s.timeout)
+            conn = _Connection(s.host, s.port, self._local_hostname, timeout=s.timeout)
         try:
             conn.ehlo()
             if s.tls == "starttls":
@@ -186,6 +208,40 @@ class SmtpTransport:
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             log.error("%s: %s", self._where, exc)
         return TransportUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+
+
+class _OneShot:
+    """The caller's ``meanwhile``, run at most once however often it is asked to."""
+
+    __slots__ = ("_work",)
+
+    def __init__(self, work: Callable[[], None] | None) -> None:
+        self._work = work
+
+    def run(self) -> None:
+        work, self._work = self._work, None
+        if work is not None:
+            work()
+
+
+class _Connection(smtplib.SMTP):
+    """``smtplib.SMTP`` that runs ``meanwhile`` once before it reads the next reply.
+
+    ``sendmail`` is kept whole (its error semantics are what ``_translate``
+    maps); the hook only fills the wait for the MAIL reply with the caller's work.
+    """
+
+    meanwhile: Callable[[], None] | None = None
+
+    def getreply(self) -> tuple[int, bytes]:
+        work, self.meanwhile = self.meanwhile, None
+        if work is not None:
+            work()
+        return super().getreply()
+
+
+class _SslConnection(_Connection, smtplib.SMTP_SSL):
+    """The same over implicit TLS (``tls = "ssl"``)."""
 
 
 def _login(conn: smtplib.SMTP, username: str, password: str) -> None:

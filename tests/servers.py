@@ -321,6 +321,15 @@ class _Handler:
     mails: list[CapturedMail] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_reply: str | None = None
+    mail_commands: int = 0
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
+                          mail_options: list[str]) -> str:
+        with self.lock:
+            self.mail_commands += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
                           rcpt_options: list[str]) -> str:
@@ -383,6 +392,12 @@ class SmtpCapture:
     def messages(self) -> list[CapturedMail]:
         with self._handler.lock:
             return list(self._handler.mails)
+
+    @property
+    def mail_commands(self) -> int:
+        """MAIL commands received so far (accepted or not by later steps)."""
+        with self._handler.lock:
+            return self._handler.mail_commands
 
     def refuse_rcpt(self, address: str, reply: str) -> None:
         with self._handler.lock:

@@ -159,6 +159,14 @@ def test_sink_delivers_atomically_with_the_envelope_prepended(tmp_path: Path) ->
     assert message["Message-ID"] == "<r1@helpdesk.example.it>"
 
 
+def test_sink_runs_meanwhile_before_writing(tmp_path: Path) -> None:
+    sink = MaildirSink(tmp_path / "sent")
+    seen: list[list[str]] = []
+    sink.send(reply(), meanwhile=lambda: seen.append(os.listdir(tmp_path / "sent" / "new")))
+    assert seen == [[]]
+    assert len(os.listdir(tmp_path / "sent" / "new")) == 1
+
+
 def test_sink_sending_the_same_reply_again_replaces_it(tmp_path: Path) -> None:
     sink = MaildirSink(tmp_path / "sent")
     sink.send(reply(body="prima"))

@@ -31,7 +31,9 @@ class Transport:
         self.sent: list[str] = []
         self.before_send = before_send
 
-    def send(self, mail: OutgoingMail) -> None:
+    def send(self, mail: OutgoingMail, meanwhile: Callable[[], None] | None = None) -> None:
+        if meanwhile is not None:
+            meanwhile()
         self.before_send(mail)
         self.sent.append(mail.message_id)
 

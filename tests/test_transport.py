@@ -15,7 +15,7 @@ from maild.records import OutgoingMail
 from maild.settings import Smtp
 from maild.transport import SmtpTransport, make_transport
 from tests.factories import settings
-from tests.servers import SmtpCapture, self_signed_tls, server_tls_context
+from tests.servers import SmtpCapture, self_signed_tls, server_tls_context, wait_until
 
 RCPT = "referente.tecnico@ateneo.example.it"
 
@@ -131,6 +131,44 @@ def test_idle_connection_is_checked_with_noop_before_reuse(smtp_server: SmtpCapt
         sender.close()
     peers = [m.peer for m in smtp_server.messages]
     assert peers[0] == peers[1] != peers[2]
+
+
+def test_meanwhile_runs_while_the_server_holds_the_mail_command(
+    smtp_server: SmtpCapture, transport: SmtpTransport
+) -> None:
+    transport.send(ack(1))
+    seen: list[tuple[bool, int]] = []
+
+    def meanwhile() -> None:  # the sender marks the previous reply sent here
+        arrived = wait_until(lambda: smtp_server.mail_commands == 2, 10.0)
+        seen.append((arrived, len(smtp_server.messages)))
+
+    transport.send(ack(2), meanwhile=meanwhile)
+    assert seen == [(True, 1)]  # once, after this reply's MAIL reached the server, before its data did
+    assert [m.data for m in smtp_server.messages] == [ack(1).data, ack(2).data]
+
+
+def test_meanwhile_runs_even_when_the_server_is_down(smtp_server: SmtpCapture, transport: SmtpTransport) -> None:
+    smtp_server.stop()
+    ran: list[int] = []
+    with pytest.raises(TransportUnavailable):
+        transport.send(ack(1), meanwhile=lambda: ran.append(1))
+    assert ran == [1]
+
+
+def test_a_failing_meanwhile_stops_the_reply_and_the_next_one_starts_afresh(
+    smtp_server: SmtpCapture, transport: SmtpTransport
+) -> None:
+    transport.send(ack(1))
+
+    def broken() -> None:
+        raise RuntimeError("database gone")
+
+    with pytest.raises(RuntimeError, match="database gone"):
+        transport.send(ack(2), meanwhile=broken)
+    assert not transport.connected  # the session stopped between MAIL and its reply: not reused
+    transport.send(ack(3))
+    assert [m.data for m in smtp_server.messages] == [ack(1).data, ack(3).data]
 
 
 # ---------------------------------------------------------------- refusals
