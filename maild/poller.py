@@ -16,12 +16,22 @@ Design choices, and why:
   backoff and jitter. Other calls connect on demand and raise
   ``SourceUnavailable`` at once, so a daemon loop of ``fetch`` + ``wait`` gets
   backoff without knowing about it.
+* A ``wait()`` that times out leaves its IDLE open for the next one: a daemon
+  waits in one-second slices to notice a stop request, and ending and
+  re-issuing the IDLE (with its NOOP + SEARCH race check) every slice would be
+  four commands a second on an idle mailbox, forever. Every other command
+  reaches the connection through ``_session()``, which ends an open IDLE first.
+* TCP keepalive probes a connection that stays silent for the length of an
+  IDLE, so a peer that vanished without a word is noticed in about two
+  minutes, not at the next renewal.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import select
+import socket
 import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +50,8 @@ log = logging.getLogger("maild.poller")
 IDLE_RENEW = 28 * 60.0
 """Seconds after which an IDLE is ended and re-issued (RFC 2177: before 29 minutes)."""
 SOCKET_TIMEOUT = 60.0
+KEEPALIVE = (("TCP_KEEPIDLE", 60), ("TCP_KEEPINTVL", 15), ("TCP_KEEPCNT", 4))
+"""First probe after a minute of silence, then every 15 s; four unanswered probes end the connection."""
 FETCH_BYTES = 32 * 1024 * 1024
 """Upper bound of the bodies downloaded by one FETCH, whatever batch_size says."""
 _TRANSIENT_CODES = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]")
@@ -82,6 +94,7 @@ def open_client(box: Mailbox, timeout: float = SOCKET_TIMEOUT) -> Any:
     client = IMAPClient(box.host, box.port, ssl=box.tls == "ssl", ssl_context=context, timeout=timeout)
     quiet_imaplib(client)
     try:
+        keep_alive(client.socket())
         if box.tls == "starttls":
             client.starttls(context)
         client.login(box.username, box.password)
@@ -103,6 +116,23 @@ def quiet_imaplib(client: Any) -> None:
     imap = getattr(client, "_imap", None)
     if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
         imap.debug = 0
+
+
+def keep_alive(sock: socket.socket) -> None:
+    """Have the kernel probe the connection while it is quiet (see KEEPALIVE).
+
+    An open IDLE sends nothing for up to IDLE_RENEW: a server host that crashed,
+    or a NAT or firewall that forgot the connection, would otherwise go
+    unnoticed, and new mail unannounced, until the next renewal. A failed probe
+    makes the socket readable with an error, which ``wait()`` handles like any
+    lost connection. The finer options are Linux ones; elsewhere the system's
+    defaults apply.
+    """
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in KEEPALIVE:
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 def ensure_folders(client: Any, folders: Iterable[str]) -> None:
@@ -145,6 +175,9 @@ class ImapSource:
         self._clock = clock
         self._use_move = use_move
         self._client: Any = None
+        """The connection. Commands reach it through ``_session()`` only (an IDLE may be open)."""
+        self._idle_since: float | None = None
+        """When the IDLE open on the connection began (``clock`` time), or None."""
         self._uidvalidity: int | None = None
         self._max_uid = 0
         self._retry_at = 0.0
@@ -162,7 +195,7 @@ class ImapSource:
     # ------------------------------------------------------------ MailSource
 
     def fetch(self, max_bytes: int) -> Iterator[Incoming]:
-        client = self._ensure()
+        client = self._session()
         with self._guard("search"):
             client.noop()  # see _new_mail: a session sees others' deliveries only after a sync
             uids = sorted(client.search(["NOT", "DELETED"]))
@@ -191,6 +224,8 @@ class ImapSource:
         if self._client is None:
             return self._reconnect(deadline)
         try:
+            if self._idle_since is not None:
+                return self._idle(deadline)  # nothing but this IDLE since the last check: no race to close
             if self._new_mail():
                 return True
             if self._box.idle and self._client.has_capability("IDLE"):
@@ -201,6 +236,9 @@ class ImapSource:
             return self._reconnect(deadline)
 
     def close(self) -> None:
+        if self._client is not None:
+            with suppress(SourceError):
+                self._session()  # LOGOUT is a command too; a connection that fails here is dropped
         client, self._client = self._client, None
         if client is not None:
             try:
@@ -221,6 +259,21 @@ class ImapSource:
         self._backoff.reset()
         self._retry_at = 0.0
         return self._client
+
+    def _session(self) -> Any:
+        """The connected client, ready for a command: the one way commands reach the connection.
+
+        RFC 2177: while an IDLE is in progress the client sends nothing but DONE.
+        ``wait()`` leaves its IDLE open between calls, so it is ended here, before
+        whatever command comes next (fetch, move, the race check, LOGOUT). What
+        the server announced meanwhile needs no reading: a fetch searches anyway,
+        and the next ``wait()`` runs the race check because no IDLE is open.
+        """
+        client = self._ensure()
+        if self._idle_since is not None:
+            with self._guard("end idle"):
+                self._end_idle(client)
+        return client
 
     def _open(self) -> Any:
         client = None
@@ -258,14 +311,16 @@ class ImapSource:
 
     def _drop(self) -> None:
         client, self._client = self._client, None
+        self._idle_since = None
         if client is not None:
             _shutdown(client)
 
     def _live(self, client: Any) -> Any:
-        """The client a generator started with, unless a fault replaced it meanwhile."""
+        """The client a generator started with, unless a fault replaced it meanwhile; ready for a command
+        (a ``wait()`` may have run while the generator was suspended)."""
         if self._client is not client:
             raise SourceUnavailable(f"{self._where}: connection was reset during fetch")
-        return client
+        return self._session()
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
@@ -308,7 +363,7 @@ class ImapSource:
         found = [(item, _uid_of(item, self._where)) for item in items]
         if not found:
             return
-        client = self._ensure()
+        client = self._session()
         uids = []
         for item, (validity, uid) in found:
             if validity != str(self._uidvalidity):
@@ -353,23 +408,59 @@ class ImapSource:
         NOOP first: Dovecot shows a session mail delivered by others only after a
         sync, and a SEARCH alone reports it after its own result, too late.
         """
+        client = self._session()
         with self._guard("search"):
-            self._client.noop()
-            uids = self._client.search(["UID", f"{self._max_uid + 1}:*", "NOT", "DELETED"])
+            client.noop()
+            uids = client.search(["UID", f"{self._max_uid + 1}:*", "NOT", "DELETED"])
         return any(uid > self._max_uid for uid in uids)
 
     def _idle(self, deadline: float) -> bool:
+        """IDLE until mail is announced (True) or ``deadline`` passes (False).
+
+        On a timeout the IDLE stays open for the next call (see the module docstring);
+        on mail it is ended, so the next ``wait()`` checks again until a fetch took the mail.
+        """
         client = self._client
-        while (remaining := deadline - self._clock()) > 0:
+        while (now := self._clock()) < deadline:
             with self._guard("idle"):
-                client.idle()
-                responses = list(client.idle_check(timeout=min(remaining, IDLE_RENEW)))
-                if any(_is_bye(r) for r in responses):
-                    raise IMAPClientAbortError("server said BYE")
-                responses.extend(client.idle_done()[1])
-            if any(_announces_mail(r) for r in responses):
+                responses = self._idle_step(client, now, deadline)
+                mail = any(_announces_mail(r) for r in responses)
+                if mail and self._idle_since is not None:
+                    self._end_idle(client)
+            if mail:
                 return True
         return False
+
+    def _idle_step(self, client: Any, now: float, deadline: float) -> list[tuple[Any, ...]]:
+        """Begin, renew or listen to the IDLE; the untagged responses the server sent meanwhile."""
+        if self._idle_since is None:
+            return self._begin_idle(client)
+        renew_at = self._idle_since + IDLE_RENEW
+        if now >= renew_at:
+            return self._end_idle(client)  # the next step begins a new one
+        responses = list(client.idle_check(timeout=min(deadline, renew_at) - now))
+        if any(_is_bye(r) for r in responses):
+            raise IMAPClientAbortError("server said BYE")
+        if not responses and _readable(client.socket()):
+            # Input the library could not make a line of: the end of the connection (idle_check
+            # reports EOF as silence), or part of a TLS record. DONE tells which: it fails on a
+            # lost connection and returns whatever the server sent otherwise.
+            return self._end_idle(client)
+        return responses
+
+    def _begin_idle(self, client: Any) -> list[tuple[Any, ...]]:
+        client.idle()
+        self._idle_since = self._clock()
+        if _buffered_input(client):
+            # The server sent what was pending along with "+ idling"; imaplib read it into its
+            # buffer, where idle_check (which waits on the socket) cannot see it. DONE reads it.
+            return self._end_idle(client)
+        return []
+
+    def _end_idle(self, client: Any) -> list[tuple[Any, ...]]:
+        """Send DONE; the untagged responses received since the last ``idle_check``."""
+        self._idle_since = None
+        return list(client.idle_done()[1])
 
     def _poll(self, deadline: float) -> bool:
         while (remaining := deadline - self._clock()) > 0:
@@ -418,6 +509,35 @@ def _body_batches(uids: Sequence[int], sizes: dict[int, int], max_bytes: int) ->
         total += size
     if batch:
         yield batch
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether input, an end of file or an error waits on ``sock`` (without waiting)."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def _buffered_input(client: Any) -> bool:
+    """Whether imaplib has read input from the socket that nobody has parsed yet.
+
+    Looks into imaplib's buffered reader (``client._imap.file``) without blocking:
+    with the socket non-blocking, ``peek`` returns what is buffered, or what the
+    socket has right now, or nothing. An imaplib without that reader is taken to
+    have nothing buffered, which is how ``idle_check`` itself sees it.
+    """
+    peek = getattr(getattr(getattr(client, "_imap", None), "file", None), "peek", None)
+    if peek is None:
+        return False
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(peek(1))
+    except OSError:  # ssl.SSLWantReadError: no complete TLS record yet
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 def _is_bye(response: tuple[Any, ...]) -> bool:

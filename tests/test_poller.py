@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import select
+import socket
+import subprocess
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,7 +16,7 @@ import pytest
 from imapclient.exceptions import LoginError
 
 from maild.errors import SourceError, SourceUnavailable
-from maild.poller import Backoff, ImapSource, ensure_folders, open_client
+from maild.poller import IDLE_RENEW, Backoff, ImapSource, ensure_folders, open_client
 from maild.settings import Mailbox
 from maild.sources import Incoming, make_source
 from tests.factories import settings
@@ -20,6 +24,7 @@ from tests.fakes import FakeTime
 from tests.servers import (
     DovecotControl,
     ImapAccount,
+    ServerEnv,
     append_one,
     folder_counts,
     folder_uids,
@@ -303,6 +308,201 @@ def test_idle_survives_a_dovecot_restart(imap_account: ImapAccount, dovecot: Dov
     assert len(found) == 1 and found[0].raw is not None and b"Subject: seed 9" in found[0].raw
 
 
+# ---------------------------------------------------------------- one IDLE across wait() slices
+
+
+@pytest.mark.servers
+def test_consecutive_quiet_waits_keep_one_idle_open(imap_account: ImapAccount) -> None:
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
+    try:
+        assert drain(source) == []
+        spy.sent.clear()
+        assert [source.wait(0.5) for _ in range(3)] == [False, False, False]
+        assert spy.sent == ["NOOP", "UID SEARCH", "IDLE"]  # one race check, one IDLE, nothing between slices
+    finally:
+        source.close()
+
+
+@pytest.mark.servers
+def test_mail_delivered_between_slices_is_reported_through_the_open_idle(imap_account: ImapAccount) -> None:
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
+    try:
+        assert drain(source) == []
+        assert source.wait(0.5) is False
+        spy.sent.clear()
+        append_one(imap_account, make_message(5))  # while no wait() runs, the IDLE still open
+        assert source.wait(HANG_GUARD) is True
+        assert spy.sent == ["DONE"]  # heard on the open IDLE, which is ended for the fetch to come
+        (item,) = drain(source)
+    finally:
+        source.close()
+    assert item.raw is not None and b"Subject: seed 5" in item.raw
+
+
+@pytest.mark.servers
+def test_mail_pending_when_idle_begins_is_reported_by_that_wait(imap_account: ImapAccount) -> None:
+    """Mail that lands between the race check and IDLE: Dovecot announces it in the same packet as
+    "+ idling". The clock runs out as IDLE is sent, so only a wait that reads what already came
+    reports it; listening on the socket would hear it at the next "* OK Still here", minutes later."""
+    skew = [0.0]
+
+    def deliver_then_run_out_of_time() -> None:
+        append_one(imap_account, make_message(6))
+        skew[0] += 3600.0
+
+    spy = _Spy(before_idle=deliver_then_run_out_of_time)
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect,
+                        clock=lambda: time.monotonic() + skew[0])
+    try:
+        assert drain(source) == []
+        spy.sent.clear()
+        assert source.wait(HANG_GUARD) is True
+        assert spy.sent == ["NOOP", "UID SEARCH", "IDLE", "DONE"]
+        (item,) = drain(source)
+    finally:
+        source.close()
+    assert item.raw is not None and b"Subject: seed 6" in item.raw
+
+
+@pytest.mark.servers
+def test_a_move_after_a_quiet_wait_ends_the_idle_first(imap_account: ImapAccount, seed_imap: Seed) -> None:
+    seed_imap(imap_account, [make_message(1)])
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
+    try:
+        (first,) = drain(source)  # fetched, not filed yet
+        assert source.wait(0.5) is False
+        append_one(imap_account, make_message(2))
+        spy.until_server_speaks()  # the EXISTS is on its way to the open IDLE
+        spy.sent.clear()
+        source.mark_processed(first)
+        assert spy.sent == ["DONE", "UID MOVE"]
+        spy.sent.clear()
+        assert source.wait(HANG_GUARD) is True  # the race check finds what the DONE swallowed
+        assert "IDLE" not in spy.sent
+        (second,) = drain(source)
+    finally:
+        source.close()
+    assert second.raw is not None and b"Subject: seed 2" in second.raw
+    assert folder_counts(imap_account) == {"INBOX": 1, "Processed": 1, "Quarantine": 0}
+
+
+@pytest.mark.servers
+def test_a_fetch_after_a_quiet_wait_ends_the_idle_first(imap_account: ImapAccount) -> None:
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
+    try:
+        assert drain(source) == []
+        assert source.wait(0.5) is False
+        append_one(imap_account, make_message(3))
+        spy.until_server_speaks()
+        spy.sent.clear()
+        (item,) = drain(source)
+        assert spy.sent[:3] == ["DONE", "NOOP", "UID SEARCH"]
+        source.quarantine(item)
+    finally:
+        source.close()
+    assert item.raw is not None and b"Subject: seed 3" in item.raw
+    assert folder_counts(imap_account) == {"INBOX": 0, "Processed": 0, "Quarantine": 1}
+
+
+@pytest.mark.servers
+def test_the_idle_is_renewed_after_idle_renew(imap_account: ImapAccount) -> None:
+    skew = [0.0]
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect,
+                        clock=lambda: time.monotonic() + skew[0])
+    try:
+        assert drain(source) == []
+        assert source.wait(0.5) is False
+        skew[0] += IDLE_RENEW - 1.0
+        spy.sent.clear()
+        assert source.wait(0.5) is False
+        assert spy.sent == []  # not yet
+        skew[0] += 1.0
+        assert source.wait(0.5) is False
+        assert spy.sent == ["DONE", "IDLE"]
+        spy.sent.clear()
+        append_one(imap_account, make_message(4))
+        assert source.wait(HANG_GUARD) is True  # the renewed IDLE hears new mail
+        assert spy.sent == ["DONE"]
+    finally:
+        source.close()
+
+
+@pytest.mark.servers
+def test_close_during_an_open_idle_ends_it_and_logs_out(imap_account: ImapAccount) -> None:
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
+    assert drain(source) == []
+    assert source.wait(0.5) is False
+    spy.sent.clear()
+    source.close()
+    assert spy.sent == ["DONE", "LOGOUT"]
+    assert "shutdown" not in spy.calls  # LOGOUT got its answer: no fallback to closing the socket
+    assert not source.connected
+    source.close()  # twice is harmless
+
+
+@pytest.mark.servers
+def test_bye_during_an_open_idle_is_a_lost_connection(imap_account: ImapAccount, server_env: ServerEnv) -> None:
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect,
+                        backoff=Backoff(base=0.2, cap=1.0))
+    try:
+        assert drain(source) == []
+        assert source.wait(0.5) is False
+        _kick(server_env, imap_account)  # Dovecot says BYE to the open IDLE and hangs up
+        assert source.wait(HANG_GUARD) is True  # reconnected, which may mean mail
+        assert source.connected and spy.connections == 2
+        append_one(imap_account, make_message(8))
+        (item,) = drain(source)
+    finally:
+        source.close()
+    assert item.raw is not None and b"Subject: seed 8" in item.raw
+
+
+@pytest.mark.servers
+def test_a_connection_that_ends_without_bye_during_an_open_idle_is_reconnected(imap_account: ImapAccount) -> None:
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect,
+                        backoff=Backoff(base=0.2, cap=1.0))
+    try:
+        assert drain(source) == []
+        assert source.wait(0.5) is False
+        spy.client().socket().shutdown(socket.SHUT_RDWR)  # gone, as when a peer vanishes
+        assert source.wait(HANG_GUARD) is True
+        assert source.connected and spy.connections == 2
+        append_one(imap_account, make_message(9))
+        (item,) = drain(source)
+    finally:
+        source.close()
+    assert item.raw is not None and b"Subject: seed 9" in item.raw
+
+
+@pytest.mark.servers
+def test_the_connection_asks_for_keepalive_probes(imap_account: ImapAccount) -> None:
+    with open_client(imap_account.mailbox()) as client:
+        sock = client.socket()
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == 60
+
+
+@pytest.mark.servers
+def test_polling_still_checks_at_every_wait(imap_account: ImapAccount) -> None:
+    spy = _Spy()
+    source = ImapSource(imap_account.mailbox(idle=False, poll_interval=3600.0), connect=spy.connect)
+    try:
+        assert drain(source) == []
+        spy.sent.clear()
+        assert [source.wait(0.2) for _ in range(2)] == [False, False]
+        assert spy.sent == ["NOOP", "UID SEARCH"] * 4  # on entry and after the sleep, each time
+    finally:
+        source.close()
+
+
 # ---------------------------------------------------------------- backoff (no servers)
 
 
@@ -386,6 +586,61 @@ class _Recorder:
     def __getattr__(self, name: str) -> Any:
         self._calls.append(name)
         return getattr(self._client, name)
+
+
+class _Spy:
+    """``connect`` for ImapSource: real connections, each command they send noted by name
+    (``IDLE``, ``DONE``, ``UID SEARCH``...) in ``sent`` and each client method called in ``calls``."""
+
+    def __init__(self, before_idle: Callable[[], None] | None = None) -> None:
+        self.sent: list[str] = []
+        self.calls: list[str] = []
+        self.connections = 0
+        self._before_idle = before_idle
+        self._clients: list[Any] = []
+
+    def connect(self, box: Mailbox) -> Any:
+        client = open_client(box)
+        imap = client._imap
+        send = imap.send
+
+        def spy(data: bytes) -> None:
+            name = _command_name(data)
+            if name == "IDLE" and self._before_idle is not None:
+                self._before_idle()
+            if name:
+                self.sent.append(name)
+            send(data)
+
+        imap.send = spy
+        self.connections += 1
+        self._clients.append(client)
+        return _Recorder(client, self.calls)
+
+    def client(self) -> Any:
+        return self._clients[-1]
+
+    def until_server_speaks(self) -> None:
+        """Block until the server has sent the newest connection something unasked."""
+        readable, _, _ = select.select([self.client().socket()], [], [], HANG_GUARD)
+        assert readable, "the server never spoke"
+
+
+def _command_name(data: bytes) -> str:
+    """``b"A12 UID SEARCH ..."`` -> ``"UID SEARCH"``; ``b"DONE\r\n"`` -> ``"DONE"``; line ends -> ``""``."""
+    words = data.split()
+    if words[:1] == [b"DONE"]:
+        return "DONE"
+    if len(words) < 2:
+        return ""
+    name = words[1:3] if words[1].upper() == b"UID" else words[1:2]
+    return b" ".join(name).decode().upper()
+
+
+def _kick(env: ServerEnv, account: ImapAccount) -> None:
+    """Have Dovecot disconnect every session of ``account`` (it says BYE first)."""
+    subprocess.run(["doveadm", "-c", str(env.dovecot_conf), "kick", account.user],
+                   check=True, capture_output=True, timeout=HANG_GUARD)
 
 
 class _FakeClient:
