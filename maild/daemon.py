@@ -4,7 +4,9 @@ Three activities, each small and restartable from the database alone:
 
 - the intake loop (main thread): fetch, record each message in one
   transaction, then move it out of the mailbox; wait (IMAP IDLE, polling or a
-  Maildir watch) for more;
+  Maildir watch) for more, and read the mailbox again only when the wait says
+  mail may be there (or after a fault), so an IMAP IDLE stays open while
+  nothing arrives;
 - the sender (its own thread, so SMTP round trips overlap the intake work):
   drains the outbox whenever the intake queued replies, and retries deferred
   ones on a timer;
@@ -108,9 +110,19 @@ class Daemon:
         log.info("maild stopped")
         return 0
 
-    def drain_mailbox(self) -> int:
-        """Process everything waiting now (and operator retries); return how many."""
+    def drain_mailbox(self, *, fetch: bool = True) -> int:
+        """Process everything waiting now (and operator retries); return how many.
+
+        ``fetch=False`` leaves the mailbox alone: the daemon's wait said nothing new came.
+        """
         done = self._retry_quarantined()
+        if fetch:
+            done += self._drain_source()
+        self.take_in_due()
+        return done
+
+    def _drain_source(self) -> int:
+        done = 0
         batch = _Batch()
         try:
             for item in self.source.fetch(self.max_message_bytes):
@@ -128,7 +140,6 @@ class Daemon:
             log.warning("mailbox unavailable: %s", exc)
         finally:
             self._in_flight = None  # not recorded: it stays in the mailbox for the next pass
-        self.take_in_due()
         return done
 
     def take_in_due(self) -> int:
@@ -180,21 +191,39 @@ class Daemon:
             self.source.wait(WAIT_SLICE * 5)  # reconnects, with backoff
 
     def _intake_loop(self) -> None:
+        fetch = True  # the mailbox is read at start, then when _wait says so
         while not self.stop.is_set():
             self.notifier.watchdog()
             try:
-                if self.drain_mailbox():
+                self._mailbox_down = False
+                if self.drain_mailbox(fetch=fetch):
+                    fetch = True
                     continue
                 self._heartbeat()
-                self.source.wait(WAIT_SLICE)
-                if not getattr(self.source, "connected", True):
-                    self.metrics.mailbox_error("idle")
+                fetch = self._wait()
             except StoreError as exc:
                 log.error("database unavailable (%s); retrying in %ss", exc, WAIT_SLICE * 5)
+                fetch = True
                 self.stop.wait(WAIT_SLICE * 5)
             except SourceError as exc:
                 log.critical("mailbox unusable, stopping: %s", exc)
                 raise
+
+    def _wait(self) -> bool:
+        """Wait one slice; whether the mailbox must be read before the next one.
+
+        Only when the source says new mail may be there, or after a fault in the last
+        pass (a Maildir that could not file a message still holds it, and its wait
+        only reports new names). Reading the mailbox every slice would end an IMAP
+        IDLE every second: a watch that ends without a fault counts as a poll.
+        """
+        mail = self.source.wait(WAIT_SLICE)
+        if not getattr(self.source, "connected", True):
+            self.metrics.mailbox_error("idle")
+            return mail
+        if not mail:
+            self._last_poll = self.clock.now()
+        return mail or self._mailbox_down
 
     def _advance(self, items: list[Incoming]) -> int:
         """Hand ``items`` to the triage worker, then record the batch handed over before it: the

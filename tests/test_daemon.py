@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 
 from maild.daemon import EXIT_PENDING
+from maild.health import LAST_POLL_KEY
+from maild.poller import ImapSource, open_client
 from maild.records import Disposition, ParsedMessage
+from maild.settings import Mailbox
 from tests import hostile
 from tests.daemon_kit import (
     FakeClock,
@@ -442,3 +445,65 @@ def test_running_daemon_schedules_the_take_in_job_at_the_next_opening(
         d.stop.set()
         runner.join(timeout=60)
     assert not runner.is_alive()
+
+
+# --------------------------------------------------------------------------- 7. an idle daemon
+
+
+def test_an_idle_daemon_keeps_one_imap_idle_open_and_still_answers_new_mail(
+        tmp_path: Path, imap_account: ImapAccount, smtp_server: SmtpCapture, monkeypatch: Any) -> None:
+    url = sqlite_url(tmp_path)
+    start = datetime.now(UTC)
+    clock = FakeClock(start)
+    settings, d = daemon(config_for(tmp_path, imap_account, smtp_server, url), clock)
+    sent: list[bytes] = []
+
+    def connect(box: Mailbox) -> Any:
+        client = open_client(box)
+        send = client._imap.send
+
+        def spy(data: bytes) -> None:
+            sent.append(data)
+            send(data)
+
+        client._imap.send = spy
+        return client
+
+    d.source = source = ImapSource(settings.mailbox, connect=connect)
+    waits: list[bool] = []
+    wait = source.wait
+
+    def counted(timeout: float) -> bool:
+        waits.append(wait(timeout))
+        return waits[-1]
+
+    monkeypatch.setattr(source, "wait", counted)
+
+    def last_poll() -> datetime:
+        rows = db_rows(url, f"SELECT value FROM state WHERE key = '{LAST_POLL_KEY}'")
+        return datetime.fromisoformat(rows[0][0]) if rows else start - timedelta(days=1)
+
+    def heartbeat_due() -> bool:
+        clock.advance(timedelta(seconds=11))
+        return last_poll() > start
+
+    runner = threading.Thread(target=d.run)
+    runner.start()
+    try:
+        assert wait_until(lambda: len(waits) >= 2, 60)  # the first slice began the IDLE
+        sent.clear()
+        slices = len(waits)
+        assert wait_until(lambda: len(waits) >= slices + 3, 60)
+        assert sent == []  # three slices, not one command
+        assert wait_until(heartbeat_due, 60)  # watching without a fault counts as reading the mailbox
+        sample = next(s for s in corpus_mix(20, tag="idle") if s.decision != "ignored")
+        seed_imap(imap_account, [sample.raw])
+        assert wait_until(lambda: folder_counts(imap_account) == {"INBOX": 0, "Processed": 1, "Quarantine": 0},
+                          60)
+        assert wait_until(lambda: sample.message_id in replies_by_original(smtp_server.messages), 60)
+    finally:
+        d.stop.set()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert [line.split()[0] for line in sent[-2:]] == [b"DONE", sent[-1].split()[0]]
+    assert sent[-1].split()[1] == b"LOGOUT"
