@@ -49,6 +49,9 @@ WAIT_SLICE = 1.0
 """Longest uninterrupted wait: how soon a stop request is noticed."""
 SENDER_RETRY_POLL = 5.0
 HEARTBEAT_EVERY = timedelta(seconds=10)
+READ_AT_LEAST_EVERY = timedelta(minutes=1)
+"""The mailbox is read at least this often even when no new mail was announced: an announcement
+lost anywhere (server, network, client library) then delays a message by a minute at most."""
 EXIT_PENDING = 75
 """``run --once`` exit code when replies could not be sent or the mailbox not drained yet (EX_TEMPFAIL)."""
 ONCE_RECONNECTS = 5
@@ -77,6 +80,8 @@ class Daemon:
     notifier: Notifier = field(default_factory=Notifier.disabled)
     metrics: DaemonMetrics = field(default_factory=DaemonMetrics)
     _last_poll: datetime | None = None
+    _last_read: datetime | None = None
+    """When the mailbox was last read through (see READ_AT_LEAST_EVERY)."""
     _mailbox_down: bool = False
     parallel_triage: bool = False
     """``run`` triages in a worker process (``maild.workers``) when the machine has a core to spare."""
@@ -133,7 +138,7 @@ class Daemon:
                     break
             done += self._advance(batch.take())
             done += self._advance([])  # the batch still with the triage worker
-            self._last_poll = self.clock.now()
+            self._last_poll = self._last_read = self.clock.now()
         except SourceUnavailable as exc:
             self.metrics.mailbox_error("poll")
             self._mailbox_down = True
@@ -212,18 +217,21 @@ class Daemon:
     def _wait(self) -> bool:
         """Wait one slice; whether the mailbox must be read before the next one.
 
-        Only when the source says new mail may be there, or after a fault in the last
+        Only when the source says new mail may be there, after a fault in the last
         pass (a Maildir that could not file a message still holds it, and its wait
-        only reports new names). Reading the mailbox every slice would end an IMAP
-        IDLE every second: a watch that ends without a fault counts as a poll.
+        only reports new names), or when the last read is READ_AT_LEAST_EVERY old.
+        Reading the mailbox every slice would end an IMAP IDLE every second: a watch
+        that ends without a fault counts as a poll.
         """
         mail = self.source.wait(WAIT_SLICE)
         if not getattr(self.source, "connected", True):
             self.metrics.mailbox_error("idle")
             return mail
+        now = self.clock.now()
         if not mail:
-            self._last_poll = self.clock.now()
-        return mail or self._mailbox_down
+            self._last_poll = now
+        read_due = self._last_read is None or now - self._last_read >= READ_AT_LEAST_EVERY
+        return mail or self._mailbox_down or read_due
 
     def _advance(self, items: list[Incoming]) -> int:
         """Hand ``items`` to the triage worker, then record the batch handed over before it: the

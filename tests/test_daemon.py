@@ -11,18 +11,19 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from maild.daemon import EXIT_PENDING
+from maild.daemon import EXIT_PENDING, READ_AT_LEAST_EVERY
 from maild.health import LAST_POLL_KEY
 from maild.poller import ImapSource, open_client
 from maild.records import Disposition, ParsedMessage
 from maild.settings import Mailbox
+from maild.sources import Incoming
 from tests import hostile
 from tests.daemon_kit import (
     FakeClock,
@@ -507,3 +508,50 @@ def test_an_idle_daemon_keeps_one_imap_idle_open_and_still_answers_new_mail(
     assert not runner.is_alive()
     assert [line.split()[0] for line in sent[-2:]] == [b"DONE", sent[-1].split()[0]]
     assert sent[-1].split()[1] == b"LOGOUT"
+
+
+class _SilentSource:
+    """A mailbox that never announces mail: counts how often the daemon reads it anyway."""
+
+    connected = True
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def fetch(self, max_bytes: int) -> Iterator[Incoming]:
+        self.reads += 1
+        return iter(())
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(0.01)
+        return False
+
+    def mark_processed(self, *items: Incoming) -> None:
+        raise AssertionError("nothing was fetched")
+
+    def quarantine(self, *items: Incoming) -> None:
+        raise AssertionError("nothing was fetched")
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_unannounced_message_waits_a_minute_at_most(tmp_path: Path, imap_account: ImapAccount,
+                                                       smtp_server: SmtpCapture) -> None:
+    clock = FakeClock(datetime.now(UTC))
+    _, d = daemon(config_for(tmp_path, imap_account, smtp_server, sqlite_url(tmp_path)), clock)
+    d.source = source = _SilentSource()
+    runner = threading.Thread(target=d.run)
+    runner.start()
+    try:
+        assert wait_until(lambda: source.reads == 1, 60)  # read at start
+        time.sleep(0.3)  # many slices, no announcement, the clock still: no read
+        assert source.reads == 1
+        clock.advance(READ_AT_LEAST_EVERY)
+        assert wait_until(lambda: source.reads == 2, 60)  # a lost announcement costs a minute at most
+        time.sleep(0.3)
+        assert source.reads == 2
+    finally:
+        d.stop.set()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
