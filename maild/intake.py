@@ -166,8 +166,9 @@ class IntakeService:
 
     def _log_recorded(self, item: Incoming, d: Disposition, result: IntakeResult, *, followup: bool) -> IntakeReport:
         ref = result.ticket.reference if result.ticket else None
-        log.info("%s %s %s%s, %d repl%s queued", "follow-up" if followup else "new", d.decision.value,
+        log.info("%s %s %s%s%s, %d repl%s queued", "follow-up" if followup else "new", d.decision.value,
                  d.category.value, f" take-in {d.take_in.take_in_at.isoformat()}" if d.take_in else "",
+                 ", ticket reopened" if result.reopened else "",
                  len(result.outbox_ids), "y" if len(result.outbox_ids) == 1 else "ies",
                  extra=context(d.message.message_id, ref, source_id=item.source_id))
         return IntakeReport(Outcome.RECORDED, item.source_id, d.message.message_id, ref, d.decision.value,

@@ -46,6 +46,7 @@ from maild.store import (
     QueuedIntake,
     Store,
     TakeInItem,
+    ThreadQuery,
     TicketRef,
     TicketState,
     content_hash,
@@ -414,6 +415,50 @@ def test_replies_thread_by_message_id_and_by_the_requesters_own_tag(store: Store
     assert store.record_intake(auto, no_replies).kind is MessageKind.IGNORED
     story = store.ticket_story(ticket.reference)
     assert story is not None and story.events[-1].kind == "ignored" and len(story.replies) == 1
+
+
+def test_a_follow_up_reopens_its_resolved_ticket_and_an_auto_reply_does_not(store: Store) -> None:
+    first = store.record_intake(intake(1), ack())
+    ticket = first.ticket
+    assert ticket is not None
+    assert store.resolve(ticket.reference, NOW, by="operator")
+    resolved = store.find_thread(["<m1@ateneo.example.it>"], [], REQUESTER)
+    assert resolved is not None and resolved.state is TicketState.RESOLVED
+
+    auto = store.record_intake(intake(2, decision=Decision.IGNORED, thread=resolved), no_replies)
+    assert not auto.reopened  # an auto-reply to the resolution notice: nobody needs to look again
+    summary = store.ticket(ticket.reference)
+    assert summary is not None and summary.state is TicketState.RESOLVED
+
+    followup = store.record_intake(intake(3, body="Il numero è ancora sbagliato", thread=resolved), no_replies)
+    assert followup.kind is MessageKind.FOLLOWUP and followup.reopened
+    summary = store.ticket(ticket.reference)
+    assert summary is not None and summary.state is TicketState.OPEN and summary.resolved_at is None
+    assert ticket.reference in [t.reference for t in store.queue()]
+    story = store.ticket_story(ticket.reference)
+    assert story is not None
+    assert [e.kind for e in story.events][-2:] == ["followup", "reopened"]
+    assert ("by", "follow-up") in story.events[-1].data
+
+    # A second follow-up finds the ticket open: nothing to reopen, no second event.
+    again = store.record_intake(intake(4, thread=store.find_thread(["<m1@ateneo.example.it>"], [], REQUESTER)),
+                                no_replies)
+    assert again.kind is MessageKind.FOLLOWUP and not again.reopened
+    story = store.ticket_story(ticket.reference)
+    assert story is not None and [e.kind for e in story.events].count("reopened") == 1
+
+
+def test_two_follow_ups_in_one_batch_reopen_their_ticket_once(store: Store) -> None:
+    first = store.record_intake(intake(1), ack())
+    assert first.ticket is not None and store.resolve(first.ticket.reference, NOW, by="operator")
+    query = ThreadQuery(message_ids=("<m1@ateneo.example.it>",), tags=(), from_addr=REQUESTER)
+    results = store.record_intakes([QueuedIntake(intake(n), query, lambda ticket, followup: ())
+                                    for n in (2, 3)])
+    assert [(r.kind, r.reopened) for r in results] == [(MessageKind.FOLLOWUP, True), (MessageKind.FOLLOWUP, False)]
+    story = store.ticket_story(first.ticket.reference)
+    assert story is not None and [e.kind for e in story.events].count("reopened") == 1
+    summary = store.ticket(first.ticket.reference)
+    assert summary is not None and summary.state is TicketState.OPEN
 
 
 # ---------------------------------------------------------------- outbox

@@ -135,6 +135,7 @@ class _BatchWriter:
         pending, self._pending = self._pending, []
         conn = self._session.connection()
         opened = self._open_tickets(conn, pending)
+        reopened = _reopen(conn, pending)
         tickets = {p.index: opened.get(p.index, p.thread) for p in pending}
         kinds = [_kind(p.item.intake.disposition, p.thread, tickets[p.index]) for p in pending]
         message_ids = _insert_returning(conn, models.Message, [
@@ -154,9 +155,10 @@ class _BatchWriter:
         for p, mid, kind, mails in zip(pending, message_ids, kinds, replies, strict=True):
             ticket = tickets[p.index]
             ids = tuple(next(outbox_ids) for _ in mails)
-            events.extend(_events(p, mid, ticket, p.index in opened, mails, ids))
+            events.extend(_events(p, mid, ticket, p.index in opened, p.index in reopened, mails, ids))
             results[p.index] = IntakeResult(duplicate=False, message_id=mid, kind=kind, ticket=ticket,
-                                            opened=p.index in opened, outbox_ids=ids)
+                                            opened=p.index in opened, reopened=p.index in reopened,
+                                            outbox_ids=ids)
         conn.execute(insert(models.Event), events)
 
     def _open_tickets(self, conn: Connection, pending: list[_Pending]) -> dict[int, TicketRef]:
@@ -187,6 +189,28 @@ class _BatchWriter:
             .returning(counter.last)
         ).scalar_one()
         return range(last - count + 1, last + 1)
+
+
+def _reopen(conn: Connection, pending: list[_Pending]) -> set[int]:
+    """Reopen the resolved tickets a person wrote to again; the indexes of the messages that did it.
+
+    What a requester sends after the resolution notice ("it is still wrong")
+    must reach a person again, as in every help desk; an ignored message
+    (auto-reply, bounce) never reopens anything. Only a ticket still resolved
+    when the UPDATE runs counts, once, for the first of its messages.
+    """
+    wanting = {p.index: p.thread.id for p in pending
+               if p.thread is not None and p.thread.state is TicketState.RESOLVED
+               and p.item.intake.disposition.decision is not Decision.IGNORED}
+    if not wanting:
+        return set()
+    t = models.Ticket
+    done = set(conn.execute(
+        update(t).where(t.id.in_(sorted(set(wanting.values()))), t.state == TicketState.RESOLVED.value)
+        .values(state=TicketState.OPEN.value, resolved_at=None).returning(t.id)
+    ).scalars())
+    first = {ticket_id: index for index, ticket_id in sorted(wanting.items(), reverse=True)}
+    return {index for ticket_id, index in first.items() if ticket_id in done}
 
 
 def _insert_returning(conn: Connection, model: type[models.Base], rows: list[dict[str, Any]]) -> list[int]:
@@ -264,7 +288,7 @@ def _stream_raw(conn: Connection, row_id: int, raw: bytes) -> None:
             blob.write(view[start:start + _RAW_CHUNK])
 
 
-def _events(pending: _Pending, message_id: int, ticket: TicketRef | None, opened: bool,
+def _events(pending: _Pending, message_id: int, ticket: TicketRef | None, opened: bool, reopened: bool,
             mails: tuple[OutgoingMail, ...], outbox_ids: tuple[int, ...]) -> list[dict[str, Any]]:
     """One message's events, in the order they happened: triage, ticket, queued replies."""
     intake = pending.item.intake
@@ -273,6 +297,9 @@ def _events(pending: _Pending, message_id: int, ticket: TicketRef | None, opened
     ticket_event = _ticket_event(intake, message_id, ticket, opened)
     if ticket_event is not None:
         rows.append(ticket_event)
+    if reopened:
+        rows.append(event_row(EventKind.REOPENED, intake.now, ticket_id=ticket_id, message_id=message_id,
+                              reasons=("a follow-up arrived on the resolved ticket",), data={"by": "follow-up"}))
     rows.extend(event_row(EventKind.QUEUED, intake.now, **queued_event(mail, ticket_id, message_id, oid))
                 for mail, oid in zip(mails, outbox_ids, strict=True))
     return rows

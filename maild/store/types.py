@@ -190,6 +190,8 @@ class IntakeResult:
     kind: MessageKind | None = None
     ticket: TicketRef | None = None
     opened: bool = False
+    reopened: bool = False
+    """A follow-up that reopened its resolved ticket."""
     outbox_ids: tuple[int, ...] = ()
 
 
