@@ -173,3 +173,7 @@ class OutgoingMail:
     envelope_from: str
     recipients: tuple[str, ...]
     data: bytes
+    first_attempt: bool = False
+    """True only when the outbox knows no attempt to send this Message-ID was made before (its
+    first claim), so no earlier copy can exist and a transport need not look for one. False, the
+    default, means "not known": a transport that replaces earlier copies must look."""

@@ -144,5 +144,7 @@ class OutboxSender:
 
 
 def _mail(item: OutboxItem) -> OutgoingMail:
+    """The reply to send; ``first_attempt`` from the claim count, which only ever grows (+1 per claim,
+    committed before sending), so a reply written and then lost to a crash is claimed again as a retry."""
     return OutgoingMail(kind=item.kind, message_id=item.message_id, envelope_from=item.envelope_from,
-                        recipients=item.recipients, data=item.data)
+                        recipients=item.recipients, data=item.data, first_attempt=item.attempts == 1)

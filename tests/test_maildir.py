@@ -138,11 +138,13 @@ def test_make_source_uses_subfolders_named_by_the_settings(tmp_path: Path) -> No
 # ---------------------------------------------------------------- sink
 
 
-def reply(message_id: str = "<r1@helpdesk.example.it>", body: str = "Gentile utente") -> OutgoingMail:
+def reply(message_id: str = "<r1@helpdesk.example.it>", body: str = "Gentile utente", *,
+          first_attempt: bool = False) -> OutgoingMail:
     data = (f"From: Help Desk <helpdesk@servizi.example.it>\r\nTo: a@ateneo.example.it\r\n"
             f"Message-ID: {message_id}\r\nAuto-Submitted: auto-replied\r\n\r\n{body}\r\n").encode()
     return OutgoingMail(kind="ack", message_id=message_id, envelope_from="",
-                        recipients=("a@ateneo.example.it", "b@ateneo.example.it"), data=data)
+                        recipients=("a@ateneo.example.it", "b@ateneo.example.it"), data=data,
+                        first_attempt=first_attempt)
 
 
 def test_sink_delivers_atomically_with_the_envelope_prepended(tmp_path: Path) -> None:
@@ -188,6 +190,50 @@ def test_sink_replaces_a_copy_a_reader_already_moved_to_cur(tmp_path: Path) -> N
     assert os.listdir(tmp_path / "sent" / "new") == []
     assert os.listdir(tmp_path / "sent" / "cur") == [f"{name}:2,S"]
     assert b"di nuovo" in (tmp_path / "sent" / "cur" / f"{name}:2,S").read_bytes()
+
+
+def test_sink_first_attempt_goes_to_new_without_listing_any_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sink = MaildirSink(tmp_path / "sent")
+    deliver(sink.path, "read-reply.0123456789abcdef:2,S", b"old", sub="cur")
+
+    def no_listing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a first attempt listed a folder")
+
+    for name in ("scandir", "listdir"):
+        monkeypatch.setattr(os, name, no_listing)
+    for name in ("glob", "iterdir"):
+        monkeypatch.setattr(Path, name, no_listing)
+    mail = reply(first_attempt=True)
+    sink.send(mail)
+    sink.send(reply(body="di nuovo", first_attempt=True))  # even so, new/ is replaced, not duplicated
+    monkeypatch.undo()
+    assert os.listdir(sink.path / "new") == [file_name(mail)]
+    assert b"di nuovo" in (sink.path / "new" / file_name(mail)).read_bytes()
+
+
+def test_sink_later_attempt_replaces_the_copy_a_reader_moved_to_cur(tmp_path: Path) -> None:
+    sink = MaildirSink(tmp_path / "sent")
+    mail = reply(first_attempt=True)
+    sink.send(mail)
+    name = file_name(mail)
+    os.rename(sink.path / "new" / name, sink.path / "cur" / f"{name}:2,RS")
+    lookalikes = [f"{name}0:2,S", f"x{name}:2,S", name]  # not the same unique name + info
+    for other in lookalikes:
+        deliver(sink.path, other, b"other", sub="cur")
+    sink.send(reply(body="di nuovo"))  # a retry: first_attempt is False
+    assert os.listdir(sink.path / "new") == []
+    assert sorted(os.listdir(sink.path / "cur")) == sorted([f"{name}:2,RS", *lookalikes])
+    assert b"di nuovo" in (sink.path / "cur" / f"{name}:2,RS").read_bytes()
+    assert all((sink.path / "cur" / other).read_bytes() == b"other" for other in lookalikes)
+
+
+def test_sink_later_attempt_without_cur_still_writes_to_new(tmp_path: Path) -> None:
+    sink = MaildirSink(tmp_path / "sent")
+    (sink.path / "cur").rmdir()
+    sink.send(reply())
+    assert os.listdir(sink.path / "new") == [file_name(reply())]
 
 
 def test_file_names_are_safe_and_distinct() -> None:

@@ -8,13 +8,15 @@ defers the rest of the batch.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from maild.errors import TransportError, TransportUnavailable
+from maild.errors import StoreError, TransportError, TransportUnavailable
+from maild.maildir import MaildirSink, file_name
 from maild.records import OutgoingMail
 from maild.sender import LEASE_SECONDS, OutboxSender
 from maild.settings import Limits
@@ -29,11 +31,13 @@ class Transport:
 
     def __init__(self, before_send: Callable[[OutgoingMail], None] = lambda mail: None) -> None:
         self.sent: list[str] = []
+        self.first_attempts: list[bool] = []
         self.before_send = before_send
 
     def send(self, mail: OutgoingMail, meanwhile: Callable[[], None] | None = None) -> None:
         if meanwhile is not None:
             meanwhile()
+        self.first_attempts.append(mail.first_attempt)
         self.before_send(mail)
         self.sent.append(mail.message_id)
 
@@ -118,3 +122,53 @@ def test_a_down_server_defers_the_rest_and_a_refusal_fails_one(store: Store) -> 
                                       OutboxState.PENDING]
     pending = store.outbox(OutboxState.PENDING)
     assert all(o.next_attempt_at > NOW and o.last_error == "connection refused" for o in pending)
+
+
+def test_only_a_reply_claimed_for_the_first_time_is_sent_as_a_first_attempt(store: Store) -> None:
+    ids = queue(store, 2)
+    clock = FakeClock(NOW)
+
+    def down_once(mail: OutgoingMail) -> None:
+        if mail.message_id == ids[1] and transport.first_attempts == [True, True]:
+            raise TransportUnavailable("connection refused")
+
+    transport = Transport(down_once)
+    assert sender(store, transport, clock).drain().deferred == 1
+    clock.advance(timedelta(hours=1))
+    assert sender(store, transport, clock).drain().sent == 1
+    assert transport.sent == ids
+    assert transport.first_attempts == [True, True, False]
+
+
+@pytest.mark.parametrize(("read_meanwhile", "recovery"), [(False, "lease expired"), (True, "lease expired"),
+                                                           (True, "lease released")])
+def test_a_reply_written_then_lost_to_a_crash_leaves_one_copy_in_the_maildir(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_meanwhile: bool, recovery: str,
+) -> None:
+    (mid,) = queue(store, 1)
+    sink = MaildirSink(tmp_path / "sent", fsync=False)
+    name = file_name(OutgoingMail("digest", mid, "", ("op0@ateneo.example.it",), b""))
+    mark_sent = store.mark_sent
+
+    def crash_once(outbox_id: int, now: datetime) -> bool:
+        monkeypatch.setattr(store, "mark_sent", mark_sent)
+        raise StoreError("disk I/O error")  # the daemon dies here: written, never marked sent
+
+    monkeypatch.setattr(store, "mark_sent", crash_once)
+    clock = FakeClock(NOW)
+    with pytest.raises(StoreError):
+        OutboxSender(store, sink, clock, Limits(), "host:1").drain()
+    assert os.listdir(sink.path / "new") == [name]
+    assert states(store) == {mid: OutboxState.SENDING}
+    if read_meanwhile:  # a mail reader opens the sent folder before the daemon is back
+        os.rename(sink.path / "new" / name, sink.path / "cur" / f"{name}:2,S")
+    if recovery == "lease expired":
+        clock.advance(timedelta(seconds=LEASE_SECONDS + 1))
+    else:
+        assert store.release_leases(["host:1"], clock.now()) == 1
+
+    assert OutboxSender(store, sink, clock, Limits(), "host:2").drain().sent == 1
+    copies = sorted(os.listdir(sink.path / "new")) + sorted(os.listdir(sink.path / "cur"))
+    assert copies == [f"{name}:2,S" if read_meanwhile else name]
+    (outbox,) = store.outbox()
+    assert (outbox.state, outbox.attempts) == (OutboxState.SENT, 2)
