@@ -197,7 +197,7 @@ class _Bench:
 
 
 def _brief(value: Any) -> str:
-    if isinstance(value, backlog.FloorRun | backlog.MaildRun):
+    if isinstance(value, backlog.FloorRun | backlog.BookkeepingRun | backlog.MaildRun):
         return (f"{value.rate:7.0f} msg/s  cpu {value.cpu_ms:.2f} ms/msg (machine {value.machine_cpu_ms:.2f})"
                 + (f"  rss {value.max_rss / MIB:.0f} MiB" if isinstance(value, backlog.MaildRun) else ""))
     if isinstance(value, latency.LatencyRun):
