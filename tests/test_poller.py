@@ -446,15 +446,26 @@ def test_close_during_an_open_idle_ends_it_and_logs_out(imap_account: ImapAccoun
     source.close()  # twice is harmless
 
 
+def _kicked(spy: _Spy, server_env: ServerEnv, account: ImapAccount) -> None:
+    _kick(server_env, account)  # Dovecot says BYE to the open IDLE and hangs up
+
+
+def _vanished(spy: _Spy, server_env: ServerEnv, account: ImapAccount) -> None:
+    spy.client().socket().shutdown(socket.SHUT_RDWR)  # gone without a word, as when a peer vanishes
+
+
 @pytest.mark.servers
-def test_bye_during_an_open_idle_is_a_lost_connection(imap_account: ImapAccount, server_env: ServerEnv) -> None:
+@pytest.mark.parametrize("end", [_kicked, _vanished], ids=["bye", "no-bye"])
+def test_a_connection_lost_during_an_open_idle_is_reconnected(
+    imap_account: ImapAccount, server_env: ServerEnv, end: Callable[[_Spy, ServerEnv, ImapAccount], None],
+) -> None:
     spy = _Spy()
     source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect,
                         backoff=Backoff(base=0.2, cap=1.0))
     try:
         assert drain(source) == []
         assert source.wait(0.5) is False
-        _kick(server_env, imap_account)  # Dovecot says BYE to the open IDLE and hangs up
+        end(spy, server_env, imap_account)
         assert source.wait(HANG_GUARD) is True  # reconnected, which may mean mail
         assert source.connected and spy.connections == 2
         append_one(imap_account, make_message(8))
@@ -462,24 +473,6 @@ def test_bye_during_an_open_idle_is_a_lost_connection(imap_account: ImapAccount,
     finally:
         source.close()
     assert item.raw is not None and b"Subject: seed 8" in item.raw
-
-
-@pytest.mark.servers
-def test_a_connection_that_ends_without_bye_during_an_open_idle_is_reconnected(imap_account: ImapAccount) -> None:
-    spy = _Spy()
-    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect,
-                        backoff=Backoff(base=0.2, cap=1.0))
-    try:
-        assert drain(source) == []
-        assert source.wait(0.5) is False
-        spy.client().socket().shutdown(socket.SHUT_RDWR)  # gone, as when a peer vanishes
-        assert source.wait(HANG_GUARD) is True
-        assert source.connected and spy.connections == 2
-        append_one(imap_account, make_message(9))
-        (item,) = drain(source)
-    finally:
-        source.close()
-    assert item.raw is not None and b"Subject: seed 9" in item.raw
 
 
 @pytest.mark.servers
