@@ -9,7 +9,8 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -311,24 +312,29 @@ def test_idle_survives_a_dovecot_restart(imap_account: ImapAccount, dovecot: Dov
 # ---------------------------------------------------------------- one IDLE across wait() slices
 
 
-@pytest.mark.servers
-def test_consecutive_quiet_waits_keep_one_idle_open(imap_account: ImapAccount) -> None:
+@contextmanager
+def _spied(account: ImapAccount, **options: Any) -> Iterator[tuple[_Spy, ImapSource]]:
+    """An IDLE-capable source on ``account`` whose commands a ``_Spy`` records; closed afterwards."""
     spy = _Spy()
-    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
+    source = ImapSource(account.mailbox(poll_interval=3600.0), connect=spy.connect, **options)
     try:
-        assert drain(source) == []
-        spy.sent.clear()
-        assert [source.wait(0.5) for _ in range(3)] == [False, False, False]
-        assert spy.sent == ["NOOP", "UID SEARCH", "IDLE"]  # one race check, one IDLE, nothing between slices
+        yield spy, source
     finally:
         source.close()
 
 
 @pytest.mark.servers
+def test_consecutive_quiet_waits_keep_one_idle_open(imap_account: ImapAccount) -> None:
+    with _spied(imap_account) as (spy, source):
+        assert drain(source) == []
+        spy.sent.clear()
+        assert [source.wait(0.5) for _ in range(3)] == [False, False, False]
+        assert spy.sent == ["NOOP", "UID SEARCH", "IDLE"]  # one race check, one IDLE, nothing between slices
+
+
+@pytest.mark.servers
 def test_mail_delivered_between_slices_is_reported_through_the_open_idle(imap_account: ImapAccount) -> None:
-    spy = _Spy()
-    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
-    try:
+    with _spied(imap_account) as (spy, source):
         assert drain(source) == []
         assert source.wait(0.5) is False
         spy.sent.clear()
@@ -336,8 +342,6 @@ def test_mail_delivered_between_slices_is_reported_through_the_open_idle(imap_ac
         assert source.wait(HANG_GUARD) is True
         assert spy.sent == ["DONE"]  # heard on the open IDLE, which is ended for the fetch to come
         (item,) = drain(source)
-    finally:
-        source.close()
     assert item.raw is not None and b"Subject: seed 5" in item.raw
 
 
@@ -369,9 +373,7 @@ def test_mail_pending_when_idle_begins_is_reported_by_that_wait(imap_account: Im
 @pytest.mark.servers
 def test_a_move_after_a_quiet_wait_ends_the_idle_first(imap_account: ImapAccount, seed_imap: Seed) -> None:
     seed_imap(imap_account, [make_message(1)])
-    spy = _Spy()
-    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
-    try:
+    with _spied(imap_account) as (spy, source):
         (first,) = drain(source)  # fetched, not filed yet
         assert source.wait(0.5) is False
         append_one(imap_account, make_message(2))
@@ -383,17 +385,13 @@ def test_a_move_after_a_quiet_wait_ends_the_idle_first(imap_account: ImapAccount
         assert source.wait(HANG_GUARD) is True  # the race check finds what the DONE swallowed
         assert "IDLE" not in spy.sent
         (second,) = drain(source)
-    finally:
-        source.close()
     assert second.raw is not None and b"Subject: seed 2" in second.raw
     assert folder_counts(imap_account) == {"INBOX": 1, "Processed": 1, "Quarantine": 0}
 
 
 @pytest.mark.servers
 def test_a_fetch_after_a_quiet_wait_ends_the_idle_first(imap_account: ImapAccount) -> None:
-    spy = _Spy()
-    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect)
-    try:
+    with _spied(imap_account) as (spy, source):
         assert drain(source) == []
         assert source.wait(0.5) is False
         append_one(imap_account, make_message(3))
@@ -402,8 +400,6 @@ def test_a_fetch_after_a_quiet_wait_ends_the_idle_first(imap_account: ImapAccoun
         (item,) = drain(source)
         assert spy.sent[:3] == ["DONE", "NOOP", "UID SEARCH"]
         source.quarantine(item)
-    finally:
-        source.close()
     assert item.raw is not None and b"Subject: seed 3" in item.raw
     assert folder_counts(imap_account) == {"INBOX": 0, "Processed": 0, "Quarantine": 1}
 
@@ -411,10 +407,7 @@ def test_a_fetch_after_a_quiet_wait_ends_the_idle_first(imap_account: ImapAccoun
 @pytest.mark.servers
 def test_the_idle_is_renewed_after_idle_renew(imap_account: ImapAccount) -> None:
     skew = [0.0]
-    spy = _Spy()
-    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect,
-                        clock=lambda: time.monotonic() + skew[0])
-    try:
+    with _spied(imap_account, clock=lambda: time.monotonic() + skew[0]) as (spy, source):
         assert drain(source) == []
         assert source.wait(0.5) is False
         skew[0] += IDLE_RENEW - 1.0
@@ -428,8 +421,6 @@ def test_the_idle_is_renewed_after_idle_renew(imap_account: ImapAccount) -> None
         append_one(imap_account, make_message(4))
         assert source.wait(HANG_GUARD) is True  # the renewed IDLE hears new mail
         assert spy.sent == ["DONE"]
-    finally:
-        source.close()
 
 
 @pytest.mark.servers
@@ -459,10 +450,7 @@ def _vanished(spy: _Spy, server_env: ServerEnv, account: ImapAccount) -> None:
 def test_a_connection_lost_during_an_open_idle_is_reconnected(
     imap_account: ImapAccount, server_env: ServerEnv, end: Callable[[_Spy, ServerEnv, ImapAccount], None],
 ) -> None:
-    spy = _Spy()
-    source = ImapSource(imap_account.mailbox(poll_interval=3600.0), connect=spy.connect,
-                        backoff=Backoff(base=0.2, cap=1.0))
-    try:
+    with _spied(imap_account, backoff=Backoff(base=0.2, cap=1.0)) as (spy, source):
         assert drain(source) == []
         assert source.wait(0.5) is False
         end(spy, server_env, imap_account)
@@ -470,8 +458,6 @@ def test_a_connection_lost_during_an_open_idle_is_reconnected(
         assert source.connected and spy.connections == 2
         append_one(imap_account, make_message(8))
         (item,) = drain(source)
-    finally:
-        source.close()
     assert item.raw is not None and b"Subject: seed 8" in item.raw
 
 
