@@ -5,8 +5,8 @@ Three activities, each small and restartable from the database alone:
 - the intake loop (main thread): fetch, record each message in one
   transaction, then move it out of the mailbox; wait (IMAP IDLE, polling or a
   Maildir watch) for more, and read the mailbox again only when the wait says
-  mail may be there (or after a fault), so an IMAP IDLE stays open while
-  nothing arrives;
+  mail may be there, after a fault, or once a minute (``READ_AT_LEAST_EVERY``),
+  so an IMAP IDLE stays open while nothing arrives;
 - the sender (its own thread, so SMTP round trips overlap the intake work):
   drains the outbox whenever the intake queued replies, and retries deferred
   ones on a timer;
