@@ -35,6 +35,8 @@ def build_intake(settings: Settings, store: Store) -> IntakeService:
 
 
 def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
+    # A sender process keeps the system's time: a daemon given another clock (a test's) sends from here.
+    parallel_sending = clock is None or isinstance(clock, SystemClock)
     clock = clock or SystemClock()
     store = open_store(settings)
     intake = build_intake(settings, store)
@@ -43,7 +45,7 @@ def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
                   max_message_bytes=settings.limits.max_message_bytes,
                   notifier=Notifier.from_environ(os.environ),
                   metrics=DaemonMetrics(store, settings.metrics.listen, clock),
-                  parallel_triage=True)
+                  parallel_triage=True, parallel_sending=parallel_sending)
 
 
 def seed_maildir(inbox: Path, files: list[Path]) -> int:

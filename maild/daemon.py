@@ -38,7 +38,8 @@ from maild.intake import IntakeService, Outcome, Triaged
 from maild.logs import context
 from maild.metrics import DaemonMetrics
 from maild.notify import Notifier
-from maild.sender import OutboxSender
+from maild.sender import SENDER_RETRY_POLL, OutboxSender, SendReport
+from maild.sending import SenderProcess
 from maild.sources import Incoming, MailSource
 from maild.store import Store
 from maild.workers import TriagePool
@@ -47,7 +48,6 @@ log = logging.getLogger("maild.daemon")
 
 WAIT_SLICE = 1.0
 """Longest uninterrupted wait: how soon a stop request is noticed."""
-SENDER_RETRY_POLL = 5.0
 HEARTBEAT_EVERY = timedelta(seconds=10)
 READ_AT_LEAST_EVERY = timedelta(minutes=1)
 """The mailbox is read at least this often even when no new mail was announced: an announcement
@@ -88,6 +88,9 @@ class Daemon:
     triage_pool: TriagePool | None = None
     """Where batches are triaged while the previous one is recorded; None: in this process."""
     _in_flight: _Flight | None = None
+    parallel_sending: bool = False
+    """``run`` sends from a process of its own (``maild.sending``) when the machine has a core to spare."""
+    sender_process: SenderProcess | None = None
 
     # ------------------------------------------------------------ entry points
 
@@ -97,10 +100,15 @@ class Daemon:
         if self.parallel_triage and self.triage_pool is None:
             self.triage_pool = TriagePool.for_machine(self.intake.settings)
         self.sender.recover()
+        if self.parallel_sending and self.sender_process is None:
+            self.sender_process = SenderProcess.for_machine(self.intake.settings)
         if once:
             return self._run_once()
         self.metrics.start()
-        sender = threading.Thread(target=self._sender_loop, name="maild-sender", daemon=True)
+        process = self.sender_process
+        sender = (threading.Thread(target=self._sender_loop, name="maild-sender", daemon=True) if process is None
+                  else threading.Thread(target=self._watch_sender_process, args=(process,),
+                                        name="maild-sender-watch", daemon=True))
         sender.start()
         self._start_scheduler()
         self.notifier.ready("processing mail")
@@ -162,13 +170,17 @@ class Daemon:
         deferred: list[int] = []
         sender = threading.Thread(target=self._send_during_intake, args=(intake_done, deferred),
                                   name="maild-sender", daemon=True)
-        sender.start()
+        if self.sender_process is None:
+            sender.start()
         try:
             self._drain_until_empty()
         finally:
             intake_done.set()
             self._wake_sender.set()
-            sender.join()
+            if self.sender_process is None:
+                sender.join()
+            else:
+                deferred.extend(report.deferred for report in self._finish_sender_process() if report.deferred)
             self.source.close()
             self._close_triage_pool()
         self.send_digest()
@@ -259,7 +271,7 @@ class Daemon:
             self.metrics.message_done(report.outcome.value, report.decision, each)
             (recorded.quarantined if report.outcome is Outcome.QUARANTINED else recorded.processed).append(item)
         if any(report.replies for report in reports):
-            self._wake_sender.set()
+            self._wake()
         self._move(recorded)
         self._heartbeat()
         return len(items)
@@ -287,7 +299,7 @@ class Daemon:
             log.info("quarantine entry %d retried: %s", entry.id, report.outcome.value,
                      extra=context(report.message_id, report.ticket))
             if report.replies:
-                self._wake_sender.set()
+                self._wake()
         return len(retries)
 
     def _heartbeat(self, *, force: bool = False) -> None:
@@ -300,6 +312,44 @@ class Daemon:
             self._last_heartbeat = now
 
     # ------------------------------------------------------------ sender
+
+    def _wake(self) -> None:
+        """Replies were queued: have them sent now."""
+        if self.sender_process is not None:
+            self.sender_process.wake()
+        else:
+            self._wake_sender.set()
+
+    def _watch_sender_process(self, process: SenderProcess) -> None:
+        """The daemon's side of the sender process: its reports to the metrics, a new one if it dies."""
+        while not self.stop.is_set():
+            self._count_replies(process.collect(timeout=WAIT_SLICE))
+            if not process.alive() and not self.stop.is_set():
+                log.error("the sender process stopped unexpectedly; starting another")
+                self._recover_sender()
+                process.restart()
+
+    def _finish_sender_process(self) -> tuple[SendReport, ...]:
+        """Stop the sender process after a last drain; recover what it leaves if it did not end cleanly."""
+        process, self.sender_process = self.sender_process, None
+        if process is None:
+            return ()
+        finished = process.finish()
+        self._count_replies(finished.reports)
+        if not finished.clean:
+            log.error("the sender process ended with exit code %s; its replies are recovered", finished.exit_code)
+            self._recover_sender()
+        return finished.reports
+
+    def _recover_sender(self) -> None:
+        try:
+            self.sender.recover()
+        except StoreError as exc:
+            log.error("cannot recover the sender's replies yet (%s); their leases expire", exc)
+
+    def _count_replies(self, reports: tuple[SendReport, ...] | list[SendReport]) -> None:
+        for report in reports:
+            self.metrics.replies_done(report.sent, report.failed, report.deferred)
 
     def _send_during_intake(self, intake_done: threading.Event, deferred: list[int]) -> None:
         """``run --once``: send while the mailbox is still being drained, so SMTP overlaps intake."""
@@ -366,7 +416,7 @@ class Daemon:
             log.error("digest not sent: %s", exc)
             return False
         if sent:
-            self._wake_sender.set()
+            self._wake()
         return sent
 
     def _schedule_digest(self) -> None:
@@ -391,6 +441,7 @@ class Daemon:
             pool.close()
 
     def _shutdown(self) -> None:
+        self._finish_sender_process()
         self.metrics.stop()
         self._close_triage_pool()
         if self._scheduler is not None:

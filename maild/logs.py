@@ -70,3 +70,10 @@ def configure(fmt: str = "text", level: str = "INFO", stream: TextIO | None = No
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+def current() -> tuple[str, str]:
+    """The format and level ``configure`` installed, for a child process to install the same."""
+    root = logging.getLogger("maild")
+    fmt = "json" if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers) else "text"
+    return fmt, logging.getLevelName(root.getEffectiveLevel())

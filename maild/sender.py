@@ -8,6 +8,11 @@ the claim is released with an exponential backoff and retried. A permanent
 refusal (5xx for every recipient) marks the reply failed, recorded for the
 operators. The only double-send window is a crash between the server's 250
 and our commit; the re-sent copy carries the same Message-ID.
+
+A sender with a ``SentJournal`` (``maild run``'s sender process on SQLite)
+appends the mark to its journal instead of committing it, and folds the
+journal into the database before each claim, before handing replies back and
+at the end of each drain; the window stays one reply (see ``maild.journal``).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from datetime import timedelta
 
 from maild.clock import Clock
 from maild.errors import TransportError, TransportUnavailable
+from maild.journal import SentJournal, fold_journals
 from maild.logs import context
 from maild.records import OutgoingMail
 from maild.settings import Limits
@@ -30,6 +36,8 @@ from maild.transport import MailTransport
 log = logging.getLogger("maild.sender")
 
 LEASE_SECONDS = 120.0
+SENDER_RETRY_POLL = 5.0
+"""How often an idle sender looks for replies whose retry time has come."""
 BATCH = 200
 """Replies claimed at once: one claim (one transaction, one fsync) serves them all, while each
 reply is still marked sent in its own commit right after its 250."""
@@ -80,9 +88,12 @@ class OutboxSender:
     limits: Limits
     owner: str
     retry_base: timedelta = timedelta(seconds=30)
+    journal: SentJournal | None = None
+    """Where this sender keeps its sent marks (``maild.journal``); None: one commit per reply."""
 
     def recover(self) -> int:
         """Release replies leased by senders of this host that died (crash recovery at start)."""
+        fold_journals(self.store.journal_dir, self.store, self.clock.now(), is_dead)  # their marks first
         dead = [owner for owner in self.store.lease_owners() if is_dead(owner)]
         released = self.store.release_leases(dead, self.clock.now())
         if released:
@@ -94,6 +105,7 @@ class OutboxSender:
         """Send everything due now; stop at the first sign the server is down."""
         sent = failed = 0
         while True:
+            self._fold()  # marks of the last batch, and of any stopped sender, before a claim could retake them
             items = self.store.claim_outbox(self.clock.now(), BATCH, self.owner, LEASE_SECONDS, self.limits)
             if not items:
                 return SendReport(sent, 0, failed)
@@ -109,6 +121,7 @@ class OutboxSender:
                     self.transport.send(_mail(item), meanwhile=functools.partial(self._mark_sent, previous))
                 except TransportUnavailable as exc:
                     self._defer(items[index:], exc)
+                    self._fold()
                     return SendReport(sent, len(items) - index, failed)
                 except TransportError as exc:
                     self.store.mark_failed(item.id, self.owner, self.clock.now(), str(exc))
@@ -125,15 +138,26 @@ class OutboxSender:
         so a crash can re-send at most the one reply whose 250 is not recorded yet."""
         if item is None:
             return
-        self.store.mark_sent(item.id, self.clock.now())
+        if self.journal is not None:
+            self.journal.record(item.id)
+        else:
+            self.store.mark_sent(item.id, self.clock.now())
         log.info("%s sent to %s", item.kind, ", ".join(item.recipients),
                  extra=context(item.message_id, item.ticket, outbox_id=item.id))
 
     def _hand_back(self, count: int) -> None:
         """Release this sender's leases (the rest of the batch), due at once, for a fresh claim."""
+        self._fold()  # the batch's journaled marks first: a release would make those replies due again
         released = self.store.release_leases([self.owner], self.clock.now())
         log.info("SMTP is slow: %d of %d repl%s handed back for a fresh lease", released, count,
                  "y" if count == 1 else "ies")
+
+    def _fold(self) -> None:
+        """Fold the sent journals into the database: this sender's own, and any another sender left."""
+        if self.journal is not None:
+            self.journal.fold(self.store, self.clock.now(), is_dead)
+        else:
+            fold_journals(self.store.journal_dir, self.store, self.clock.now(), is_dead)
 
     def _defer(self, items: list[OutboxItem], exc: Exception) -> None:
         now = self.clock.now()

@@ -21,15 +21,13 @@ from __future__ import annotations
 import functools
 import logging
 import multiprocessing
-import multiprocessing.connection
 import os
-import signal
-import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 
+from maild.children import bind_to_parent, start_on_spare_core
 from maild.pipeline import Triager
 from maild.settings import Settings
 from maild.triage import Triaged, triage
@@ -50,18 +48,12 @@ class TriagePool:
     @classmethod
     def for_machine(cls, settings: Settings) -> TriagePool | None:
         """A pool when this machine has a core to spare for it, else None (triage stays in-process)."""
-        if (os.cpu_count() or 1) < 2:
-            return None
-        try:
-            return cls(settings)
-        except OSError as exc:  # no process can be started here: triage stays in this process
-            log.warning("cannot start the triage worker (%s); triaging in the main process", exc)
-            return None
+        return start_on_spare_core(lambda: cls(settings), "triage worker")
 
     def _start(self) -> tuple[ProcessPoolExecutor, Future[int]]:
         # spawn, not fork: the daemon has threads (sender, scheduler, metrics) whose locks a fork would copy.
         executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_bind_to_parent)
+                                       initializer=bind_to_parent)
         return executor, executor.submit(_warm_up, self._settings)  # loads while the daemon connects
 
     def ready(self) -> bool:
@@ -103,27 +95,6 @@ class TriagePool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
-
-
-def _bind_to_parent() -> None:
-    """In the worker: its life is its parent's.
-
-    It ignores SIGINT and SIGTERM, which are meant for the daemon (Ctrl-C
-    reaches the whole process group, systemd signals the whole cgroup): the
-    daemon finishes its batch and then closes the pool. And it exits the moment
-    the parent is gone, even killed with SIGKILL: the pool's queue would never
-    tell it, since the worker holds both of its ends.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    parent = multiprocessing.parent_process()
-    if parent is not None:
-        threading.Thread(target=_exit_with, args=(parent.sentinel,), name="maild-parent-watch", daemon=True).start()
-
-
-def _exit_with(sentinel: int) -> None:
-    multiprocessing.connection.wait([sentinel])
-    os._exit(0)
 
 
 @functools.cache

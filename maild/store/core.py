@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
 from types import TracebackType
 
 from sqlalchemy import Connection, Engine
@@ -261,6 +262,25 @@ class Store:
     def mark_sent(self, outbox_id: int, now: datetime) -> bool:
         with self._connection("cannot mark a reply sent") as conn:
             return outbox_ops.mark_sent(conn, outbox_id, now)
+
+    def mark_sent_many(self, outbox_ids: Sequence[int], now: datetime) -> int:
+        """Mark many replies sent in one transaction (idempotent); how many were not marked yet."""
+        if not outbox_ids:
+            return 0
+        with self._connection("cannot mark replies sent") as conn:
+            return outbox_ops.mark_sent_many(conn, outbox_ids, now)
+
+    @property
+    def journal_dir(self) -> Path | None:
+        """Where senders of an embedded (SQLite file) database keep their sent journals; None otherwise.
+
+        The folder sits beside the database file, like SQLite's own ``-wal``: every
+        process that can open the database can read the journals of the others.
+        """
+        database = self._engine.url.database or ""
+        if self._engine.dialect.name != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+            return None
+        return Path(f"{database}-sent")
 
     def mark_retry(self, outbox_id: int, lease_owner: str, now: datetime, error: str,
                    next_attempt_at: datetime) -> bool:

@@ -1,0 +1,145 @@
+"""The sender process, spawned as ``maild run`` spawns it, against a real SMTP server and SQLite.
+
+What must hold: every queued reply leaves once and is marked sent; a sender
+process killed mid-stream loses nothing and repeats at most the reply in hand;
+it ignores the signals meant for the daemon; a daemon whose sender process
+dies starts another and keeps answering.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import text
+
+from maild.clock import SystemClock
+from maild.sender import OutboxSender
+from maild.sending import SenderProcess
+from maild.settings import Limits, Settings
+from maild.store import OutboxState, Store
+from maild.transport import make_transport
+from tests.daemon_kit import (
+    classify_reply,
+    daemon,
+    db_rows,
+    duplicates,
+    imap_table,
+    smtp_table,
+    sqlite_url,
+    write_config,
+)
+from tests.factories import settings
+from tests.mailgen import corpus_mix
+from tests.servers import ImapAccount, SmtpCapture, seed_imap, wait_until
+from tests.test_sender import queue, states
+
+
+def sender_settings(tmp_path: Path, smtp_server: SmtpCapture) -> Settings:
+    return settings(database={"url": sqlite_url(tmp_path)}, smtp=smtp_table(smtp_server))
+
+
+def queue_due(store: Store, count: int) -> list[str]:
+    """``queue``'s replies, due now by the system clock (the sender process keeps the system's time)."""
+    ids = queue(store, count)
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE outbox SET next_attempt_at = '2000-01-01'"))
+    return ids
+
+
+def accepted(smtp_server: SmtpCapture) -> Counter[str]:
+    return Counter(classify_reply(m).message_id for m in smtp_server.messages)
+
+
+def test_every_reply_leaves_once_is_marked_sent_and_reported(tmp_path: Path, smtp_server: SmtpCapture) -> None:
+    config = sender_settings(tmp_path, smtp_server)
+    with Store.open(config.database.url) as store:
+        ids = queue_due(store, 300)
+        process = SenderProcess(config)
+        process.wake()
+        finished = process.finish()
+        assert finished.clean
+        assert sum(report.sent for report in finished.reports) == 300
+        assert accepted(smtp_server) == Counter(ids)
+        assert set(states(store).values()) == {OutboxState.SENT}
+        assert store.journal_dir is not None and list(store.journal_dir.iterdir()) == []
+
+
+def test_a_killed_sender_process_loses_nothing_and_repeats_at_most_one(tmp_path: Path,
+                                                                       smtp_server: SmtpCapture) -> None:
+    config = sender_settings(tmp_path, smtp_server)
+    with Store.open(config.database.url) as store:
+        ids = queue_due(store, 1500)
+        process = SenderProcess(config)
+        process.wake()
+        assert wait_until(lambda: len(smtp_server.messages) >= 200, 60)
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        finished = process.finish()
+        assert not finished.clean and finished.exit_code == -signal.SIGKILL
+        assert len(smtp_server.messages) < 1500  # killed mid-stream
+
+        daemon_side = OutboxSender(store, make_transport(config), SystemClock(), Limits(), "host:daemon")
+        daemon_side.recover()
+        daemon_side.drain()
+        daemon_side.transport.close()
+        got = accepted(smtp_server)
+        assert set(got) == set(ids)
+        assert sum(n - 1 for n in got.values()) <= 1  # the reply between its 250 and its journal line
+        assert set(states(store).values()) == {OutboxState.SENT}
+
+
+def test_the_sender_process_ignores_the_daemon_s_signals(tmp_path: Path, smtp_server: SmtpCapture) -> None:
+    config = sender_settings(tmp_path, smtp_server)
+    with Store.open(config.database.url) as store:
+        ids = queue_due(store, 4)
+        with store.engine.begin() as conn:  # one reply due now, three later: it has started once that one left
+            conn.execute(text("UPDATE outbox SET next_attempt_at = '2999-01-01' WHERE message_id <> :first"),
+                         {"first": ids[0]})
+        process = SenderProcess(config)
+        process.wake()
+        assert process.pid is not None
+        assert wait_until(lambda: len(smtp_server.messages) == 1, 30)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            os.kill(process.pid, signum)
+        with store.engine.begin() as conn:
+            conn.execute(text("UPDATE outbox SET next_attempt_at = '2000-01-01' WHERE state = 'pending'"))
+        process.wake()
+        assert wait_until(lambda: len(smtp_server.messages) == 4, 30)  # still at work
+        assert process.alive()
+        assert process.finish().clean
+        assert accepted(smtp_server) == Counter(ids)
+
+
+def test_a_daemon_whose_sender_process_dies_starts_another(tmp_path: Path, imap_account: ImapAccount,
+                                                           smtp_server: SmtpCapture) -> None:
+    url = sqlite_url(tmp_path)
+    config = write_config(tmp_path / "maild.toml", mailbox=imap_table(imap_account), smtp=smtp_table(smtp_server),
+                          database_url=url)
+    _, d = daemon(config)
+    first, second = corpus_mix(40, tag="first"), corpus_mix(40, tag="second")
+    seed_imap(imap_account, [s.raw for s in first])
+    runner = threading.Thread(target=d.run)
+    runner.start()
+    try:
+        unsent = "SELECT COUNT(*) FROM outbox WHERE state <> 'sent'"
+        assert wait_until(lambda: db_rows(url, "SELECT COUNT(*) FROM messages")[0][0] == 40, 60)
+        assert wait_until(lambda: db_rows(url, unsent)[0][0] == 0, 60)
+        process = d.sender_process
+        assert process is not None and process.pid is not None
+        killed = process.pid
+        os.kill(killed, signal.SIGKILL)
+        assert wait_until(lambda: process.alive() and process.pid != killed, 30)
+        seed_imap(imap_account, [s.raw for s in second])
+        assert wait_until(lambda: db_rows(url, "SELECT COUNT(*) FROM messages")[0][0] == 80, 120)
+        assert wait_until(lambda: db_rows(url, unsent)[0][0] == 0, 60)
+    finally:
+        d.stop.set()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert duplicates(smtp_server.messages) == {}
+    answered = db_rows(url, "SELECT COUNT(*) FROM outbox")[0][0]
+    assert len(smtp_server.messages) == answered > 0
