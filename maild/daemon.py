@@ -7,9 +7,10 @@ Three activities, each small and restartable from the database alone:
   Maildir watch) for more, and read the mailbox again only when the wait says
   mail may be there, after a fault, or once a minute (``READ_AT_LEAST_EVERY``),
   so an IMAP IDLE stays open while nothing arrives;
-- the sender (its own thread, so SMTP round trips overlap the intake work):
-  drains the outbox whenever the intake queued replies, and retries deferred
-  ones on a timer;
+- the sender (a process of its own, ``maild.sending``, or a thread where no
+  core is spare or the clock is not the system's; either way SMTP round trips
+  overlap the intake work): drains the outbox whenever the intake queued
+  replies, and retries deferred ones on a timer;
 - the take-in job (APScheduler): at the earliest pending take-in time, takes
   due tickets in by priority then arrival, then schedules itself again from
   the database, which is the only source of truth after a restart.
@@ -325,9 +326,10 @@ class Daemon:
         while not self.stop.is_set():
             self._count_replies(process.collect(timeout=WAIT_SLICE))
             if not process.alive() and not self.stop.is_set():
-                log.error("the sender process stopped unexpectedly; starting another")
+                log.error("the sender process stopped unexpectedly; starting another in %.0f s", SENDER_RETRY_POLL)
                 self._recover_sender()
-                process.restart()
+                if not self.stop.wait(SENDER_RETRY_POLL):  # a sender that cannot start does not spin
+                    process.restart()
 
     def _finish_sender_process(self) -> tuple[SendReport, ...]:
         """Stop the sender process after a last drain; recover what it leaves if it did not end cleanly."""

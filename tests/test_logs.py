@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from maild import logs
 from tests.daemon_kit import db_rows, imap_table, run_cli, smtp_table, write_config
 from tests.mailgen import corpus_mix
 from tests.servers import ImapAccount, SmtpCapture, seed_imap
@@ -93,3 +98,15 @@ def test_credentials_never_reach_the_logs_even_when_the_login_fails(tmp_path: Pa
     assert SECRET not in status.stderr + status.stdout
     check = run_cli(config, "check-config")
     assert check.returncode == 0 and SECRET not in check.stdout + check.stderr
+
+
+
+@pytest.mark.parametrize(("fmt", "level"), [("json", "WARNING"), ("text", "DEBUG")])
+def test_a_child_process_learns_the_format_and_level_in_force(fmt: str, level: str) -> None:
+    tree = logging.getLogger("maild")
+    saved = (tree.handlers[:], tree.level, tree.propagate)
+    try:
+        logs.configure(fmt, level, io.StringIO())
+        assert logs.current() == (fmt, level)
+    finally:
+        tree.handlers[:], tree.level, tree.propagate = saved

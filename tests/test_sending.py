@@ -143,3 +143,18 @@ def test_a_daemon_whose_sender_process_dies_starts_another(tmp_path: Path, imap_
     assert duplicates(smtp_server.messages) == {}
     answered = db_rows(url, "SELECT COUNT(*) FROM outbox")[0][0]
     assert len(smtp_server.messages) == answered > 0
+
+
+def test_a_journal_that_cannot_be_opened_falls_back_to_a_commit_per_reply(tmp_path: Path,
+                                                                         smtp_server: SmtpCapture) -> None:
+    config = sender_settings(tmp_path, smtp_server)
+    with Store.open(config.database.url) as store:
+        assert store.journal_dir is not None
+        store.journal_dir.write_text("not a folder")  # where the journal folder should be
+        ids = queue_due(store, 5)
+        process = SenderProcess(config)
+        process.wake()
+        finished = process.finish()
+        assert finished.clean and sum(report.sent for report in finished.reports) == 5
+        assert accepted(smtp_server) == Counter(ids)
+        assert set(states(store).values()) == {OutboxState.SENT}
