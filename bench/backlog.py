@@ -49,7 +49,7 @@ class MaildRun:
     replies: int
     max_rss: int
     cpu_ms: float
-    """CPU milliseconds per message of maild (its triage worker included)."""
+    """CPU milliseconds per message of maild (its triage worker and sender processes included)."""
     machine_cpu_ms: float
     """CPU milliseconds per message of the whole machine during the run: Dovecot and the SMTP sink too."""
 

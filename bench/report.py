@@ -107,7 +107,7 @@ def _rows_table(r: Results) -> list[str]:
         add("CPU per message: whole machine during the floor", "cpu_machine_floor", ".3f", unit=" ms")
         add("CPU per message: whole machine during floor + bookkeeping", "cpu_machine_bookkeeping", ".3f",
             unit=" ms")
-        add("CPU per message: maild (SQLite, triage worker included)", "cpu_sqlite", ".3f", unit=" ms")
+        add("CPU per message: maild (SQLite, worker and sender processes included)", "cpu_sqlite", ".3f", unit=" ms")
         add("CPU per message: whole machine during maild (SQLite)", "cpu_machine_sqlite", ".3f", unit=" ms")
     add("Latency, delivery → reply, median", "latency_median", ".3f", unit=" s")
     add("Latency, delivery → reply, 95th percentile", "latency_p95", ".3f", unit=" s")
@@ -138,8 +138,9 @@ def _budget(r: Results) -> list[str]:
     lines = [
         "## Budget", "",
         f"During maild's SQLite backlog the machine spent {machine.median:.2f} ms of CPU per message: "
-        f"{own.median:.2f} ms in maild (its triage worker included), the rest in Dovecot, the SMTP sink and the "
-        f"kernel. On {cores} cores that allows at most {ceiling:.0f} messages/s, "
+        f"{own.median:.2f} ms in maild (its worker and sender processes included), "
+        f"the rest in Dovecot, the SMTP sink and the kernel. "
+        f"On {cores} cores that allows at most {ceiling:.0f} messages/s, "
         f"{ceiling / floor.median:.2f} × the floor, however well the work overlaps. Reaching 0.8 × the floor "
         f"needs at most {cores * floor_ms / 0.8:.2f} ms of CPU per message in total, servers included.",
     ]

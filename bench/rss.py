@@ -14,9 +14,9 @@ exits with the command's exit code; the command's output goes where this one's g
 
 ``max_rss`` is the larger of the command's own peak and the peak of the sum
 over the command and its descendants (sampled every 50 ms): maild's triage
-worker is a process of its own, and its memory counts. ``cpu_s`` is the CPU
-time of the command and its descendants; ``machine_cpu_s`` is the CPU time the
-whole machine was busy meanwhile (``/proc/stat``): the servers' work included.
+worker and sender are processes of their own, and their memory counts.
+``cpu_s`` is the CPU time of the command and its descendants;
+``machine_cpu_s`` is the CPU time the whole machine was busy meanwhile (``/proc/stat``): the servers' work included.
 """
 
 from __future__ import annotations
