@@ -10,7 +10,9 @@ COUNT OUT_JSON``), on a SQLite file configured exactly as the daemon's:
 - ``render``: the Jinja2 templates and the RFC 5322 composition of the replies;
 - ``record``: the intake transaction (message, ticket, events, outbox) of a batch of
   ``MOVE_BATCH`` messages, as the daemon writes them, per message, render excluded;
-- ``send_bookkeeping``: claiming a reply and marking it sent, per message.
+- ``send_bookkeeping``: claiming a reply and marking it sent, per message, as the
+  sender process does it on SQLite (claims of ``BATCH``, each mark a journal line,
+  the journal folded before the next claim).
 
 Seconds are wall time on one thread, so a stage that waits on the disk shows it.
 """
@@ -31,9 +33,12 @@ from typing import TypeVar
 from maild.app import build_intake
 from maild.daemon import MOVE_BATCH
 from maild.intake import IntakeService, replies_for
+from maild.journal import SentJournal
 from maild.parsing import parse_message
 from maild.pipeline import received_time
 from maild.records import OutgoingMail
+from maild.sender import BATCH
+from maild.settings import Settings
 from maild.store import Intake, QueuedIntake, Store, TicketRef, dedupe_key
 from tests.daemon_kit import HIGH_LIMITS
 from tests.factories import settings
@@ -85,14 +90,27 @@ def measure(count: int, folder: Path) -> StageCosts:
                 batch = []
         if batch:
             clock.time("record", partial(store.record_intakes, batch))
-        claimed = clock.time("send_bookkeeping", lambda: store.claim_outbox(NOW, 100_000, "bench", 600,
-                                                                            config.limits))
-        for item in claimed:
-            clock.time("send_bookkeeping", partial(store.mark_sent, item.id, NOW))
+        _send_bookkeeping(store, clock, config)
     per = {stage: seconds * 1000 / count for stage, seconds in clock.spent.items()}
     per["record"] = per["record"] - per["render"]
     return StageCosts(count, per["dedupe"], per["parse"], per["triage"], per["render"], per["record"],
                       per["send_bookkeeping"])
+
+
+def _send_bookkeeping(store: Store, clock: _Clock, config: Settings) -> None:
+    """What the sender process does on SQLite around the SMTP traffic: claim ``BATCH`` replies,
+    append each one's mark to its journal, fold the journal before the next claim."""
+    journal = SentJournal(store.journal_dir or Path(), "bench:1")  # a SQLite file: never the Path()
+    while True:
+        journal_fold = partial(journal.fold, store, NOW, lambda owner: False)
+        clock.time("send_bookkeeping", journal_fold)
+        claimed = clock.time("send_bookkeeping", lambda: store.claim_outbox(NOW, BATCH, "bench:1", 600,
+                                                                            config.limits))
+        if not claimed:
+            break
+        for item in claimed:
+            clock.time("send_bookkeeping", partial(journal.record, item.id))
+    journal.close()
 
 
 def _triaged(service: IntakeService, clock: _Clock, source_id: str, raw: bytes) -> QueuedIntake:
