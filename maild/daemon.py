@@ -169,19 +169,18 @@ class Daemon:
     def _run_once(self) -> int:
         intake_done = threading.Event()
         deferred: list[int] = []
-        sender = threading.Thread(target=self._send_during_intake, args=(intake_done, deferred),
-                                  name="maild-sender", daemon=True)
-        if self.sender_process is None:
+        sender = None if self.sender_process is not None else threading.Thread(
+            target=self._send_during_intake, args=(intake_done, deferred), name="maild-sender", daemon=True)
+        if sender is not None:
             sender.start()
         try:
             self._drain_until_empty()
         finally:
             intake_done.set()
             self._wake_sender.set()
-            if self.sender_process is None:
+            if sender is not None:
                 sender.join()
-            else:
-                deferred.extend(report.deferred for report in self._finish_sender_process() if report.deferred)
+            deferred.extend(report.deferred for report in self._finish_sender_process() if report.deferred)
             self.source.close()
             self._close_triage_pool()
         self.send_digest()

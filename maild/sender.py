@@ -23,6 +23,7 @@ import os
 import socket
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from maild.clock import Clock
 from maild.errors import TransportError, TransportUnavailable
@@ -40,7 +41,7 @@ SENDER_RETRY_POLL = 5.0
 """How often an idle sender looks for replies whose retry time has come."""
 BATCH = 200
 """Replies claimed at once: one claim (one transaction, one fsync) serves them all, while each
-reply is still marked sent in its own commit right after its 250."""
+reply is still marked sent on its own right after its 250 (a commit, or a journal line)."""
 LEASE_LEFT_TO_SEND = timedelta(seconds=LEASE_SECONDS / 2)
 """A reply is sent only while this much of its lease is left; a slow server makes the sender
 hand the rest of the batch back and claim it again, so a lease never runs out mid-send
@@ -66,7 +67,23 @@ def is_dead(owner: str) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _exited(int(pid_text))
+
+
+def _exited(pid: int) -> bool:
+    """True for a process that has exited but was not reaped yet (a zombie).
+
+    The daemon's sender is a child process: when the daemon is killed, the
+    sender exits at once but stays a zombie until init reaps it, which some
+    inits do only every second or two. ``kill(pid, 0)`` still succeeds then,
+    and a restarted daemon would take the sender for alive and leave its
+    replies leased until the lease expires.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (or gone meanwhile: the next look says so): the lease expires
+    return stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +110,7 @@ class OutboxSender:
 
     def recover(self) -> int:
         """Release replies leased by senders of this host that died (crash recovery at start)."""
-        fold_journals(self.store.journal_dir, self.store, self.clock.now(), is_dead)  # their marks first
+        self._fold()  # their journaled marks first: those replies were sent
         dead = [owner for owner in self.store.lease_owners() if is_dead(owner)]
         released = self.store.release_leases(dead, self.clock.now())
         if released:

@@ -8,6 +8,7 @@ nothing. Over a real SQLite store (and PostgreSQL for the batch mark).
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from maild.sender import LEASE_SECONDS, OutboxSender, is_dead
 from maild.settings import Limits
 from maild.store import EventKind, OutboxState, Store
 from tests.daemon_kit import FakeClock
+from tests.servers import wait_until
 from tests.test_sender import NOW, Transport, queue, states
 
 
@@ -187,3 +189,19 @@ def test_a_dead_sender_s_journal_is_removed_once_folded_and_a_live_one_s_kept(st
     assert fold_journals(store.journal_dir, store, NOW, is_dead) == 2
     assert store.journal_dir is not None
     assert [p.name for p in store.journal_dir.iterdir()] == [f"sent-{socket.gethostname()}%3A1.journal"]
+
+
+def test_a_sender_that_exited_but_was_not_reaped_yet_counts_as_dead() -> None:
+    """A killed daemon's sender exits at once but stays a zombie until init reaps it (seconds on some
+    machines): a restarted daemon must still fold its journal and release its leases at once."""
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner = f"{socket.gethostname()}:{zombie.pid}"
+    try:
+        assert wait_until(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z",
+                          30)
+        os.kill(zombie.pid, 0)  # still there for the kernel
+        assert is_dead(owner)
+    finally:
+        zombie.wait()
+    assert is_dead(owner)
+    assert not is_dead(f"{socket.gethostname()}:1") and not is_dead(f"{socket.gethostname()}:{os.getpid()}")
