@@ -125,7 +125,7 @@ class SenderProcess:
 
     def finish(self, timeout: float = STOP_TIMEOUT) -> Finished:
         """Ask for a last drain and wait for the process to end; kill it after ``timeout`` seconds."""
-        if not self._order(DONE):
+        if not self._order(DONE) and self._process.is_alive():
             log.error("the sender process cannot be told to finish; it is stopped after %.0f s", timeout)
         reports: list[SendReport] = []
         deadline = time.monotonic() + timeout
