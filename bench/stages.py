@@ -100,7 +100,9 @@ def measure(count: int, folder: Path) -> StageCosts:
 def _send_bookkeeping(store: Store, clock: _Clock, config: Settings) -> None:
     """What the sender process does on SQLite around the SMTP traffic: claim ``BATCH`` replies,
     append each one's mark to its journal, fold the journal before the next claim."""
-    journal = SentJournal(store.journal_dir or Path(), "bench:1")  # a SQLite file: never the Path()
+    if store.journal_dir is None:
+        raise ValueError("the stages run on a SQLite file, which has a journal folder")
+    journal = SentJournal(store.journal_dir, "bench:1")
     while True:
         journal_fold = partial(journal.fold, store, NOW, lambda owner: False)
         clock.time("send_bookkeeping", journal_fold)

@@ -56,8 +56,12 @@ class Finished:
     """What a sender process reported before it ended, and whether it ended on request."""
 
     reports: tuple[SendReport, ...]
-    clean: bool
     exit_code: int | None
+
+    @property
+    def clean(self) -> bool:
+        """It exited by itself after its last drain (exit code 0), not killed or crashed."""
+        return self.exit_code == 0
 
 
 class SenderProcess:
@@ -138,7 +142,7 @@ class SenderProcess:
         reports.extend(self.collect())
         self._close_pipes()
         code = self._process.exitcode
-        return Finished(tuple(reports), code == 0, code)
+        return Finished(tuple(reports), code)
 
     def _close_pipes(self) -> None:
         self._orders.close()

@@ -183,11 +183,10 @@ def test_a_dead_sender_s_journal_is_removed_once_folded_and_a_live_one_s_kept(st
     queue(store, 2)
     first, second = sorted(outbox_ids(store).values())
     dead, alive = dead_owner(), f"{socket.gethostname()}:1"
-    for owner, oid in ((dead, first), (alive, second)):
-        journal = SentJournal(store.journal_dir or Path(), owner)
-        journal.record(oid)
-    assert fold_journals(store.journal_dir, store, NOW, is_dead) == 2
     assert store.journal_dir is not None
+    for owner, oid in ((dead, first), (alive, second)):
+        SentJournal(store.journal_dir, owner).record(oid)
+    assert fold_journals(store.journal_dir, store, NOW, is_dead) == 2
     assert [p.name for p in store.journal_dir.iterdir()] == [f"sent-{socket.gethostname()}%3A1.journal"]
 
 

@@ -29,7 +29,7 @@ from maild.store import quarantine as quarantine_ops
 from maild.store import reads
 from maild.store import state as state_ops
 from maild.store import tickets as ticket_ops
-from maild.store.engine import describe, make_engine, sync, translated
+from maild.store.engine import describe, make_engine, sqlite_file, sync, translated
 from maild.store.migrate import current_revision, upgrade_engine
 from maild.store.types import (
     Event,
@@ -277,10 +277,8 @@ class Store:
         The folder sits beside the database file, like SQLite's own ``-wal``: every
         process that can open the database can read the journals of the others.
         """
-        database = self._engine.url.database or ""
-        if self._engine.dialect.name != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
-            return None
-        return Path(f"{database}-sent")
+        database = sqlite_file(self._engine)
+        return None if database is None else Path(f"{database}-sent")
 
     def mark_retry(self, outbox_id: int, lease_owner: str, now: datetime, error: str,
                    next_attempt_at: datetime) -> bool:

@@ -96,6 +96,14 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def sqlite_file(engine: Engine) -> str | None:
+    """The path of a SQLite database file; None for PostgreSQL, an in-memory or a URI database."""
+    database = engine.url.database or ""
+    if engine.dialect.name != "sqlite" or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return database
+
+
 def sync(engine: Engine) -> None:
     """Make every transaction committed so far durable (see the module docstring).
 
@@ -104,10 +112,8 @@ def sync(engine: Engine) -> None:
     commit of every connection. PostgreSQL: nothing to do, a commit is as
     durable as the server's ``synchronous_commit`` makes it.
     """
-    if engine.dialect.name != "sqlite":
-        return
-    database = engine.url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    database = sqlite_file(engine)
+    if database is None:
         return
     try:
         fd = os.open(f"{database}-wal", os.O_RDONLY)
