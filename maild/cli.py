@@ -7,7 +7,7 @@ is one object per line.
 
 ``maild.app`` (the daemon's wiring, and with it the database layer, the
 IMAP, SMTP and scheduler libraries) is imported by the handlers that use it,
-never by this module: the triage worker is spawned, so it re-imports the
+never by this module: a spawned triage worker (a replacement) re-imports the
 main module (this one, under ``python -m maild.cli`` and the ``maild``
 script), and ``maild triage`` or ``check-config`` need none of it.
 """
@@ -15,6 +15,7 @@ script), and ``maild triage`` or ``check-config`` need none of it.
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import json
 import signal
@@ -302,6 +303,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         count = seed_maildir(settings.mailbox.path, list(EXAMPLES.glob("*.eml")))
         print(f"maild: delivered {count} example messages into {settings.mailbox.path}/new", file=sys.stderr)
     daemon = build_daemon(settings)
+    # What is built so far (modules, compiled rules, templates) lives as long as the process: moved
+    # out of the cyclic collector's reach, it is not traversed by every full collection, nor at exit
+    # (about 0.15 s of CPU), and a forked child does not touch, and so copy, its pages doing so.
+    gc.freeze()
 
     def stop(signum: int, _frame: object) -> None:
         print(f"maild: {signal.Signals(signum).name} received, finishing the message in hand", file=sys.stderr)

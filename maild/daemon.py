@@ -98,11 +98,13 @@ class Daemon:
     def run(self, *, once: bool = False) -> int:
         """Run until stopped; with ``once``, drain mailbox and outbox, then return."""
         log.info("maild started (%s)", "drain once" if once else "daemon")
-        if self.parallel_triage and self.triage_pool is None:
-            self.triage_pool = TriagePool.for_machine(self.intake.settings)
         self.sender.recover()
+        # The sender first: the triage pool starts a thread, after which a child is spawned, not forked.
         if self.parallel_sending and self.sender_process is None:
-            self.sender_process = SenderProcess.for_machine(self.intake.settings)
+            self.sender_process = SenderProcess.for_machine(self.intake.settings, self.store.drop_connections)
+        if self.parallel_triage and self.triage_pool is None:
+            self.triage_pool = TriagePool.for_machine(self.intake.settings, self.intake.triager,
+                                                      self.store.drop_connections)
         if once:
             return self._run_once()
         self.metrics.start()

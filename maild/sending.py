@@ -4,7 +4,7 @@ CPython runs one thread of Python at a time. A sender thread beside the
 intake makes four round trips per reply, and after each one it waits for the
 intake thread to hand the interpreter back (up to 5 ms each time): during a
 backlog the replies fell far behind the intake. ``SenderProcess`` runs the same
-``OutboxSender`` in a spawned process with its own database connection and
+``OutboxSender`` in a process with its own database connection and
 SMTP connection. The daemon only wakes it when replies were queued and reads
 back one ``SendReport`` per drain (for metrics and ``run --once``'s exit code).
 
@@ -30,11 +30,12 @@ import multiprocessing
 import os
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from maild import logs
-from maild.children import bind_to_parent, start_on_spare_core
+from maild.children import bind_to_parent, child_context, start_on_spare_core
 from maild.clock import SystemClock
 from maild.errors import MaildError, StoreError
 from maild.journal import SentJournal
@@ -65,23 +66,27 @@ class Finished:
 
 
 class SenderProcess:
-    """One spawned sender; ``wake`` it when replies are queued, ``finish`` it to stop."""
+    """One sender process; ``wake`` it when replies are queued, ``finish`` it to stop."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, drop_connections: Callable[[], None] | None = None) -> None:
+        """``drop_connections`` closes the daemon's database connections before a fork
+        (``maild.children.child_context``)."""
         self._settings = settings
-        self._context = multiprocessing.get_context("spawn")  # the daemon has threads: no fork
-        self._process, self._orders, self._reports = self._start()
+        self._process, self._orders, self._reports = self._start(drop_connections)
 
     @classmethod
-    def for_machine(cls, settings: Settings) -> SenderProcess | None:
+    def for_machine(cls, settings: Settings,
+                    drop_connections: Callable[[], None] | None = None) -> SenderProcess | None:
         """A sender process when this machine has a core to spare for it, else None (a thread sends)."""
-        return start_on_spare_core(lambda: cls(settings), "sender process")
+        return start_on_spare_core(lambda: cls(settings, drop_connections), "sender process")
 
-    def _start(self) -> tuple[multiprocessing.process.BaseProcess, Connection, Connection]:
-        orders_in, orders = self._context.Pipe(duplex=False)
-        reports, reports_out = self._context.Pipe(duplex=False)
-        process = self._context.Process(target=serve, name="maild-sender", daemon=True,
-                                        args=(self._settings, logs.current(), orders_in, reports_out))
+    def _start(self, drop_connections: Callable[[], None] | None,
+               ) -> tuple[multiprocessing.process.BaseProcess, Connection, Connection]:
+        context = child_context(drop_connections)
+        orders_in, orders = context.Pipe(duplex=False)
+        reports, reports_out = context.Pipe(duplex=False)
+        process = context.Process(target=serve, name="maild-sender", daemon=True,
+                                  args=(self._settings, logs.current(), orders_in, reports_out))
         process.start()
         orders_in.close()  # the child's ends: EOF and EPIPE tell each side the other is gone
         reports_out.close()
@@ -124,7 +129,7 @@ class SenderProcess:
         """Start a new sender after this one died (the caller recovered its leases first)."""
         self._close_pipes()
         self._process.join(timeout=0)
-        self._process, self._orders, self._reports = self._start()
+        self._process, self._orders, self._reports = self._start(None)  # spawned: see child_context
         self.wake()  # the new sender drains at once: it may have inherited work
 
     def finish(self, timeout: float = STOP_TIMEOUT) -> Finished:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
 
-from maild.children import bind_to_parent, start_on_spare_core
+from maild.children import bind_to_parent, child_context, start_on_spare_core
 from maild.pipeline import Triager
 from maild.settings import Settings
 from maild.triage import Triaged, triage
@@ -41,19 +40,25 @@ SHIP_MAX_BYTES = 1024 * 1024
 class TriagePool:
     """One worker process triaging batches; ``submit`` now, ``result`` later."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, triager: Triager | None = None,
+                 drop_connections: Callable[[], None] | None = None) -> None:
+        """``triager``: the daemon's own rules, which a forked worker uses as they are (see
+        ``maild.children.child_context``, which calls ``drop_connections`` before a fork)."""
         self._settings = settings
-        self._executor, self._worker = self._start()
+        self._triager = triager
+        self._executor, self._worker = self._start(drop_connections)
 
     @classmethod
-    def for_machine(cls, settings: Settings) -> TriagePool | None:
+    def for_machine(cls, settings: Settings, triager: Triager | None = None,
+                    drop_connections: Callable[[], None] | None = None) -> TriagePool | None:
         """A pool when this machine has a core to spare for it, else None (triage stays in-process)."""
-        return start_on_spare_core(lambda: cls(settings), "triage worker")
+        return start_on_spare_core(lambda: cls(settings, triager, drop_connections), "triage worker")
 
-    def _start(self) -> tuple[ProcessPoolExecutor, Future[int]]:
-        # spawn, not fork: the daemon has threads (sender, scheduler, metrics) whose locks a fork would copy.
-        executor = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=bind_to_parent)
+    def _start(self, drop_connections: Callable[[], None] | None) -> tuple[ProcessPoolExecutor, Future[int]]:
+        context = child_context(drop_connections)
+        inherited = self._triager if context.get_start_method() == "fork" else None  # spawn: compiled there
+        executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
+                                       initargs=(self._settings, inherited))
         return executor, executor.submit(_warm_up, self._settings)  # loads while the daemon connects
 
     def ready(self) -> bool:
@@ -66,7 +71,7 @@ class TriagePool:
 
     def _restart(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._executor, self._worker = self._start()
+        self._executor, self._worker = self._start(None)  # a replacement is spawned: see child_context
 
     def submit(self, raws: Sequence[bytes | None], now: datetime) -> Future[list[Triaged | None]]:
         shipped = [raw if raw is not None and len(raw) <= SHIP_MAX_BYTES else None for raw in raws]
@@ -97,10 +102,20 @@ class TriagePool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
+_INHERITED: dict[Settings, Triager] = {}
+"""In a forked worker: the rules the daemon had compiled, by settings (a worker serves one daemon)."""
+
+
+def _start_worker(settings: Settings, triager: Triager | None) -> None:
+    bind_to_parent()
+    if triager is not None:
+        _INHERITED[settings] = triager
+
+
 @functools.cache
 def _triager(settings: Settings) -> Triager:
-    """The worker's rules, loaded once per settings (a worker serves one daemon)."""
-    return Triager.from_settings(settings)
+    """The worker's rules: the daemon's when forked, else loaded once per settings."""
+    return _INHERITED.get(settings) or Triager.from_settings(settings)
 
 
 def _warm_up(settings: Settings) -> int:

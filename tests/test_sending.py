@@ -1,9 +1,11 @@
-"""The sender process, spawned as ``maild run`` spawns it, against a real SMTP server and SQLite.
+"""The sender process against a real SMTP server and SQLite.
 
 What must hold: every queued reply leaves once and is marked sent; a sender
 process killed mid-stream loses nothing and repeats at most the reply in hand;
 it ignores the signals meant for the daemon; a daemon whose sender process
-dies starts another and keeps answering.
+dies starts another and keeps answering. ``maild run`` forks its first
+children and spawns a replacement (``maild.children.child_context``); the
+tests in this process spawn, since it has threads.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from maild.children import child_context
 from maild.clock import SystemClock
 from maild.sender import OutboxSender
 from maild.sending import SenderProcess
@@ -29,6 +33,7 @@ from tests.daemon_kit import (
     duplicates,
     imap_table,
     smtp_table,
+    spawn_daemon,
     sqlite_url,
     write_config,
 )
@@ -158,3 +163,67 @@ def test_a_journal_that_cannot_be_opened_falls_back_to_a_commit_per_reply(tmp_pa
         assert finished.clean and sum(report.sent for report in finished.reports) == 5
         assert accepted(smtp_server) == Counter(ids)
         assert set(states(store).values()) == {OutboxState.SENT}
+
+
+def _children(pid: int) -> set[int]:
+    """The daemon's worker and sender (not the resource tracker that spawning starts), whichever
+    of its threads started them."""
+    listed = (int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split())
+    return {c for c in listed if b"resource_tracker" not in Path(f"/proc/{c}/cmdline").read_bytes()}
+
+
+def _spawned(pid: int) -> bool:
+    """A spawned child runs a fresh interpreter (``-c from multiprocessing.spawn ...``); a forked one
+    keeps its parent's command line."""
+    return b"multiprocessing.spawn" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _holds_open(pid: int, database: Path) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    return any(os.readlink(fd) == str(database) for fd in fds.iterdir())
+
+
+def test_maild_run_forks_its_first_children_and_spawns_replacements(tmp_path: Path, imap_account: ImapAccount,
+                                                                    smtp_server: SmtpCapture) -> None:
+    """The forked worker and sender answer every message once. The daemon closed its database
+    connections before forking: only the sender, which opens its own, holds the file. Children
+    started again beside the daemon's threads are spawned, and answer too."""
+    url = sqlite_url(tmp_path)
+    database = Path(url.removeprefix("sqlite:///"))
+    config = write_config(tmp_path / "maild.toml", mailbox=imap_table(imap_account), smtp=smtp_table(smtp_server),
+                          database_url=url)
+    unsent = "SELECT COUNT(*) FROM outbox WHERE state <> 'sent'"
+    seed_imap(imap_account, [s.raw for s in corpus_mix(40, tag="forked")])
+    Store.open(url).close()  # the schema, so that the checks below can count before the daemon is up
+    process = spawn_daemon(config, log=tmp_path / "maild.log")
+    try:
+        assert wait_until(lambda: db_rows(url, "SELECT COUNT(*) FROM messages")[0][0] == 40, 60)
+        assert wait_until(lambda: db_rows(url, unsent)[0][0] == 0, 60)
+        forked = _children(process.pid)
+        assert len(forked) == 2 and not any(_spawned(c) for c in forked)
+        assert [_holds_open(c, database) for c in sorted(forked)].count(True) == 1
+        for child in forked:
+            os.kill(child, signal.SIGKILL)
+        seed_imap(imap_account, [s.raw for s in corpus_mix(40, tag="respawned")])
+        assert wait_until(lambda: db_rows(url, "SELECT COUNT(*) FROM messages")[0][0] == 80, 120)
+        assert wait_until(lambda: db_rows(url, unsent)[0][0] == 0, 60)
+        assert wait_until(lambda: len(_children(process.pid) - forked) == 2, 30)
+        assert all(_spawned(c) for c in _children(process.pid))
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    assert process.returncode == 0
+    assert duplicates(smtp_server.messages) == {}
+    assert len(smtp_server.messages) == db_rows(url, "SELECT COUNT(*) FROM outbox")[0][0] > 0
+
+
+def test_a_child_is_forked_only_when_this_process_has_one_thread_and_can_drop_its_connections(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    dropped: list[bool] = []
+    monkeypatch.setattr("maild.children.threading.active_count", lambda: 1)
+    assert child_context(None).get_start_method() == "spawn"
+    assert child_context(lambda: dropped.append(True)).get_start_method() == "fork"
+    assert dropped == [True]
+    monkeypatch.setattr("maild.children.threading.active_count", lambda: 2)
+    assert child_context(lambda: dropped.append(True)).get_start_method() == "spawn"
+    assert dropped == [True]

@@ -1,6 +1,7 @@
 """The triage worker process gives exactly the in-process triage, and survives its own death.
 
-These start a real worker process (spawned, as the daemon does).
+These start a real worker process: spawned here (this process has threads), forked by
+``maild run`` at start (see the last tests).
 """
 
 from __future__ import annotations
@@ -178,3 +179,37 @@ def test_the_spawned_worker_triages_without_loading_database_mailbox_or_schedule
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
+
+
+_FORKED = """
+import os
+from datetime import UTC, datetime
+from maild.pipeline import Triager
+from maild.workers import TriagePool
+from tests.factories import REPO, settings
+
+
+class Marking(Triager):
+    # Rules only the daemon has: a worker compiling its own from the settings would not mark.
+    def decide(self, message, *, received_at):
+        raise RuntimeError("the daemon's own rules ran")
+
+
+if __name__ == "__main__":
+    config, dropped = settings(), []
+    pool = TriagePool(config, Marking.from_settings(config), lambda: dropped.append(os.getpid()))
+    raw = (REPO / "examples" / "01-quota-it.eml").read_bytes()
+    print(pool.result(pool.submit([raw], datetime.now(UTC)), 1), dropped == [os.getpid()], flush=True)
+    pool.close()
+"""
+
+
+def test_a_worker_forked_from_a_single_thread_uses_the_daemons_compiled_rules(tmp_path: Path) -> None:
+    """Forked, the worker triages with the rules object the daemon compiled (no second compile),
+    after the daemon dropped its database connections."""
+    script = tmp_path / "daemon.py"
+    script.write_text(_FORKED, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=False,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[None] True"  # the marking rules raised in the worker: None comes back

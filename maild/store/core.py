@@ -101,6 +101,13 @@ class Store:
     def close(self) -> None:
         self._engine.dispose()
 
+    def drop_connections(self) -> None:
+        """Close every pooled connection; the store stays usable and reconnects when next used.
+
+        Before a fork (``maild.children.child_context``): a child must not inherit an open connection.
+        """
+        self._engine.dispose()
+
     def __enter__(self) -> Store:
         return self
 
