@@ -6,6 +6,7 @@ row locks and run on PostgreSQL only (SQLite drops FOR UPDATE SKIP LOCKED).
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -56,7 +57,7 @@ from maild.store import (
     upgrade,
 )
 from maild.store import tickets as ticket_ops
-from maild.store.engine import make_engine
+from maild.store.engine import configure_sqlite_connection, make_engine
 from tests.factories import message
 from tests.servers import wait_until
 
@@ -989,3 +990,28 @@ def test_fresh_databases_migrate_concurrently(db_url: str) -> None:
     _in_threads(3, lambda _: upgrade(db_url))
     with Store(db_url) as store:
         assert store.revision() == head_revision()
+
+
+def test_connections_racing_to_switch_a_new_sqlite_file_to_wal_all_succeed(tmp_path: Path) -> None:
+    """What every maild connection does first, by three connections at once on a new file: SQLite
+    refuses all but one at once, without waiting, so without the retry about one round in three fails."""
+    for round_ in range(30):
+        path = tmp_path / f"race{round_}.db"
+        start = threading.Barrier(3)
+        modes: list[str] = []
+
+        def connect(path: Path = path, start: threading.Barrier = start, modes: list[str] = modes) -> None:
+            raw = sqlite3.connect(path, check_same_thread=False)
+            try:
+                start.wait()
+                configure_sqlite_connection(raw, None)
+                modes.append(raw.execute("PRAGMA journal_mode").fetchone()[0])
+            finally:
+                raw.close()
+
+        threads = [threading.Thread(target=connect) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert modes == ["wal"] * 3

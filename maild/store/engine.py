@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +39,8 @@ from maild.errors import StoreError
 log = logging.getLogger("maild.store")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WAL_RETRY_PAUSE = 0.005
+"""Seconds between two tries at switching a new SQLite file to WAL (see ``_enter_wal``)."""
 
 
 def parse_url(url: str) -> URL:
@@ -74,22 +78,42 @@ def _sqlite_engine(url: URL) -> Engine:
             raise StoreError(f"cannot create the folder of {database}: {exc.strerror}") from exc
     extra: dict[str, Any] = {"poolclass": StaticPool} if memory else {}
     engine = create_engine(url, hide_parameters=True, connect_args={"check_same_thread": False}, **extra)
-    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "connect", configure_sqlite_connection)
     event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 
-def _sqlite_connect(dbapi_connection: Any, _record: object) -> None:
+def configure_sqlite_connection(dbapi_connection: Any, _record: object) -> None:
+    """What every new SQLite connection runs first (a ``connect`` event listener)."""
     # Let SQLAlchemy's "begin" event issue BEGIN IMMEDIATE instead of pysqlite.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _enter_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")  # durable at ``sync``, see the module docstring
     finally:
         cursor.close()
+
+
+def _enter_wal(cursor: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried while another connection holds the lock it needs.
+
+    Switching a fresh file to WAL takes an exclusive lock, and SQLite answers "database is
+    locked" at once, without its busy handler, to a connection that raced another for it (one
+    in three when three connections open a new file together): two daemons starting on a new
+    database would see one of them fail. The mode is kept in the file, so this races only once.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(WAL_RETRY_PAUSE)
 
 
 def _sqlite_begin(connection: Connection) -> None:
