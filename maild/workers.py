@@ -18,7 +18,6 @@ triaged in the main process; a worker whose daemon dies exits at once.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -45,8 +44,7 @@ class TriagePool:
         """``triager``: the daemon's own rules, which a forked worker uses as they are (see
         ``maild.children.child_context``, which calls ``drop_connections`` before a fork)."""
         self._settings = settings
-        self._triager = triager
-        self._executor, self._worker = self._start(drop_connections)
+        self._executor, self._worker = self._start(drop_connections, triager)
 
     @classmethod
     def for_machine(cls, settings: Settings, triager: Triager | None = None,
@@ -54,9 +52,10 @@ class TriagePool:
         """A pool when this machine has a core to spare for it, else None (triage stays in-process)."""
         return start_on_spare_core(lambda: cls(settings, triager, drop_connections), "triage worker")
 
-    def _start(self, drop_connections: Callable[[], None] | None) -> tuple[ProcessPoolExecutor, Future[int]]:
+    def _start(self, drop_connections: Callable[[], None] | None,
+               triager: Triager | None) -> tuple[ProcessPoolExecutor, Future[int]]:
         context = child_context(drop_connections)
-        inherited = self._triager if context.get_start_method() == "fork" else None  # spawn: compiled there
+        inherited = triager if context.get_start_method() == "fork" else None  # spawn: compiled there
         executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
                                        initargs=(self._settings, inherited))
         return executor, executor.submit(_warm_up, self._settings)  # loads while the daemon connects
@@ -71,7 +70,7 @@ class TriagePool:
 
     def _restart(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._executor, self._worker = self._start(None)  # a replacement is spawned: see child_context
+        self._executor, self._worker = self._start(None, None)  # a replacement is spawned: see child_context
 
     def submit(self, raws: Sequence[bytes | None], now: datetime) -> Future[list[Triaged | None]]:
         shipped = [raw if raw is not None and len(raw) <= SHIP_MAX_BYTES else None for raw in raws]
@@ -102,20 +101,22 @@ class TriagePool:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
 
-_INHERITED: dict[Settings, Triager] = {}
-"""In a forked worker: the rules the daemon had compiled, by settings (a worker serves one daemon)."""
+_TRIAGERS: dict[Settings, Triager] = {}
+"""The worker's rules, by settings (a worker serves one daemon): the daemon's own when forked."""
 
 
 def _start_worker(settings: Settings, triager: Triager | None) -> None:
     bind_to_parent()
     if triager is not None:
-        _INHERITED[settings] = triager
+        _TRIAGERS[settings] = triager
 
 
-@functools.cache
 def _triager(settings: Settings) -> Triager:
-    """The worker's rules: the daemon's when forked, else loaded once per settings."""
-    return _INHERITED.get(settings) or Triager.from_settings(settings)
+    """The worker's rules, loaded once per settings unless the daemon's came with the fork."""
+    triager = _TRIAGERS.get(settings)
+    if triager is None:
+        triager = _TRIAGERS[settings] = Triager.from_settings(settings)
+    return triager
 
 
 def _warm_up(settings: Settings) -> int:
