@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from maild import models
 from maild.records import Decision, Disposition, OutgoingMail
+from maild.store.bulk import insert_returning_ids, insert_rows, table_of
 from maild.store.common import add_event, event_row, insert_for, is_postgresql, outbox_row, queued_event, rowcount
 from maild.store.text import message_key
 from maild.store.tickets import find_thread
@@ -159,7 +160,7 @@ class _BatchWriter:
             results[p.index] = IntakeResult(duplicate=False, message_id=mid, kind=kind, ticket=ticket,
                                             opened=p.index in opened, reopened=p.index in reopened,
                                             outbox_ids=ids)
-        conn.execute(insert(models.Event), events)
+        insert_rows(conn, table_of(models.Event), events)
 
     def _open_tickets(self, conn: Connection, pending: list[_Pending]) -> dict[int, TicketRef]:
         """Open the tickets of the messages that open one; references in message order."""
@@ -214,18 +215,8 @@ def _reopen(conn: Connection, pending: list[_Pending]) -> set[int]:
 
 
 def _insert_returning(conn: Connection, model: type[models.Base], rows: list[dict[str, Any]]) -> list[int]:
-    """INSERT ``rows`` and return their new ids in the same order.
-
-    On SQLite, whose RETURNING order is not guaranteed, SQLAlchemy keeps the
-    order by sending one INSERT per row; matching ids to rows by a unique key
-    in one multi-row INSERT instead measured no faster (0.32-0.34 ms a message
-    for the whole transaction either way).
-    """
-    if not rows:
-        return []
-    table = cast(Any, model).__table__
-    key = table.primary_key.columns.values()[0]
-    return list(conn.execute(insert(table).returning(key, sort_by_parameter_order=True), rows).scalars())
+    """INSERT ``rows`` and return their new ids in the same order (see ``maild.store.bulk``)."""
+    return insert_returning_ids(conn, table_of(model), rows)
 
 
 def _id(ticket: TicketRef | None) -> int | None:
@@ -270,8 +261,7 @@ def _insert_raw(session: Session, conn: Connection, raws: list[tuple[int, bytes]
     """The raw bytes, each in its ``raw_messages`` row; large ones streamed in on SQLite."""
     stream = not is_postgresql(session)
     small = [{"message_id": mid, "raw": raw} for mid, raw in raws if not (stream and len(raw) > STREAM_RAW_OVER)]
-    if small:
-        conn.execute(insert(models.RawMessage), small)
+    insert_rows(conn, table_of(models.RawMessage), small)
     for mid, raw in raws:
         if stream and len(raw) > STREAM_RAW_OVER:
             _stream_raw(conn, mid, raw)

@@ -44,6 +44,7 @@ from maild.errors import StoreError
 from maild.logs import context
 from maild.models import UTCDateTime
 from maild.settings import Limits
+from maild.store.bulk import insert_rows, table_of
 from maild.store.common import event_row
 from maild.store.types import EventKind, OutboxItem, OutboxState
 
@@ -264,7 +265,7 @@ def mark_sent_many(conn: Connection, outbox_ids: Sequence[int], now: datetime) -
     for start in range(0, len(outbox_ids), CHUNK):
         rows = conn.execute(_SENT_MANY, {"oids": list(outbox_ids[start:start + CHUNK]), "now": now}).all()
         if rows:
-            conn.execute(_EVENT, [_sent_event(row, now) for row in rows])
+            insert_rows(conn, table_of(models.Event), [_sent_event(row, now) for row in rows])
         marked += len(rows)
     return marked
 

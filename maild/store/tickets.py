@@ -6,12 +6,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, ColumnElement, Connection, Row, bindparam, insert, select, update
+from sqlalchemy import BindParameter, ColumnElement, Connection, Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from maild import models
 from maild.models import UTCDateTime, clean_text
 from maild.records import OutgoingMail
+from maild.store.bulk import insert_rows, table_of
 from maild.store.common import add_event, event_row, queue_replies, rowcount, ticket_ref
 from maild.store.text import message_key
 from maild.store.types import EventKind, TakeInItem, TicketRef, TicketState
@@ -81,7 +82,6 @@ _MARK = (  # still waiting: a ticket someone else took in (or resolved) meanwhil
     update(_T).where(_T.id.in_(bindparam("ids", expanding=True)), *_waiting())
     .values(taken_in_at=_now()).returning(_T.id)
 )
-_EVENT = insert(models.Event)
 CHUNK = 500
 """Most tickets one UPDATE marks, so its ``IN (...)`` list stays far below SQLite's limit."""
 
@@ -119,7 +119,7 @@ def _mark_all(conn: Connection, items: Sequence[TakeInItem], now: datetime) -> l
     marked = set(conn.execute(_MARK, {"ids": [item.ticket_id for item in items], "now": now}).scalars())
     done = [item for item in items if item.ticket_id in marked]
     if done:
-        conn.execute(_EVENT, [
+        insert_rows(conn, table_of(models.Event), [
             event_row(EventKind.TAKEN_IN, now, ticket_id=item.ticket_id, data=_taken_in_data(
                 item.reference, item.priority, item.take_in_at))
             for item in done
