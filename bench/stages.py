@@ -9,7 +9,7 @@ COUNT OUT_JSON``), on a SQLite file configured exactly as the daemon's:
 - ``triage``: screen, classify, authorize, schedule;
 - ``render``: the Jinja2 templates and the RFC 5322 composition of the replies;
 - ``record``: the intake transaction (message, ticket, events, outbox) of a batch of
-  ``MOVE_BATCH`` messages, as the daemon writes them, per message, render excluded;
+  ``RECORD_BATCH`` messages, as the daemon writes them, per message, render excluded;
 - ``send_bookkeeping``: claiming a reply and marking it sent, per message, as the
   sender process does it on SQLite (claims of ``BATCH``, each mark a journal line,
   the journal folded before the next claim).
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from maild.app import build_intake
-from maild.daemon import MOVE_BATCH
+from maild.daemon import RECORD_BATCH
 from maild.intake import IntakeService, replies_for
 from maild.journal import SentJournal
 from maild.parsing import parse_message
@@ -85,7 +85,7 @@ def measure(count: int, folder: Path) -> StageCosts:
         batch: list[QueuedIntake] = []
         for index, sample in enumerate(corpus_mix(count, tag="stages")):
             batch.append(_triaged(service, clock, f"1:{index}", sample.raw))
-            if len(batch) == MOVE_BATCH:
+            if len(batch) == RECORD_BATCH:
                 clock.time("record", partial(store.record_intakes, batch))
                 batch = []
         if batch:

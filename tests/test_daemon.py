@@ -18,12 +18,14 @@ from typing import Any
 
 import pytest
 
+from maild import daemon as daemon_module
 from maild.daemon import EXIT_PENDING, READ_AT_LEAST_EVERY
+from maild.errors import SourceUnavailable
 from maild.health import LAST_POLL_KEY
 from maild.poller import ImapSource, open_client
 from maild.records import Disposition, ParsedMessage
 from maild.settings import Mailbox
-from maild.sources import Incoming
+from maild.sources import Incoming, MailSource
 from tests import hostile
 from tests.daemon_kit import (
     FakeClock,
@@ -555,3 +557,65 @@ def test_an_unannounced_message_waits_a_minute_at_most(tmp_path: Path, imap_acco
         d.stop.set()
         runner.join(timeout=60)
     assert not runner.is_alive()
+
+
+# --------------------------------------------------------------------------- moves by the thousand
+
+
+class _CountingMoves:
+    """The real IMAP source, with the size of every move it is asked for counted; its first pass
+    can be made to fail after ``fail_after`` messages, as a dropped connection would."""
+
+    def __init__(self, source: MailSource, fail_after: int | None = None) -> None:
+        self.source = source
+        self.moves: list[int] = []
+        self.fail_after = fail_after
+
+    def fetch(self, max_bytes: int) -> Iterator[Incoming]:
+        for count, item in enumerate(self.source.fetch(max_bytes)):
+            if count == self.fail_after:
+                self.fail_after = None
+                raise SourceUnavailable("connection dropped (test)")
+            yield item
+
+    def mark_processed(self, *items: Incoming) -> None:
+        self.moves.append(len(items))
+        self.source.mark_processed(*items)
+
+    def quarantine(self, *items: Incoming) -> None:
+        self.moves.append(len(items))
+        self.source.quarantine(*items)
+
+    def wait(self, timeout: float) -> bool:
+        return self.source.wait(timeout)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def test_a_backlog_is_moved_once_move_every_are_recorded_and_the_rest_at_the_end_of_the_pass(
+        tmp_path: Path, imap_account: ImapAccount, smtp_server: SmtpCapture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(daemon_module, "MOVE_EVERY", 250)
+    samples = corpus_mix(650, tag="moves")
+    seed_imap(imap_account, [s.raw for s in samples])
+    _, d = daemon(config_for(tmp_path, imap_account, smtp_server, sqlite_url(tmp_path)))
+    d.source = source = _CountingMoves(d.source)
+    assert d.run(once=True) == 0
+    assert source.moves == [300, 300, 50]  # batches of RECORD_BATCH are recorded, moved once 250 wait
+    assert folder_counts(imap_account) == {"INBOX": 0, "Processed": 650, "Quarantine": 0}
+    check_replies(samples, sqlite_url(tmp_path), smtp_server)
+    assert duplicates(smtp_server.messages) == {}
+
+
+def test_messages_recorded_but_not_moved_when_the_mailbox_drops_are_only_moved_by_the_next_pass(
+        tmp_path: Path, imap_account: ImapAccount, smtp_server: SmtpCapture) -> None:
+    samples = corpus_mix(350, tag="dropped")
+    seed_imap(imap_account, [s.raw for s in samples])
+    _, d = daemon(config_for(tmp_path, imap_account, smtp_server, sqlite_url(tmp_path)))
+    d.source = source = _CountingMoves(d.source, fail_after=250)
+    assert d.run(once=True) == 0
+    assert source.moves == [350]  # nothing moved by the failed pass; all of it at the end of the next
+    assert folder_counts(imap_account) == {"INBOX": 0, "Processed": 350, "Quarantine": 0}
+    assert db_rows(sqlite_url(tmp_path), "SELECT count(*) FROM messages") == [(350,)]
+    check_replies(samples, sqlite_url(tmp_path), smtp_server)
+    assert duplicates(smtp_server.messages) == {}
