@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from maild.records import Category, Classification, ParsedMessage
@@ -59,8 +59,10 @@ class _Canon:
     tokens: tuple[str, ...]
     starts: tuple[int, ...]
     lines: tuple[int, ...]
+    at: Mapping[str, Sequence[int]]
+    """Where each word starts (``Lexicon.positions``): the only offsets a template is tried at."""
     words: frozenset[str]
-    """What templates need (``Lexicon.words``): a template that cannot match is not run."""
+    """The words of ``at``: a template that needs another word cannot match and is not run."""
 
     def token_at(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
@@ -132,7 +134,8 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
             starts.append(position)
             position += len(word) + 1
     text = " ".join(tokens)
-    return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), rules.lexicon.words(text, tokens))
+    at = rules.lexicon.positions(text, tokens, starts)
+    return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
 
 
 def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
@@ -185,7 +188,7 @@ def _hits(canon: _Canon, zone: str, rules: Rules) -> list[_Hit]:
         rule, template = rules.templates[position]
         if zone not in rule.zones:
             continue
-        for match in template.pattern.finditer(canon.text):
+        for match in template.matches(canon.text, canon.words, canon.at):
             hits.append(_hit(canon, zone, rule, match, rules.negation))
     return hits
 
@@ -265,7 +268,7 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
             return False
     for position in adoption.index.candidates(own.words):
         template = adoption.phrases[position]
-        for match in template.pattern.finditer(own.text):
+        for match in template.matches(own.text, own.words, own.at):
             token = own.token_at(match.start("act") if "act" in template.pattern.groupindex else match.start())
             cue = _negated(own, token, own.token_after(match.end()), rules.negation)
             if cue is None:
