@@ -42,7 +42,9 @@ _TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
 # (needed substring, pattern, replacement): a pattern is not run on a text without its substring.
 _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compile(r"\bwon't\b"), "will not"),
                  ("n't", re.compile(r"n't\b"), " not"), ("e-mail", re.compile(r"\be-mail"), "email"))
-_TOKEN = re.compile(r"[a-z0-9]+|[.,;:!?|\u2022]|(?<!\S)-+(?!\S)")
+# A "." "," or ":" right before a letter or digit ("3.000", "b.bonetti") joins, it does not separate:
+# it is no token at all. ``[^\W_]`` is what ``str.isalnum`` accepts, one character at a time.
+_TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?|\u2022]|(?<!\S)-+(?!\S)")
 _PARAGRAPH = "|"
 _SNIPPET = 60
 
@@ -160,18 +162,14 @@ def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     for needed, pattern, replacement in _CONTRACTIONS:
         if needed in text:
             text = pattern.sub(replacement, text)
+    tokens = _TOKEN.findall(text)
+    if "." not in text and "-" not in text:
+        return tokens
     out: list[str] = []
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        if token[0].isalnum():
-            out.append(token)
-            continue
-        following = text[match.end():match.end() + 1]
-        if token in ".,:" and following.isalnum():
-            continue
+    for token in tokens:
         if token == "." and out and (out[-1] in abbreviations or (len(out[-1]) == 1 and out[-1].isalpha())):
             continue
-        out.append("." if token.startswith("-") else token)
+        out.append("." if token[0] == "-" else token)
     return out
 
 
