@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from maild.records import Category, Classification, ParsedMessage
@@ -42,7 +42,9 @@ _TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
 # (needed substring, pattern, replacement): a pattern is not run on a text without its substring.
 _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compile(r"\bwon't\b"), "will not"),
                  ("n't", re.compile(r"n't\b"), " not"), ("e-mail", re.compile(r"\be-mail"), "email"))
-_TOKEN = re.compile(r"[a-z0-9]+|[.,;:!?|\u2022]|(?<!\S)-+(?!\S)")
+# A "." "," or ":" right before a letter or digit ("3.000", "b.bonetti") joins, it does not separate:
+# it is no token at all. ``[^\W_]`` is what ``str.isalnum`` accepts, one character at a time.
+_TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?|\u2022]|(?<!\S)-+(?!\S)")
 _PARAGRAPH = "|"
 _SNIPPET = 60
 
@@ -59,8 +61,10 @@ class _Canon:
     tokens: tuple[str, ...]
     starts: tuple[int, ...]
     lines: tuple[int, ...]
+    at: Mapping[str, Sequence[int]]
+    """Where each word starts (``Lexicon.positions``): the only offsets a template is tried at."""
     words: frozenset[str]
-    """What templates need (``Lexicon.words``): a template that cannot match is not run."""
+    """The words of ``at``: a template that needs another word cannot match and is not run."""
 
     def token_at(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
@@ -132,7 +136,8 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
             starts.append(position)
             position += len(word) + 1
     text = " ".join(tokens)
-    return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), rules.lexicon.words(text, tokens))
+    at = rules.lexicon.positions(text, tokens, starts)
+    return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
 
 
 def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
@@ -157,18 +162,14 @@ def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     for needed, pattern, replacement in _CONTRACTIONS:
         if needed in text:
             text = pattern.sub(replacement, text)
+    tokens = _TOKEN.findall(text)
+    if "." not in text and "-" not in text:
+        return tokens
     out: list[str] = []
-    for match in _TOKEN.finditer(text):
-        token = match.group()
-        if token[0].isalnum():
-            out.append(token)
-            continue
-        following = text[match.end():match.end() + 1]
-        if token in ".,:" and following.isalnum():
-            continue
+    for token in tokens:
         if token == "." and out and (out[-1] in abbreviations or (len(out[-1]) == 1 and out[-1].isalpha())):
             continue
-        out.append("." if token.startswith("-") else token)
+        out.append("." if token[0] == "-" else token)
     return out
 
 
@@ -185,7 +186,7 @@ def _hits(canon: _Canon, zone: str, rules: Rules) -> list[_Hit]:
         rule, template = rules.templates[position]
         if zone not in rule.zones:
             continue
-        for match in template.pattern.finditer(canon.text):
+        for match in template.matches(canon.text, canon.words, canon.at):
             hits.append(_hit(canon, zone, rule, match, rules.negation))
     return hits
 
@@ -265,7 +266,7 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
             return False
     for position in adoption.index.candidates(own.words):
         template = adoption.phrases[position]
-        for match in template.pattern.finditer(own.text):
+        for match in template.matches(own.text, own.words, own.at):
             token = own.token_at(match.start("act") if "act" in template.pattern.groupindex else match.start())
             cue = _negated(own, token, own.token_after(match.end()), rules.negation)
             if cue is None:

@@ -65,52 +65,87 @@ class Template:
 
     ``needs`` has one set per required piece: the first words of the piece's
     terms, a stem written ``stem*``. When some set shares nothing with the
-    words of a text (``Lexicon.words``), the regex cannot match there and is
+    words of a text (``Lexicon.positions``), the regex cannot match there and is
     not run at all: most templates are skipped for most messages, which is
     where most of the classifier's time used to go.
     """
 
     pattern: re.Pattern[str]
     needs: tuple[frozenset[str], ...]
+    first: frozenset[str]
+    """The leads of the first piece: every match starts where a word of the text fits one of them."""
 
-    def may_match(self, words: frozenset[str]) -> bool:
-        return not any(map(words.isdisjoint, self.needs))
+    def matches(self, text: str, words: frozenset[str], at: Mapping[str, Sequence[int]]) -> list[re.Match[str]]:
+        """What ``pattern.finditer(text)`` finds, tried only where a word of ``first`` starts.
+
+        ``at`` maps the ``words`` of ``text`` (see ``Lexicon.positions``) to the
+        offsets where they start. A match starts at the start of a word that fits
+        the first piece (the pattern opens with a word boundary and that piece is
+        required), so every other offset would fail: trying a few offsets
+        instead of scanning the whole text is most of the matching saved. Overlaps
+        are skipped as ``finditer`` skips them (a match is never empty).
+        """
+        starts = sorted(offset for word in self.first & words for offset in at[word])
+        found: list[re.Match[str]] = []
+        end = 0
+        for start in starts:
+            if start >= end and (match := self.pattern.match(text, start)) is not None:
+                found.append(match)
+                end = match.end()
+        return found
 
 
 @dataclass(frozen=True, slots=True)
 class TemplateIndex:
     """Finds the templates that may match a text without trying each one.
 
-    Each template is filed under the words of its smallest need, so a text's
-    own words name the few candidates; only those are checked in full.
+    Templates share needs (one vocabulary class opens many of them), so each
+    distinct need is numbered once and a text's words name the needs it meets
+    in one pass; a template may match when all of its own are met. Each
+    template is filed under its smallest need, so only those filed under a
+    met need are looked at.
     """
 
     templates: tuple[Template, ...]
-    by_word: Mapping[str, tuple[int, ...]]
+    needs_of: Mapping[str, tuple[int, ...]]
+    """The numbers of the needs each word meets."""
     keys: frozenset[str]
-    """The words ``by_word`` files templates under."""
+    """The words of ``needs_of``."""
+    wants: tuple[frozenset[int], ...]
+    """The numbers of each template's needs."""
+    filed: Mapping[int, tuple[int, ...]]
+    """The templates filed under each need."""
     always: tuple[int, ...]
     """Templates that need no particular word (none today: the first piece is always required)."""
 
     @classmethod
     def of(cls, templates: Sequence[Template]) -> TemplateIndex:
-        by_word: dict[str, list[int]] = {}
+        numbers: dict[frozenset[str], int] = {}
+        wants: list[frozenset[int]] = []
+        filed: dict[int, list[int]] = {}
         always: list[int] = []
         for position, template in enumerate(templates):
+            wants.append(frozenset(numbers.setdefault(need, len(numbers)) for need in template.needs))
             if not template.needs:
                 always.append(position)
                 continue
-            for word in min(template.needs, key=len):
-                by_word.setdefault(word, []).append(position)
-        return cls(tuple(templates), {word: tuple(positions) for word, positions in by_word.items()},
-                   frozenset(by_word), tuple(always))
+            filed.setdefault(numbers[min(template.needs, key=len)], []).append(position)
+        needs_of: dict[str, list[int]] = {}
+        for need, number in numbers.items():
+            for word in need:
+                needs_of.setdefault(word, []).append(number)
+        return cls(tuple(templates), {word: tuple(found) for word, found in needs_of.items()}, frozenset(needs_of),
+                   tuple(wants), {need: tuple(found) for need, found in filed.items()}, tuple(always))
 
     def candidates(self, words: frozenset[str]) -> list[int]:
         """Positions, in file order, of the templates that may match a text holding ``words``."""
-        found = set(self.always)
+        met: set[int] = set()
         for word in words & self.keys:
-            found.update(self.by_word[word])
-        return [p for p in sorted(found) if self.templates[p].may_match(words)]
+            met.update(self.needs_of[word])
+        found = set(self.always)
+        for need in met:
+            found.update(self.filed.get(need, ()))
+        return [p for p in sorted(found) if self.wants[p] <= met]
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,14 +160,21 @@ class Lexicon:
     stems: re.Pattern[str] | None
     implied: Mapping[str, frozenset[str]]
 
-    def words(self, text: str, tokens: Iterable[str]) -> frozenset[str]:
-        """The words of ``text`` (its ``tokens``) and ``stem*`` for every stem one of them starts with."""
-        if self.stems is None:
-            return frozenset(tokens)
-        found = set(tokens)
-        for stem in set(self.stems.findall(text)):
-            found |= self.implied[stem]
-        return frozenset(found)
+    def positions(self, text: str, tokens: Iterable[str], starts: Iterable[int]) -> dict[str, list[int]]:
+        """The words of ``text`` (its ``tokens``, each starting at its offset in ``starts``) and ``stem*``
+        for every stem one of them starts with, each with the offsets where it starts, in order.
+
+        Worked out once per text: every template tried on it reads its start
+        offsets here (``Template.matches``) instead of scanning the text.
+        """
+        at: dict[str, list[int]] = {}
+        for token, start in zip(tokens, starts, strict=True):
+            at.setdefault(token, []).append(start)
+        if self.stems is not None:
+            for match in self.stems.finditer(text):
+                for stem in self.implied[match.group()]:
+                    at.setdefault(stem, []).append(match.start())
+        return at
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +417,8 @@ class _Loader:
         """Compile a template (see the module docstring) into a regex over canonical text."""
         needs: list[frozenset[str]] = []
         body = self.template_body(source, key, needs=needs)
-        return Template(self.compile(f"(?<!{WORD})" + body + f"(?!{WORD})", key), tuple(needs))
+        # The first piece is required and is a word or a class (see template_body): its leads come first.
+        return Template(self.compile(f"(?<!{WORD})" + body + f"(?!{WORD})", key), tuple(needs), needs[0])
 
     def template_list(self, table: Mapping[str, Any], prefix: str, key: str,
                       *, required: bool = False) -> re.Pattern[str] | None:

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.classifier import classify, classify_text
+from maild.classifier import _tokens, classify, classify_text
 from maild.errors import RulesError
 from maild.parsing import parse_message
 from maild.records import Category, Classification
@@ -288,6 +288,29 @@ def test_reasons_say_which_rule_matched_where() -> None:
 def test_text_is_the_cleaned_text_that_was_classified() -> None:
     body = "Aggiungete Anna alla lista.\n\nOn Mon, 1 Feb 2027, X <x@example.it> wrote:\n> old text\n"
     assert run(body).text == "Aggiungete Anna alla lista."
+
+
+def _tokens_one_match_at_a_time(text: str, abbreviations: frozenset[str]) -> list[str]:
+    """The clause-mark rules of ``_tokens`` spelled out: each mark looks at the character after it."""
+    out: list[str] = []
+    for match in re.finditer(r"[a-z0-9]+|[.,;:!?|\u2022]|(?<!\S)-+(?!\S)", text):
+        token = match.group()
+        if token[0].isalnum():
+            out.append(token)
+            continue
+        if token in ".,:" and text[match.end():match.end() + 1].isalnum():
+            continue
+        if token == "." and out and (out[-1] in abbreviations or (len(out[-1]) == 1 and out[-1].isalpha())):
+            continue
+        out.append("." if token.startswith("-") else token)
+    return out
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([*"abez09 .,:;!?|-\u2022_'\t\u00e9\u03b1\u00b2\u00bd\u0663\u2028", "dott", "ing"]),
+                max_size=40).map("".join))
+def test_tokens_keep_the_clause_marks_the_rules_say(text: str) -> None:
+    assert _tokens(text, rules().abbreviations) == _tokens_one_match_at_a_time(text, rules().abbreviations)
 
 
 @settings(max_examples=200, deadline=None)

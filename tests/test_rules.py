@@ -1,14 +1,16 @@
 """The compiled rules: a template skipped by the word index could never have matched.
 
-The classifier runs only the templates the index names for a text, so the
-index must never leave out one that matches: these tests run every template
-on real messages and on generated texts made of the rules' own words, and
-compare. They also pin what the compilation does to gaps and stems.
+The classifier runs only the templates the index names for a text, and each
+one only where a word its first piece starts with does, so neither may leave
+out a match: these tests run every template on real messages and on generated
+texts made of the rules' own words, and compare with a plain search of the
+whole text. They also pin what the compilation does to gaps and stems.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
@@ -43,13 +45,23 @@ def canonical(text: str) -> tuple[str, tuple[str, ...]]:
     return " ".join(tokens), tokens
 
 
+def starts_of(tokens: tuple[str, ...]) -> list[int]:
+    """Where each token starts in the tokens joined by single spaces."""
+    return [sum(len(t) + 1 for t in tokens[:i]) for i in range(len(tokens))]
+
+
+def positions(text: str, tokens: tuple[str, ...]) -> dict[str, list[int]]:
+    """``Lexicon.positions`` of a canonical text."""
+    return rules().lexicon.positions(text, tokens, starts_of(tokens))
+
+
 def every_template() -> list[Template]:
     return [template for _rule, template in rules().templates]
 
 
 def missed_by_the_index(text: str, tokens: tuple[str, ...]) -> list[str]:
     """Templates that match ``text`` although the index does not name them."""
-    words = rules().lexicon.words(text, tokens)
+    words = frozenset(positions(text, tokens))
     named = set(rules().index.candidates(words))
     missed = [template.pattern.pattern[:80] for position, template in enumerate(every_template())
               if position not in named and template.pattern.search(text)]
@@ -63,7 +75,7 @@ def missed_by_the_index(text: str, tokens: tuple[str, ...]) -> list[str]:
 def test_every_template_has_needs_and_is_filed_in_the_index() -> None:
     templates = every_template()
     assert templates and all(template.needs for template in templates)
-    filed = {position for positions in rules().index.by_word.values() for position in positions}
+    filed = {position for found in rules().index.filed.values() for position in found}
     assert filed == set(range(len(templates)))
 
 
@@ -102,14 +114,52 @@ def test_the_index_names_every_template_that_matches_a_text_of_rule_words(text: 
     assert missed_by_the_index(canon, tokens) == []
 
 
+def found_by_a_plain_search(text: str, tokens: tuple[str, ...]) -> list[str]:
+    """Templates whose ``matches`` (tried only where their first piece's words start) differ from a
+    ``finditer`` over the whole text, in any span or group."""
+    at = positions(text, tokens)
+    words = frozenset(at)
+    every = [*every_template(), *rules().adoption.phrases]
+
+    def spans(found: Iterable[re.Match[str]]) -> list[tuple[int, ...]]:
+        return [(*m.span(), *(i for g in range(1, m.re.groups + 1) for i in m.span(g))) for m in found]
+
+    return [t.pattern.pattern[:80] for t in every
+            if spans(t.matches(text, words, at)) != spans(t.pattern.finditer(text))]
+
+
+@pytest.mark.parametrize("folder", ["corpus", "heldout"])
+def test_templates_tried_at_their_first_words_find_what_a_plain_search_finds_in_real_messages(
+    folder: str,
+) -> None:
+    path = CORPUS if folder == "corpus" else REPO / "tests" / "data" / "heldout"
+    for message in sorted(path.glob("*.eml")):
+        text, tokens = canonical(message.read_text(encoding="utf-8", errors="replace"))
+        assert found_by_a_plain_search(text, tokens) == [], message.name
+
+
+@settings(max_examples=400, deadline=None)
+@given(rule_texts())
+def test_templates_tried_at_their_first_words_find_what_a_plain_search_finds(text: str) -> None:
+    canon, tokens = canonical(text)
+    assert found_by_a_plain_search(canon, tokens) == []
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.sampled_from(vocabulary()), min_size=1, max_size=30), st.sampled_from(["", "o", "ione"]))
-def test_lexicon_words_are_the_tokens_and_every_stem_they_start_with(words: list[str], ending: str) -> None:
+def test_lexicon_positions_are_where_each_token_and_each_stem_it_starts_with_start(
+    words: list[str], ending: str,
+) -> None:
     tokens = tuple(w[:-1] + ending if w.endswith("*") else w for w in words)
     tokens = tuple(t for t in tokens if t)
+    text = " ".join(tokens)
+    starts = starts_of(tokens)
     stems = set(rules().lexicon.implied)
-    expected = set(tokens) | {f"{stem}*" for stem in stems for token in tokens if token.startswith(stem)}
-    assert rules().lexicon.words(" ".join(tokens), tokens) == expected
+    expected: dict[str, list[int]] = {}
+    for token, start in zip(tokens, starts, strict=True):
+        for word in [token, *(f"{stem}*" for stem in sorted(stems) if token.startswith(stem))]:
+            expected.setdefault(word, []).append(start)
+    assert rules().lexicon.positions(text, tokens, starts) == expected
 
 
 # -- compilation of gaps -------------------------------------------------------------
