@@ -97,12 +97,13 @@ class ServiceCalendar:
             return TakeIn(take_in_at=received_at.astimezone(self._hours.timezone), in_hours=True)
         return TakeIn(take_in_at=self.next_opening(received_at), in_hours=False)
 
-    def explain(self, received_at: datetime) -> tuple[str, ...]:
-        """Human-readable reasons for the take-in time, one per line, for logs and dry runs."""
+    def explain(self, received_at: datetime, take_in: TakeIn | None = None) -> tuple[str, ...]:
+        """Human-readable reasons for the take-in time, one per line, for logs and dry runs;
+        ``take_in``: ``self.take_in(received_at)`` when the caller has it already."""
         tz = self._hours.timezone
         local = _utc(received_at, "received_at").astimezone(tz)
         reasons = [f"received {_format(local)} ({WEEKDAYS[local.weekday()].capitalize()})"]
-        take_in = self.take_in(received_at)
+        take_in = take_in or self.take_in(received_at)
         if take_in.in_hours:
             return (*reasons, f"within service hours {self._span(local.date())}: taken in at once")
         reasons.append(f"{local.date()}: {self._why_closed_at(local)}")

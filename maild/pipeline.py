@@ -8,7 +8,7 @@ CLI shows is exactly what the daemon does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from maild.authorizer import authorize, resolve_administration
@@ -28,16 +28,17 @@ class Triager:
     settings: Settings
     rules: Rules
     calendar: ServiceCalendar
+    own_addresses: frozenset[str] = field(init=False)
+    """Every address of the help desk itself, lower case: the loop guard (worked out once, not per message)."""
+
+    def __post_init__(self) -> None:
+        aliases = (a for adm in self.settings.administrations for a in adm.addresses)
+        own = frozenset(a.lower() for a in (self.settings.helpdesk.address, *aliases))
+        object.__setattr__(self, "own_addresses", own)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Triager:
         return cls(settings, load_rules(settings.triage.rules), ServiceCalendar(settings.service_hours))
-
-    @property
-    def own_addresses(self) -> frozenset[str]:
-        """Every address of the help desk itself: the loop guard."""
-        aliases = (a for adm in self.settings.administrations for a in adm.addresses)
-        return frozenset({self.settings.helpdesk.address, *(a.lower() for a in aliases)})
 
     def triage(self, raw: bytes, *, now: datetime, received_at: datetime | None = None) -> Disposition:
         """Run every stage on ``raw``; ``received_at`` overrides the headers."""
@@ -69,7 +70,7 @@ class Triager:
         # Refused attempts are taken in too: a person reviews every security event.
         take_in = self.calendar.take_in(received_at) if scheduled else None
         if take_in is not None:
-            reasons = (*reasons, *self.calendar.explain(received_at))
+            reasons = (*reasons, *self.calendar.explain(received_at, take_in))
         return Disposition(
             message=message, category=category, decision=decision, administration=administration,
             priority=self.settings.priorities.of(category), language=language,

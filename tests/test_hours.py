@@ -268,7 +268,9 @@ def test_explain_easter() -> None:
     ids=["before-opening", "in-hours", "closure-day"],
 )
 def test_explain(service: ServiceHours, received: datetime, expected: tuple[str, ...]) -> None:
-    assert ServiceCalendar(service).explain(received) == expected
+    calendar = ServiceCalendar(service)
+    assert calendar.explain(received) == expected
+    assert calendar.explain(received, calendar.take_in(received)) == expected  # the triage passes its own
 
 
 def test_holiday_names_are_english_whatever_lang(monkeypatch: pytest.MonkeyPatch) -> None:
