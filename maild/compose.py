@@ -12,18 +12,23 @@ composition maild has always used, and the direct one only handles the drafts
 whose every header it can write exactly as the reference would (short
 addresses and Message-IDs, ordinary dates). Anything else (a 90-character
 recipient, an odd Message-ID, a body with lone surrogates) goes through the
-reference, which folds it or raises ``TemplateError`` as before. The subject
-is still encoded by ``email.header.Header`` and the body by the stdlib
-quoted-printable encoder, so both are the reference's own bytes; the tests
-compare the two compositions byte for byte.
+reference, which folds it or raises ``TemplateError`` as before. The stdlib
+encoders that are pure Python and work a character or a word at a time, and
+so cost most of a reply, are redone here for the shapes replies have: the
+quoted-printable body, the folding of a long ASCII Subject, the encoded words
+of a non-ASCII one, and the Date; any other shape still goes through the
+stdlib. The tests compare the two compositions byte for byte, and each redone
+encoder with the stdlib one it replaces.
 """
 
 from __future__ import annotations
 
 import re
+import string
+from base64 import b64encode
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
-from email import policy, quoprimime
+from datetime import datetime, timedelta, tzinfo
+from email import policy
 from email.errors import MessageError
 from email.header import Header
 from email.headerregistry import Address as HeaderAddress
@@ -41,8 +46,29 @@ POLICY: Final = policy.SMTP.clone(refold_source="none")
 
 _MAX_LINE: Final = 78
 """The policy's folding width: a header no longer than this is written as is."""
-_SUBJECT_ROOM: Final = 78 - len("Subject: ")
+_SUBJECT_HEAD: Final = len("Subject: ")
+_SUBJECT_ROOM: Final = 78 - _SUBJECT_HEAD
 """``Header`` wraps at 78 columns (its MAXLINELEN), name included: a shorter ASCII subject is left as is."""
+_SUBJECT_BREAKS: Final = ";,"
+"""``Header``'s preferred places to fold, best first: after a word ending in one of these."""
+_QP_ESCAPED: Final = re.compile(r"[^\t\n -<>-~][^\t\n -<>-~]*")
+"""A run of what a quoted-printable body escapes: all but tab, LF and printable ASCII other than ``=``.
+
+One character, then any more, rather than ``[...]+``: a pattern that starts
+with a plain set lets the regex engine skip to its first match by a set scan.
+"""
+_WORD_CHROME: Final = len("=?utf-8?q??=")
+"""What RFC 2047 adds around an encoded word's text (``Charset`` counts the charset name plus 7)."""
+_FIRST_WORD_ROOM: Final = _SUBJECT_ROOM - _WORD_CHROME
+_NEXT_WORD_ROOM: Final = _MAX_LINE - len(" ") - _WORD_CHROME
+"""Encoded text on a continuation line, which starts with the folding space."""
+_Q_LITERAL: Final = frozenset(string.ascii_letters + string.digits + "-!*+/ ")
+"""What the Q encoding writes as itself (the space as ``_``), one column each; the rest is ``=XX`` a byte."""
+_Q_ESCAPED: Final = re.compile(r"[^-A-Za-z0-9!*+/ ][^-A-Za-z0-9!*+/ ]*")
+"""A run of what the Q encoding escapes, spelt as ``_QP_ESCAPED`` is."""
+_DAY_NAMES: Final = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTH_NAMES: Final = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MINUTE: Final = timedelta(minutes=1)
 _ATEXT: Final = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _DOT_ATOM_ADDR: Final = rf"{_ATEXT}(?:\.{_ATEXT})*@{_ATEXT}(?:\.{_ATEXT})*"
 _SIMPLE_ADDR: Final = re.compile(_DOT_ATOM_ADDR)
@@ -101,14 +127,14 @@ class Composer:
         if self._from_line is None or not _verbatim(draft, to, local_now):
             return None
         subject = _subject_value(draft.subject)
-        body = _body(draft.body)
+        body = encoded_body(draft.body)
         if subject is None or body is None:
             return None
         head = [
             self._from_line,
             f"To: {to.addr_spec}\r\n",
             f"Subject: {subject}\r\n",
-            f"Date: {format_datetime(local_now)}\r\n",
+            f"Date: {rfc5322_date(local_now)}\r\n",
             f"Message-ID: {draft.message_id}\r\n",
         ]
         if draft.in_reply_to is not None:
@@ -132,10 +158,11 @@ def _verbatim(draft: Draft, to: HeaderAddress, local_now: datetime) -> bool:
     does not rewrite, and a year its Date round trip cannot reinterpret.
     """
     thread = draft.references if draft.in_reply_to is None else (draft.in_reply_to, *draft.references)
+    addr = to.addr_spec  # a property that quotes the local part anew on every read
     return (
         not to.display_name
-        and _SIMPLE_ADDR.fullmatch(to.addr_spec) is not None
-        and len("To: ") + len(to.addr_spec) <= _MAX_LINE
+        and _SIMPLE_ADDR.fullmatch(addr) is not None
+        and len("To: ") + len(addr) <= _MAX_LINE
         and len("Message-ID: ") + len(draft.message_id) <= _MAX_LINE
         and _SIMPLE_MSGID.fullmatch(draft.message_id) is not None
         and local_now.year >= _MIN_YEAR
@@ -185,7 +212,23 @@ def encoded_subject(subject: str) -> str:
 def normalise_body(text: str) -> str:
     """LF line ends, no trailing blanks, exactly one final newline."""
     lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    return "\n".join(line.rstrip() for line in lines).strip("\n") + "\n"
+    return "\n".join([line.rstrip() for line in lines]).strip("\n") + "\n"
+
+
+def rfc5322_date(moment: datetime) -> str:
+    """``format_datetime(moment)``, written directly for the usual whole-minute offset.
+
+    The stdlib spells the offset with ``strftime("%z")``, which costs more
+    than the rest of the date; any other offset (none, seconds) is left to it.
+    """
+    offset = moment.utcoffset()
+    if offset is None or offset % _MINUTE:
+        return format_datetime(moment)
+    sign = "-" if offset < timedelta(0) else "+"
+    hours, minutes = divmod(abs(offset) // _MINUTE, 60)
+    return (f"{_DAY_NAMES[moment.weekday()]}, {moment.day:02d} {_MONTH_NAMES[moment.month - 1]} "
+            f"{moment.year:04d} {moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} "
+            f"{sign}{hours:02d}{minutes:02d}")
 
 
 def _from_line(helpdesk: Helpdesk) -> str | None:
@@ -210,10 +253,19 @@ def _subject_value(subject: str) -> str | None:
     subject that does not come back unchanged; the same check is made here.
     For printable ASCII with no ``=?`` the registry only unfolds, so the check
     is a comparison of the unfolded text, and a short one is not even folded.
+    The subjects replies carry are written by ``folded_subject`` or
+    ``encoded_words``, which need no check; the rest (a doubled space, a
+    control, an ASCII ``=?``) goes through ``Header`` and the registry.
     """
     plain = subject.isascii() and subject.isprintable() and "=?" not in subject
     if plain and len(subject) <= _SUBJECT_ROOM:
         return subject
+    if plain:
+        folded = folded_subject(subject)
+        if folded is not None:
+            return folded
+    elif not subject.isascii() and subject.isprintable():
+        return encoded_words(subject)
     try:
         encoded = encoded_subject(subject)
         if plain:
@@ -225,10 +277,121 @@ def _subject_value(subject: str) -> str | None:
     return "\r\n".join(encoded.splitlines()) if survives else None
 
 
-def _body(text: str) -> bytes | None:
-    """The quoted-printable body with CRLF line ends, as ``set_content`` and the generator write it."""
-    try:
-        raw = normalise_body(text).encode("utf-8")
-    except UnicodeEncodeError:
+def folded_subject(subject: str) -> str | None:
+    """A plain (printable ASCII) Subject folded with CRLF as ``encoded_subject`` folds it.
+
+    ``Header`` adds the words one by one, summing the line again after each,
+    and when the line passes 78 columns ("Subject: " included) cuts it after
+    the last word but the newest that ends in ``;``, else in ``,``, else
+    before the newest word. Words are cut only at their single space, so the
+    unfolded value is the subject itself. None for what is left to ``Header``:
+    a space that is not single, or a first word too long for the first line.
+    """
+    words = subject.split(" ")
+    width = _SUBJECT_HEAD + len(words[0])
+    if "" in words or width > _MAX_LINE:
         return None
-    return quoprimime.body_encode(raw.decode("latin-1"), _MAX_LINE, eol="\r\n").encode("ascii")
+    lines: list[str] = []
+    line = words[:1]
+    for word in words[1:]:
+        line.append(word)
+        width += 1 + len(word)
+        if width > _MAX_LINE:
+            cut = _fold_point(line)
+            lines.append(" ".join(line[:cut]))
+            line = line[cut:]
+            width = len(line) + sum(map(len, line))  # a continuation line counts each word's space
+    lines.append(" ".join(line))
+    return "\r\n ".join(lines)
+
+
+def encoded_words(subject: str) -> str:
+    """A printable non-ASCII Subject as ``encoded_subject`` writes it: RFC 2047 words folded with CRLF.
+
+    ``Header`` encodes the whole subject in Q, or in B when that is strictly
+    shorter, and fills each line a character at a time, encoding the line
+    again after each one to measure it; here each character's encoded size
+    is added up instead. A printable subject has no line break for ``Header``
+    to split on, and the words are cut between characters, so the reference's
+    reading back yields the subject: it always survives.
+    """
+    sizes = [len(ch.encode("utf-8")) for ch in subject]
+    q_sizes = [1 if ch in _Q_LITERAL else 3 * size for ch, size in zip(subject, sizes, strict=True)]
+    use_q = sum(q_sizes) <= _b64_size(sum(sizes))
+    words: list[str] = []
+    start, used, room = 0, 0, _FIRST_WORD_ROOM
+    for index, size in enumerate(q_sizes if use_q else sizes):
+        if (used + size if use_q else _b64_size(used + size)) > room:
+            words.append(_encoded_word(subject[start:index], use_q))
+            start, used, room = index, 0, _NEXT_WORD_ROOM
+        used += size
+    words.append(_encoded_word(subject[start:], use_q))
+    return "\r\n ".join(words)
+
+
+def _b64_size(octets: int) -> int:
+    """Characters of base64 for ``octets`` bytes."""
+    return 4 * -(-octets // 3)
+
+
+def _encoded_word(text: str, use_q: bool) -> str:
+    """``text`` as one UTF-8 encoded word, as ``quoprimime`` or ``base64mime.header_encode`` writes it."""
+    if use_q:
+        return "=?utf-8?q?" + _Q_ESCAPED.sub(_qp_escape, text).replace(" ", "_") + "?="
+    return "=?utf-8?b?" + b64encode(text.encode("utf-8")).decode("ascii") + "?="
+
+
+def _fold_point(words: list[str]) -> int:
+    """Where ``Header`` cuts an overlong line of ``words``: the index of the first word of the next line."""
+    for mark in _SUBJECT_BREAKS:
+        for index in range(len(words) - 1, 0, -1):
+            if words[index - 1].endswith(mark):
+                return index
+    return len(words) - 1
+
+
+def encoded_body(text: str) -> bytes | None:
+    """The quoted-printable body with CRLF line ends, as ``set_content`` and the generator write it.
+
+    That is ``quoprimime.body_encode`` at the policy's width, which escapes
+    through a 256-entry table one character at a time; here the escapes are
+    made a run at a time, then the long lines cut exactly where it cuts them.
+    """
+    try:
+        escaped = _QP_ESCAPED.sub(_qp_escape, normalise_body(text))
+    except UnicodeEncodeError:
+        return None  # a lone surrogate: the reference raises its TemplateError for it
+    lines = escaped.split("\n")
+    return "\r\n".join([line if len(line) <= _MAX_LINE else _soft_broken(line) for line in lines]).encode("ascii")
+
+
+def _qp_escape(run: re.Match[str]) -> str:
+    """``=XX`` (upper-case hex) for each UTF-8 byte of the matched run."""
+    return "=" + run[0].encode("utf-8").hex("=").upper()
+
+
+def _soft_broken(line: str) -> str:
+    """An escaped line longer than the width, cut with soft breaks (``=`` CRLF) as ``body_encode`` cuts it.
+
+    Each piece keeps room for the ``=``, and a cut never splits an escape:
+    when one straddles the cut, the piece stops at the escape's ``=``, which
+    serves as the soft break, and the next piece starts with the whole escape.
+    A normalised line never ends in a blank, so the stdlib's special case for
+    a trailing blank does not arise.
+    """
+    pieces = []
+    start = 0
+    last_start = len(line) - 1 - _MAX_LINE
+    while start <= last_start:
+        stop = start + _MAX_LINE - 1
+        if line[stop - 2] == "=":
+            pieces.append(line[start:stop - 1])
+            start = stop - 2
+        elif line[stop - 1] == "=":
+            pieces.append(line[start:stop])
+            start = stop - 1
+        else:
+            pieces.append(line[start:stop] + "=")
+            start = stop
+    pieces.append(line[start:])
+    return "\r\n".join(pieces)

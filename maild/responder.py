@@ -125,9 +125,12 @@ def clean_line(value: str, limit: int) -> str:
 def _without_controls(value: str) -> str:
     """Controls and line separators as spaces, format characters and surrogates dropped.
 
-    ASCII text, nearly all of it, needs no character database: its only
-    controls are C0 and DEL, and it has no format characters or surrogates.
+    Printable text, nearly all of it, has none of these and is returned as
+    it is. Other ASCII text needs no character database: its only controls
+    are C0 and DEL, and it has no format characters or surrogates.
     """
+    if value.isprintable():
+        return value
     if value.isascii():
         return value.translate(_ASCII_CONTROLS)
     kept = []
@@ -167,7 +170,7 @@ def format_when(moment: datetime, language: str, tz: tzinfo) -> str:
     local = moment.astimezone(tz) if moment.tzinfo is not None else moment
     lang = _lang(language)
     day = f"{_WEEKDAYS[lang][local.weekday()]} {local.day} {_MONTHS[lang][local.month - 1]} {local.year}"
-    clock = f"{local:%H:%M}"
+    clock = f"{local.hour:02d}:{local.minute:02d}"  # %H:%M without strftime's cost
     if lang == "en":
         return f"{day} at {clock}"
     return f"{day} all'{clock}" if local.hour == 1 else f"{day} alle {clock}"
@@ -250,6 +253,8 @@ class Responder:
             except jinja2.TemplateError as exc:
                 raise TemplateError(f"template {name} in {templates_dir}: {_describe(exc)}") from exc
         self._templates: Mapping[str, jinja2.Template] = MappingProxyType(templates)
+        # Jinja's globals (range, namespace…) as every template sees them, in a plain map.
+        self._globals: Mapping[str, object] = MappingProxyType(dict(env.globals))
         self._composer = Composer(helpdesk, self._tz)
 
     # -- public renderers -------------------------------------------------
@@ -354,7 +359,7 @@ class Responder:
     def _render(self, kind: str, lang: str, context: Mapping[str, object]) -> str:
         name = f"{kind}.{lang}.txt.j2"
         try:
-            return self._templates[name].render(context)
+            return _rendered(self._templates[name], {**self._globals, **context})
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {name}: {_describe(exc)}") from exc
 
@@ -376,6 +381,21 @@ class Responder:
             kind=draft.kind, message_id=draft.message_id, envelope_from="",
             recipients=(to.addr_spec,), data=self._composer.compose(draft, to),
         )
+
+
+def _rendered(template: jinja2.Template, context: dict[str, object]) -> str:
+    """``template.render(context)`` for a context that already holds the globals, by Jinja's low-level API.
+
+    ``render`` merges the template's layered globals map into the context key
+    by key on every call, which costs more than the rendering itself; here the
+    context is handed over as it is. Errors are raised as ``render`` raises
+    them, with the traceback pointing at the template's lines.
+    """
+    ctx = template.new_context(context, shared=True)
+    try:
+        return "".join(template.root_render_func(ctx))
+    except Exception:
+        template.environment.handle_exception()
 
 
 def _show(address: Address) -> str:

@@ -597,6 +597,15 @@ def test_strict_undefined_surfaces_as_template_error(tmp_path: Path) -> None:
         responder.acknowledgment(make_disposition(), REF, OUR_ID, NOW)
 
 
+def test_templates_see_the_jinja_globals(tmp_path: Path) -> None:
+    folder = copy_templates(tmp_path)
+    (folder / "ack.it.txt.j2").write_text(
+        "{% set ns = namespace(n=0) %}{% for i in range(4) %}{% set ns.n = ns.n + i %}{% endfor %}"
+        "{{ ns.n }} {{ dict(a=1) }} {{ ticket_ref }}\n", encoding="utf-8")
+    responder = Responder(folder, HELPDESK)
+    assert body(responder.acknowledgment(make_disposition(), REF, OUR_ID, NOW)) == f"6 {{'a': 1}} {REF}\n"
+
+
 def test_missing_folder_is_a_template_error(tmp_path: Path) -> None:
     with pytest.raises(TemplateError, match="does not exist"):
         Responder(tmp_path / "nope", HELPDESK)
