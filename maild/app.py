@@ -29,9 +29,10 @@ def open_store(settings: Settings) -> Store:
                       timezone=settings.service_hours.timezone)
 
 
-def build_intake(settings: Settings, store: Store) -> IntakeService:
+def build_intake(settings: Settings, store: Store, *, compiled: bool = True) -> IntakeService:
+    """``compiled``: whether the rules' templates are compiled now (see ``Rules.compile``)."""
     responder = Responder(settings.templates.path, settings.helpdesk, timezone=settings.service_hours.timezone)
-    return IntakeService(settings, Triager.from_settings(settings), responder, store)
+    return IntakeService(settings, Triager.from_settings(settings, compiled=compiled), responder, store)
 
 
 def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
@@ -39,7 +40,7 @@ def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
     parallel_sending = clock is None or isinstance(clock, SystemClock)
     clock = clock or SystemClock()
     store = open_store(settings)
-    intake = build_intake(settings, store)
+    intake = build_intake(settings, store, compiled=False)  # Daemon.run has them compiled where they are used
     sender = OutboxSender(store, make_transport(settings), clock, settings.limits, worker_name())
     return Daemon(intake=intake, source=make_source(settings), sender=sender, store=store, clock=clock,
                   max_message_bytes=settings.limits.max_message_bytes,

@@ -36,6 +36,7 @@ from maild.digest import send_due_digest
 from maild.errors import MaildError, SourceError, SourceUnavailable, StoreError
 from maild.health import LAST_POLL_KEY
 from maild.intake import IntakeService, Outcome, Triaged
+from maild.journal import open_journal
 from maild.logs import context
 from maild.metrics import DaemonMetrics
 from maild.notify import Notifier
@@ -126,6 +127,8 @@ class Daemon:
         if self.parallel_triage and self.triage_pool is None:
             self.triage_pool = TriagePool.for_machine(self.intake.settings, self.intake.triager,
                                                       self.store.drop_connections)
+        if self.triage_pool is None:
+            self.intake.triager.rules.compile()  # triaged here: now, so that a bad rule stops the start
         if once:
             return self._run_once()
         self.metrics.start()
@@ -172,6 +175,8 @@ class Daemon:
             done += self._advance([])  # the batch still with the triage worker
             self._move(everything=True)
             self._last_poll = self._last_read = self.clock.now()
+            if self.triage_pool is not None:
+                self.triage_pool.started()  # its rules compiled, or the daemon stops: see TriagePool.started
         except SourceUnavailable as exc:
             self.metrics.mailbox_error("poll")
             self._mailbox_down = True
@@ -200,6 +205,7 @@ class Daemon:
             sender.start()
         try:
             self._drain_until_empty()
+            deferred.extend(self._send_beside_sender_process())
         finally:
             intake_done.set()
             self._wake_sender.set()
@@ -276,12 +282,13 @@ class Daemon:
         now = self.clock.now()
         pool = self.triage_pool
         previous, self._in_flight = self._in_flight, None
-        if pool is None or (previous is None and not pool.ready()):
-            return self._record_batch(items, now, None)  # the worker is still starting: no wait for it
+        if pool is None or (previous is None and not pool.forked and not pool.ready()):
+            return self._record_batch(items, now, None)  # a spawned worker is still starting: no wait for it
         if items:
             self._in_flight = _Flight(items, now, pool.submit([item.raw for item in items], now))
         if previous is None:
             return 0
+        pool.started()
         return self._record_batch(previous.items, previous.now, pool.result(previous.triage, len(previous.items)))
 
     def _record_batch(self, items: list[Incoming], now: datetime, triaged: list[Triaged | None] | None) -> int:
@@ -367,6 +374,28 @@ class Daemon:
             log.error("the sender process ended with exit code %s; its replies are recovered", finished.exit_code)
             self._recover_sender()
         return finished.reports
+
+    def _send_beside_sender_process(self) -> list[int]:
+        """``run --once``, the mailbox drained: send the replies still queued from this process too.
+
+        The sender process may still have a backlog (during the intake it keeps
+        pace with it only roughly), and with the intake done one core would
+        idle while it works through it. This process sends beside it, over an
+        SMTP connection of its own, with a journal of its own: leases keep the
+        two senders apart exactly as they keep two daemons apart. Returns the
+        deferred count, if any.
+        """
+        if self.sender_process is None:
+            return []
+        self.sender_process.wake()
+        journal = open_journal(self.store, self.sender.owner)
+        try:
+            report = replace(self.sender, journal=journal).drain()
+        finally:
+            if journal is not None:
+                journal.close()
+        self._count_replies([report])
+        return [report.deferred] if report.deferred else []
 
     def _recover_sender(self) -> None:
         try:

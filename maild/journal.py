@@ -83,6 +83,17 @@ class SentJournal:
             os.close(self._fd)
 
 
+def open_journal(store: Store, owner: str) -> SentJournal | None:
+    """``owner``'s journal for a SQLite file; None (a commit per reply) elsewhere or if it cannot be opened."""
+    if store.journal_dir is None:
+        return None
+    try:
+        return SentJournal(store.journal_dir, owner)
+    except StoreError as exc:
+        log.warning("%s; each reply is marked sent in its own commit instead", exc)
+        return None
+
+
 def fold_journals(directory: Path | None, store: Store, now: datetime, is_dead: Callable[[str], bool],
                   own: Path | None = None) -> int:
     """Mark every reply named in the journals of ``directory`` sent, in one transaction.

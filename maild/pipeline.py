@@ -37,8 +37,10 @@ class Triager:
         object.__setattr__(self, "own_addresses", own)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Triager:
-        return cls(settings, load_rules(settings.triage.rules), ServiceCalendar(settings.service_hours))
+    def from_settings(cls, settings: Settings, *, compiled: bool = True) -> Triager:
+        """``compiled``: the rules' templates now, else on first use (see ``Rules.compile``)."""
+        rules = load_rules(settings.triage.rules, compiled=compiled)
+        return cls(settings, rules, ServiceCalendar(settings.service_hours))
 
     def triage(self, raw: bytes, *, now: datetime, received_at: datetime | None = None) -> Disposition:
         """Run every stage on ``raw``; ``received_at`` overrides the headers."""

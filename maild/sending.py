@@ -37,8 +37,8 @@ from multiprocessing.connection import Connection
 from maild import logs
 from maild.children import bind_to_parent, child_context, start_on_spare_core
 from maild.clock import SystemClock
-from maild.errors import MaildError, StoreError
-from maild.journal import SentJournal
+from maild.errors import MaildError
+from maild.journal import open_journal
 from maild.sender import SENDER_RETRY_POLL, OutboxSender, SendReport, worker_name
 from maild.settings import Settings
 from maild.store import Store
@@ -161,7 +161,7 @@ def serve(settings: Settings, log_setup: tuple[str, str], orders: Connection, re
     store = Store(settings.database.url, ticket_prefix=settings.helpdesk.ticket_prefix,
                   timezone=settings.service_hours.timezone)
     owner = worker_name()
-    journal = _journal(store, owner)
+    journal = open_journal(store, owner)
     sender = OutboxSender(store, make_transport(settings), SystemClock(), settings.limits, owner, journal=journal)
     os.set_blocking(reports.fileno(), False)
     unreported = SendReport()
@@ -176,17 +176,6 @@ def serve(settings: Settings, log_setup: tuple[str, str], orders: Connection, re
         if journal is not None:
             journal.close()
         store.close()
-
-
-def _journal(store: Store, owner: str) -> SentJournal | None:
-    """The journal for a SQLite file; None (a commit per reply) elsewhere or if it cannot be opened."""
-    if store.journal_dir is None:
-        return None
-    try:
-        return SentJournal(store.journal_dir, owner)
-    except StoreError as exc:
-        log.warning("%s; each reply is marked sent in its own commit instead", exc)
-        return None
 
 
 def _read_orders(orders: Connection, timeout: float) -> bool:

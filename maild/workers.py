@@ -19,10 +19,12 @@ triaged in the main process; a worker whose daemon dies exits at once.
 from __future__ import annotations
 
 import logging
+import multiprocessing.context
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import suppress
 from datetime import datetime
 
 from maild.children import bind_to_parent, child_context, start_on_spare_core
@@ -44,7 +46,10 @@ class TriagePool:
         """``triager``: the daemon's own rules, which a forked worker uses as they are (see
         ``maild.children.child_context``, which calls ``drop_connections`` before a fork)."""
         self._settings = settings
-        self._executor, self._worker = self._start(drop_connections, triager)
+        context = child_context(drop_connections)
+        self.forked = context.get_start_method() == "fork"
+        """Whether the first worker was forked: it starts at once, with the daemon's modules."""
+        self._executor, self._worker = self._start(context, triager)
 
     @classmethod
     def for_machine(cls, settings: Settings, triager: Triager | None = None,
@@ -52,17 +57,22 @@ class TriagePool:
         """A pool when this machine has a core to spare for it, else None (triage stays in-process)."""
         return start_on_spare_core(lambda: cls(settings, triager, drop_connections), "triage worker")
 
-    def _start(self, drop_connections: Callable[[], None] | None,
+    def _start(self, context: multiprocessing.context.BaseContext,
                triager: Triager | None) -> tuple[ProcessPoolExecutor, Future[int]]:
-        context = child_context(drop_connections)
         inherited = triager if context.get_start_method() == "fork" else None  # spawn: compiled there
         executor = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_worker,
                                        initargs=(self._settings, inherited))
         return executor, executor.submit(_warm_up, self._settings)  # loads while the daemon connects
 
     def ready(self) -> bool:
-        """Whether the worker has started and loaded the rules (it takes about a second)."""
+        """Whether the worker has started and compiled the rules."""
         return self._worker.done()
+
+    def started(self) -> None:
+        """Wait until the worker has started and compiled the rules; raise what stopped it doing so
+        (a ``RulesError`` names the template): the daemon stops rather than triage without rules."""
+        with suppress(BrokenProcessPool):  # died: the next batch finds out, and starts another
+            self._worker.result()
 
     def worker_pids(self) -> tuple[int, ...]:
         """The worker's process id, once it is up (for operators and tests)."""
@@ -70,7 +80,7 @@ class TriagePool:
 
     def _restart(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._executor, self._worker = self._start(None, None)  # a replacement is spawned: see child_context
+        self._executor, self._worker = self._start(child_context(None), None)  # spawned: see child_context
 
     def submit(self, raws: Sequence[bytes | None], now: datetime) -> Future[list[Triaged | None]]:
         shipped = [raw if raw is not None and len(raw) <= SHIP_MAX_BYTES else None for raw in raws]
@@ -120,7 +130,8 @@ def _triager(settings: Settings) -> Triager:
 
 
 def _warm_up(settings: Settings) -> int:
-    _triager(settings)
+    """The worker's first job: the rules compiled (a forked worker's came uncompiled), its pid returned."""
+    _triager(settings).rules.compile()
     return os.getpid()
 
 

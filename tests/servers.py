@@ -15,6 +15,7 @@ answer, the fixtures FAIL (never skip) with the command that fixes it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import signal
@@ -321,6 +322,8 @@ class _Handler:
     mails: list[CapturedMail] = field(default_factory=list)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_reply: str | None = None
+    data_delay: float = 0.0
+    """Seconds before each DATA is answered: a slow server."""
     mail_commands: int = 0
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
@@ -341,6 +344,8 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
         with self.lock:
             if self.data_reply is not None:
                 return self.data_reply
@@ -392,6 +397,10 @@ class SmtpCapture:
     def messages(self) -> list[CapturedMail]:
         with self._handler.lock:
             return list(self._handler.mails)
+
+    def answer_data_after(self, seconds: float) -> None:
+        """Answer every DATA only after ``seconds``, like a server under load."""
+        self._handler.data_delay = seconds
 
     @property
     def mail_commands(self) -> int:

@@ -193,3 +193,17 @@ def test_adjacent_gaps_of_different_kinds_keep_their_own_rules(tmp_path: Path) -
     excluding = _gap_rule(tmp_path, "zzfirst {~2!lc_object} {~2!lc_object} zzlast")
     assert excluding.search("zzfirst a b c d zzlast") is not None
     assert excluding.search("zzfirst a b casella d zzlast") is None
+
+
+def test_rules_loaded_uncompiled_compile_each_template_on_first_use_or_all_at_once() -> None:
+    lazy = load_rules(DEFAULT_RULES, compiled=False)
+    templates = [*lazy.adoption.phrases, *(template for _rule, template in lazy.templates)]
+    assert not any(t.compiled for t in templates)
+    first = templates[0]
+    assert first.pattern is first.pattern  # compiled once, then kept
+    assert [t.compiled for t in templates].count(True) == 1
+    assert lazy.compile() is lazy
+    assert all(t.compiled for t in templates)
+    eager = load_rules(DEFAULT_RULES)
+    assert all(t.compiled for t in [*eager.adoption.phrases, *(template for _rule, template in eager.templates)])
+    assert [t.pattern.pattern for t in templates] == [t.source for t in templates]

@@ -213,3 +213,55 @@ def test_a_worker_forked_from_a_single_thread_uses_the_daemons_compiled_rules(tm
                           timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[None] True"  # the marking rules raised in the worker: None comes back
+
+
+_FORKED_LAZY = """
+import os
+from dataclasses import replace
+from datetime import UTC, datetime
+from maild.errors import RulesError
+from maild.pipeline import Triager
+from maild.workers import TriagePool
+from tests.factories import REPO, settings
+
+
+def every_template(triager):
+    return [*triager.rules.adoption.phrases, *(template for _rule, template in triager.rules.templates)]
+
+
+if __name__ == "__main__":
+    config = settings()
+    lazy = Triager.from_settings(config, compiled=False)
+    pool = TriagePool(config, lazy, lambda: None)
+    pool.started()
+    raw = (REPO / "examples" / "01-quota-it.eml").read_bytes()
+    [triaged] = pool.result(pool.submit([raw], datetime.now(UTC)), 1)
+    pool.close()
+    here = any(template.compiled for template in every_template(lazy))
+    eager = Triager.from_settings(config).triage(raw, now=datetime.now(UTC))
+    print(pool.forked, here, triaged.disposition.category is eager.category, flush=True)
+
+    rule, template = lazy.rules.templates[0]
+    broken = replace(lazy.rules, templates=((rule, replace(template, source="(")), *lazy.rules.templates[1:]))
+    pool = TriagePool(config, replace(lazy, rules=broken), lambda: None)
+    try:
+        pool.started()
+    except RulesError as exc:
+        print("stopped:", exc, flush=True)
+    pool.close()
+"""
+
+
+def test_a_forked_worker_compiles_the_rules_the_daemon_left_uncompiled_and_a_bad_one_stops_the_start(
+        tmp_path: Path) -> None:
+    """The daemon loads the rules without compiling their templates; its forked worker compiles
+    them (while the daemon connects to the mailbox) and triages as compiled rules do. A template
+    that does not compile there stops the daemon's start (``TriagePool.started``), naming it."""
+    script = tmp_path / "daemon.py"
+    script.write_text(_FORKED_LAZY, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=False,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()
+    assert first == "True False True"  # forked; nothing compiled in the daemon; the same triage
+    assert second.startswith("stopped: ") and "rule[0]" in second and "invalid regular expression" in second
