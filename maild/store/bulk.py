@@ -26,6 +26,7 @@ from sqlalchemy import Connection, Dialect, Table, func, insert, select
 from maild import models
 
 _Processor = Callable[[Any], Any] | None
+_NOTHING = object()
 
 
 def table_of(model: type[models.Base]) -> Table:
@@ -71,11 +72,26 @@ def _executemany(conn: Connection, table: Table, columns: tuple[str, ...], value
     """Bind every value as SQLAlchemy would, then hand all the rows to the driver at once."""
     processors = [_bind_processor(table, name, conn.dialect) for name in columns]
     if any(processors):
-        values = [tuple(v if p is None else p(v) for p, v in zip(processors, row, strict=True)) for row in values]
+        columns_of = zip(*values, strict=True)
+        bound = [column if p is None else _bound(p, column) for p, column in zip(processors, columns_of, strict=True)]
+        values = list(zip(*bound, strict=True))
     quote = conn.dialect.identifier_preparer.quote
     sql = (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
            f"VALUES ({', '.join('?' * len(columns))})")
     conn.exec_driver_sql(sql, values)
+
+
+def _bound(process: Callable[[Any], Any], column: Sequence[Any]) -> Sequence[Any]:
+    """``process`` applied to every value of a column; a value that is the very object of the row
+    before is bound once (the batch's ``now`` stamps every row of it)."""
+    bound: list[Any] = []
+    last: object = _NOTHING
+    done: Any = None
+    for value in column:
+        if value is not last:
+            last, done = value, process(value)
+        bound.append(done)
+    return bound
 
 
 def _bind_processor(table: Table, column: str, dialect: Dialect) -> _Processor:
