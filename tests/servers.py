@@ -323,7 +323,8 @@ class _Handler:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     data_reply: str | None = None
     data_delay: float = 0.0
-    """Seconds before each DATA is answered: a slow server."""
+    """Seconds before each DATA of the first connection to send one is answered: a slow link."""
+    slow_peer: Any = None
     mail_commands: int = 0
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
@@ -345,7 +346,10 @@ class _Handler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self.data_delay:
-            await asyncio.sleep(self.data_delay)
+            with self.lock:
+                self.slow_peer = self.slow_peer or session.peer
+            if session.peer == self.slow_peer:
+                await asyncio.sleep(self.data_delay)
         with self.lock:
             if self.data_reply is not None:
                 return self.data_reply
@@ -399,7 +403,7 @@ class SmtpCapture:
             return list(self._handler.mails)
 
     def answer_data_after(self, seconds: float) -> None:
-        """Answer every DATA only after ``seconds``, like a server under load."""
+        """Answer every DATA of the first connection that sends one only after ``seconds``."""
         self._handler.data_delay = seconds
 
     @property

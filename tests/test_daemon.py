@@ -8,10 +8,10 @@ changes, oversize, poison and hostile messages, and out-of-hours take-in.
 from __future__ import annotations
 
 import random
-from collections import Counter
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -628,9 +628,9 @@ def test_once_the_mailbox_is_drained_the_daemon_sends_beside_its_slow_sender_pro
         tmp_path: Path, imap_account: ImapAccount, smtp_server: SmtpCapture) -> None:
     """With the intake done, the replies still queued go out over two connections: the sender
     process's and the daemon's own; leases keep them apart, so each reply still leaves once."""
-    samples = corpus_mix(150, tag="beside")
+    samples = corpus_mix(400, tag="beside")  # more replies than the sender process leases at once (BATCH)
     seed_imap(imap_account, [s.raw for s in samples])
-    smtp_server.answer_data_after(0.02)  # the sender process alone would take seconds after the intake
+    smtp_server.answer_data_after(0.015)  # the sender process's: alone it would take seconds after the intake
     _, d = daemon(config_for(tmp_path, imap_account, smtp_server, sqlite_url(tmp_path)))
     assert d.run(once=True) == 0
     per_connection = Counter(m.peer for m in smtp_server.messages)

@@ -32,6 +32,7 @@ from tests.daemon_kit import (
     db_rows,
     duplicates,
     imap_table,
+    run_cli,
     smtp_table,
     spawn_daemon,
     sqlite_url,
@@ -185,9 +186,9 @@ def _holds_open(pid: int, database: Path) -> bool:
 
 def test_maild_run_forks_its_first_children_and_spawns_replacements(tmp_path: Path, imap_account: ImapAccount,
                                                                     smtp_server: SmtpCapture) -> None:
-    """The forked worker and sender answer every message once. The daemon closed its database
-    connections before forking: only the sender, which opens its own, holds the file. Children
-    started again beside the daemon's threads are spawned, and answer too."""
+    """The forked worker and sender answer every message once. The daemon forks them before it
+    opens its database: only the sender, which opens its own, holds the file. Children started
+    again beside the daemon's threads are spawned, and answer too."""
     url = sqlite_url(tmp_path)
     database = Path(url.removeprefix("sqlite:///"))
     config = write_config(tmp_path / "maild.toml", mailbox=imap_table(imap_account), smtp=smtp_table(smtp_server),
@@ -215,6 +216,19 @@ def test_maild_run_forks_its_first_children_and_spawns_replacements(tmp_path: Pa
     assert process.returncode == 0
     assert duplicates(smtp_server.messages) == {}
     assert len(smtp_server.messages) == db_rows(url, "SELECT COUNT(*) FROM outbox")[0][0] > 0
+
+
+def test_maild_run_that_cannot_be_built_stops_the_children_it_started_first(tmp_path: Path) -> None:
+    """``maild run`` forks its children before it opens the database: when that then fails, the
+    command still ends at once (its children stopped), with the reason and without a traceback."""
+    inbox = tmp_path / "inbox"
+    config = write_config(tmp_path / "maild.toml", mailbox={"kind": "maildir", "path": str(inbox)},
+                          smtp={"kind": "maildir", "path": str(tmp_path / "sent")},
+                          database_url="postgresql://maild:nothing@127.0.0.1:9/maild")  # nobody listens on 9
+    done = run_cli(config, "run", "--once", timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert "database" in done.stderr.lower()
+    assert "Traceback" not in done.stderr
 
 
 def test_a_child_is_forked_only_when_this_process_has_one_thread_and_can_drop_its_connections(
