@@ -104,7 +104,7 @@ def _field_value(fields: list[bytes], wanted: bytes) -> str:
     for field in fields:
         match = _HEADER.match(field)
         if match and match[1].lower() == wanted:
-            return _WS.sub(b" ", match[2]).strip().decode("latin-1")
+            return _collapsed(match[2]).decode("latin-1")
     return ""
 
 
@@ -121,8 +121,20 @@ def _originator_fields(fields: list[bytes]) -> list[tuple[bytes, bytes]]:
         colon = field.find(b":")
         name = field[:colon].rstrip(b" \t").lower() if colon > 0 else b""
         if name in ORIGINATOR_HEADERS:
-            kept.append((name, _WS.sub(b" ", field[colon + 1:]).strip()))
+            kept.append((name, _collapsed(field[colon + 1:])))
     return kept
+
+
+def _collapsed(value: bytes) -> bytes:
+    """``value`` stripped, each run of blanks in it made one space.
+
+    Without the regular expression when every blank is a single space already, the rule for
+    the originator fields of every message: a field holds no CR or LF once normalized and
+    unfolded, so only a tab or two spaces in a row make a run that is not one space.
+    """
+    if b"\t" in value or b"  " in value:
+        return _WS.sub(b" ", value).strip()
+    return value.strip()
 
 
 def _content_hash(originator: list[tuple[bytes, bytes]], body: memoryview) -> str:
