@@ -7,8 +7,16 @@ be tested alone, replayed in a dry run, and stored as is by the daemon.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_Record = TypeVar("_Record", bound="DataclassInstance")
 
 
 class Category(enum.StrEnum):
@@ -27,6 +35,28 @@ class Category(enum.StrEnum):
 PRIVILEGED = frozenset({Category.PASSWORD_RESET, Category.LIFECYCLE})
 
 
+def pickled_by_fields(cls: type[_Record]) -> type[_Record]:
+    """Make ``cls`` (a dataclass) pickle as a call of ``cls`` with its field values in order.
+
+    The triage result crosses from the worker process to the daemon for every message. A
+    frozen slots dataclass pickles by default through dataclasses' own ``__getstate__`` and
+    ``__setstate__``, which call ``fields()`` for every object, and sets each slot back one by
+    one: calling the class costs about half as much to dump and a third less to load, for the
+    very same objects. Only for classes that ``__init__`` rebuilds exactly: every field an
+    ``__init__`` parameter, no ``__post_init__``.
+    """
+    names = tuple(f.name for f in fields(cls))
+    if len(names) < 2 or any(not f.init for f in fields(cls)) or hasattr(cls, "__post_init__"):
+        raise TypeError(f"{cls.__name__} is not rebuilt exactly by calling it with two or more field values")
+    values: Callable[[Any], tuple[object, ...]] = operator.attrgetter(*names)  # a tuple: two names or more
+
+    def reduce(self: _Record) -> tuple[type[_Record], tuple[object, ...]]:
+        return cls, values(self)
+
+    setattr(cls, "__reduce__", reduce)  # noqa: B010 (mypy refuses assigning to a method)
+    return cls
+
+
 class Decision(enum.StrEnum):
     """What maild does with a message."""
 
@@ -35,6 +65,7 @@ class Decision(enum.StrEnum):
     IGNORED = "ignored"
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Address:
     """One mailbox: the display name as decoded, and the addr-spec.
@@ -56,6 +87,7 @@ class Address:
         return self.addr.rpartition("@")[2].lower()
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Attachment:
     filename: str
@@ -63,6 +95,7 @@ class Attachment:
     size: int
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ParsedMessage:
     """Everything the later stages need from one raw message, decoded once.
@@ -132,6 +165,7 @@ class AuthDecision:
     reasons: tuple[str, ...]
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class TakeIn:
     """When the help desk takes a request in."""
@@ -140,6 +174,7 @@ class TakeIn:
     in_hours: bool
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Disposition:
     """The whole triage outcome for one message: what the daemon will do."""

@@ -14,13 +14,14 @@ from datetime import datetime
 
 from maild.parsing import parse_message
 from maild.pipeline import Triager, received_time
-from maild.records import Decision, Disposition
+from maild.records import Decision, Disposition, pickled_by_fields
 from maild.responder import find_ticket_refs
 from maild.settings import Settings
 from maild.store.text import dedupe_key
 from maild.store.types import ThreadQuery
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Triaged:
     """One message through the stages before the database; plain frozen records, so it can

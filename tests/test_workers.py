@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import Future
+from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import pytest
 
 from maild.intake import Triaged, triage
 from maild.pipeline import Triager
-from maild.records import Disposition, ParsedMessage
+from maild.records import Address, Attachment, Disposition, ParsedMessage, TakeIn, pickled_by_fields
+from maild.store import ThreadQuery
 from maild.workers import SHIP_MAX_BYTES, TriagePool, triage_batch
 from tests.daemon_kit import HIGH_LIMITS
 from tests.factories import REPO, settings
@@ -89,6 +91,46 @@ def test_a_batch_the_worker_cannot_hand_back_is_triaged_here(pool: TriagePool) -
     failed.set_exception(pickle.PicklingError("cannot pickle"))
     assert pool.result(failed, 2) == [None, None]
     assert pool.ready()  # the worker itself is fine and stays
+
+
+def _records(value: object) -> list[object]:
+    """``value`` and every dataclass object inside it, however deep (in fields and tuples)."""
+    if isinstance(value, tuple):
+        return [r for item in value for r in _records(item)]
+    if not is_dataclass(value):
+        return []
+    return [value, *(r for f in fields(value) for r in _records(getattr(value, f.name)))]
+
+
+def test_the_triage_result_crosses_processes_as_calls_of_its_classes_and_comes_back_equal() -> None:
+    raws = [s.raw for s in corpus_mix(120, tag="pickle")] + [p.read_bytes() for p in (REPO / "examples").glob("*.eml")]
+    got = triage_batch(raws, NOW, CONFIG)
+    assert pickle.loads(pickle.dumps(got, protocol=pickle.HIGHEST_PROTOCOL)) == got
+    records = _records(tuple(got))
+    assert {type(r) for r in records} == {Triaged, Disposition, ParsedMessage, Address, Attachment, TakeIn,
+                                          ThreadQuery}
+    for record in records:
+        assert "__reduce__" in type(record).__dict__, type(record)
+        assert pickle.loads(pickle.dumps(record)) == record
+
+
+def test_only_a_class_its_init_rebuilds_exactly_pickles_by_fields() -> None:
+    @dataclass(frozen=True)
+    class Computed:
+        a: int
+        b: int = field(init=False, default=0)
+
+    @dataclass(frozen=True)
+    class Checked:
+        a: int
+        b: int
+
+        def __post_init__(self) -> None:
+            object.__setattr__(self, "b", self.a)
+
+    for refused in (Computed, Checked):
+        with pytest.raises(TypeError):
+            pickled_by_fields(refused)
 
 
 def test_the_worker_ignores_the_signals_meant_for_the_daemon(pool: TriagePool) -> None:

@@ -50,7 +50,8 @@ def header_value(raw: bytes, name: str) -> str:
 
 def content_hash(raw: bytes) -> str:
     """sha256 hex over the originator headers and the body, normalized."""
-    return _content_hash(*_parts(raw))
+    fields, body = _parts(raw)
+    return _content_hash(_originator_fields(fields), body)
 
 
 # The helpers below read a message through views of ONE normalized copy of it: a 34 MB
@@ -103,24 +104,43 @@ def _field_value(fields: list[bytes], wanted: bytes) -> str:
     for field in fields:
         match = _HEADER.match(field)
         if match and match[1].lower() == wanted:
-            return _WS.sub(b" ", match[2]).strip().decode("latin-1")
+            return _collapsed(match[2]).decode("latin-1")
     return ""
 
 
-def _originator_fields(fields: list[bytes]) -> list[bytes]:
-    kept: list[bytes] = []
+def _originator_fields(fields: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """Name (lower case) and value (blanks collapsed) of each originator field, in order.
+
+    Every message's key needs them, the Message-ID among them, so a field costs a find and a
+    slice, not a match of ``_HEADER``: when the text before its first colon, less trailing
+    blanks, is one of ``ORIGINATOR_HEADERS`` (letters and hyphens), ``_HEADER`` matches the
+    field with that name; otherwise it does not match, or matches another name.
+    """
+    kept: list[tuple[bytes, bytes]] = []
     for field in fields:
-        match = _HEADER.match(field)
-        if match and match[1].lower() in ORIGINATOR_HEADERS:
-            value = _WS.sub(b" ", match[2]).strip()
-            kept.append(match[1].lower() + b":" + value)
+        colon = field.find(b":")
+        name = field[:colon].rstrip(b" \t").lower() if colon > 0 else b""
+        if name in ORIGINATOR_HEADERS:
+            kept.append((name, _collapsed(field[colon + 1:])))
     return kept
 
 
-def _content_hash(fields: list[bytes], body: memoryview) -> str:
+def _collapsed(value: bytes) -> bytes:
+    """``value`` stripped, each run of blanks in it made one space.
+
+    Without the regular expression when every blank is a single space already, the rule for
+    the originator fields of every message: a field holds no CR or LF once normalized and
+    unfolded, so only a tab or two spaces in a row make a run that is not one space.
+    """
+    if b"\t" in value or b"  " in value:
+        return _WS.sub(b" ", value).strip()
+    return value.strip()
+
+
+def _content_hash(originator: list[tuple[bytes, bytes]], body: memoryview) -> str:
     digest = hashlib.sha256()
-    for field in _originator_fields(fields):
-        digest.update(field + b"\n")
+    for name, value in originator:
+        digest.update(name + b":" + value + b"\n")
     digest.update(b"\n")
     digest.update(body)
     return digest.hexdigest()
@@ -147,8 +167,10 @@ def dedupe_key(raw: bytes) -> str:
     known message before parsing it, and every caller gets the same key.
     """
     fields, body = _parts(raw)  # once: the message is normalized (copied) once, not twice
+    originator = _originator_fields(fields)  # one scan: the Message-ID is an originator field
+    message_id = next((value for name, value in originator if name == b"message-id"), b"")
     digest = hashlib.sha256()
-    digest.update(message_key(_field_value(fields, b"message-id")).encode("utf-8"))
+    digest.update(message_key(message_id.decode("latin-1")).encode("utf-8"))
     digest.update(b"\n")
-    digest.update(_content_hash(fields, body).encode("ascii"))
+    digest.update(_content_hash(originator, body).encode("ascii"))
     return digest.hexdigest()

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from maild.records import AuthDecision, Classification, Disposition, OutgoingMail, ScreenResult
+from maild.records import AuthDecision, Classification, Disposition, OutgoingMail, ScreenResult, pickled_by_fields
 
 __all__ = [
     "Event",
@@ -154,6 +154,7 @@ ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]
 """``Renderer`` that is also told whether the message is a follow-up of its ticket (True)."""
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ThreadQuery:
     """What a message may continue: its In-Reply-To/References and subject tags, and its sender.
