@@ -17,12 +17,10 @@ from maild.notify import Notifier
 from maild.pipeline import Triager
 from maild.responder import Responder
 from maild.sender import OutboxSender, worker_name
-from maild.sending import SenderProcess
 from maild.settings import Settings
-from maild.sources import MailSource, make_source
+from maild.sources import make_source
 from maild.store import Store
 from maild.transport import make_transport
-from maild.workers import TriagePool
 
 
 def open_store(settings: Settings) -> Store:
@@ -37,22 +35,18 @@ def build_intake(settings: Settings, store: Store, *, compiled: bool = True) -> 
     return IntakeService(settings, Triager.from_settings(settings, compiled=compiled), responder, store)
 
 
-def build_daemon(settings: Settings, clock: Clock | None = None, *, source: MailSource | None = None,
-                 sender_process: SenderProcess | None = None, triage_pool: TriagePool | None = None) -> Daemon:
-    """The daemon; ``source`` and its child processes when the caller started them already
-    (``maild run`` does, before it loads the rest: see ``maild.cli``)."""
+def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
     # A sender process keeps the system's time: a daemon given another clock (a test's) sends from here.
     parallel_sending = clock is None or isinstance(clock, SystemClock)
     clock = clock or SystemClock()
     store = open_store(settings)
     intake = build_intake(settings, store, compiled=False)  # Daemon.run has them compiled where they are used
     sender = OutboxSender(store, make_transport(settings), clock, settings.limits, worker_name())
-    return Daemon(intake=intake, source=source or make_source(settings), sender=sender, store=store, clock=clock,
+    return Daemon(intake=intake, source=make_source(settings), sender=sender, store=store, clock=clock,
                   max_message_bytes=settings.limits.max_message_bytes,
                   notifier=Notifier.from_environ(os.environ),
                   metrics=DaemonMetrics(store, settings.metrics.listen, clock),
-                  parallel_triage=True, parallel_sending=parallel_sending,
-                  sender_process=sender_process, triage_pool=triage_pool)
+                  parallel_triage=True, parallel_sending=parallel_sending)
 
 
 def seed_maildir(inbox: Path, files: list[Path]) -> int:

@@ -23,7 +23,6 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from maild.cli_ops import OPERATOR_COMMANDS
 from maild.errors import ConfigError, MaildError
@@ -33,12 +32,6 @@ from maild.pipeline import Triager
 from maild.records import Decision, Disposition, OutgoingMail
 from maild.responder import Responder, make_message_id
 from maild.settings import Settings, load_settings
-
-if TYPE_CHECKING:  # the daemon's modules are imported by the handlers that use them (see above)
-    from maild.daemon import Daemon
-    from maild.sending import SenderProcess
-    from maild.sources import MailSource
-    from maild.workers import TriagePool
 
 EXIT_FAULT = 1
 EXIT_CONFIG = 2
@@ -302,27 +295,17 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from maild.poller import ImapSource  # noqa: PLC0415 - see the module docstring
-    from maild.sending import SenderProcess  # noqa: PLC0415
-    from maild.sources import make_source  # noqa: PLC0415
-    from maild.workers import TriagePool  # noqa: PLC0415
+    from maild.app import build_daemon, seed_maildir  # noqa: PLC0415 - see the module docstring
 
-    # The children first, forked while this process has one thread and nothing open (see
-    # maild.children.child_context); then the mailbox is opened in a thread. While this process
-    # loads and builds the rest, the worker compiles the rules and the server selects the folder:
-    # on two cores the start of a backlog is shorter by about a fifth of a second.
-    sender_process = SenderProcess.for_machine(settings, _nothing_open)
-    triage_pool = TriagePool.for_machine(settings, None, _nothing_open)
-    source = make_source(settings)
-    opening = source.open_ahead() if isinstance(source, ImapSource) else None
-    try:
-        daemon = _build(args, settings, source, sender_process, triage_pool)
-    finally:
-        if opening is not None:
-            opening.join()
-    # What is built so far (modules, rules, templates) lives as long as the process: moved out of
-    # the cyclic collector's reach, it is not traversed by every full collection, nor at exit
-    # (about 0.15 s of CPU).
+    if args.seed_examples:
+        if settings.mailbox.kind != "maildir":
+            raise ConfigError("mailbox.kind", "--seed-examples needs a maildir mailbox")
+        count = seed_maildir(settings.mailbox.path, list(EXAMPLES.glob("*.eml")))
+        print(f"maild: delivered {count} example messages into {settings.mailbox.path}/new", file=sys.stderr)
+    daemon = build_daemon(settings)
+    # What is built so far (modules, compiled rules, templates) lives as long as the process: moved
+    # out of the cyclic collector's reach, it is not traversed by every full collection, nor at exit
+    # (about 0.15 s of CPU), and a forked child does not touch, and so copy, its pages doing so.
     gc.freeze()
 
     def stop(signum: int, _frame: object) -> None:
@@ -332,30 +315,6 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     return daemon.run(once=args.once)
-
-
-def _nothing_open() -> None:
-    """What ``maild run`` closes before it forks its first children: nothing is open yet."""
-
-
-def _build(args: argparse.Namespace, settings: Settings, source: MailSource, sender_process: SenderProcess | None,
-           triage_pool: TriagePool | None) -> Daemon:
-    """The daemon around the children ``_run`` started; they are stopped if it cannot be built."""
-    from maild.app import build_daemon, seed_maildir  # noqa: PLC0415 - see the module docstring
-
-    try:
-        if args.seed_examples:
-            if settings.mailbox.kind != "maildir":
-                raise ConfigError("mailbox.kind", "--seed-examples needs a maildir mailbox")
-            count = seed_maildir(settings.mailbox.path, list(EXAMPLES.glob("*.eml")))
-            print(f"maild: delivered {count} example messages into {settings.mailbox.path}/new", file=sys.stderr)
-        return build_daemon(settings, source=source, sender_process=sender_process, triage_pool=triage_pool)
-    except BaseException:
-        if triage_pool is not None:
-            triage_pool.close()
-        if sender_process is not None:
-            sender_process.finish()
-        raise
 
 
 def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser],

@@ -33,7 +33,6 @@ import random
 import select
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -192,23 +191,6 @@ class ImapSource:
     @property
     def connected(self) -> bool:
         return self._client is not None
-
-    def open_ahead(self) -> threading.Thread:
-        """Connect and select in a thread of its own, now, instead of at the first fetch.
-
-        For a daemon that starts: the server answers while the daemon loads.
-        Dovecot indexes what was delivered to a Maildir since it last looked
-        when the folder is selected: 0.17 s for a 10,000-message backlog. The
-        caller joins the thread before it uses the source. A failure is kept
-        for the first fetch, which tries again as it would have.
-        """
-        opening = threading.Thread(target=self._open_quietly, name="maild-imap-open", daemon=True)
-        opening.start()
-        return opening
-
-    def _open_quietly(self) -> None:
-        with suppress(SourceUnavailable):
-            self._ensure()
 
     # ------------------------------------------------------------ MailSource
 

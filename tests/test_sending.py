@@ -186,9 +186,9 @@ def _holds_open(pid: int, database: Path) -> bool:
 
 def test_maild_run_forks_its_first_children_and_spawns_replacements(tmp_path: Path, imap_account: ImapAccount,
                                                                     smtp_server: SmtpCapture) -> None:
-    """The forked worker and sender answer every message once. The daemon forks them before it
-    opens its database: only the sender, which opens its own, holds the file. Children started
-    again beside the daemon's threads are spawned, and answer too."""
+    """The forked worker and sender answer every message once. The daemon closed its database
+    connections before forking: only the sender, which opens its own, holds the file. Children
+    started again beside the daemon's threads are spawned, and answer too."""
     url = sqlite_url(tmp_path)
     database = Path(url.removeprefix("sqlite:///"))
     config = write_config(tmp_path / "maild.toml", mailbox=imap_table(imap_account), smtp=smtp_table(smtp_server),
@@ -218,9 +218,9 @@ def test_maild_run_forks_its_first_children_and_spawns_replacements(tmp_path: Pa
     assert len(smtp_server.messages) == db_rows(url, "SELECT COUNT(*) FROM outbox")[0][0] > 0
 
 
-def test_maild_run_that_cannot_be_built_stops_the_children_it_started_first(tmp_path: Path) -> None:
-    """``maild run`` forks its children before it opens the database: when that then fails, the
-    command still ends at once (its children stopped), with the reason and without a traceback."""
+def test_maild_run_that_cannot_open_its_database_ends_at_once_with_the_reason(tmp_path: Path) -> None:
+    """A database that cannot be reached stops ``maild run`` at start: exit code 1, the reason on
+    stderr, no traceback."""
     inbox = tmp_path / "inbox"
     config = write_config(tmp_path / "maild.toml", mailbox={"kind": "maildir", "path": str(inbox)},
                           smtp={"kind": "maildir", "path": str(tmp_path / "sent")},
