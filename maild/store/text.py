@@ -101,28 +101,36 @@ def _unfolded(head: bytes) -> list[bytes]:
 
 
 def _field_value(fields: list[bytes], wanted: bytes) -> str:
+    """The first value of the field named ``wanted`` (lower case, a header name), or ""."""
     for field in fields:
-        match = _HEADER.match(field)
-        if match and match[1].lower() == wanted:
-            return _collapsed(match[2]).decode("latin-1")
+        name, value = _named(field)
+        if name == wanted:
+            return _collapsed(value).decode("latin-1")
     return ""
 
 
 def _originator_fields(fields: list[bytes]) -> list[tuple[bytes, bytes]]:
-    """Name (lower case) and value (blanks collapsed) of each originator field, in order.
-
-    Every message's key needs them, the Message-ID among them, so a field costs a find and a
-    slice, not a match of ``_HEADER``: when the text before its first colon, less trailing
-    blanks, is one of ``ORIGINATOR_HEADERS`` (letters and hyphens), ``_HEADER`` matches the
-    field with that name; otherwise it does not match, or matches another name.
-    """
+    """Name (lower case) and value (blanks collapsed) of each originator field, in order."""
     kept: list[tuple[bytes, bytes]] = []
     for field in fields:
-        colon = field.find(b":")
-        name = field[:colon].rstrip(b" \t").lower() if colon > 0 else b""
+        name, value = _named(field)
         if name in ORIGINATOR_HEADERS:
-            kept.append((name, _collapsed(field[colon + 1:])))
+            kept.append((name, _collapsed(value)))
     return kept
+
+
+def _named(field: bytes) -> tuple[bytes, bytes]:
+    """The name (lower case, blanks before the colon dropped) and raw value of a header field.
+
+    Every message's key reads its fields, so a field costs a find and a slice, not a match of
+    ``_HEADER``. For a name made of the characters a header name may hold, as every name looked
+    for is, it is the name ``_HEADER`` reads: the text before the first colon, less trailing
+    blanks, equals it only when ``_HEADER`` matches the field with that name.
+    """
+    colon = field.find(b":")
+    if colon <= 0:
+        return b"", b""
+    return field[:colon].rstrip(b" \t").lower(), field[colon + 1:]
 
 
 def _collapsed(value: bytes) -> bytes:
