@@ -175,8 +175,6 @@ class Daemon:
             done += self._advance([])  # the batch still with the triage worker
             self._move(everything=True)
             self._last_poll = self._last_read = self.clock.now()
-            if self.triage_pool is not None:
-                self.triage_pool.started()  # its rules compiled, or the daemon stops: see TriagePool.started
         except SourceUnavailable as exc:
             self.metrics.mailbox_error("poll")
             self._mailbox_down = True
@@ -205,6 +203,8 @@ class Daemon:
             sender.start()
         try:
             self._drain_until_empty()
+            if self.triage_pool is not None:
+                self.triage_pool.started()  # even with nothing to triage, rules that do not compile fail the run
             deferred.extend(self._send_beside_sender_process())
         finally:
             intake_done.set()
@@ -242,6 +242,8 @@ class Daemon:
         fetch = True  # the mailbox is read at start, then when _wait says so
         while not self.stop.is_set():
             self.notifier.watchdog()
+            if self.triage_pool is not None:
+                self.triage_pool.check()  # an idle daemon too stops on rules its worker could not compile
             try:
                 self._mailbox_down = False
                 if self.drain_mailbox(fetch=fetch):

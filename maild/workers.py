@@ -74,6 +74,11 @@ class TriagePool:
         with suppress(BrokenProcessPool):  # died: the next batch finds out, and starts another
             self._worker.result()
 
+    def check(self) -> None:
+        """``started`` once the worker is done starting, without waiting for it before."""
+        if self._worker.done():
+            self.started()
+
     def worker_pids(self) -> tuple[int, ...]:
         """The worker's process id, once it is up (for operators and tests)."""
         return (self._worker.result(),)

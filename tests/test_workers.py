@@ -290,6 +290,10 @@ if __name__ == "__main__":
         pool.started()
     except RulesError as exc:
         print("stopped:", exc, flush=True)
+    try:
+        pool.check()
+    except RulesError:
+        print("and check() says so without waiting", flush=True)
     pool.close()
 """
 
@@ -298,12 +302,14 @@ def test_a_forked_worker_compiles_the_rules_the_daemon_left_uncompiled_and_a_bad
         tmp_path: Path) -> None:
     """The daemon loads the rules without compiling their templates; its forked worker compiles
     them (while the daemon connects to the mailbox) and triages as compiled rules do. A template
-    that does not compile there stops the daemon's start (``TriagePool.started``), naming it."""
+    that does not compile there stops the daemon (``TriagePool.started``, or ``check`` for a daemon
+    that does not wait for its worker), naming it."""
     script = tmp_path / "daemon.py"
     script.write_text(_FORKED_LAZY, encoding="utf-8")
     done = subprocess.run([sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, check=False,
                           timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 0, done.stderr
-    first, second = done.stdout.strip().splitlines()
+    first, second, third = done.stdout.strip().splitlines()
     assert first == "True False True"  # forked; nothing compiled in the daemon; the same triage
     assert second.startswith("stopped: ") and "rule[0]" in second and "invalid regular expression" in second
+    assert third == "and check() says so without waiting"
