@@ -7,6 +7,8 @@ row locks and run on PostgreSQL only (SQLite drops FOR UPDATE SKIP LOCKED).
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -58,6 +60,7 @@ from maild.store import (
 )
 from maild.store import tickets as ticket_ops
 from maild.store.engine import configure_sqlite_connection, make_engine
+from maild.store.schema import SCHEMA_REVISION, at_revision
 from tests.factories import message
 from tests.servers import wait_until
 
@@ -155,6 +158,44 @@ def test_migrations_run_from_empty_are_idempotent_and_match_the_models(db_url: s
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
         assert store.queue() == ()
+
+
+def test_the_schema_revision_the_code_knows_is_alembics_head() -> None:
+    assert head_revision() == SCHEMA_REVISION
+
+
+_OPEN_AND_REPORT = """
+import sys
+from maild.store import Store
+with Store.open(sys.argv[1]) as store:
+    pass
+print("alembic" in sys.modules)
+"""
+
+
+def _opened_with_alembic(url: str) -> bool:
+    """Whether ``Store.open`` in a fresh interpreter loaded Alembic to check or migrate ``url``."""
+    done = subprocess.run([sys.executable, "-c", _OPEN_AND_REPORT, url], capture_output=True, text=True,
+                          check=True, timeout=60)
+    return {"True": True, "False": False}[done.stdout.strip()]
+
+
+def test_a_database_at_head_is_opened_without_alembic_and_any_other_is_migrated(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert not at_revision(engine)
+        assert _opened_with_alembic(db_url)  # new: migrated
+        assert at_revision(engine)
+        assert not _opened_with_alembic(db_url)  # at head: one SELECT
+        _migrate(db_url, "0001", down=True)
+        assert not at_revision(engine)
+        assert _opened_with_alembic(db_url)  # behind: migrated again
+        assert at_revision(engine)
+        with engine.begin() as conn:  # two heads recorded: not ours, so Alembic looks at it
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES ('ffff')"))
+        assert not at_revision(engine)
+    finally:
+        engine.dispose()
 
 
 def _migrate(url: str, revision: str, *, down: bool = False) -> None:

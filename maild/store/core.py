@@ -30,7 +30,7 @@ from maild.store import reads
 from maild.store import state as state_ops
 from maild.store import tickets as ticket_ops
 from maild.store.engine import describe, make_engine, sqlite_file, sync, translated
-from maild.store.migrate import current_revision, upgrade_engine
+from maild.store.schema import at_revision
 from maild.store.types import (
     Event,
     EventKind,
@@ -92,10 +92,17 @@ class Store:
         return self._engine
 
     def migrate(self) -> None:
+        """Bring the schema to head; a database already there is recognised without Alembic."""
+        if at_revision(self._engine):
+            return
+        from maild.store.migrate import upgrade_engine  # noqa: PLC0415 - Alembic only when needed
+
         upgrade_engine(self._engine)
 
     def revision(self) -> str | None:
         """The migration revision the database is at (None: never migrated)."""
+        from maild.store.migrate import current_revision  # noqa: PLC0415 - Alembic only when needed
+
         return current_revision(self._engine)
 
     def close(self) -> None:
