@@ -21,7 +21,7 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Connection, create_engine, select, text, update
+from sqlalchemy import Connection, create_engine, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from maild.errors import StoreError, TemplateError
@@ -501,6 +501,53 @@ def test_two_follow_ups_in_one_batch_reopen_their_ticket_once(store: Store) -> N
     assert story is not None and [e.kind for e in story.events].count("reopened") == 1
     summary = store.ticket(first.ticket.reference)
     assert summary is not None and summary.state is TicketState.OPEN
+    # The second saw the ticket the first had just reopened, as it would have one by one.
+    assert [dict(e.data)["state"] for e in story.events if e.kind == "followup"] == ["resolved", "open"]
+
+
+def _counting_inserts(store: Store, table: str) -> list[str]:
+    """The INSERT statements into ``table`` run on ``store`` from now on."""
+    seen: list[str] = []
+
+    def before(_conn: Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.startswith(f"INSERT INTO {table} "):
+            seen.append(statement)
+
+    event.listen(store.engine, "before_cursor_execute", before)
+    return seen
+
+
+def test_a_batch_is_written_at_once_unless_a_follow_up_names_a_message_ahead_of_it(store: Store) -> None:
+    first = store.record_intake(intake(1), ack())
+    inserts = _counting_inserts(store, "messages")
+
+    def follow_up(n: int, of: int) -> QueuedIntake:
+        query = ThreadQuery(message_ids=(f"<m{of}@ateneo.example.it>",), tags=(), from_addr=REQUESTER)
+        return QueuedIntake(intake(n), query, lambda ticket, followup: ())
+
+    plain = [QueuedIntake(intake(n), None, lambda ticket, followup: ()) for n in (10, 12, 13)]
+    results = store.record_intakes([plain[0], follow_up(11, of=1), plain[1], follow_up(14, of=12), plain[2]])
+    # Written before the follow-up of m12 (it needs m12's ticket) and at the end; the follow-up of
+    # m1, recorded before the batch, needed nothing of its batch written first.
+    assert len(inserts) == 2
+    assert [r.kind for r in results] == [MessageKind.NEW, MessageKind.FOLLOWUP, MessageKind.NEW,
+                                         MessageKind.FOLLOWUP, MessageKind.NEW]
+    assert results[1].ticket == first.ticket
+    assert results[3].ticket is not None and results[3].ticket == results[2].ticket
+
+
+def test_a_reference_opened_in_the_same_batch_is_not_looked_for(store: Store) -> None:
+    """Its tickets' references and replies' Message-IDs are not committed, so nobody can have seen
+    them: a subject naming one is a guess, and opens a ticket of its own."""
+    guess = ThreadQuery(message_ids=(), tags=("HD-2027-000001",), from_addr=REQUESTER)
+    opened, guessing = store.record_intakes([QueuedIntake(intake(1), None, lambda ticket, followup: ()),
+                                             QueuedIntake(intake(2), guess, lambda ticket, followup: ())])
+    assert opened.ticket is not None and opened.ticket.reference == "HD-2027-000001"
+    assert guessing.kind is MessageKind.NEW
+    assert guessing.ticket is not None and guessing.ticket.reference == "HD-2027-000002"
+    # Once committed, the same subject tag continues the ticket.
+    later = store.record_intakes([QueuedIntake(intake(3), guess, lambda ticket, followup: ())])
+    assert later[0].kind is MessageKind.FOLLOWUP and later[0].ticket == opened.ticket
 
 
 # ---------------------------------------------------------------- outbox

@@ -13,7 +13,7 @@ from maild import models
 from maild.models import UTCDateTime, clean_text
 from maild.records import OutgoingMail
 from maild.store.bulk import insert_rows, table_of
-from maild.store.common import add_event, event_row, queue_replies, rowcount, ticket_ref
+from maild.store.common import add_event, event_row, queue_replies, rowcount
 from maild.store.text import message_key
 from maild.store.types import EventKind, TakeInItem, TicketRef, TicketState
 
@@ -26,29 +26,44 @@ def find_thread(
     ``message_ids`` (In-Reply-To, then References) are tried in the order given
     against our sent Message-IDs and the Message-IDs of every message of a
     ticket. A subject tag counts only when the ticket's requester wrote it:
-    anyone else quoting a reference opens a new ticket.
+    anyone else quoting a reference opens a new ticket. The ticket is read as
+    it is now in the transaction (Core, not the session's cached objects): a
+    message recorded ahead of this one in the same batch may have reopened it.
     """
-    keys = [k for k in dict.fromkeys(clean_text(message_key(m)) for m in message_ids) if k]
+    t = models.Ticket
+    conn = session.connection()
+    keys = thread_keys(message_ids)
     if keys:
-        found = _tickets_by_message_key(session, keys)
+        found = _tickets_by_message_key(conn, keys)
         for key in keys:
             if key in found:
-                return ticket_ref(session.get_one(models.Ticket, found[key]))
-    refs = [r for r in dict.fromkeys(clean_text(t).strip().upper() for t in tag_refs) if r]
+                return _ref(conn.execute(_TICKET_COLUMNS.where(t.id == found[key])).one())
+    refs = [r for r in dict.fromkeys(clean_text(tag).strip().upper() for tag in tag_refs) if r]
     sender = clean_text(from_addr).strip().lower()
     if refs and sender:
-        rows = {t.reference: t for t in session.scalars(
-            select(models.Ticket).where(models.Ticket.reference.in_(refs)))}
+        rows = {row.reference: row for row in conn.execute(_TICKET_COLUMNS.where(t.reference.in_(refs)))}
         for ref in refs:
             if ref in rows and rows[ref].requester == sender:
-                return ticket_ref(rows[ref])
+                return _ref(rows[ref])
     return None
 
 
-def _tickets_by_message_key(session: Session, keys: list[str]) -> dict[str, int]:
+def thread_keys(message_ids: Iterable[str]) -> list[str]:
+    """The Message-IDs a message names, as ``messages.message_key`` and ``outbox.message_key`` hold them."""
+    return [k for k in dict.fromkeys(clean_text(message_key(m)) for m in message_ids) if k]
+
+
+_TICKET_COLUMNS = select(models.Ticket.id, models.Ticket.reference, models.Ticket.requester, models.Ticket.state)
+
+
+def _ref(row: Row[int, str, str, str]) -> TicketRef:
+    return TicketRef(id=row.id, reference=row.reference, requester=row.requester, state=TicketState(row.state))
+
+
+def _tickets_by_message_key(conn: Connection, keys: list[str]) -> dict[str, int]:
     o, m = models.Outbox, models.Message
     found: dict[str, int] = {}
-    for key, ticket_id in session.execute(
+    for key, ticket_id in conn.execute(
         select(o.message_key, o.ticket_id).where(o.message_key.in_(keys), o.ticket_id.is_not(None))
         .union_all(select(m.message_key, m.ticket_id).where(m.message_key.in_(keys), m.ticket_id.is_not(None)))
     ):

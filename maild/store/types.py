@@ -159,9 +159,9 @@ ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]
 class ThreadQuery:
     """What a message may continue: its In-Reply-To/References and subject tags, and its sender.
 
-    Resolved inside the intake transaction (``tickets.find_thread``), after the
-    messages before it in the same batch are written, so a follow-up finds a
-    ticket opened a moment earlier in the same batch.
+    Resolved inside the intake transaction (``_BatchWriter.find_thread`` in
+    ``maild.store.intake``): a follow-up of a message ahead of it in the same
+    batch finds the ticket that message opened a moment earlier.
     """
 
     message_ids: tuple[str, ...]
