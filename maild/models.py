@@ -278,7 +278,7 @@ class Outbox(Base):
 
 
 Index("ix_outbox_due", Outbox.state, Outbox.next_attempt_at)
-Index("ix_outbox_brake", Outbox.rcpt_key, Outbox.claimed_at)
+Index("ix_outbox_brake", Outbox.rcpt_key, Outbox.kind, Outbox.claimed_at, Outbox.state)  # covers store.outbox._RECENT
 
 
 class Quarantine(Base):

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -153,7 +154,7 @@ def test_migrations_run_from_empty_are_idempotent_and_match_the_models(db_url: s
     upgrade(db_url)
     upgrade(db_url)
     with Store.open(db_url) as store:
-        assert store.revision() == head_revision() == "0002"
+        assert store.revision() == head_revision() == "0003"
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
@@ -556,6 +557,31 @@ def test_a_reference_opened_in_the_same_batch_is_not_looked_for(store: Store) ->
 def _queue_acks(store: Store, count: int, sender: str = REQUESTER, start: int = 1) -> None:
     for n in range(start, start + count):
         store.record_intake(intake(n, sender=sender), ack(sender))
+
+
+def test_the_brake_counts_from_its_own_covering_index_on_sqlite(tmp_path: Path) -> None:
+    """The plan SQLite picks for the count the brake makes before each claim: it must not read the
+    replies themselves (nor walk every sent reply by state, as it did with the state filtered)."""
+    executed: list[tuple[str, Any]] = []
+
+    def before(_conn: Connection, _cursor: object, statement: str, parameters: Any, *_args: object) -> None:
+        if "sum(CASE" in statement:
+            executed.append((statement, parameters))
+
+    with Store.open(f"sqlite:///{tmp_path}/brake.db") as store:
+        _queue_acks(store, 25)
+        for n in range(40):  # many recipients in one claim, as in a backlog: the plan depends on them
+            _queue_acks(store, 1, sender=f"utente{n}@ateneo.example.it", start=100 + n)
+        event.listen(store.engine, "before_cursor_execute", before)
+        assert len(store.claim_outbox(NOW, 10, "sender-1", 60, LIMITS)) == 10
+        assert len(store.claim_outbox(NOW, 100, "sender-1", 60, LIMITS)) == 50  # 10 + 40: the brake holds 5
+        event.remove(store.engine, "before_cursor_execute", before)
+        with store.engine.connect() as conn:
+            plans = [" ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", params))
+                     for sql, params in executed]
+    assert len(plans) == 2
+    assert all(plan == "SEARCH outbox USING COVERING INDEX ix_outbox_brake (rcpt_key=? AND kind=? AND claimed_at>?)"
+               for plan in plans), plans
 
 
 def test_the_per_sender_brake_holds_the_21st_reply_in_an_hour(store: Store) -> None:

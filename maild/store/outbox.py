@@ -77,11 +77,13 @@ _DUE_ROWS = (  # no ``data``: sorting every due row by time need not carry the m
     .order_by(_O.next_attempt_at, _O.id).limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
-_RECENT = (
-    select(_O.rcpt_key, _O.kind, func.sum(case((_O.claimed_at > _at("hour_ago"), 1), else_=0)), func.count())
+_COUNTED = _O.state.in_([_SENDING, _SENT])
+_RECENT = (  # the state is counted, not filtered: filtered, SQLite walks every sent reply by ix_outbox_due
+    select(_O.rcpt_key, _O.kind, func.sum(case((and_(_COUNTED, _O.claimed_at > _at("hour_ago")), 1), else_=0)),
+           func.sum(case((_COUNTED, 1), else_=0)))
     .where(_O.rcpt_key.in_(bindparam("rcpts", expanding=True)), _O.kind.in_(sorted(BRAKED_KINDS)),
-           _O.state.in_([_SENDING, _SENT]), _O.claimed_at > _at("day_ago"))
-    .group_by(_O.rcpt_key, _O.kind)
+           _O.claimed_at > _at("day_ago"))
+    .group_by(_O.rcpt_key, _O.kind)  # ix_outbox_brake's order: no sort, and it covers the query
 )
 _ADVISORY_LOCKS = text(  # unnest keeps the array's (sorted) order
     "SELECT pg_advisory_xact_lock(hashtextextended(rcpt, 0)) FROM unnest(CAST(:rcpts AS text[])) AS rcpt")
@@ -209,7 +211,7 @@ def _recent_counts(conn: Connection, rows: Sequence[AnyRow], now: datetime) -> d
                                                         "day_ago": now - DAY}):
         key = (rcpt, BRAKES[kind])
         before = counts.get(key, (0, 0))
-        counts[key] = (before[0] + int(hour or 0), before[1] + int(day))
+        counts[key] = (before[0] + int(hour or 0), before[1] + int(day or 0))
     return counts
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, inspect, text
 
 from maild.store.engine import translated
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The head of ``maild/migrations``, which ``maild.models`` matches (a test keeps the two equal)."""
 
 
