@@ -14,7 +14,7 @@ from maild import models
 from maild.errors import StoreError
 from maild.records import OutgoingMail
 from maild.store.text import message_key
-from maild.store.types import Event, EventKind, OutboxState, OutboxSummary, TicketRef, TicketState, TicketSummary
+from maild.store.types import Event, EventKind, OutboxState, OutboxSummary, TicketState, TicketSummary
 
 
 def add_event(session: Session, kind: EventKind, at: datetime, **fields: Any) -> None:
@@ -107,10 +107,6 @@ def queued_event(mail: OutgoingMail, ticket_id: int | None, source_message_id: i
     """Keyword arguments of the ``queued`` event of one reply (``add_event``/``event_row``)."""
     return {"ticket_id": ticket_id, "message_id": source_message_id, "outbox_id": outbox_id,
             "data": {"kind": mail.kind, "message_id": mail.message_id, "recipients": mail.recipients}}
-
-
-def ticket_ref(row: models.Ticket) -> TicketRef:
-    return TicketRef(id=row.id, reference=row.reference, requester=row.requester, state=TicketState(row.state))
 
 
 def ticket_summary(row: models.Ticket) -> TicketSummary:

@@ -141,7 +141,7 @@ class _BatchWriter:
         pending message continues (it may reopen it). The tickets and replies
         they are about to create are not looked for: uncommitted and unsent,
         their references and Message-IDs cannot have reached anyone. Writing
-        before every lookup cost a fifth of the intake time of a backlog in
+        before every lookup cost a sixth of the intake time of a backlog in
         which one message in thirty named a Message-ID or a reference.
         """
         if self._pending_keys.intersection(thread_keys(query.message_ids)):
