@@ -32,7 +32,7 @@ from imapclient import IMAPClient
 from sqlalchemy import Engine, create_engine, event, text
 
 from bench.floor import FALLBACK_RCPT, FloorJob, reply_for
-from maild.parsing import parse_message
+from maild.mail.parsing import parse_message
 from maild.poller import quiet_imaplib
 from maild.settings import Limits
 

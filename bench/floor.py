@@ -24,7 +24,7 @@ from pathlib import Path
 
 from imapclient import IMAPClient
 
-from maild.parsing import parse_message
+from maild.mail.parsing import parse_message
 from maild.poller import quiet_imaplib
 from maild.settings import Limits
 

@@ -30,16 +30,17 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from maild.app import build_intake
-from maild.daemon import RECORD_BATCH
-from maild.intake import IntakeService, replies_for
-from maild.journal import SentJournal
-from maild.parsing import parse_message
+from maild.daemon.intake import IntakeService, replies_for
+from maild.daemon.loop import RECORD_BATCH
+from maild.daemon.outbox.journal import SentJournal
+from maild.daemon.outbox.sender import BATCH
+from maild.daemon.wiring import build_intake
+from maild.mail.keys import dedupe_key
+from maild.mail.parsing import parse_message
 from maild.pipeline import received_time
-from maild.records import OutgoingMail
-from maild.sender import BATCH
+from maild.records import Intake, OutgoingMail, QueuedIntake, TicketRef
 from maild.settings import Settings
-from maild.store import Intake, QueuedIntake, Store, TicketRef, dedupe_key
+from maild.store import Store
 from tests.daemon_kit import HIGH_LIMITS
 from tests.factories import settings
 from tests.mailgen import corpus_mix

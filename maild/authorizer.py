@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from maild.authresults import AuthResults, parse_auth_results
+from maild.mail.authresults import AuthResults, parse_auth_results
 from maild.records import AuthDecision, ParsedMessage
 from maild.settings import Administration
 

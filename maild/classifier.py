@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 from maild.records import Category, Classification, ParsedMessage
 from maild.rules import Negation, Rule, Rules
-from maild.textclean import Line, clean, fold
+from maild.rules.textclean import Line, clean, fold
 
 # The look-behind starts an address only where a run of address characters starts: linear, not
 # quadratic, on a long run of letters with no "@".

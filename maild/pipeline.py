@@ -3,7 +3,8 @@
 The stages are a short explicit list, each a pure function over frozen
 records: parse -> screen -> classify -> authorize -> schedule. The daemon,
 the dry-run CLI and the tests all go through ``Triager.triage``, so what the
-CLI shows is exactly what the daemon does.
+CLI shows is exactly what the daemon does. ``triage`` adds what the database
+needs (dedupe key, thread query) and stays pure, so a worker process runs it.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from datetime import datetime
 from maild.authorizer import authorize, resolve_administration
 from maild.classifier import classify
 from maild.hours import ServiceCalendar
-from maild.parsing import parse_message
-from maild.records import Category, Decision, Disposition, ParsedMessage
+from maild.mail.keys import dedupe_key
+from maild.mail.parsing import parse_message
+from maild.records import Category, Decision, Disposition, ParsedMessage, ThreadQuery, pickled_by_fields
+from maild.responder import find_ticket_refs
 from maild.rules import Rules, load_rules
 from maild.screener import screen
 from maild.settings import Settings
@@ -83,3 +86,33 @@ class Triager:
 def received_time(message: ParsedMessage, now: datetime) -> datetime:
     """The topmost Received date, else Date, else ``now`` (the CLI contract)."""
     return message.received_at or message.date or now
+
+
+@pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class Triaged:
+    """One message through the stages before the database; plain frozen records, so it can
+    cross from a worker process (``maild.daemon.processes``)."""
+
+    dedupe_key: str
+    disposition: Disposition
+    thread_query: ThreadQuery | None
+
+
+def triage(raw: bytes, now: datetime, triager: Triager, settings: Settings) -> Triaged:
+    """Dedupe key, parse, triage and thread query of one message: pure, no I/O, may raise."""
+    message = parse_message(raw, settings.limits)
+    d = triager.decide(message, received_at=min(received_time(message, now), now))
+    return Triaged(dedupe_key(raw), d, thread_query(d, settings.helpdesk.ticket_prefix))
+
+
+def thread_query(d: Disposition, ticket_prefix: str) -> ThreadQuery | None:
+    """What the message may follow up: None when nothing (ignored mail never follows anything up)."""
+    if d.decision is Decision.IGNORED or not d.message.from_addresses:
+        return None
+    message = d.message
+    ids = (*message.in_reply_to, *reversed(message.references))
+    tags = find_ticket_refs(message.subject, ticket_prefix)
+    if not ids and not tags:
+        return None
+    return ThreadQuery(ids, tags, message.from_addresses[0].key)

@@ -7,7 +7,7 @@ broken template stops the daemon at start instead of at the first reply.
 
 Everything a sender wrote (subject, display name, message ids) is hostile: it
 is cleaned before it reaches a header or a body. The bytes are written by
-``maild.compose``, which produces exactly what the stdlib ``email`` package
+``maild.mail.compose``, which produces exactly what the stdlib ``email`` package
 would and hands it every draft it cannot prove it writes the same.
 """
 
@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
-from maild.compose import Composer, Draft
 from maild.errors import TemplateError
+from maild.mail.compose import Composer, Draft
 from maild.records import Address, Category, Disposition, OutgoingMail
 from maild.settings import Helpdesk
 

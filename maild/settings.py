@@ -13,7 +13,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, time
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -23,6 +23,10 @@ import holidays
 from maild.errors import ConfigError
 from maild.records import Category
 
+HEALTH_MAX_AGE = timedelta(seconds=120)
+"""Oldest acceptable heartbeat and last successful poll: ``maild status --max-age`` overrides it."""
+HEALTH_PROBE_TIMEOUT = 5.0
+"""Seconds the health check's mailbox probe may take: ``maild status --timeout`` overrides it."""
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_RULES = PROJECT_ROOT / "config" / "rules.toml"
 DEFAULT_TEMPLATES = PROJECT_ROOT / "templates"

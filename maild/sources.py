@@ -1,7 +1,7 @@
 """Where incoming mail comes from: the MailSource protocol and its record.
 
 The daemon only ever talks to a ``MailSource``; the IMAP adapter
-(``maild.poller.ImapSource``) and the local one (``maild.maildir.MaildirSource``)
+(``maild.poller.ImapSource``) and the local one (``maild.mail.maildir.MaildirSource``)
 hide their protocol behind it, so the pipeline and its tests never see a socket
 or a directory.
 
@@ -21,12 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-
-from maild.errors import ConfigError
-
-if TYPE_CHECKING:
-    from maild.settings import Settings
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,20 +69,3 @@ class MailSource(Protocol):
         """Release the connection; safe to call twice."""
         ...
 
-
-def make_source(settings: Settings) -> MailSource:
-    """Build the source ``settings.mailbox.kind`` names.
-
-    The imports are local because both adapters import this module for
-    ``Incoming``; importing them at the top would be a cycle.
-    """
-    box = settings.mailbox
-    if box.kind == "imap":
-        from maild.poller import ImapSource  # noqa: PLC0415
-
-        return ImapSource(box)
-    if box.kind == "maildir":
-        from maild.maildir import MaildirSource  # noqa: PLC0415
-
-        return MaildirSource.from_settings(box)
-    raise ConfigError("mailbox.kind", f"unknown mailbox kind {box.kind!r}")

@@ -19,8 +19,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from maild.app import build_daemon
-from maild.daemon import Daemon
+from maild.daemon.loop import Daemon
+from maild.daemon.wiring import build_daemon
 from maild.settings import Settings, load_settings
 from maild.store import Store
 from tests.factories import REFERENTE, REPO, TRUSTED

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from maild.authorizer import authorize, resolve_administration
-from maild.authresults import parse_auth_results, strip_comments
+from maild.mail.authresults import parse_auth_results, strip_comments
 from maild.records import Address
 from maild.settings import parse_settings
 from tests.factories import PASS, REFERENTE, TRUSTED, message, settings

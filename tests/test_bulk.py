@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, Table, insert
 
-from maild import models
-from maild.store import upgrade
+from maild.store import models
 from maild.store.bulk import insert_returning_ids, insert_rows, table_of
 from maild.store.engine import make_engine
+from maild.store.migrate import upgrade
 
 ROME_SUMMER = timezone(timedelta(hours=2))
 AT = datetime(2027, 7, 1, 9, 30, 15, 123456, tzinfo=ROME_SUMMER)

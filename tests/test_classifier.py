@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from maild.classifier import _tokens, classify, classify_text
 from maild.errors import RulesError
-from maild.parsing import parse_message
+from maild.mail.parsing import parse_message
 from maild.records import Category, Classification
 from maild.rules import Rules, load_rules
 from maild.settings import DEFAULT_RULES, Limits
@@ -47,7 +47,7 @@ def category(body: str, subject: str = "") -> Category:
 
 
 def _corpus_results() -> dict[str, tuple[Category, Category]]:
-    """(got, labelled) category of every message that reaches the classifier, parsed by maild.parsing."""
+    """(got, labelled) category of every message that reaches the classifier, parsed by maild.mail.parsing."""
     out = {}
     for name, label in LABELS.items():
         if label["decision"] == "ignored":  # screened out before the classifier

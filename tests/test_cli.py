@@ -102,7 +102,7 @@ config, message = sys.argv[1:]
 statuses = [main(["check-config", "--config", config]), main(["triage", "--config", config, message]),
             main(["takein", "--config", config, "2027-03-27T14:00:00+01:00"]),
             main(["render", "--config", config, message])]
-heavy = ("sqlalchemy", "alembic", "imapclient", "apscheduler", "maild.app", "maild.store.core")
+heavy = ("sqlalchemy", "alembic", "imapclient", "apscheduler", "maild.daemon.wiring", "maild.store.core")
 sys.stdout.write("\\n" + json.dumps({"exit": statuses, "loaded": sorted(m for m in heavy if m in sys.modules)}))
 """
 

@@ -25,7 +25,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import maild.responder as responder_module
-from maild.compose import (
+from maild.daemon.intake import replies_for
+from maild.mail.compose import (
     POLICY,
     Composer,
     Draft,
@@ -37,8 +38,7 @@ from maild.compose import (
     normalise_body,
     rfc5322_date,
 )
-from maild.intake import replies_for
-from maild.parsing import parse_message
+from maild.mail.parsing import parse_message
 from maild.pipeline import Triager, received_time
 from maild.records import Disposition, OutgoingMail
 from maild.responder import Responder, make_message_id, reply_subject, thread_ids
@@ -340,7 +340,7 @@ def test_every_reply_maild_can_render_is_written_directly(
 
 
 # --------------------------------------------------------------------------
-# The stdlib encoders redone in maild.compose, each against the one it replaces
+# The stdlib encoders redone in maild.mail.compose, each against the one it replaces
 
 
 def stdlib_body(text: str) -> bytes | None:

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from maild import daemon as daemon_module
-from maild.daemon import EXIT_PENDING, READ_AT_LEAST_EVERY
+from maild.daemon import loop as daemon_module
+from maild.daemon.loop import EXIT_PENDING, READ_AT_LEAST_EVERY
 from maild.errors import SourceUnavailable
-from maild.health import LAST_POLL_KEY
+from maild.ops.health import LAST_POLL_KEY
 from maild.poller import ImapSource, open_client
 from maild.records import Disposition, ParsedMessage
 from maild.settings import Mailbox

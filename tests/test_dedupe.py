@@ -14,8 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.store import content_hash, dedupe_key, message_key
-from maild.store.text import ORIGINATOR_HEADERS, header_value, normalize_raw, split_message
+from maild.mail.keys import (
+    ORIGINATOR_HEADERS,
+    content_hash,
+    dedupe_key,
+    header_value,
+    message_key,
+    normalize_raw,
+    split_message,
+)
 from tests import hostile
 from tests.factories import REPO
 

@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from maild.digest import (
+from maild.hours import ServiceCalendar
+from maild.ops.digest import (
     Chart,
     DigestContent,
     DigestRenderer,
@@ -30,9 +31,8 @@ from maild.digest import (
     digest_period,
     next_digest_at,
 )
-from maild.hours import ServiceCalendar
+from maild.records import MessageFact, MessageKind
 from maild.settings import DEFAULT_TEMPLATES, Settings
-from maild.store import MessageFact, MessageKind
 from tests.daemon_kit import FakeClock, daemon, db_rows, run_cli, sqlite_url
 from tests.factories import REFERENTE, settings
 from tests.ops_kit import OPERATORS, SPOOFED, ops_config, request

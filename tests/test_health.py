@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from maild.health import LAST_POLL_KEY, HealthFacts, MailboxProbe, assess
-from maild.notify import Notifier
+from maild.daemon.notify import Notifier
+from maild.ops.health import LAST_POLL_KEY, HealthFacts, MailboxProbe, assess
 from maild.store import Store
 from tests.daemon_kit import daemon, run_cli, sqlite_url, write_config
 from tests.factories import REPO

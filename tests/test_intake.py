@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from maild.app import build_intake
-from maild.intake import IntakeService, Outcome
+from maild.daemon.intake import IntakeService, Outcome
+from maild.daemon.wiring import build_intake
 from maild.pipeline import Triager
 from maild.records import Disposition, OutgoingMail, ParsedMessage
 from maild.responder import Responder

@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from maild.journal import SentJournal, fold_journals
-from maild.records import OutgoingMail
-from maild.sender import LEASE_SECONDS, OutboxSender, is_dead
+from maild.daemon.outbox.journal import SentJournal, fold_journals
+from maild.daemon.outbox.sender import LEASE_SECONDS, OutboxSender, is_dead
+from maild.records import EventKind, OutboxState, OutgoingMail
 from maild.settings import Limits
-from maild.store import EventKind, OutboxState, Store
+from maild.store import Store
 from tests.daemon_kit import FakeClock
 from tests.servers import wait_until
 from tests.test_sender import NOW, Transport, queue, states

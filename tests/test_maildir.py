@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from maild.daemon.outbox.transport import make_transport
+from maild.daemon.wiring import make_source
 from maild.errors import TransportUnavailable
-from maild.maildir import MaildirSink, MaildirSource, file_name
+from maild.mail.maildir import MaildirSink, MaildirSource, file_name
 from maild.records import OutgoingMail
-from maild.sources import make_source
-from maild.transport import make_transport
 from tests.factories import settings
 from tests.fakes import FakeTime
 from tests.servers import make_message

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from maild.daemon.metrics import DaemonMetrics, split_listen
 from maild.errors import ConfigError
-from maild.metrics import DaemonMetrics, split_listen
 from tests.daemon_kit import daemon, db_rows, sqlite_url
 from tests.mailgen import corpus_mix
 from tests.ops_kit import ops_config

@@ -11,8 +11,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.models import clean_json, clean_text
-from maild.store.types import EventKind
+from maild.records import EventKind
+from maild.store.models import clean_json, clean_text
 
 
 class Shouting(str):

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from maild.operators import age, group_reasons, stats_rows, totals
-from maild.store import MessageCount, MessageKind
+from maild.ops.views import age, group_reasons, stats_rows, totals
+from maild.records import MessageCount, MessageKind
 from tests.daemon_kit import FakeClock, daemon, db_rows, run_cli, sqlite_url
 from tests.factories import REFERENTE
 from tests.mailgen import corpus_mix

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from maild import parsing
-from maild.parsing import parse_message
+from maild.mail import parsing
+from maild.mail.parsing import defects, parse_message
 from maild.records import ParsedMessage
 from maild.settings import Limits
 from tests import hostile
@@ -69,7 +69,7 @@ def assert_sane(result: ParsedMessage, raw: bytes, limits: Limits = LIMITS) -> N
     assert len(result.subject) <= limits.max_header_bytes
     assert len(result.body_text) <= limits.max_body_chars
     assert len(result.attachments) <= limits.max_parts
-    assert len(result.defects) <= parsing.MAX_DEFECTS + 1
+    assert len(result.defects) <= defects.MAX_DEFECTS + 1
     assert not any(d.startswith("parser-fault") for d in result.defects), result.defects
     for stamp in (result.date, result.received_at):
         assert stamp is None or stamp.utcoffset() is not None

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 from imapclient.exceptions import LoginError
 
+from maild.daemon.wiring import make_source
 from maild.errors import SourceError, SourceUnavailable
 from maild.poller import IDLE_RENEW, Backoff, ImapSource, ensure_folders, open_client
 from maild.settings import Mailbox
-from maild.sources import Incoming, make_source
+from maild.sources import Incoming
 from tests.factories import settings
 from tests.fakes import FakeTime
 from tests.servers import (

@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.rules import Rules, Template, load_rules
+from maild.rules.textclean import fold
 from maild.settings import DEFAULT_RULES
-from maild.textclean import fold
 from tests.factories import CORPUS, REPO
 
 _CANON_TOKEN = re.compile(r"[a-z0-9]+|[.,;:!?|]")

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from maild.daemon.outbox.sender import LEASE_SECONDS, OutboxSender
 from maild.errors import StoreError, TransportError, TransportUnavailable
-from maild.maildir import MaildirSink, file_name
-from maild.records import OutgoingMail
-from maild.sender import LEASE_SECONDS, OutboxSender
+from maild.mail.maildir import MaildirSink, file_name
+from maild.records import OutboxState, OutgoingMail
 from maild.settings import Limits
-from maild.store import OutboxState, Store
+from maild.store import Store
 from tests.daemon_kit import FakeClock
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)

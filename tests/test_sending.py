@@ -4,7 +4,7 @@ What must hold: every queued reply leaves once and is marked sent; a sender
 process killed mid-stream loses nothing and repeats at most the reply in hand;
 it ignores the signals meant for the daemon; a daemon whose sender process
 dies starts another and keeps answering. ``maild run`` forks its first
-children and spawns a replacement (``maild.children.child_context``); the
+children and spawns a replacement (``maild.daemon.processes.child_context``); the
 tests in this process spawn, since it has threads.
 """
 
@@ -19,13 +19,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from maild.children import child_context
 from maild.clock import SystemClock
-from maild.sender import OutboxSender
-from maild.sending import SenderProcess
+from maild.daemon.outbox.process import SenderProcess
+from maild.daemon.outbox.sender import OutboxSender
+from maild.daemon.outbox.transport import make_transport
+from maild.daemon.processes import child_context
+from maild.records import OutboxState
 from maild.settings import Limits, Settings
-from maild.store import OutboxState, Store
-from maild.transport import make_transport
+from maild.store import Store
 from tests.daemon_kit import (
     classify_reply,
     daemon,
@@ -234,10 +235,10 @@ def test_maild_run_that_cannot_open_its_database_ends_at_once_with_the_reason(tm
 def test_a_child_is_forked_only_when_this_process_has_one_thread_and_can_drop_its_connections(
         monkeypatch: pytest.MonkeyPatch) -> None:
     dropped: list[bool] = []
-    monkeypatch.setattr("maild.children.threading.active_count", lambda: 1)
+    monkeypatch.setattr("maild.daemon.processes.threading.active_count", lambda: 1)
     assert child_context(None).get_start_method() == "spawn"
     assert child_context(lambda: dropped.append(True)).get_start_method() == "fork"
     assert dropped == [True]
-    monkeypatch.setattr("maild.children.threading.active_count", lambda: 2)
+    monkeypatch.setattr("maild.daemon.processes.threading.active_count", lambda: 2)
     assert child_context(lambda: dropped.append(True)).get_start_method() == "spawn"
     assert dropped == [True]

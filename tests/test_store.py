@@ -26,8 +26,7 @@ from sqlalchemy import Connection, create_engine, event, select, text, update
 from sqlalchemy.exc import DBAPIError
 
 from maild.errors import StoreError, TemplateError
-from maild.migrations import alembic_config, head_revision
-from maild.models import Base, Ticket
+from maild.mail.keys import content_hash, dedupe_key, message_key
 from maild.records import (
     Address,
     AuthDecision,
@@ -35,32 +34,29 @@ from maild.records import (
     Classification,
     Decision,
     Disposition,
-    OutgoingMail,
-    ScreenResult,
-    TakeIn,
-)
-from maild.settings import Limits
-from maild.store import (
     EventKind,
     Intake,
     IntakeResult,
     MessageKind,
     OutboxState,
+    OutgoingMail,
     QuarantineState,
     QueuedIntake,
-    Store,
+    ScreenResult,
+    TakeIn,
     TakeInItem,
     ThreadQuery,
     TicketRef,
     TicketState,
-    content_hash,
-    dedupe_key,
-    message_key,
-    retry_at,
-    upgrade,
 )
+from maild.settings import Limits
+from maild.store import Store
 from maild.store import tickets as ticket_ops
 from maild.store.engine import configure_sqlite_connection, make_engine
+from maild.store.migrate import upgrade
+from maild.store.migrations import alembic_config, head_revision
+from maild.store.models import Base, Ticket
+from maild.store.outbox import retry_at
 from maild.store.schema import SCHEMA_REVISION, at_revision
 from tests.factories import message
 from tests.servers import wait_until

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.rules import load_rules
+from maild.rules.textclean import _PUNCTUATION, CleanedText, CleanRules, Marker, any_marker, clean, fold
 from maild.settings import DEFAULT_RULES
-from maild.textclean import _PUNCTUATION, CleanedText, CleanRules, Marker, any_marker, clean, fold
 
 
 @cache

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from maild.daemon.outbox.transport import SmtpTransport, make_transport
 from maild.errors import TransportError, TransportUnavailable
 from maild.records import OutgoingMail
 from maild.settings import Smtp
-from maild.transport import SmtpTransport, make_transport
 from tests.factories import settings
 from tests.servers import SmtpCapture, self_signed_tls, server_tls_context, wait_until
 

@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from maild.intake import Triaged, triage
+from maild.daemon.intake import Triaged, triage
+from maild.daemon.processes import SHIP_MAX_BYTES, TriagePool, triage_batch
 from maild.pipeline import Triager
-from maild.records import Address, Attachment, Disposition, ParsedMessage, TakeIn, pickled_by_fields
-from maild.store import ThreadQuery
-from maild.workers import SHIP_MAX_BYTES, TriagePool, triage_batch
+from maild.records import Address, Attachment, Disposition, ParsedMessage, TakeIn, ThreadQuery, pickled_by_fields
 from tests.daemon_kit import HIGH_LIMITS
 from tests.factories import REPO, settings
 from tests.hostile import big_attachment
@@ -79,7 +78,7 @@ class _Exploding(Triager):
 
 def test_a_message_whose_triage_raises_comes_back_as_none(monkeypatch: pytest.MonkeyPatch) -> None:
     """What the worker returns for a poison message: None, so the main process re-runs and quarantines it."""
-    monkeypatch.setattr("maild.workers._triager", lambda _settings: _Exploding.from_settings(CONFIG))
+    monkeypatch.setattr("maild.daemon.processes._triager", lambda _settings: _Exploding.from_settings(CONFIG))
     raws = [s.raw for s in corpus_mix(3, tag="boom")]
     raws[1] = raws[1].replace(b"Subject: ", b"Subject: BOOM ", 1)
     got = triage_batch(raws, NOW, CONFIG)
@@ -146,7 +145,7 @@ def test_the_worker_ignores_the_signals_meant_for_the_daemon(pool: TriagePool) -
 
 _ORPHAN = """
 import time
-from maild.workers import TriagePool
+from maild.daemon.processes import TriagePool
 from tests.factories import REPO, settings
 if __name__ == "__main__":
     pool = TriagePool(settings())
@@ -177,13 +176,14 @@ def test_a_worker_whose_daemon_is_killed_exits(tmp_path: Path) -> None:
     assert wait_until(lambda: not _alive(worker), timeout=20)
 
 
-HEAVY = ("sqlalchemy", "alembic", "imapclient", "apscheduler", "maild.app", "maild.store.core")
+HEAVY = ("sqlalchemy", "alembic", "imapclient", "apscheduler", "maild.daemon.wiring", "maild.store.core")
 """The database layer, the IMAP and scheduler libraries, the daemon's wiring: none is the worker's business."""
 
 
 def test_importing_the_worker_module_loads_no_database_mailbox_or_scheduler_code() -> None:
-    done = subprocess.run([sys.executable, "-c", f"import sys, maild.workers; print(sorted(m for m in {HEAVY!r} "
-                           "if m in sys.modules))"], cwd=REPO, capture_output=True, text=True, check=False, timeout=60)
+    code = f"import sys, maild.daemon.processes; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False,
+                          timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
 
@@ -201,7 +201,7 @@ def loaded():
 
 if __name__ == "__main__":
     from datetime import UTC, datetime
-    from maild.workers import TriagePool
+    from maild.daemon.processes import TriagePool
     from tests.factories import REPO, settings
     pool = TriagePool(settings())
     raw = (REPO / "examples" / "01-quota-it.eml").read_bytes()
@@ -227,7 +227,7 @@ _FORKED = """
 import os
 from datetime import UTC, datetime
 from maild.pipeline import Triager
-from maild.workers import TriagePool
+from maild.daemon.processes import TriagePool
 from tests.factories import REPO, settings
 
 
@@ -263,7 +263,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from maild.errors import RulesError
 from maild.pipeline import Triager
-from maild.workers import TriagePool
+from maild.daemon.processes import TriagePool
 from tests.factories import REPO, settings
 
 

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Dialect, Table, func, insert, select
 
-from maild import models
+from maild.store import models
 
 _Processor = Callable[[Any], Any] | None
 _NOTHING = object()

@@ -10,11 +10,10 @@ from sqlalchemy import CursorResult, Result
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from maild import models
 from maild.errors import StoreError
-from maild.records import OutgoingMail
-from maild.store.text import message_key
-from maild.store.types import Event, EventKind, OutboxState, OutboxSummary, TicketState, TicketSummary
+from maild.mail.keys import message_key
+from maild.records import Event, EventKind, OutboxState, OutboxSummary, OutgoingMail, TicketState, TicketSummary
+from maild.store import models
 
 
 def add_event(session: Session, kind: EventKind, at: datetime, **fields: Any) -> None:

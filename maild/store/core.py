@@ -21,17 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from maild.errors import StoreError
-from maild.records import OutgoingMail
-from maild.settings import Limits
-from maild.store import intake as intake_ops
-from maild.store import outbox as outbox_ops
-from maild.store import quarantine as quarantine_ops
-from maild.store import reads
-from maild.store import state as state_ops
-from maild.store import tickets as ticket_ops
-from maild.store.engine import describe, make_engine, sqlite_file, sync, translated
-from maild.store.schema import at_revision
-from maild.store.types import (
+from maild.records import (
     Event,
     EventKind,
     Intake,
@@ -41,6 +31,7 @@ from maild.store.types import (
     OutboxItem,
     OutboxState,
     OutboxSummary,
+    OutgoingMail,
     QuarantineEntry,
     QuarantineState,
     QueuedIntake,
@@ -53,6 +44,15 @@ from maild.store.types import (
     TicketStory,
     TicketSummary,
 )
+from maild.settings import Limits
+from maild.store import intake as intake_ops
+from maild.store import outbox as outbox_ops
+from maild.store import quarantine as quarantine_ops
+from maild.store import reads
+from maild.store import state as state_ops
+from maild.store import tickets as ticket_ops
+from maild.store.engine import describe, make_engine, sqlite_file, sync, translated
+from maild.store.schema import at_revision
 
 log = logging.getLogger("maild.store")
 
@@ -111,7 +111,7 @@ class Store:
     def drop_connections(self) -> None:
         """Close every pooled connection; the store stays usable and reconnects when next used.
 
-        Before a fork (``maild.children.child_context``): a child must not inherit an open connection.
+        Before a fork (``maild.daemon.processes.child_context``): a child must not inherit an open connection.
         """
         self._engine.dispose()
 

@@ -30,17 +30,15 @@ from typing import Any, cast
 from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from maild import models
-from maild.records import Decision, Disposition, OutgoingMail
-from maild.store.bulk import insert_returning_ids, insert_rows, table_of
-from maild.store.common import add_event, event_row, insert_for, is_postgresql, outbox_row, queued_event, rowcount
-from maild.store.text import message_key
-from maild.store.tickets import find_thread, thread_keys
-from maild.store.types import (
+from maild.mail.keys import message_key
+from maild.records import (
+    Decision,
+    Disposition,
     EventKind,
     Intake,
     IntakeResult,
     MessageKind,
+    OutgoingMail,
     QuarantineState,
     QueuedIntake,
     Renderer,
@@ -48,6 +46,10 @@ from maild.store.types import (
     TicketRef,
     TicketState,
 )
+from maild.store import models
+from maild.store.bulk import insert_returning_ids, insert_rows, table_of
+from maild.store.common import add_event, event_row, insert_for, is_postgresql, outbox_row, queued_event, rowcount
+from maild.store.tickets import find_thread, thread_keys
 
 DUPLICATE = IntakeResult(duplicate=True)
 KEY_CHUNK = 500

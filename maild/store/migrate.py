@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from maild.errors import StoreError
 from maild.store.engine import make_engine, translated
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 # Shared by every maild process: the key of the migration lock.
 _PG_LOCK_KEY = 0x6D61696C64  # "maild"
 

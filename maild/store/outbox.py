@@ -39,14 +39,14 @@ from typing import Any
 
 from sqlalchemy import BindParameter, Connection, Row, and_, bindparam, case, func, insert, or_, select, text, update
 
-from maild import models
 from maild.errors import StoreError
 from maild.logs import context
-from maild.models import UTCDateTime
+from maild.records import EventKind, OutboxItem, OutboxState
 from maild.settings import Limits
+from maild.store import models
 from maild.store.bulk import insert_rows, table_of
 from maild.store.common import event_row
-from maild.store.types import EventKind, OutboxItem, OutboxState
+from maild.store.models import UTCDateTime
 
 log = logging.getLogger("maild.store")
 
@@ -259,7 +259,7 @@ def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> bool:
 def mark_sent_many(conn: Connection, outbox_ids: Sequence[int], now: datetime) -> int:
     """``mark_sent`` for many replies in two statements; how many were not marked yet.
 
-    Marks kept in a sender's journal (``maild.journal``) are folded in this way,
+    Marks kept in a sender's journal (``maild.daemon.outbox.journal``) are folded in this way,
     a claim's worth at a time, and may be folded twice: a row already ``sent``
     is left alone and gets no second event.
     """

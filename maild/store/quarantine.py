@@ -15,9 +15,9 @@ from datetime import datetime
 from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session, defer
 
-from maild import models
+from maild.records import EventKind, QuarantineEntry, QuarantineState
+from maild.store import models
 from maild.store.common import add_event, rowcount
-from maild.store.types import EventKind, QuarantineEntry, QuarantineState
 
 
 def record(

@@ -8,9 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from maild import models
-from maild.store.common import event_record, outbox_summary, ticket_summary
-from maild.store.types import (
+from maild.records import (
     Event,
     MessageCount,
     MessageFact,
@@ -24,6 +22,8 @@ from maild.store.types import (
     TicketStory,
     TicketSummary,
 )
+from maild.store import models
+from maild.store.common import event_record, outbox_summary, ticket_summary
 
 
 def queue(session: Session, state: TicketState | None, limit: int) -> tuple[TicketSummary, ...]:

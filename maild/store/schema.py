@@ -14,7 +14,7 @@ from sqlalchemy import Engine, inspect, text
 from maild.store.engine import translated
 
 SCHEMA_REVISION = "0003"
-"""The head of ``maild/migrations``, which ``maild.models`` matches (a test keeps the two equal)."""
+"""The head of ``maild/migrations``, which ``maild.store.models`` matches (a test keeps the two equal)."""
 
 
 def at_revision(engine: Engine, revision: str = SCHEMA_REVISION) -> bool:

@@ -12,10 +12,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from maild import models
-from maild.records import OutgoingMail
+from maild.records import EventKind, OutgoingMail, StateEntry
+from maild.store import models
 from maild.store.common import add_event, insert_for, queue_replies
-from maild.store.types import EventKind, StateEntry
 
 DIGEST_PREFIX = "digest:"
 HEARTBEAT_PREFIX = "heartbeat:"

@@ -9,13 +9,12 @@ from typing import Any
 from sqlalchemy import BindParameter, ColumnElement, Connection, Row, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from maild import models
-from maild.models import UTCDateTime, clean_text
-from maild.records import OutgoingMail
+from maild.mail.keys import message_key
+from maild.records import EventKind, OutgoingMail, TakeInItem, TicketRef, TicketState
+from maild.store import models
 from maild.store.bulk import insert_rows, table_of
 from maild.store.common import add_event, event_row, queue_replies, rowcount
-from maild.store.text import message_key
-from maild.store.types import EventKind, TakeInItem, TicketRef, TicketState
+from maild.store.models import UTCDateTime, clean_text
 
 
 def find_thread(

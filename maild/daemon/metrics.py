@@ -25,7 +25,8 @@ from prometheus_client.registry import Collector
 
 from maild.clock import Clock, SystemClock
 from maild.errors import ConfigError, StoreError
-from maild.store import QuarantineState, Store, TicketState
+from maild.records import QuarantineState, TicketState
+from maild.store import Store
 
 log = logging.getLogger("maild.metrics")
 

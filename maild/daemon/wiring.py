@@ -9,18 +9,20 @@ import uuid
 from pathlib import Path
 
 from maild.clock import Clock, SystemClock
-from maild.daemon import Daemon
-from maild.intake import IntakeService
-from maild.maildir import make_maildir
-from maild.metrics import DaemonMetrics
-from maild.notify import Notifier
+from maild.daemon.intake import IntakeService
+from maild.daemon.loop import Daemon
+from maild.daemon.metrics import DaemonMetrics
+from maild.daemon.notify import Notifier
+from maild.daemon.outbox.sender import OutboxSender, worker_name
+from maild.daemon.outbox.transport import make_transport
+from maild.errors import ConfigError
+from maild.mail.maildir import MaildirSource, make_maildir
 from maild.pipeline import Triager
+from maild.poller import ImapSource
 from maild.responder import Responder
-from maild.sender import OutboxSender, worker_name
 from maild.settings import Settings
-from maild.sources import make_source
+from maild.sources import MailSource
 from maild.store import Store
-from maild.transport import make_transport
 
 
 def open_store(settings: Settings) -> Store:
@@ -57,3 +59,13 @@ def seed_maildir(inbox: Path, files: list[Path]) -> int:
         shutil.copyfile(source, inbox / "tmp" / name)
         (inbox / "tmp" / name).rename(inbox / "new" / name)
     return len(files)
+
+
+def make_source(settings: Settings) -> MailSource:
+    """Build the source ``settings.mailbox.kind`` names."""
+    box = settings.mailbox
+    if box.kind == "imap":
+        return ImapSource(box)
+    if box.kind == "maildir":
+        return MaildirSource.from_settings(box)
+    raise ConfigError("mailbox.kind", f"unknown mailbox kind {box.kind!r}")

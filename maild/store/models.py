@@ -38,9 +38,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-# The state enums are plain records of the store (maild.store.types): code that only names a state
+# The state enums are plain records of the store (maild.records): code that only names a state
 # needs no SQLAlchemy. The columns below check their values.
-from maild.store.types import MessageKind, OutboxState, QuarantineState, TicketState
+from maild.records import MessageKind, OutboxState, QuarantineState, TicketState
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -201,7 +201,7 @@ class Message(Base):
     message_id: Mapped[str] = mapped_column(SafeText)
     """The Message-ID header as received (may be empty)."""
     message_key: Mapped[str] = mapped_column(SafeText, index=True)
-    """Normalized Message-ID for thread lookups (see ``maild.store.text.message_key``)."""
+    """Normalized Message-ID for thread lookups (see ``maild.mail.keys.message_key``)."""
     from_addr: Mapped[str] = mapped_column(SafeText)
     subject: Mapped[str] = mapped_column(SafeText)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,12 +1,12 @@
-"""Alembic environment: uses the connection handed over by ``maild.migrations``."""
+"""Alembic environment: uses the connection handed over by ``maild.store.migrations``."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from maild.models import Base
 from maild.store.engine import make_engine
+from maild.store.models import Base
 
 
 def _run(connection: Connection) -> None:

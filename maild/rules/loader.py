@@ -40,159 +40,29 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from maild.errors import RulesError
 from maild.records import Category
-from maild.textclean import CleanRules, Marker, any_marker, fold
+from maild.rules.patterns import (
+    MAX_GAP,
+    PIECE,
+    TERM_WORD,
+    WORD,
+    Lexicon,
+    Template,
+    TemplateIndex,
+    gap_regex,
+    guard,
+    lead,
+    lexicon,
+)
+from maild.rules.textclean import CleanRules, Marker, any_marker, fold
 
 ZONES = frozenset({"subject", "body"})
-WORD = "[a-z0-9]"
-_TERM_WORD = re.compile(r"^[a-z0-9]+\*?$")
-_PIECE = re.compile(
-    r"^\{(?:~(?P<wide>~?)(?P<gap>\d+)(?:!(?P<but>[a-z_][a-z0-9_]*))?|(?P<cls>[a-z_][a-z0-9_]*)(?P<cq>[?*]?))\}$"
-    r"|^(?P<lit>[a-z0-9]+\*?)(?P<lq>\??)$"
-)
-_MAX_GAP = 12
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    """A template's regex and the words it cannot match without.
-
-    ``needs`` has one set per required piece: the first words of the piece's
-    terms, a stem written ``stem*``. When some set shares nothing with the
-    words of a text (``Lexicon.positions``), the regex cannot match there and is
-    not run at all: most templates are skipped for most messages, which is
-    where most of the classifier's time used to go.
-    """
-
-    source: str
-    """The regex, compiled on first use or by ``Rules.compile`` (see there)."""
-    needs: tuple[frozenset[str], ...]
-    first: frozenset[str]
-    """The leads of the first piece: every match starts where a word of the text fits one of them."""
-    where: str
-    """``rules file: key`` of the template, for the error if its regex does not compile."""
-    _compiled: list[re.Pattern[str]] = field(default_factory=list, init=False, compare=False, repr=False)
-
-    @property
-    def compiled(self) -> bool:
-        return bool(self._compiled)
-
-    @property
-    def pattern(self) -> re.Pattern[str]:
-        if not self._compiled:
-            try:
-                self._compiled.append(re.compile(self.source))
-            except re.error as exc:
-                raise RulesError(f"{self.where}: invalid regular expression: {exc}") from exc
-        return self._compiled[0]
-
-    def matches(self, text: str, words: frozenset[str], at: Mapping[str, Sequence[int]]) -> list[re.Match[str]]:
-        """What ``pattern.finditer(text)`` finds, tried only where a word of ``first`` starts.
-
-        ``at`` maps the ``words`` of ``text`` (see ``Lexicon.positions``) to the
-        offsets where they start. A match starts at the start of a word that fits
-        the first piece (the pattern opens with a word boundary and that piece is
-        required), so every other offset would fail: trying a few offsets
-        instead of scanning the whole text is most of the matching saved. Overlaps
-        are skipped as ``finditer`` skips them (a match is never empty).
-        """
-        starts = sorted(offset for word in self.first & words for offset in at[word])
-        pattern = self.pattern
-        found: list[re.Match[str]] = []
-        end = 0
-        for start in starts:
-            if start >= end and (match := pattern.match(text, start)) is not None:
-                found.append(match)
-                end = match.end()
-        return found
-
-
-@dataclass(frozen=True, slots=True)
-class TemplateIndex:
-    """Finds the templates that may match a text without trying each one.
-
-    Templates share needs (one vocabulary class opens many of them), so each
-    distinct need is numbered once and a text's words name the needs it meets
-    in one pass; a template may match when all of its own are met. Each
-    template is filed under its smallest need, so only those filed under a
-    met need are looked at.
-    """
-
-    templates: tuple[Template, ...]
-    needs_of: Mapping[str, tuple[int, ...]]
-    """The numbers of the needs each word meets."""
-    keys: frozenset[str]
-    """The words of ``needs_of``."""
-    wants: tuple[frozenset[int], ...]
-    """The numbers of each template's needs."""
-    filed: Mapping[int, tuple[int, ...]]
-    """The templates filed under each need."""
-    always: tuple[int, ...]
-    """Templates that need no particular word (none today: the first piece is always required)."""
-
-    @classmethod
-    def of(cls, templates: Sequence[Template]) -> TemplateIndex:
-        numbers: dict[frozenset[str], int] = {}
-        wants: list[frozenset[int]] = []
-        filed: dict[int, list[int]] = {}
-        always: list[int] = []
-        for position, template in enumerate(templates):
-            wants.append(frozenset(numbers.setdefault(need, len(numbers)) for need in template.needs))
-            if not template.needs:
-                always.append(position)
-                continue
-            filed.setdefault(numbers[min(template.needs, key=len)], []).append(position)
-        needs_of: dict[str, list[int]] = {}
-        for need, number in numbers.items():
-            for word in need:
-                needs_of.setdefault(word, []).append(number)
-        return cls(tuple(templates), {word: tuple(found) for word, found in needs_of.items()}, frozenset(needs_of),
-                   tuple(wants), {need: tuple(found) for need, found in filed.items()}, tuple(always))
-
-    def candidates(self, words: frozenset[str]) -> list[int]:
-        """Positions, in file order, of the templates that may match a text holding ``words``."""
-        met: set[int] = set()
-        for word in words & self.keys:
-            met.update(self.needs_of[word])
-        found = set(self.always)
-        for need in met:
-            found.update(self.filed.get(need, ()))
-        return [p for p in sorted(found) if self.wants[p] <= met]
-
-
-@dataclass(frozen=True, slots=True)
-class Lexicon:
-    """Turns a canonical text into the words ``Template.needs`` are written in.
-
-    ``stems`` matches, at the start of a word, the longest stem of any
-    ``stem*`` term (one trie-shaped regex, one pass); ``implied`` maps it to
-    itself and every shorter stem that is also a prefix of it.
-    """
-
-    stems: re.Pattern[str] | None
-    implied: Mapping[str, frozenset[str]]
-
-    def positions(self, text: str, tokens: Iterable[str], starts: Iterable[int]) -> dict[str, list[int]]:
-        """The words of ``text`` (its ``tokens``, each starting at its offset in ``starts``) and ``stem*``
-        for every stem one of them starts with, each with the offsets where it starts, in order.
-
-        Worked out once per text: every template tried on it reads its start
-        offsets here (``Template.matches``) instead of scanning the text.
-        """
-        at: dict[str, list[int]] = {}
-        for token, start in zip(tokens, starts, strict=True):
-            at.setdefault(token, []).append(start)
-        if self.stems is not None:
-            for match in self.stems.finditer(text):
-                for stem in self.implied[match.group()]:
-                    at.setdefault(stem, []).append(match.start())
-        return at
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,7 +211,7 @@ class _Loader:
             adoption=adoption,
             cleaning=self.cleaning(self.table(data, "cleaning")),
             rules=rules,
-            lexicon=_lexicon(key for template in every for need in template.needs for key in need),
+            lexicon=lexicon(key for template in every for need in template.needs for key in need),
             templates=templates,
             index=TemplateIndex.of([template for _rule, template in templates]),
         )
@@ -404,7 +274,7 @@ class _Loader:
     def term(self, raw: str, key: str) -> str:
         """Regex for one term: folded words, optional ``*`` suffix per word."""
         words = fold(raw).replace("'", " ").replace("-", " ").split()
-        if not words or not all(_TERM_WORD.match(w) for w in words):
+        if not words or not all(TERM_WORD.match(w) for w in words):
             raise self.fail(key, f"{raw!r} is not a term (words of letters/digits, optional trailing *)")
         return " ".join(re.escape(w.rstrip("*")) + (f"{WORD}*" if w.endswith("*") else "") for w in words)
 
@@ -418,10 +288,10 @@ class _Loader:
         for name in raw:
             terms = self.expand(name, raw, ())
             alternation = self.alternation(terms, f"vocab.{name}")
-            leads = self.vocab_leads[name] = frozenset(_lead(term) for term, _key in terms)
+            leads = self.vocab_leads[name] = frozenset(lead(term) for term, _key in terms)
             # The look-ahead is implied by every term, so it changes no match; it only lets the regex
             # engine drop a word in a few steps instead of trying each of the class's terms on it.
-            vocab[name] = f"(?={_guard(leads)}){alternation}"
+            vocab[name] = f"(?={guard(leads)}){alternation}"
         return vocab
 
     def expand(self, name: str, raw: Mapping[str, list[str]], seen: tuple[str, ...]) -> list[tuple[str, str]]:
@@ -483,7 +353,7 @@ class _Loader:
             gap = None if action else self.gap(piece, key)
             if gap is not None and gaps and gaps[-1] is not None and gaps[-1][0] == gap[0]:
                 gap = (gap[0], gaps[-1][1] + gap[1])
-                parts[-1] = f"(?: {_gap_regex(*gap)}){quantifier}"
+                parts[-1] = f"(?: {gap_regex(*gap)}){quantifier}"
                 gaps[-1] = gap
                 continue
             gaps.append(gap)
@@ -508,26 +378,26 @@ class _Loader:
         ``leads`` are the first words of the piece's terms (see ``Template``);
         empty for a gap, which needs no particular word.
         """
-        match = _PIECE.match(piece)
+        match = PIECE.match(piece)
         if match is None:
             raise self.fail(key, f"piece {piece!r} is not a word, {{class}}, {{class?}}, {{class*}}, {{~N}} "
                                  "or {~N!class}")
         gap = self.gap(piece, key)
         if gap is not None:
-            return _gap_regex(*gap), "?", frozenset()
+            return gap_regex(*gap), "?", frozenset()
         if match["cls"] is not None:
             regex = self.class_regex(match["cls"], key)
             return regex, {"": "", "?": "?", "*": "{0,3}"}[match["cq"]], self.vocab_leads[match["cls"]]
-        return self.term(match["lit"], key), match["lq"], frozenset({_lead(match["lit"])})
+        return self.term(match["lit"], key), match["lq"], frozenset({lead(match["lit"])})
 
     def gap(self, piece: str, key: str) -> tuple[str, int] | None:
         """(regex of one word, size) of a gap piece; None for any other (valid) piece."""
-        match = _PIECE.match(piece)
+        match = PIECE.match(piece)
         if match is None or match["gap"] is None:
             return None
         size = int(match["gap"])
-        if not 1 <= size <= _MAX_GAP:
-            raise self.fail(key, f"gap {{~{size}}} must be between 1 and {_MAX_GAP}")
+        if not 1 <= size <= MAX_GAP:
+            raise self.fail(key, f"gap {{~{size}}} must be between 1 and {MAX_GAP}")
         word = "[^ |]+" if match["wide"] else f"{WORD}+"
         if match["but"] is not None:
             word = f"(?!{self.class_regex(match['but'], key)}(?!{WORD})){word}"
@@ -665,63 +535,3 @@ class _Loader:
 
 def _dot(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
-
-
-def _lead(term: str) -> str:
-    """The first word of a (valid) term as the template needs write it: ``word`` or ``stem*``.
-
-    Every word of a term is a whole word of the canonical text, or the start
-    of one when it ends in ``*`` (see ``_Loader.term``).
-    """
-    return fold(term).replace("'", " ").replace("-", " ").split()[0]
-
-
-def _lexicon(leads: Iterable[str]) -> Lexicon:
-    stems = {lead[:-1] for lead in leads if lead.endswith("*")}
-    if not stems:
-        return Lexicon(None, {})
-    implied = {stem: frozenset(s + "*" for s in stems if stem.startswith(s)) for stem in stems}
-    return Lexicon(re.compile(f"(?<!{WORD})" + _trie(sorted(stems))), implied)
-
-
-def _gap_regex(word: str, size: int) -> str:
-    """One to ``size`` words, each matched by ``word``, separated by single spaces."""
-    return f"{word}(?: {word}){{0,{size - 1}}}"
-
-
-def _guard(leads: Iterable[str]) -> str:
-    """A regex matching at the start of a word that one of ``leads`` fits (``word`` whole, or ``stem*``).
-
-    Trie-shaped, so its cost does not grow with the number of leads.
-    """
-    return _guard_trie([(lead.rstrip("*"), lead.endswith("*")) for lead in sorted(leads)])
-
-
-def _guard_trie(entries: Sequence[tuple[str, bool]]) -> str:
-    if any(stem and not rest for rest, stem in entries):
-        return ""  # a stem ends here: any continuation fits
-    children: dict[str, list[tuple[str, bool]]] = {}
-    for rest, stem in entries:
-        if rest:
-            children.setdefault(rest[0], []).append((rest[1:], stem))
-    branches = [char + _guard_trie(below) for char, below in sorted(children.items())]
-    if any(not rest for rest, _stem in entries):
-        branches.append(f"(?!{WORD})")  # a whole word ends here
-    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-
-
-def _trie(words: Sequence[str]) -> str:
-    """A regex matching any of ``words`` (letters and digits), the longest one where several fit.
-
-    Shaped as a trie: each character is tried once whatever the number of
-    words, and a greedy optional group prefers the longer word.
-    """
-    children: dict[str, list[str]] = {}
-    for word in words:
-        if word:
-            children.setdefault(word[0], []).append(word[1:])
-    branches = [char + _trie(rest) for char, rest in sorted(children.items())]
-    if not branches:
-        return ""
-    body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-    return f"(?:{body})?" if "" in words else body

@@ -15,13 +15,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
 from maild.classifier import classify
-from maild.parsing import parse_message
-from maild.records import Address, Category, OutgoingMail
+from maild.mail.parsing import parse_message
+from maild.records import (
+    Address,
+    Category,
+    Event,
+    EventKind,
+    MessageCount,
+    MessageSummary,
+    OutboxSummary,
+    OutgoingMail,
+    TicketState,
+    TicketStory,
+    TicketSummary,
+)
 from maild.responder import Responder, clean_line, make_message_id
 from maild.rules import Rules
 from maild.settings import Limits, Settings
-from maild.store import Event, MessageCount, MessageSummary, OutboxSummary, TicketStory, TicketSummary
-from maild.store.types import EventKind, TicketState
 
 TEXT_LIMIT = 4000
 """Characters of a message's classified text shown by ``ticket show``."""

@@ -12,7 +12,7 @@ and our commit; the re-sent copy carries the same Message-ID.
 A sender with a ``SentJournal`` (``maild run``'s sender process on SQLite)
 appends the mark to its journal instead of committing it, and folds the
 journal into the database before each claim, before handing replies back and
-at the end of each drain; the window stays one reply (see ``maild.journal``).
+at the end of each drain; the window stays one reply (see ``maild.daemon.outbox.journal``).
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from datetime import timedelta
 from pathlib import Path
 
 from maild.clock import Clock
+from maild.daemon.outbox.journal import SentJournal, fold_journals
+from maild.daemon.outbox.transport import MailTransport
 from maild.errors import TransportError, TransportUnavailable
-from maild.journal import SentJournal, fold_journals
 from maild.logs import context
-from maild.records import OutgoingMail
+from maild.records import OutboxItem, OutgoingMail
 from maild.settings import Limits
-from maild.store import OutboxItem, Store, retry_at
-from maild.transport import MailTransport
+from maild.store import Store
+from maild.store.outbox import retry_at
 
 log = logging.getLogger("maild.sender")
 
@@ -106,7 +107,7 @@ class OutboxSender:
     owner: str
     retry_base: timedelta = timedelta(seconds=30)
     journal: SentJournal | None = None
-    """Where this sender keeps its sent marks (``maild.journal``); None: one commit per reply."""
+    """Where this sender keeps its sent marks (``maild.daemon.outbox.journal``); None: one commit per reply."""
 
     def recover(self) -> int:
         """Release replies leased by senders of this host that died (crash recovery at start)."""

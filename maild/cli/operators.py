@@ -25,9 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from maild.cli.output import print_table
 from maild.errors import ConfigError
-from maild.health_limits import MAX_AGE, PROBE_TIMEOUT
-from maild.operators import (
+from maild.ops.views import (
     QUEUE_COLUMNS,
     MessageDetail,
     message_detail,
@@ -41,11 +41,10 @@ from maild.operators import (
     totals,
     when,
 )
-from maild.records import OutgoingMail
+from maild.records import OutgoingMail, TicketState, TicketStory
 from maild.responder import Responder, clean_text
 from maild.rules import load_rules
-from maild.settings import Settings
-from maild.store import TicketState, TicketStory
+from maild.settings import HEALTH_MAX_AGE, HEALTH_PROBE_TIMEOUT, Settings
 
 if TYPE_CHECKING:
     from maild.store import Store
@@ -76,14 +75,13 @@ def _piped(handler: Handler) -> Handler:
 
 
 def _table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
-    from maild.cli import print_table  # noqa: PLC0415 - maild.cli imports this module
 
     print_table(rows, columns)
 
 
 def _open_store(settings: Settings) -> Store:
-    """``maild.app.open_store``: the wiring module imports the whole daemon, so only commands that need it do."""
-    from maild.app import open_store  # noqa: PLC0415 - see the module docstring
+    """``maild.daemon.wiring.open_store``: the wiring imports the whole daemon, so only commands that need it do."""
+    from maild.daemon.wiring import open_store  # noqa: PLC0415 - see the module docstring
 
     return open_store(settings)
 
@@ -287,7 +285,7 @@ def _add_digest(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _digest(args: argparse.Namespace, settings: Settings) -> int:
-    from maild.digest import DigestRenderer, build_digest, last_digest_at  # noqa: PLC0415 - see the module docstring
+    from maild.ops.digest import DigestRenderer, build_digest, last_digest_at  # noqa: PLC0415 - see the module docstring
 
     now = datetime.now(UTC)
     renderer = DigestRenderer(settings.templates.path, settings.service_hours.timezone)
@@ -312,16 +310,16 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
     cmd = commands.add_parser("status", parents=[common],
                               help="is maild healthy? exit code 0 when it is, 1 when not (a health check)")
-    cmd.add_argument("--max-age", type=float, default=MAX_AGE.total_seconds(), metavar="SECONDS",
+    cmd.add_argument("--max-age", type=float, default=HEALTH_MAX_AGE.total_seconds(), metavar="SECONDS",
                      help="oldest acceptable heartbeat and last successful poll (default %(default)s)")
-    cmd.add_argument("--timeout", type=float, default=PROBE_TIMEOUT, metavar="SECONDS",
+    cmd.add_argument("--timeout", type=float, default=HEALTH_PROBE_TIMEOUT, metavar="SECONDS",
                      help="for the mailbox probe (default %(default)s)")
     cmd.add_argument("--json", action="store_true", help="one JSON object")
     cmd.set_defaults(handler=_piped(_status))
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
-    from maild.health import check, status_json, status_lines  # noqa: PLC0415 - see the module docstring
+    from maild.ops.health import check, status_json, status_lines  # noqa: PLC0415 - see the module docstring
 
     with _open_store(settings) as store:
         health = check(store, settings, datetime.now(UTC), max_age=timedelta(seconds=args.max_age),

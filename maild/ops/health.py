@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from maild.digest import next_digest_at
-from maild.health_limits import MAX_AGE, PROBE_TIMEOUT
 from maild.hours import ServiceCalendar
-from maild.operators import age, iso, when
+from maild.ops.digest import next_digest_at
+from maild.ops.views import age, iso, when
 from maild.poller import open_client
-from maild.settings import Mailbox, Settings
-from maild.store import OutboxState, QuarantineState, Store
+from maild.records import OutboxState, QuarantineState
+from maild.settings import HEALTH_MAX_AGE, HEALTH_PROBE_TIMEOUT, Mailbox, Settings
+from maild.store import Store
 from maild.store.state import DIGEST_PREFIX
 
 log = logging.getLogger("maild.health")
@@ -89,7 +89,7 @@ def describe_mailbox(box: Mailbox) -> str:
     return f"Maildir {box.path}"
 
 
-def probe_mailbox(box: Mailbox, timeout: float = PROBE_TIMEOUT) -> MailboxProbe:
+def probe_mailbox(box: Mailbox, timeout: float = HEALTH_PROBE_TIMEOUT) -> MailboxProbe:
     """Connect and log in (IMAP) or look (Maildir); count what waits. Never raises."""
     where = describe_mailbox(box)
     if box.kind != "imap":
@@ -149,7 +149,7 @@ def gather(store: Store, settings: Settings, now: datetime, mailbox: MailboxProb
 # The verdict
 
 
-def assess(facts: HealthFacts, max_age: timedelta = MAX_AGE) -> Health:
+def assess(facts: HealthFacts, max_age: timedelta = HEALTH_MAX_AGE) -> Health:
     """Problems make maild unhealthy; warnings are worth a look."""
     problems: list[str] = []
     warnings: list[str] = []
@@ -175,8 +175,8 @@ def assess(facts: HealthFacts, max_age: timedelta = MAX_AGE) -> Health:
     return Health(facts=facts, problems=tuple(problems), warnings=tuple(warnings))
 
 
-def check(store: Store, settings: Settings, now: datetime, *, max_age: timedelta = MAX_AGE,
-          timeout: float = PROBE_TIMEOUT) -> Health:
+def check(store: Store, settings: Settings, now: datetime, *, max_age: timedelta = HEALTH_MAX_AGE,
+          timeout: float = HEALTH_PROBE_TIMEOUT) -> Health:
     """Probe the mailbox, read the database, judge."""
     return assess(gather(store, settings, now, probe_mailbox(settings.mailbox, timeout)), max_age)
 

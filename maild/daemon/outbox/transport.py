@@ -33,7 +33,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from maild.errors import ConfigError, TransportError, TransportUnavailable
-from maild.maildir import MaildirSink
+from maild.mail.maildir import MaildirSink
 from maild.records import OutgoingMail
 from maild.settings import Settings, Smtp
 

@@ -13,7 +13,7 @@ even the quarantine cannot be recorded the database itself is down: the fault
 is raised and the message stays where it is.
 
 The stages before the database (``triage``, ``Triaged``) live in
-``maild.triage``, which the triage worker imports alone; they are re-exported
+``maild.pipeline``, which the triage worker imports alone; they are re-exported
 here.
 """
 
@@ -27,14 +27,22 @@ from datetime import datetime
 
 from maild.errors import StoreError
 from maild.logs import context
-from maild.pipeline import Triager
-from maild.records import Decision, Disposition, OutgoingMail
+from maild.mail.keys import dedupe_key, header_value
+from maild.pipeline import Triaged, Triager, thread_query, triage
+from maild.records import (
+    Decision,
+    Disposition,
+    Intake,
+    IntakeResult,
+    MessageKind,
+    OutgoingMail,
+    QueuedIntake,
+    TicketRef,
+)
 from maild.responder import Responder, make_message_id
 from maild.settings import Settings
 from maild.sources import Incoming
-from maild.store import Intake, IntakeResult, MessageKind, QueuedIntake, Store, TicketRef, dedupe_key
-from maild.store.text import header_value
-from maild.triage import Triaged, thread_query, triage
+from maild.store import Store
 
 __all__ = [
     "IntakeReport",

@@ -34,21 +34,22 @@ from markupsafe import Markup
 
 from maild.errors import TemplateError
 from maild.hours import ServiceCalendar
-from maild.operators import age, authorization_reasons, when
-from maild.records import Category, OutgoingMail
-from maild.responder import clean_line, make_message_id
-from maild.settings import DEFAULT_TEMPLATES, Settings
-from maild.store import (
+from maild.ops.views import age, authorization_reasons, when
+from maild.records import (
+    Category,
     MessageCount,
     MessageFact,
     OutboxState,
     OutboxSummary,
+    OutgoingMail,
     QuarantineEntry,
     QuarantineState,
-    Store,
     TicketState,
     TicketSummary,
 )
+from maild.responder import clean_line, make_message_id
+from maild.settings import DEFAULT_TEMPLATES, Settings
+from maild.store import Store
 from maild.store.state import DIGEST_PREFIX
 
 log = logging.getLogger("maild.digest")

@@ -16,7 +16,7 @@ next one while the daemon is not reading.
 
 Exactly-once is the outbox's, unchanged: claims with leases, one mark per
 reply before the next one's data leaves. On SQLite the marks go to the
-sender's journal (``maild.journal``) so that the process never queues on
+sender's journal (``maild.daemon.outbox.journal``) so that the process never queues on
 SQLite's write lock per reply. The process ignores SIGINT and SIGTERM, which
 are meant for the daemon, and exits when the daemon is gone. If it dies, the
 daemon folds its journal, releases its leases (``OutboxSender.recover``) and
@@ -35,14 +35,14 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
 from maild import logs
-from maild.children import bind_to_parent, child_context, start_on_spare_core
 from maild.clock import SystemClock
+from maild.daemon.outbox.journal import open_journal
+from maild.daemon.outbox.sender import SENDER_RETRY_POLL, OutboxSender, SendReport, worker_name
+from maild.daemon.outbox.transport import make_transport
+from maild.daemon.processes import bind_to_parent, child_context, start_on_spare_core
 from maild.errors import MaildError
-from maild.journal import open_journal
-from maild.sender import SENDER_RETRY_POLL, OutboxSender, SendReport, worker_name
 from maild.settings import Settings
 from maild.store import Store
-from maild.transport import make_transport
 
 log = logging.getLogger("maild.sender")
 
@@ -70,7 +70,7 @@ class SenderProcess:
 
     def __init__(self, settings: Settings, drop_connections: Callable[[], None] | None = None) -> None:
         """``drop_connections`` closes the daemon's database connections before a fork
-        (``maild.children.child_context``)."""
+        (``maild.daemon.processes.child_context``)."""
         self._settings = settings
         self._process, self._orders, self._reports = self._start(drop_connections)
 

@@ -7,7 +7,7 @@ Three activities, each small and restartable from the database alone:
   Maildir watch) for more, and read the mailbox again only when the wait says
   mail may be there, after a fault, or once a minute (``READ_AT_LEAST_EVERY``),
   so an IMAP IDLE stays open while nothing arrives;
-- the sender (a process of its own, ``maild.sending``, or a thread where no
+- the sender (a process of its own, ``maild.daemon.outbox.process``, or a thread where no
   core is spare or the clock is not the system's; either way SMTP round trips
   overlap the intake work): drains the outbox whenever the intake queued
   replies, and retries deferred ones on a timer;
@@ -32,19 +32,19 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 
 from maild.clock import Clock
-from maild.digest import send_due_digest
+from maild.daemon.intake import IntakeService, Outcome, Triaged
+from maild.daemon.metrics import DaemonMetrics
+from maild.daemon.notify import Notifier
+from maild.daemon.outbox.journal import open_journal
+from maild.daemon.outbox.process import SenderProcess
+from maild.daemon.outbox.sender import SENDER_RETRY_POLL, OutboxSender, SendReport
+from maild.daemon.processes import TriagePool
 from maild.errors import MaildError, SourceError, SourceUnavailable, StoreError
-from maild.health import LAST_POLL_KEY
-from maild.intake import IntakeService, Outcome, Triaged
-from maild.journal import open_journal
 from maild.logs import context
-from maild.metrics import DaemonMetrics
-from maild.notify import Notifier
-from maild.sender import SENDER_RETRY_POLL, OutboxSender, SendReport
-from maild.sending import SenderProcess
+from maild.ops.digest import send_due_digest
+from maild.ops.health import LAST_POLL_KEY
 from maild.sources import Incoming, MailSource
 from maild.store import Store
-from maild.workers import TriagePool
 
 log = logging.getLogger("maild.daemon")
 
@@ -105,14 +105,14 @@ class Daemon:
     """When the mailbox was last read through (see READ_AT_LEAST_EVERY)."""
     _mailbox_down: bool = False
     parallel_triage: bool = False
-    """``run`` triages in a worker process (``maild.workers``) when the machine has a core to spare."""
+    """``run`` triages in a worker process (``maild.daemon.processes``) when the machine has a core to spare."""
     triage_pool: TriagePool | None = None
     """Where batches are triaged while the previous one is recorded; None: in this process."""
     _in_flight: _Flight | None = None
     _recorded: _Recorded = field(default_factory=_Recorded)
     """Recorded in this pass and still in the mailbox: moved by ``MOVE_EVERY`` and at the pass's end."""
     parallel_sending: bool = False
-    """``run`` sends from a process of its own (``maild.sending``) when the machine has a core to spare."""
+    """``run`` sends from a process of its own (``maild.daemon.outbox.process``) when a core is spare."""
     sender_process: SenderProcess | None = None
 
     # ------------------------------------------------------------ entry points
