@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from maild.records import Category, Classification, ParsedMessage
 from maild.rules import Negation, Rule, Rules
@@ -85,7 +85,11 @@ class _Hit:
 
 def classify(message: ParsedMessage, rules: Rules, default_language: str = "it") -> Classification:
     """Classify a parsed message (see ``classify_text``)."""
-    return classify_text(message.subject, message.body_text, message.language_hints, rules, default_language)
+    result = classify_text(message.subject, message.body_text, message.language_hints, rules, default_language)
+    if not message.body_from_html:
+        return result
+    return replace(result, reasons=("body read from the HTML part: no text part, or one holding a fraction "
+                                    "of its words", *result.reasons))
 
 
 def classify_text(subject: str, body: str, language_hints: Sequence[str], rules: Rules,

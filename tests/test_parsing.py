@@ -124,6 +124,53 @@ def test_plain_alternative_is_preferred_to_html() -> None:
     assert "MsoNormal" not in result.body_text
 
 
+def _alternative(plain: str, html: str, *, outer: str = "") -> bytes:
+    """A multipart/alternative message, optionally inside a multipart/mixed with a text part ``outer``."""
+    alt = (
+        'Content-Type: multipart/alternative; boundary="alt"\r\n\r\n'
+        f"--alt\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{plain}\r\n"
+        f"--alt\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n--alt--\r\n"
+    )
+    head = "From: a@example.org\r\nSubject: richiesta\r\nMIME-Version: 1.0\r\n"
+    if outer:
+        return (head + 'Content-Type: multipart/mixed; boundary="mix"\r\n\r\n--mix\r\n' + alt
+                + f"--mix\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{outer}\r\n--mix--\r\n").encode()
+    return (head + alt).encode()
+
+
+_REQUEST_HTML = ("<html><body><p>Buongiorno,</p><p>vi chiedo di creare la lista progetto-alfa con me come "
+                 "proprietario e i colleghi del laboratorio come iscritti.</p><p>Grazie, Carla</p></body></html>")
+
+
+@pytest.mark.parametrize("placeholder", [
+    "Questo messaggio è in formato HTML. Per visualizzarlo utilizzare un programma che supporti l'HTML.",
+    "To view this message, please use an HTML-capable mail client.",
+    "",
+    "Buongiorno,",
+])
+def test_text_alternative_poorer_than_html_yields_to_it(placeholder: str) -> None:
+    result = parse_message(_alternative(placeholder, _REQUEST_HTML), LIMITS)
+    assert result.body_from_html
+    assert "creare la lista progetto-alfa" in result.body_text
+    assert "formato HTML" not in result.body_text and "HTML-capable" not in result.body_text
+
+
+def test_faithful_text_alternative_is_kept() -> None:
+    plain = ("Buongiorno,\r\n\r\nvi chiedo di creare la lista progetto-alfa con me come proprietario e i "
+             "colleghi del laboratorio come iscritti.\r\n\r\nGrazie, Carla")
+    result = parse_message(_alternative(plain, _REQUEST_HTML), LIMITS)
+    assert not result.body_from_html
+    assert result.body_text.startswith("Buongiorno,\n\nvi chiedo")
+
+
+def test_text_outside_the_alternative_is_kept_when_the_html_wins() -> None:
+    raw = _alternative("Messaggio in formato HTML.", _REQUEST_HTML, outer="Allego il modulo firmato.")
+    result = parse_message(raw, LIMITS)
+    assert result.body_from_html
+    assert "creare la lista progetto-alfa" in result.body_text
+    assert result.body_text.endswith("Allego il modulo firmato.")
+
+
 def test_iso_8859_1_encoded_word_subject() -> None:
     assert corpus("d005").subject == "Sospensione urgente casella - attività anomala"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import itertools
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
 
@@ -32,6 +33,13 @@ BODY_BYTES_PER_CHAR = 6
 
 HTML_SOURCE_FACTOR = 4
 """HTML read per wanted character: style blocks and markup are dropped before html2text."""
+
+
+MIN_PLAIN_COVERAGE = 0.5
+"""Share of the HTML alternative's words a text alternative must hold to be read instead of it."""
+
+
+_WORDS = re.compile(r"[^\W\d_]{2,}")
 
 
 _MIME_FIELDS = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
@@ -72,6 +80,8 @@ class Node:
     start: int
     end: int
     depth: int
+    alternative: bool = False
+    """A direct part of a multipart/alternative: it competes with its siblings."""
 
 
 def mime_info(fields: dict[str, list[bytes]], default_type: str, defects: Defects) -> _Mime:
@@ -162,6 +172,8 @@ class _Collector:
     parts: int = 0
     plain_chars: int = 0
     plain: list[str] = field(default_factory=list)
+    plain_alternatives: list[int] = field(default_factory=list)
+    """Indexes in ``plain`` of the text parts that have an HTML alternative."""
     html_nodes: list[Node] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
 
@@ -208,6 +220,7 @@ def _children(raw: bytes, node: Node, boundary: str, found: _Collector) -> list[
         spans = spans[:max(budget, 0)]
     found.parts += len(spans)
     default = "message/rfc822" if node.mime.content_type == "multipart/digest" else "text/plain"
+    alternative = node.mime.content_type == "multipart/alternative"
     children = []
     for start, end in spans:
         block = read_header_block(
@@ -215,7 +228,7 @@ def _children(raw: bytes, node: Node, boundary: str, found: _Collector) -> list[
             keep=_MIME_FIELDS, defects=found.defects,
         )
         mime = mime_info(block.fields, default, found.defects)
-        children.append(Node(mime, block.body_start, end, node.depth + 1))
+        children.append(Node(mime, block.body_start, end, node.depth + 1, alternative))
     return children
 
 
@@ -294,6 +307,8 @@ def _text_leaf(raw: bytes, node: Node, found: _Collector) -> None:
         found.defects.add("body-truncated")
         return
     text = _decode_leaf(raw, node, remaining, found.defects)
+    if node.alternative:
+        found.plain_alternatives.append(len(found.plain))
     found.plain.append(text)
     found.plain_chars += len(text)
 
@@ -324,14 +339,29 @@ def _transfer_decode(data: bytes, encoding: str, defects: Defects) -> bytes:
 
 
 def _body_text(raw: bytes, found: _Collector) -> tuple[str, bool]:
-    """Plain text when there is any; otherwise the HTML parts, made readable."""
+    """Plain text when there is any and it says what the HTML says; otherwise the HTML, made readable."""
     limit = found.limits.max_body_chars
-    plain = "\n\n".join(t.strip("\n") for t in found.plain if t.strip())
+    plain = _joined(found.plain)
+    if plain and found.plain_alternatives:
+        html_alternatives = [node for node in found.html_nodes if node.alternative]
+        if html_alternatives:
+            html = _html_text(raw, html_alternatives, found)
+            if _poorer(_joined(found.plain[i] for i in found.plain_alternatives), html):
+                kept = [t for i, t in enumerate(found.plain) if i not in found.plain_alternatives]
+                return _joined([html, *kept])[:limit], True
     if plain or not found.html_nodes:
         return plain[:limit], False
+    return _html_text(raw, found.html_nodes, found)[:limit], True
+
+
+def _joined(texts: Iterable[str]) -> str:
+    return "\n\n".join(t.strip("\n") for t in texts if t.strip())
+
+
+def _html_text(raw: bytes, nodes: Sequence[Node], found: _Collector) -> str:
     texts: list[str] = []
-    budget = limit
-    for node in found.html_nodes:
+    budget = found.limits.max_body_chars
+    for node in nodes:
         if budget <= 0:
             found.defects.add("body-truncated")
             break
@@ -339,4 +369,16 @@ def _body_text(raw: bytes, found: _Collector) -> tuple[str, bool]:
         text = html_to_text(html, budget, found.defects).strip("\n")
         texts.append(text)
         budget -= len(text)
-    return "\n\n".join(t for t in texts if t.strip())[:limit], True
+    return _joined(texts)
+
+
+def _poorer(plain: str, html: str) -> bool:
+    """True when the text alternative is shorter than the HTML and holds only a fraction of its words.
+
+    A "view this message in HTML" notice, an empty part or a stub shares few
+    words with the message it stands in for, in any language; a faithful text
+    alternative holds nearly all of them.
+    """
+    wanted = {w.casefold() for w in _WORDS.findall(html)}
+    held = {w.casefold() for w in _WORDS.findall(plain)}
+    return len(held) < len(wanted) and len(wanted & held) < MIN_PLAIN_COVERAGE * len(wanted)
