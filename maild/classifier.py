@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from maild.records import Category, Classification, ParsedMessage
-from maild.rules import Negation, Rule, Rules
+from maild.rules import Acts, Negation, Rule, Rules
 from maild.rules.textclean import Line, clean, fold
 
 # The look-behind starts an address only where a run of address characters starts: linear, not
@@ -81,6 +81,11 @@ class _Hit:
     line: int
     snippet: str
     cue: str | None
+    act: str
+    """"request" when the action counts; else what the sender does with it (question, withdrawal...)."""
+
+
+_SENTENCE_END = frozenset({".", "!", "?", _PARAGRAPH})
 
 
 def classify(message: ParsedMessage, rules: Rules, default_language: str = "it") -> Classification:
@@ -100,14 +105,20 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     own = _canon(cleaned.own, rules)
     adopted = bool(cleaned.quoted) and _adopted(own, rules, reasons)
     lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if adopted else cleaned.own
-    body_hits = _hits(_canon(lines, rules) if adopted else own, "body", rules)
+    declared = rules.acts.no_request.search(own.text)
+    if declared is not None:
+        reasons.append(f"act report: '{declared.group()}' says the message asks for nothing; "
+                       "only actions with a request cue in their clause count")
+    body_hits = _hits(_canon(lines, rules) if adopted else own, "body", rules,
+                      None if declared is None else declared.group())
     subject_hits = _subject_hits(subject, adopted, rules, reasons)
-    category = _decide(body_hits, subject_hits, rules, reasons)
+    decided = _decide(body_hits, subject_hits, rules, reasons)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
     text = "\n".join(ln.text for ln in lines).strip()
-    return Classification(category=category, language=language, reasons=tuple(reasons), text=text)
+    return Classification(category=decided.category, language=language, reasons=tuple(reasons), text=text,
+                          review=decided.review, privileged_evidence=decided.privileged_evidence)
 
 
 def _subject_lines(subject: str) -> tuple[Line, ...]:
@@ -184,29 +195,71 @@ def _is_boundary(token: str) -> bool:
 # -- rule matching -----------------------------------------------------------
 
 
-def _hits(canon: _Canon, zone: str, rules: Rules) -> list[_Hit]:
+def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -> list[_Hit]:
     hits: list[_Hit] = []
     for position in rules.index.candidates(canon.words):
         rule, template = rules.templates[position]
         if zone not in rule.zones:
             continue
         for match in template.matches(canon.text, canon.words, canon.at):
-            hits.append(_hit(canon, zone, rule, match, rules.negation))
+            hits.append(_hit(canon, zone, rule, match, rules, declared))
     return hits
 
 
-def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], negation: Negation) -> _Hit:
+def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rules, declared: str | None) -> _Hit:
     has_action = "act" in match.re.groupindex and match.start("act") >= 0
     token = canon.token_at(match.start("act") if has_action else match.start())
-    cue = _negated(canon, token, canon.token_after(match.end()), negation) if rule.negatable else None
+    found = None
+    if rule.negatable:
+        found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared)
+        first = canon.token_at(match.start())
+        same_clause = not any(_is_boundary(t) for t in canon.tokens[first:token])
+        if found is None and first < token and same_clause:  # "nel caso in cui l'account venga bloccato"
+            found = _not_requested(canon, first, canon.token_after(match.end()), rules, declared)
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
-    return _Hit(rule, zone, token, canon.lines[token], snippet, cue)
+    act, cue = found if found is not None else ("request", None)
+    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act)
 
 
-def _negated(canon: _Canon, action: int, after: int, negation: Negation) -> str | None:
-    """The cue that cancels the action at token ``action``, or None.
+def _not_requested(canon: _Canon, action: int, after: int, rules: Rules,
+                   declared: str | None) -> tuple[str, str] | None:
+    """(act, cue) when the action at token ``action`` is not asked for: negated, withdrawn, reported,
+    or only asked about; None when it is requested."""
+    found = _negated(canon, action, after, rules.negation)
+    if found is not None:
+        return found
+    if "?" in canon.at:
+        question = _question(canon, action, rules.acts)
+        if question is not None:
+            return "question", question
+    if declared is None:
+        return None
+    back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
+    if rules.acts.request_cues.search(" ".join(reversed(back))) is not None:
+        return None
+    return "report", declared
+
+
+def _question(canon: _Canon, action: int, acts: Acts) -> str | None:
+    """The opener of the information question the action's sentence asks, or None."""
+    end = action
+    while end < len(canon.tokens) and canon.tokens[end] not in _SENTENCE_END:
+        end += 1
+    if end == len(canon.tokens) or canon.tokens[end] != "?":
+        return None
+    start = action
+    while start > 0 and canon.tokens[start - 1] not in _SENTENCE_END:
+        start -= 1
+    if acts.request_cues.search(" ".join(canon.tokens[start:end])) is not None:
+        return None
+    opener = acts.question_openers.search(" ".join(canon.tokens[start:action]))
+    return None if opener is None else opener.group()
+
+
+def _negated(canon: _Canon, action: int, after: int, negation: Negation) -> tuple[str, str] | None:
+    """(act, cue) of the cue that cancels the action at token ``action``, or None.
 
     Each group looks back over its own window; every window is a prefix of
     the widest one read backwards, so that clause is cut once, and a window
@@ -228,12 +281,12 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation) -> str 
             windows[len(before)] = window
         cue = group.pattern.search(window)
         if cue is not None:
-            return cue.group()
+            return group.act, cue.group()
     if negation.post is None:
         return None
     following = " ".join(_clause(canon.tokens[after:after + negation.post_window], negation.terminators))
     post = negation.post.search(following)
-    return None if post is None else post.group()
+    return None if post is None else ("negation", post.group())
 
 
 def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:
@@ -272,11 +325,11 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
         template = adoption.phrases[position]
         for match in template.matches(own.text, own.words, own.at):
             token = own.token_at(match.start("act") if "act" in template.pattern.groupindex else match.start())
-            cue = _negated(own, token, own.token_after(match.end()), rules.negation)
-            if cue is None:
+            found = _negated(own, token, own.token_after(match.end()), rules.negation)
+            if found is None:
                 reasons.append(f"quoted request adopted: '{match.group()}' in body line {own.lines[token]}")
                 return True
-            reasons.append(f"negated: '{cue} ... {match.group()}' in body line {own.lines[token]} (adoption)")
+            reasons.append(f"negated: '{found[1]} ... {match.group()}' in body line {own.lines[token]} (adoption)")
     return False
 
 
@@ -294,28 +347,39 @@ def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
             kept[key] = hit
     for key, hit in negated.items():
         if key not in best:
-            reasons.append(f"negated: '{hit.cue} ... {hit.snippet}' in {_where(hit)} ({hit.rule.id})")
+            label = "negated:" if hit.act == "negation" else f"not requested, act {hit.act}:"
+            reasons.append(f"{label} '{hit.cue} ... {hit.snippet}' in {_where(hit)} ({hit.rule.id})")
     scores: dict[Category, int] = {}
     for hit in best.values():
         where = _where(hit)
-        reasons.append(f"{hit.rule.category.value}: {hit.rule.id} '{hit.snippet}' in {where} "
+        reasons.append(f"{hit.rule.category.value}: act request, frame {hit.rule.id} '{hit.snippet}' in {where} "
                        f"(weight {hit.rule.weight})")
         scores[hit.rule.category] = scores.get(hit.rule.category, 0) + hit.rule.weight
     return scores
 
 
 def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
-    """Subject hits of rules the body has not already matched.
+    """Subject hits of rules the body has not already matched, on topics the body does not decline.
 
     A subject that names the body's topic again ("Outlook chiede la password"
     over a body that mentions the password) adds no evidence: the same words
-    matched by the same rule twice are still one mention, not a request.
+    matched by the same rule twice are still one mention, not a request. And
+    a subject naming what the body only asks about, withdraws or reports
+    ("tempi creazione casella" over "quanto ci vuole per creare una
+    casella?") is the topic, not a request: the body wins over the subject.
     """
     seen = {(hit.rule.id, hit.snippet) for hit in body_hits if hit.cue is None}
-    kept = [hit for hit in subject_hits if (hit.rule.id, hit.snippet) not in seen]
+    discussed = {hit.rule.category: hit for hit in body_hits if hit.cue is not None}
+    kept = []
     for hit in subject_hits:
         if (hit.rule.id, hit.snippet) in seen:
             reasons.append(f"subject repeats the body: '{hit.snippet}' ({hit.rule.id}) counted once")
+        elif hit.rule.category in discussed:
+            told = discussed[hit.rule.category]
+            reasons.append(f"subject names the topic the body does not ask for ({told.act} '{told.cue}'): "
+                           f"'{hit.snippet}' ({hit.rule.id}) not counted")
+        else:
+            kept.append(hit)
     return kept
 
 
@@ -323,8 +387,16 @@ def _where(hit: _Hit) -> str:
     return f"body line {hit.line}" if hit.zone == "body" else hit.zone
 
 
-def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str]) -> Category:
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    category: Category
+    review: str
+    privileged_evidence: Category | None
+
+
+def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str]) -> _Decided:
     body = _scores(body_hits, reasons)
+    from_subject = False
     if any(score >= rules.threshold for score in body.values()):
         if _scores(subject_hits, []):
             reasons.append("subject ignored: body decides")
@@ -334,10 +406,14 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
         if subject:
             reasons.append("subject used: the body carries no decisive signal")
         scores = {c: body.get(c, 0) + subject.get(c, 0) for c in {*body, *subject}}
+        from_subject = any(s >= rules.threshold for s in scores.values())
     present = {c: s for c, s in scores.items() if s >= rules.threshold}
+    framed = {hit.rule.category for hit in (*body_hits, *subject_hits) if hit.cue is None and not hit.rule.mention}
+    weak = max((c for c in scores if c.privileged and c in framed and c not in present),
+               key=lambda c: scores[c], default=None)
     if not present:
         reasons.append(f"category other: no request signal reaches the threshold {rules.threshold}")
-        return Category.OTHER
+        return _Decided(Category.OTHER, _weak_review(weak, scores, reasons), weak)
     privileged = {c: s for c, s in present.items() if c.privileged}
     pool = privileged or present
     winner = max(pool, key=lambda c: (pool[c], -rules.precedence.index(c)))
@@ -346,7 +422,30 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
         reasons.append(f"mixed request ({summary}): privileged {winner.value} wins (fail closed)")
     else:
         reasons.append(f"category {winner.value} ({summary})")
-    return winner
+    review = _review(winner, scores, from_subject, rules)
+    if review:
+        reasons.append(f"review: {review}")
+    if winner.privileged:
+        return _Decided(winner, review, None)
+    return _Decided(winner, review or _weak_review(weak, scores, reasons), weak)
+
+
+def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool, rules: Rules) -> str:
+    """Why an operator should check the category first, or "" when the evidence is clear."""
+    if from_subject:
+        return f"category {winner.value} decided from the subject alone"
+    rivals = [s for c, s in scores.items() if c is not winner and s >= rules.threshold]
+    if rivals and scores[winner] - max(rivals) < rules.threshold:
+        return f"narrow margin: {winner.value}={scores[winner]} against {max(rivals)}"
+    return ""
+
+
+def _weak_review(weak: Category | None, scores: Mapping[Category, int], reasons: list[str]) -> str:
+    if weak is None:
+        return ""
+    review = f"requested {weak.value} evidence below the threshold ({weak.value}={scores[weak]})"
+    reasons.append(f"review: {review}")
+    return review
 
 
 # -- language ------------------------------------------------------------------

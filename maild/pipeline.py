@@ -59,18 +59,23 @@ class Triager:
         classified = classify(message, self.rules, self.settings.triage.default_language)
         administration, adm_reason = resolve_administration(message, self.settings.administrations)
         reasons = (*screened.reasons, *classified.reasons, adm_reason)
-        decision = Decision.ACCEPTED
-        if classified.category.privileged:
+        category, decision = classified.category, Decision.ACCEPTED
+        asked = classified.category if classified.category.privileged else classified.privileged_evidence
+        if asked is not None:
             auth = authorize(message, administration, self.settings.helpdesk.trusted_authserv_ids)
             reasons = (*reasons, *auth.reasons)
-            decision = Decision.ACCEPTED if auth.authorized else Decision.REJECTED
+            if not auth.authorized:
+                category, decision = asked, Decision.REJECTED
+                if asked is not classified.category:
+                    reasons = (*reasons, f"fail closed: {asked.value} asked for by a sender not authorized for it, "
+                                         f"refused rather than accepted as {classified.category.value}")
         name = administration.name if administration else None
-        return self._disposition(message, classified.category, decision, name, classified.language,
-                                 received_at, reasons, scheduled=True)
+        return self._disposition(message, category, decision, name, classified.language,
+                                 received_at, reasons, scheduled=True, review=classified.review)
 
     def _disposition(
         self, message: ParsedMessage, category: Category, decision: Decision, administration: str | None,
-        language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool,
+        language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool, review: str = "",
     ) -> Disposition:
         # Refused attempts are taken in too: a person reviews every security event.
         take_in = self.calendar.take_in(received_at) if scheduled else None
@@ -79,7 +84,7 @@ class Triager:
         return Disposition(
             message=message, category=category, decision=decision, administration=administration,
             priority=self.settings.priorities.of(category), language=language,
-            received_at=received_at, take_in=take_in, reasons=reasons,
+            received_at=received_at, take_in=take_in, reasons=reasons, review=review,
         )
 
 

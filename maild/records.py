@@ -156,6 +156,10 @@ class Classification:
     reasons: tuple[str, ...]
     text: str = ""
     """The text that was classified, after quotes and signatures were removed."""
+    review: str = ""
+    """Why an operator should check the category first (narrow margin, subject alone...); "" when clear."""
+    privileged_evidence: Category | None = None
+    """A privileged category asked for below the threshold: authorization still decides (fail closed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +194,8 @@ class Disposition:
     take_in: TakeIn | None
     """None for ignored messages: nothing is taken in."""
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    review: str = ""
+    """Why an operator should look at this one first; "" when triage was sure."""
 
     @property
     def privileged(self) -> bool:

@@ -272,6 +272,71 @@ def test_language_falls_back_to_the_subject_when_the_body_is_empty() -> None:
     assert run("", subject="Please reset the password of the lab mailbox").language == "en"
 
 
+# -- acts: what the sender does with an action -------------------------------------
+
+
+@pytest.mark.parametrize(("body", "act"), [
+    ("Se un giorno dovessi perdere la password della PEC, a chi devo scrivere?", "question"),
+    ("Nel caso in cui la casella di un tirocinante venga sospesa, le mail restano in archivio?", "question"),
+    ("Quanto ci vuole, in media, per attivare una casella nuova?", "question"),
+    ("Hypothetically, if someone asked you to delete our team list, would the archive survive?", "question"),
+    ("Lasciate perdere la chiusura della casella di cui vi scrivevo lunedi.", "withdrawal"),
+    ("Please scratch my request to close the seminar list, we still need it.", "withdrawal"),
+    ("A febbraio avevo chiesto lo sblocco della casella e ci sono voluti due giorni.", "report"),
+    ("Per la cronaca: la reimpostazione della password ha funzionato al primo colpo.", "report"),
+])
+def test_an_action_only_asked_about_withdrawn_or_told_is_not_a_request(body: str, act: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+    assert any(r.startswith(f"not requested, act {act}:") for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Se possibile, potete sospendere la casella del tirocinante da domani?",
+    "Potete eliminare la lista del convegno? Non serve piu a nessuno.",
+    "Non chiedo nulla per me, ma potete chiudere la casella del laboratorio?",
+    "If you could, please delete the old seminar list this week.",
+])
+def test_a_polite_condition_or_a_request_cue_keeps_the_request(body: str) -> None:
+    assert run(body).category is LIFECYCLE
+
+
+def test_the_subject_does_not_ask_what_the_body_only_asks_about() -> None:
+    result = run("Quanto tempo serve di solito per creare una casella? Devo pianificare.",
+                 subject="Creazione casella")
+    assert result.category is OTHER, result.reasons
+    assert any(r.startswith("subject names the topic the body does not ask for") for r in result.reasons)
+
+
+def test_a_frame_below_the_threshold_is_kept_as_privileged_evidence() -> None:
+    result = run("Ok, go ahead and delete it.")
+    assert result.category is OTHER
+    assert result.privileged_evidence is LIFECYCLE
+    assert result.review.startswith("requested lifecycle evidence below the threshold")
+
+
+def test_a_topic_mention_is_no_privileged_evidence() -> None:
+    result = run("Outlook mi chiede la password ogni mattina, come mai?")
+    assert result.privileged_evidence is None
+
+
+def test_a_category_from_the_subject_alone_is_marked_for_review() -> None:
+    result = run("Buongiorno, grazie.", subject="Eliminazione casella PEC ufficio gare")
+    assert result.category is LIFECYCLE
+    assert result.review == "category lifecycle decided from the subject alone"
+
+
+def test_a_narrow_margin_is_marked_for_review() -> None:
+    result = run("Potete aggiungere Anna alla lista docenti e sospendere la casella di Marco?")
+    assert result.category is LIFECYCLE
+    assert result.review.startswith("narrow margin"), result.reasons
+
+
+def test_a_clear_request_is_not_marked_for_review() -> None:
+    assert run("Potete eliminare la casella del laboratorio di fisica?").review == ""
+
+
 # -- reasons and text ------------------------------------------------------------
 
 
@@ -280,7 +345,8 @@ def test_reasons_say_which_rule_matched_where() -> None:
     result = run(body)
     assert result.category is LIFECYCLE
     hit = next(r for r in result.reasons if r.startswith("lifecycle:"))
-    assert re.fullmatch(r"lifecycle: \S+ 'creazione della casella' in body line 3 \(weight \d\)", hit), hit
+    assert re.fullmatch(r"lifecycle: act request, frame \S+ 'creazione della casella' in body line 3 \(weight \d\)",
+                        hit), hit
     assert "signature removed from line 5 (closing formula)" in result.reasons
     assert result.reasons[-1].startswith("language it")
 

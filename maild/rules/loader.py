@@ -14,14 +14,15 @@ Schema (every table and key is checked; unknown keys are errors)::
     [subject]    reply_prefix, strip      regexes on the folded subject
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words)
-    [[negation.cues]]  name, window, terms (templates), optional stops (words)
+    [[negation.cues]]  name, window, terms (templates), optional stops (words), optional act
+    [acts]       question_openers, request_cues, no_request (templates)
     [adoption]   phrases, blockers (templates)
     [cleaning]   quote_line, header_line, closing, closing_max_lines,
                  closing_max_chars, separator, and arrays of {name, pattern}
                  tables: history, signatures, disclaimers
     [vocab]      <class> = [terms]        "@other" includes another class
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
-                 (templates), optional negatable (default true)
+                 (templates), optional negatable (default true), optional mention (default false)
 
 Terms are folded words; a trailing ``*`` on a word means "any continuation"
 (``sblocc*`` matches sblocco, sbloccare, SBLOCCATO). A *template* is a
@@ -63,6 +64,8 @@ from maild.rules.patterns import (
 from maild.rules.textclean import CleanRules, Marker, any_marker, fold
 
 ZONES = frozenset({"subject", "body"})
+ACTS = frozenset({"negation", "question", "withdrawal", "report", "thanks"})
+"""What a sender may do with an action other than asking for it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,9 @@ class Rule:
     patterns: tuple[Template, ...]
     negatable: bool = True
     """False for mentions that are not actions ("rubrica"): a "non" nearby denies something else."""
+    mention: bool = False
+    """True when a hit names a topic ("password", "nuova casella") without an action on an object: such
+    evidence below the threshold is a topic, not a request, and does not make triage fail closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,8 @@ class CueGroup:
     pattern: re.Pattern[str]
     stops: frozenset[str] = frozenset()
     """Words that end this group's window, besides the shared terminators."""
+    act: str = "negation"
+    """What the sender does with the action instead of asking for it: negation, question, withdrawal, report."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +119,23 @@ class Negation:
     terminators: frozenset[str]
     reach: int
     """The widest cue window."""
+
+
+@dataclass(frozen=True, slots=True)
+class Acts:
+    """What a sentence or a message does, beyond the clause around each action.
+
+    A sentence ending in "?" that opens an information question ("quanto
+    tempo ci vuole per...", "who has to ask...") and holds no request cue
+    ("potete", "could you") asks about an action, it does not ask for it. A
+    message that declares it asks for nothing ("non chiedo nulla", "just so
+    you know") reports what it names, except where a request cue stands in
+    the same clause as the action.
+    """
+
+    question_openers: re.Pattern[str]
+    request_cues: re.Pattern[str]
+    no_request: re.Pattern[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +160,7 @@ class Rules:
     subject_strip: re.Pattern[str]
     stopwords: tuple[tuple[str, frozenset[str]], ...]
     negation: Negation
+    acts: Acts
     adoption: Adoption
     cleaning: CleanRules
     rules: tuple[Rule, ...]
@@ -183,7 +209,7 @@ class _Loader:
         return RulesError(f"{self.path}: {key}: {reason}")
 
     def rules(self, data: Mapping[str, Any]) -> Rules:
-        self.known(data, "", {"version", "engine", "text", "subject", "language", "negation", "adoption",
+        self.known(data, "", {"version", "engine", "text", "subject", "language", "negation", "acts", "adoption",
                               "cleaning", "vocab", "rule"})
         if data.get("version") != 1:
             raise self.fail("version", "must be 1")
@@ -208,6 +234,7 @@ class _Loader:
             subject_strip=self.regex(subject, "subject", "strip"),
             stopwords=self.stopwords(self.table(data, "language")),
             negation=self.negation(self.table(data, "negation")),
+            acts=self.acts(self.table(data, "acts")),
             adoption=adoption,
             cleaning=self.cleaning(self.table(data, "cleaning")),
             rules=rules,
@@ -446,12 +473,27 @@ class _Loader:
     def cue_group(self, item: object, key: str) -> CueGroup:
         if not isinstance(item, dict):
             raise self.fail(key, "must be a table with name, window and terms")
-        self.known(item, key, {"name", "window", "terms", "stops"})
+        self.known(item, key, {"name", "window", "terms", "stops", "act"})
         pattern = self.template_list(item, key, "terms", required=True)
         assert pattern is not None
         stops = frozenset(self.words(item, key, "stops")) if "stops" in item else frozenset()
+        act = self.value(item, key, "act", str) if "act" in item else "negation"
+        if act not in ACTS:
+            raise self.fail(f"{key}.act", f"must be one of {', '.join(sorted(ACTS))}, not {act!r}")
         return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
-                        pattern=pattern, stops=stops)
+                        pattern=pattern, stops=stops, act=act)
+
+    def acts(self, table: Mapping[str, Any]) -> Acts:
+        p = "acts"
+        self.known(table, p, {"question_openers", "request_cues", "no_request"})
+        return Acts(question_openers=self.required_templates(table, p, "question_openers"),
+                    request_cues=self.required_templates(table, p, "request_cues"),
+                    no_request=self.required_templates(table, p, "no_request"))
+
+    def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
+        pattern = self.template_list(table, prefix, key, required=True)
+        assert pattern is not None  # required: an empty list already failed
+        return pattern
 
     def adoption(self, table: Mapping[str, Any]) -> Adoption:
         p = "adoption"
@@ -510,7 +552,7 @@ class _Loader:
         return tuple(out)
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
-        self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable"})
+        self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention"})
         rule_id: str = self.value(item, key, "id", str)
         key = f"{key} ({rule_id})"
         category = self.category(item, key)
@@ -523,6 +565,7 @@ class _Loader:
             id=rule_id, category=category, weight=self.positive(item, key, "weight"), zones=frozenset(zones),
             patterns=tuple(self.template(t, f"{key}.patterns[{i}]") for i, t in enumerate(templates)),
             negatable=self.value(item, key, "negatable", bool) if "negatable" in item else True,
+            mention=self.value(item, key, "mention", bool) if "mention" in item else False,
         )
 
     def category(self, table: Mapping[str, Any], prefix: str) -> Category:
