@@ -34,12 +34,15 @@ def test_triage_json_contract_over_the_whole_corpus() -> None:
     assert [r["file"] for r in rows] == files
     for row in rows:
         assert {"file", "message_id", "category", "decision", "privileged", "priority", "take_in_at", "in_hours",
-                "reasons"} <= set(row)
+                "reasons", "review", "review_reason"} <= set(row)
         label = labels[Path(row["file"]).name]
         assert (row["decision"], row["category"]) == (label["decision"], label["category"]), row
         assert row["reasons"] and all(isinstance(r, str) for r in row["reasons"])
         assert (row["take_in_at"] is None) == (row["decision"] == "ignored")
         assert row["privileged"] == (row["category"] in ("password_reset", "lifecycle"))
+        assert row["review"] is (row["review_reason"] is not None)
+        if row["review"]:
+            assert f"review: {row['review_reason']}" in row["reasons"]
 
 
 def test_triage_received_override_and_table() -> None:

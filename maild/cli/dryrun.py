@@ -104,6 +104,8 @@ def disposition_row(name: str, d: Disposition) -> dict[str, object]:
         "take_in_at": d.take_in.take_in_at.isoformat() if d.take_in else None,
         "in_hours": d.take_in.in_hours if d.take_in else None,
         "reasons": list(d.reasons),
+        "review": bool(d.review),
+        "review_reason": d.review or None,
     }
 
 
