@@ -22,7 +22,8 @@ Schema (every table and key is checked; unknown keys are errors)::
                  tables: history, signatures, disclaimers
     [vocab]      <class> = [terms]        "@other" includes another class
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
-                 (templates), optional negatable (default true), optional mention (default false)
+                 (templates), optional negatable (default true), optional mention (default false),
+                 optional examples and counter_examples (sentences the tests run the rule on)
 
 Terms are folded words; a trailing ``*`` on a word means "any continuation"
 (``sblocc*`` matches sblocco, sbloccare, SBLOCCATO). A *template* is a
@@ -79,6 +80,10 @@ class Rule:
     patterns: tuple[Template, ...]
     negatable: bool = True
     """False for mentions that are not actions ("rubrica"): a "non" nearby denies something else."""
+    examples: tuple[str, ...] = ()
+    """Sentences written for the rule that it must count as requests (checked by tests/test_rule_examples.py)."""
+    counter_examples: tuple[str, ...] = ()
+    """Look-alike sentences it must not count."""
     mention: bool = False
     """True when a hit names a topic ("password", "nuova casella") without an action on an object: such
     evidence below the threshold is a topic, not a request, and does not make triage fail closed."""
@@ -552,7 +557,8 @@ class _Loader:
         return tuple(out)
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
-        self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention"})
+        self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention", "examples",
+                               "counter_examples"})
         rule_id: str = self.value(item, key, "id", str)
         key = f"{key} ({rule_id})"
         category = self.category(item, key)
@@ -566,6 +572,8 @@ class _Loader:
             patterns=tuple(self.template(t, f"{key}.patterns[{i}]") for i, t in enumerate(templates)),
             negatable=self.value(item, key, "negatable", bool) if "negatable" in item else True,
             mention=self.value(item, key, "mention", bool) if "mention" in item else False,
+            examples=tuple(self.strings(item, key, "examples")) if "examples" in item else (),
+            counter_examples=tuple(self.strings(item, key, "counter_examples")) if "counter_examples" in item else (),
         )
 
     def category(self, table: Mapping[str, Any], prefix: str) -> Category:
