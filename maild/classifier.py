@@ -112,7 +112,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     body_hits = _hits(_canon(lines, rules) if adopted else own, "body", rules,
                       None if declared is None else declared.group())
     subject_hits = _subject_hits(subject, adopted, rules, reasons)
-    decided = _decide(body_hits, subject_hits, rules, reasons)
+    asks = rules.acts.request_cues.search(own.text) is not None
+    decided = _decide(body_hits, subject_hits, rules, reasons, asks)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
@@ -358,7 +359,7 @@ def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
     return scores
 
 
-def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
+def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list[str], asks: bool) -> list[_Hit]:
     """Subject hits of rules the body has not already matched, on topics the body does not decline.
 
     A subject that names the body's topic again ("Outlook chiede la password"
@@ -366,10 +367,12 @@ def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list
     matched by the same rule twice are still one mention, not a request. And
     a subject naming what the body only asks about, withdraws or reports
     ("tempi creazione casella" over "quanto ci vuole per creare una
-    casella?") is the topic, not a request: the body wins over the subject.
+    casella?") is the topic, not a request: the body wins over the subject,
+    unless the body asks for something it names only by a pronoun ("comunque
+    intanto fatelo"): then the subject may name it (fail closed).
     """
     seen = {(hit.rule.id, hit.snippet) for hit in body_hits if hit.cue is None}
-    discussed = {hit.rule.category: hit for hit in body_hits if hit.cue is not None}
+    discussed = {} if asks else {hit.rule.category: hit for hit in body_hits if hit.cue is not None}
     kept = []
     for hit in subject_hits:
         if (hit.rule.id, hit.snippet) in seen:
@@ -394,7 +397,8 @@ class _Decided:
     privileged_evidence: Category | None
 
 
-def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str]) -> _Decided:
+def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str],
+            asks: bool = True) -> _Decided:
     body = _scores(body_hits, reasons)
     from_subject = False
     if any(score >= rules.threshold for score in body.values()):
@@ -402,7 +406,7 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
             reasons.append("subject ignored: body decides")
         scores = body
     else:
-        subject = _scores(_new_evidence(subject_hits, body_hits, reasons), reasons)
+        subject = _scores(_new_evidence(subject_hits, body_hits, reasons, asks), reasons)
         if subject:
             reasons.append("subject used: the body carries no decisive signal")
         scores = {c: body.get(c, 0) + subject.get(c, 0) for c in {*body, *subject}}
