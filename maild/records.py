@@ -451,6 +451,8 @@ class TicketSummary:
     in_hours: bool
     taken_in_at: datetime | None
     resolved_at: datetime | None
+    review: str | None = None
+    """Why triage was unsure of the category (look at it first); None when it was sure."""
 
 
 @dataclass(frozen=True, slots=True)

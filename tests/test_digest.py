@@ -23,6 +23,7 @@ from maild.ops.digest import (
     QuarantineLine,
     RefusedAttempt,
     ReplyLine,
+    ReviewLine,
     TicketLine,
     WaitingGroup,
     chart_of,
@@ -158,6 +159,8 @@ def content(**changes: object) -> DigestContent:
         waiting=(WaitingGroup(2, ("password_reset",), 3, rome(2027, 1, 18, 8, 0)),),
         oldest=(TicketLine("HD-2027-000001", "anagrafica", "accepted", "anna.verdi@ateneo.example.it",
                            now - timedelta(days=2), timedelta(days=2), True),),
+        review=(ReviewLine("HD-2027-000003", "other", "accepted", "mario.blu@ateneo.example.it",
+                           "category other decided from the subject alone"),),
         refused=(RefusedAttempt("HD-2027-000007", REFERENTE, "password_reset", "<script>alert(1)</script>",
                                 now - timedelta(hours=5), ("auth: Authentication-Results #1 reports dmarc=fail",)),),
         quarantined=(QuarantineLine(4, now - timedelta(hours=1), "7:42", 31_000_000, "over max_message_bytes",
@@ -177,10 +180,13 @@ def test_text_and_html_show_every_section_and_html_escapes_what_senders_wrote(tm
                    "ignored: 3", "WAITING FOR TAKE-IN: 3", "priority 2 (password_reset): 3",
                    "OLDEST OPEN TICKETS", "HD-2027-000001 2d 00h", f"from {REFERENTE}: password_reset",
                    "reports dmarc=fail", "#4", "over max_message_bytes", "max_replies_per_sender_per_hour",
-                   "550 5.1.1 no such user", "Sun 17/01"):
+                   "550 5.1.1 no such user", "Sun 17/01", "TO REVIEW FIRST (triage was unsure): 1",
+                   "HD-2027-000003 other accepted mario.blu@ateneo.example.it: category other decided from the "
+                   "subject alone"):
         assert needle in text, needle
     page = renderer.html(content())
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "To review first (triage was unsure): 1" in page and "decided from the subject alone" in page
     svg = page[page.index("<svg"):page.index("</svg>") + len("</svg>")]
     assert counts_by_day(svg) == {"2027-01-17": 1}
 

@@ -95,6 +95,8 @@ def test_queue_after_an_out_of_hours_backlog_is_in_take_in_order(
                 "Paolo Gialli.", "Sat, 16 Jan 2027 14:30:00 +0100", auth=TRUSTED_PASS),
         request("luca.bianchi@ateneo.example.it", "Rubrica", "Per favore aggiornate il mio numero di telefono "
                 "in rubrica: 010 555 9876.", "Sat, 16 Jan 2027 14:40:00 +0100"),
+        request("carla.neri@ateneo.example.it", "Rubrica: numero di telefono sbagliato", "Buongiorno, grazie.",
+                "Sat, 16 Jan 2027 14:45:00 +0100"),
     ]
     seed_imap(imap_account, [raw for _, raw in saturday])
     clock = FakeClock(datetime(2027, 1, 16, 15, 0, tzinfo=UTC))
@@ -103,7 +105,10 @@ def test_queue_after_an_out_of_hours_backlog_is_in_take_in_order(
     assert d.run(once=True) == 0
 
     rows = cli_json(config, "queue")
-    assert [r["category"] for r in rows] == ["lifecycle", "password_reset", "anagrafica", "anagrafica", "other"]
+    assert [r["category"] for r in rows] == ["lifecycle", "password_reset", "anagrafica", "anagrafica", "anagrafica",
+                                             "other"]
+    assert [r["review_reason"] for r in rows][4] == "category anagrafica decided from the subject alone"
+    assert [r["review"] for r in rows] == [False, False, False, False, True, False]
     assert [r["requester"] for r in rows][2:4] == ["anna.verdi@ateneo.example.it", "luca.bianchi@ateneo.example.it"]
     monday = "2027-01-18T07:00:00+00:00"  # 08:00 in Rome: the next opening
     assert {r["take_in_at"] for r in rows} == {monday}
@@ -113,12 +118,13 @@ def test_queue_after_an_out_of_hours_backlog_is_in_take_in_order(
     table = run_cli(config, "queue")
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:4] == ["TICKET", "PRIORITY", "CATEGORY", "DECISION"]
+    assert lines[0].split()[:5] == ["TICKET", "PRIORITY", "CATEGORY", "DECISION", "REVIEW"]
+    assert lines[5].split()[4] == "yes"
     assert [line.split()[0] for line in lines[1:]] == [r["ticket"] for r in rows]
     assert "2027-01-16 14:10" in lines[3] and "2027-01-18 08:00" in lines[3]  # received, take-in: local time
 
     clock.current = datetime(2027, 1, 18, 7, 0, tzinfo=UTC)
-    assert d.take_in_due() == 5
+    assert d.take_in_due() == 6
     after = cli_json(config, "queue")
     assert [r["ticket"] for r in after] == [r["ticket"] for r in rows]
     assert {r["state"] for r in after} == {"taken in"}

@@ -103,7 +103,7 @@ def intake(
     category: Category = Category.ANAGRAFICA, priority: int = 3, received_at: datetime = NOW,
     take_in_at: datetime | None = None, thread: TicketRef | None = None, body: str = "Buongiorno",
     in_reply_to: tuple[str, ...] = (), reasons: tuple[str, ...] = ("rule: anagrafica",),
-    quarantine_id: int | None = None,
+    quarantine_id: int | None = None, review: str = "",
 ) -> Intake:
     mid = f"<m{n}@ateneo.example.it>"
     raw = raw_message(mid, sender, subject, body)
@@ -112,7 +112,7 @@ def intake(
     take_in = None if decision is Decision.IGNORED else TakeIn(take_in_at or received_at, True)
     disposition = Disposition(
         message=parsed, category=category, decision=decision, administration="Ateneo", priority=priority,
-        language="it", received_at=received_at, take_in=take_in, reasons=reasons,
+        language="it", received_at=received_at, take_in=take_in, reasons=reasons, review=review,
     )
     return Intake(dedupe_key=dedupe_key(raw), source_id=f"uid:{n}", raw=raw, disposition=disposition,
                   now=received_at, thread=thread,
@@ -150,7 +150,7 @@ def test_migrations_run_from_empty_are_idempotent_and_match_the_models(db_url: s
     upgrade(db_url)
     upgrade(db_url)
     with Store.open(db_url) as store:
-        assert store.revision() == head_revision() == "0003"
+        assert store.revision() == head_revision() == "0006"
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
@@ -873,6 +873,15 @@ def test_events_are_append_only(store: Store) -> None:
     after = store.recent_events(100)
     assert after[:len(before)] == before
     assert [e.kind for e in after[len(before):]] == ["resolved", "queued", "reopened"]
+
+
+def test_the_ticket_carries_the_review_reason(store: Store) -> None:
+    unsure = store.record_intake(intake(1, review="category other decided from the subject alone"), ack())
+    sure = store.record_intake(intake(2), ack())
+    assert unsure.ticket is not None and sure.ticket is not None
+    reviews = {t.reference: t.review for t in store.queue()}
+    assert reviews == {unsure.ticket.reference: "category other decided from the subject alone",
+                       sure.ticket.reference: None}
 
 
 def test_resolve_and_reopen_change_the_queue(store: Store) -> None:

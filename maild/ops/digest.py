@@ -101,6 +101,17 @@ class TicketLine:
 
 
 @dataclass(frozen=True, slots=True)
+class ReviewLine:
+    """An open ticket triage was unsure of, and why."""
+
+    ticket: str
+    category: str
+    decision: str
+    requester: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class RefusedAttempt:
     """Who tried what, and why it was refused."""
 
@@ -161,6 +172,8 @@ class DigestContent:
     followups: int
     waiting: tuple[WaitingGroup, ...]
     oldest: tuple[TicketLine, ...]
+    review: tuple[ReviewLine, ...]
+    """Open tickets whose category triage was unsure of: an operator checks them first."""
     refused: tuple[RefusedAttempt, ...]
     quarantined: tuple[QuarantineLine, ...]
     held: tuple[ReplyLine, ...]
@@ -215,6 +228,13 @@ def oldest_open(tickets: Iterable[TicketSummary], now: datetime, limit: int = OL
     open_tickets = sorted((t for t in tickets if t.state is TicketState.OPEN), key=lambda t: (t.received_at, t.id))
     return tuple(TicketLine(t.reference, t.category, t.decision, t.requester, t.received_at, now - t.received_at,
                             t.taken_in_at is not None) for t in open_tickets[:limit])
+
+
+def to_review(tickets: Iterable[TicketSummary]) -> tuple[ReviewLine, ...]:
+    """Open tickets marked for review, oldest first."""
+    marked = sorted((t for t in tickets if t.state is TicketState.OPEN and t.review),
+                    key=lambda t: (t.received_at, t.id))
+    return tuple(ReviewLine(t.reference, t.category, t.decision, t.requester, t.review or "") for t in marked)
 
 
 def refused_attempts(facts: Iterable[MessageFact]) -> tuple[RefusedAttempt, ...]:
@@ -351,7 +371,7 @@ def build_digest(store: Store, settings: Settings, now: datetime, since: datetim
     return DigestContent(
         helpdesk_name=settings.helpdesk.name, period=today.isoformat(), since=since, until=now, timezone=tz,
         new=new, ignored=ignored, followups=followups,
-        waiting=waiting_groups(open_tickets), oldest=oldest_open(open_tickets, now),
+        waiting=waiting_groups(open_tickets), oldest=oldest_open(open_tickets, now), review=to_review(open_tickets),
         refused=refused_attempts(store.messages_recorded(since, now, decision="rejected")),
         quarantined=quarantine_lines(sorted(quarantine, key=lambda e: e.id)),
         held=reply_lines(r for r in trouble if r.state is OutboxState.HELD),

@@ -84,6 +84,8 @@ class QueueRow:
     age: timedelta
     state: str
     """``waiting`` (take-in ahead), ``due`` (take-in passed, not yet done), ``taken in``, ``resolved``."""
+    review: str | None = None
+    """Why triage was unsure of the category: look at this ticket first."""
 
 
 def ticket_state(ticket: TicketSummary, now: datetime) -> str:
@@ -100,19 +102,19 @@ def queue_rows(tickets: Iterable[TicketSummary], now: datetime) -> tuple[QueueRo
         QueueRow(ticket=t.reference, priority=t.priority, category=t.category, decision=t.decision,
                  requester=t.requester, administration=t.administration, subject=t.subject,
                  received_at=t.received_at, take_in_at=t.take_in_at, taken_in_at=t.taken_in_at,
-                 age=now - t.received_at, state=ticket_state(t, now))
+                 age=now - t.received_at, state=ticket_state(t, now), review=t.review)
         for t in tickets
     )
 
 
-QUEUE_COLUMNS = ("ticket", "priority", "category", "decision", "requester", "administration", "received",
-                 "take_in", "age", "state")
+QUEUE_COLUMNS = ("ticket", "priority", "category", "decision", "review", "requester", "administration",
+                 "received", "take_in", "age", "state")
 
 
 def queue_cells(row: QueueRow, tz: tzinfo) -> dict[str, object]:
     """A queue row for the terminal table."""
     return {"ticket": row.ticket, "priority": row.priority, "category": row.category, "decision": row.decision,
-            "requester": row.requester, "administration": row.administration,
+            "review": "yes" if row.review else "", "requester": row.requester, "administration": row.administration,
             "received": when(row.received_at, tz), "take_in": when(row.take_in_at, tz), "age": age(row.age),
             "state": row.state}
 
@@ -122,7 +124,8 @@ def queue_json(row: QueueRow) -> dict[str, object]:
     return {"ticket": row.ticket, "priority": row.priority, "category": row.category, "decision": row.decision,
             "requester": row.requester, "administration": row.administration, "subject": row.subject,
             "received_at": iso(row.received_at), "take_in_at": iso(row.take_in_at),
-            "taken_in_at": iso(row.taken_in_at), "age_seconds": int(row.age.total_seconds()), "state": row.state}
+            "taken_in_at": iso(row.taken_in_at), "age_seconds": int(row.age.total_seconds()), "state": row.state,
+            "review": row.review is not None, "review_reason": row.review}
 
 
 # --------------------------------------------------------------------------

@@ -183,6 +183,8 @@ class Ticket(Base):
     taken_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    review: Mapped[str | None] = mapped_column(SafeText)
+    """Why triage was unsure of the category; NULL when it was sure."""
     first_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", use_alter=True, name="fk_tickets_first_message_id_messages")
     )
