@@ -203,8 +203,14 @@ def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -
         if zone not in rule.zones:
             continue
         for match in template.matches(canon.text, canon.words, canon.at):
+            if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
+                continue
             hits.append(_hit(canon, zone, rule, match, rules, declared))
     return hits
+
+
+def _starts_clause(canon: _Canon, token: int) -> bool:
+    return token == 0 or _is_boundary(canon.tokens[token - 1])
 
 
 def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rules, declared: str | None) -> _Hit:

@@ -12,7 +12,7 @@ from functools import cache
 
 import pytest
 
-from maild.classifier import _canon, _hit
+from maild.classifier import _canon, _hit, _starts_clause
 from maild.rules import Rule, Rules, load_rules
 from maild.rules.textclean import split_lines
 from maild.settings import DEFAULT_RULES
@@ -33,6 +33,7 @@ def requested(rule: Rule, sentence: str) -> set[int]:
     zone = "body" if "body" in rule.zones else "subject"
     return {i for i, template in enumerate(rule.patterns)
             for match in template.matches(canon.text, canon.words, canon.at)
+            if not rule.clause_start or _starts_clause(canon, canon.token_at(match.start()))
             if _hit(canon, zone, rule, match, rules(), None).cue is None}
 
 

@@ -22,7 +22,7 @@ Schema (every table and key is checked; unknown keys are errors)::
                  tables: history, signatures, disclaimers
     [vocab]      <class> = [terms]        "@other" includes another class
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
-                 (templates), optional negatable (default true), optional mention (default false),
+                 (templates), optional negatable (default true), optional mention and clause_start (default false),
                  optional examples and counter_examples (sentences the tests run the rule on)
 
 Terms are folded words; a trailing ``*`` on a word means "any continuation"
@@ -84,6 +84,8 @@ class Rule:
     """Sentences written for the rule that it must count as requests (checked by tests/test_rule_examples.py)."""
     counter_examples: tuple[str, ...] = ()
     """Look-alike sentences it must not count."""
+    clause_start: bool = False
+    """True when a match counts only where a clause starts: a verbless need is a clause of its own."""
     mention: bool = False
     """True when a hit names a topic ("password", "nuova casella") without an action on an object: such
     evidence below the threshold is a topic, not a request, and does not make triage fail closed."""
@@ -558,7 +560,7 @@ class _Loader:
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
         self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention", "examples",
-                               "counter_examples"})
+                               "counter_examples", "clause_start"})
         rule_id: str = self.value(item, key, "id", str)
         key = f"{key} ({rule_id})"
         category = self.category(item, key)
@@ -572,6 +574,7 @@ class _Loader:
             patterns=tuple(self.template(t, f"{key}.patterns[{i}]") for i, t in enumerate(templates)),
             negatable=self.value(item, key, "negatable", bool) if "negatable" in item else True,
             mention=self.value(item, key, "mention", bool) if "mention" in item else False,
+            clause_start=self.value(item, key, "clause_start", bool) if "clause_start" in item else False,
             examples=tuple(self.strings(item, key, "examples")) if "examples" in item else (),
             counter_examples=tuple(self.strings(item, key, "counter_examples")) if "counter_examples" in item else (),
         )
