@@ -111,7 +111,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                        "only actions with a request cue in their clause count")
     body_hits = _hits(_canon(lines, rules) if adopted else own, "body", rules,
                       None if declared is None else declared.group())
-    subject_hits = _subject_hits(subject, adopted, rules, reasons)
+    subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     asks = rules.acts.request_cues.search(own.text) is not None
     decided = _decide(body_hits, subject_hits, rules, reasons, asks)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
@@ -306,7 +306,8 @@ def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:
     return out
 
 
-def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str]) -> list[_Hit]:
+def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
+                  declared: str | None = None) -> list[_Hit]:
     folded = fold(subject)
     if not folded.strip():
         return []
@@ -314,7 +315,7 @@ def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str])
         reasons.append("subject not used: a reply/forward subject is quoted context")
         return []
     stripped = rules.subject_strip.sub("", folded)
-    return _hits(_canon((Line(0, stripped, stripped),), rules), "subject", rules)
+    return _hits(_canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
 
 
 # -- adoption ------------------------------------------------------------------

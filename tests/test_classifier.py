@@ -309,6 +309,13 @@ def test_the_subject_does_not_ask_what_the_body_only_asks_about() -> None:
     assert any(r.startswith("subject names the topic the body does not ask for") for r in result.reasons)
 
 
+def test_a_message_that_asks_for_nothing_does_not_ask_through_its_subject() -> None:
+    result = run("Per la cronaca: la casella e stata riattivata ieri sera, tutto a posto.",
+                 subject="Sospensione della casella del laboratorio")
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None
+
+
 def test_a_frame_below_the_threshold_is_kept_as_privileged_evidence() -> None:
     result = run("Ok, go ahead and delete it.")
     assert result.category is OTHER
