@@ -297,6 +297,8 @@ def test_an_action_only_asked_about_withdrawn_or_told_is_not_a_request(body: str
     "Potete eliminare la lista del convegno? Non serve piu a nessuno.",
     "Non chiedo nulla per me, ma potete chiudere la casella del laboratorio?",
     "If you could, please delete the old seminar list this week.",
+    "Se possibile sospendete la casella del tirocinante da domani.",
+    "We would be grateful if you could close the old seminar list.",
 ])
 def test_a_polite_condition_or_a_request_cue_keeps_the_request(body: str) -> None:
     assert run(body).category is LIFECYCLE
