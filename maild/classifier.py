@@ -291,6 +291,8 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation) -> tupl
             return group.act, cue.group()
     if negation.post is None:
         return None
+    if after < len(canon.tokens) and canon.tokens[after] == ":":
+        after += 1  # a label and its verdict: "reset password: NON serve piu"
     following = " ".join(_clause(canon.tokens[after:after + negation.post_window], negation.terminators))
     post = negation.post.search(following)
     return None if post is None else ("negation", post.group())

@@ -311,6 +311,11 @@ def test_the_subject_does_not_ask_what_the_body_only_asks_about() -> None:
     assert any(r.startswith("subject names the topic the body does not ask for") for r in result.reasons)
 
 
+def test_a_label_and_its_verdict_negate_the_labelled_action() -> None:
+    result = run("Riepilogo:\n- reset della password: non serve piu\n- alias m.rossi sulla mia casella: si, grazie")
+    assert result.category is ANAGRAFICA, result.reasons
+
+
 def test_a_message_that_asks_for_nothing_does_not_ask_through_its_subject() -> None:
     result = run("Per la cronaca: la casella e stata riattivata ieri sera, tutto a posto.",
                  subject="Sospensione della casella del laboratorio")
