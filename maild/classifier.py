@@ -86,6 +86,8 @@ class _Hit:
 
 
 _SENTENCE_END = frozenset({".", "!", "?", _PARAGRAPH})
+_NOT_WORD = re.compile(r"[^a-z0-9 ]")
+"""A clause boundary in canonical text: every other token is letters and digits."""
 
 
 def classify(message: ParsedMessage, rules: Rules, default_language: str = "it") -> Classification:
@@ -112,8 +114,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     body_hits = _hits(_canon(lines, rules) if adopted else own, "body", rules,
                       None if declared is None else declared.group())
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
-    asks = rules.acts.request_cues.search(own.text) is not None
-    decided = _decide(body_hits, subject_hits, rules, reasons, asks)
+    decided = _decide(body_hits, subject_hits, rules, reasons, own)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
@@ -220,9 +221,10 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
     if rule.negatable:
         found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared)
         first = canon.token_at(match.start())
-        same_clause = not any(_is_boundary(t) for t in canon.tokens[first:token])
-        if found is None and first < token and same_clause:  # "nel caso in cui l'account venga bloccato"
-            found = _not_requested(canon, first, canon.token_after(match.end()), rules, declared)
+        # The object first, a cue before it: "nel caso in cui l'account venga bloccato".
+        if found is None and first < token and not _NOT_WORD.search(canon.text, canon.starts[first],
+                                                                     canon.starts[token]):
+            found = _negated(canon, first, canon.token_after(match.end()), rules.negation)
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
@@ -407,7 +409,7 @@ class _Decided:
 
 
 def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str],
-            asks: bool = True) -> _Decided:
+            own: _Canon) -> _Decided:
     body = _scores(body_hits, reasons)
     from_subject = False
     if any(score >= rules.threshold for score in body.values()):
@@ -415,15 +417,17 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
             reasons.append("subject ignored: body decides")
         scores = body
     else:
+        asks = bool(subject_hits) and rules.acts.request_cues.search(own.text) is not None
         subject = _scores(_new_evidence(subject_hits, body_hits, reasons, asks), reasons)
         if subject:
             reasons.append("subject used: the body carries no decisive signal")
         scores = {c: body.get(c, 0) + subject.get(c, 0) for c in {*body, *subject}}
         from_subject = any(s >= rules.threshold for s in scores.values())
     present = {c: s for c, s in scores.items() if s >= rules.threshold}
-    framed = {hit.rule.category for hit in (*body_hits, *subject_hits) if hit.cue is None and not hit.rule.mention}
-    weak = max((c for c in scores if c.privileged and c in framed and c not in present),
-               key=lambda c: scores[c], default=None)
+    below = [c for c in scores if c.privileged and c not in present]
+    framed = {hit.rule.category for hit in (*body_hits, *subject_hits)
+              if hit.cue is None and not hit.rule.mention} if below else set()
+    weak = max((c for c in below if c in framed), key=lambda c: scores[c], default=None)
     if not present:
         reasons.append(f"category other: no request signal reaches the threshold {rules.threshold}")
         return _Decided(Category.OTHER, _weak_review(weak, scores, reasons), weak)

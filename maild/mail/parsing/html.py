@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from html import unescape
 from types import MappingProxyType
 
 import html2text
@@ -46,6 +47,14 @@ def html_to_text(html: str, limit: int, defects: Defects) -> str:
         defects.add("html-conversion-failed", type(exc).__name__)
         text = re.sub(r"<[^<>]*>", " ", html)
     return TRAILING_SPACE.sub("\n", clean_body(text))
+
+
+def html_visible_text(html: str, limit: int) -> str:
+    """The shown words of an HTML part, roughly and cheaply: enough to weigh it against a text part."""
+    return unescape(_TAG.sub(" ", _drop_hidden(html)[:limit]))
+
+
+_TAG = re.compile(r"<[^<>]*>")
 
 
 def _tame_html(html: str, limit: int) -> str:

@@ -12,7 +12,7 @@ from email.message import Message
 from maild.mail.parsing.defects import Defects, clean_body, clean_header
 from maild.mail.parsing.encoded_words import decode_base64, decode_bytes, decode_words
 from maild.mail.parsing.headers import header_str, read_header_block, unfold
-from maild.mail.parsing.html import html_to_text
+from maild.mail.parsing.html import html_to_text, html_visible_text
 from maild.records import Attachment
 from maild.settings import Limits
 
@@ -344,11 +344,11 @@ def _body_text(raw: bytes, found: _Collector) -> tuple[str, bool]:
     plain = _joined(found.plain)
     if plain and found.plain_alternatives:
         html_alternatives = [node for node in found.html_nodes if node.alternative]
-        if html_alternatives:
-            html = _html_text(raw, html_alternatives, found)
-            if _poorer(_joined(found.plain[i] for i in found.plain_alternatives), html):
-                kept = [t for i, t in enumerate(found.plain) if i not in found.plain_alternatives]
-                return _joined([html, *kept])[:limit], True
+        shown = " ".join(html_visible_text(_decode_leaf(raw, node, limit * HTML_SOURCE_FACTOR, found.defects), limit)
+                         for node in html_alternatives)
+        if html_alternatives and _poorer(_joined(found.plain[i] for i in found.plain_alternatives), shown):
+            kept = [t for i, t in enumerate(found.plain) if i not in found.plain_alternatives]
+            return _joined([_html_text(raw, html_alternatives, found), *kept])[:limit], True
     if plain or not found.html_nodes:
         return plain[:limit], False
     return _html_text(raw, found.html_nodes, found)[:limit], True
