@@ -110,8 +110,8 @@ def quiet_imaplib(client: Any) -> None:
     IMAPClient sets the underlying ``imaplib.IMAP4.debug`` to 5 so that imaplib
     logs through the ``imapclient.imaplib`` logger; imaplib then builds the
     ``%r`` of every untagged response, message bodies included, before the
-    logger drops it at any level above DEBUG. For a 34 MB message that is two
-    more copies of it (80 MB) and, for every message, the CPU to escape it.
+    logger drops it at any level above DEBUG: two more copies of every message,
+    and the CPU to escape it.
     """
     imap = getattr(client, "_imap", None)
     if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):

@@ -39,12 +39,10 @@ PRIVILEGED = frozenset({Category.PASSWORD_RESET, Category.LIFECYCLE})
 def pickled_by_fields(cls: type[_Record]) -> type[_Record]:
     """Make ``cls`` (a dataclass) pickle as a call of ``cls`` with its field values in order.
 
-    The triage result crosses from the worker process to the daemon for every message. A
-    frozen slots dataclass pickles by default through dataclasses' own ``__getstate__`` and
-    ``__setstate__``, which call ``fields()`` for every object, and sets each slot back one by
-    one: calling the class costs about half as much to dump and a third less to load, for the
-    very same objects. Only for classes that ``__init__`` rebuilds exactly: every field an
-    ``__init__`` parameter, no ``__post_init__``.
+    Every message's triage result crosses from the worker to the daemon, and dataclasses' own
+    ``__getstate__``/``__setstate__`` call ``fields()`` per object and set each slot one by one.
+    Only for classes that ``__init__`` rebuilds exactly: every field an ``__init__`` parameter,
+    no ``__post_init__``.
     """
     names = tuple(f.name for f in fields(cls))
     if len(names) < 2 or any(not f.init for f in fields(cls)) or hasattr(cls, "__post_init__"):
@@ -303,7 +301,7 @@ for an ignored message: no reply may ever be queued for one.
 class Intake:
     """One received message and its triage, to be recorded in one transaction.
 
-    ``dedupe_key`` comes from ``maild.store.dedupe_key(raw)``. With ``thread``
+    ``dedupe_key`` comes from ``maild.mail.keys.dedupe_key(raw)``. With ``thread``
     set, the message is a follow-up of that ticket (no ticket is opened).
     Otherwise a ticket is opened when the decision is not ``ignored`` and
     ``disposition.take_in`` is set. The three stage results are optional and

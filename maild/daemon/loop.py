@@ -63,9 +63,8 @@ RECORD_BATCH = 100
 MOVE_EVERY = 1000
 """Recorded messages are moved out of the mailbox in one command once this many wait, and at the
 end of every pass (so a message that arrives alone is moved at once). On Dovecot a move costs in
-proportion to the size of the folder, however few it moves: ten moves of 1,000 out of a
-10,000-message inbox took a third of the server's CPU of a hundred moves of 100. A crash before
-the move leaves at most this many recorded messages in the mailbox, which the next pass
+proportion to the size of the folder, however few it moves, so fewer, larger moves cost it less.
+A crash before the move leaves at most this many recorded messages in the mailbox, which the next pass
 recognises and only moves."""
 BATCH_BYTES = 8 * 1024 * 1024
 """A batch also ends once its messages hold this many bytes: large messages go one by one."""

@@ -31,8 +31,8 @@ class Template:
     ``needs`` has one set per required piece: the first words of the piece's
     terms, a stem written ``stem*``. When some set shares nothing with the
     words of a text (``Lexicon.positions``), the regex cannot match there and is
-    not run at all: most templates are skipped for most messages, which is
-    where most of the classifier's time used to go.
+    not run at all: most templates are skipped for most messages, and running
+    them would be most of the classifier's time.
     """
 
     source: str

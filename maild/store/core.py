@@ -141,7 +141,7 @@ class Store:
     # ---------------------------------------------------------------- intake
 
     def is_known(self, dedupe_key: str) -> bool:
-        """Whether a message with this key was recorded (see ``maild.store.dedupe_key``)."""
+        """Whether a message with this key was recorded (see ``maild.mail.keys.dedupe_key``)."""
         with self._tx("cannot look up a message") as s:
             return intake_ops.is_known(s, dedupe_key)
 

@@ -10,7 +10,7 @@ fails the insert, which ``Store.record_intake`` reports as a duplicate.
 
 A batch (what the daemon fetched, up to its move batch) is written in one
 transaction, table by table, with multi-row INSERTs: a transaction and a dozen
-ORM statements per message were most of maild's intake time. Every message
+ORM statements per message would be most of maild's intake time. Every message
 keeps its own rows, events and replies exactly as if it were written alone. A
 message that may continue a thread finds what the messages ahead of it in
 the batch wrote: they are written before its lookup when it names one of
@@ -142,9 +142,8 @@ class _BatchWriter:
         query names one of their Message-IDs, or when the ticket found is one a
         pending message continues (it may reopen it). The tickets and replies
         they are about to create are not looked for: uncommitted and unsent,
-        their references and Message-IDs cannot have reached anyone. Writing
-        before every lookup cost a sixth of the intake time of a backlog in
-        which one message in thirty named a Message-ID or a reference.
+        their references and Message-IDs cannot have reached anyone. Each write
+        splits the batch into another round of INSERTs, a cost paid only when needed.
         """
         if self._pending_keys.intersection(thread_keys(query.message_ids)):
             self.write()
@@ -297,8 +296,8 @@ def _stream_raw(conn: Connection, row_id: int, raw: bytes) -> None:
     """Write ``raw`` into a new ``raw_messages`` row 1 MiB at a time (SQLite).
 
     Bound as a parameter, a value is copied by SQLite to bind it and again to
-    build the row, and the bound copy stays with the cached statement: a 34 MB
-    message took three times its size in memory. Here the row gets a
+    build the row, and the bound copy stays with the cached statement: two
+    more copies of the message in memory. Here the row gets a
     zero-filled blob of the right size (no memory: it is the row's last column,
     so SQLite only writes zero pages) and the blob API fills it chunk by chunk.
     """

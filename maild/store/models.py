@@ -10,7 +10,7 @@ frozen records. Three column types carry the rules every value obeys:
 - ``UTCDateTime`` accepts only aware datetimes, stores UTC and returns aware
   UTC datetimes on both backends (SQLite has no time zone type).
 
-The schema itself is created by the Alembic migrations in ``maild/migrations``;
+The schema itself is created by the Alembic migrations in ``maild/store/migrations``;
 a test checks that they and these models agree.
 """
 

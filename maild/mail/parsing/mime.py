@@ -224,7 +224,7 @@ def _split_multipart(
 ) -> list[tuple[int, int]] | None:
     """Spans of the body parts between boundary lines; None when there is none at all.
 
-    The delimiter is found with ``bytes.find`` over offsets, so a 25 MB part is
+    The delimiter is found with ``bytes.find`` over offsets, so a large part is
     scanned once at C speed and never copied.
     """
     delimiter = b"--" + boundary.encode("utf-8", "replace")
