@@ -17,35 +17,17 @@ from maild.settings import Limits
 
 PART_HEADER_BYTES = 16 * 1024
 """Header block of one MIME part (only Content-* fields matter there)."""
-
-
 MIME_FIELD_BYTES = 8 * 1024
 """Content-Type/-Disposition cap: the stdlib parameter parser is quadratic."""
-
-
 MAX_FILENAME_CHARS = 255
-
-
 BODY_BYTES_PER_CHAR = 6
 """Encoded bytes read per wanted body character (QP-encoded UTF-8: ``=C3=A8``)."""
-
-
 HTML_SOURCE_FACTOR = 4
 """HTML read per wanted character: style blocks and markup are dropped before html2text."""
-
-
 _MIME_FIELDS = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
-
-
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
-
-
 _DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(?:\r?\n|\Z)")
-
-
 _MIME_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
-
-
 _QP_BROKEN = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*(?:\r?\n|\Z))")
 
 
