@@ -44,6 +44,8 @@ MAX_CERTIFICATES = 32
 MAX_TRUSTED = 4096
 """Certificates read from ca_file (a whole CA bundle holds about 150)."""
 
+_NO_DEFAULT_TRUST = ("-no-CAfile", "-no-CApath", "-no-CAstore")
+"""Content-only runs need no trust store; loading openssl's default bundle would cost more than the check."""
 _CONTENT_FAILURE = 32
 """``-verify_retcode`` exit status when the content does not match the signature."""
 _TIME_ERRORS = frozenset({9, 10})
@@ -323,7 +325,9 @@ class OpenSSLVerifier:
         )
         if 0 < chain.returncode < _CONTENT_FAILURE and b"Error loading file" in chain.stderr:
             raise ConfigError("pec.ca_file", f"openssl cannot load {self.ca_file}")
-        content = self._cms(work, "-noverify").returncode if chain.returncode > _CONTENT_FAILURE else None
+        content = None
+        if chain.returncode > _CONTENT_FAILURE:
+            content = self._cms(work, "-noverify", *_NO_DEFAULT_TRUST).returncode
         return CmsOutcome(chain.returncode, content, _verify_error(chain.stderr))
 
     def _cms(self, work: Path, *options: str) -> _Run:
