@@ -135,6 +135,16 @@ def test_envelope_stored_with_lf_line_ends_reads_the_same() -> None:
     assert postacert(pec_kit.as_lf(raw)) == pec_kit.as_lf(pec_kit.inner_message(Pec()))
 
 
+def test_an_envelope_without_daticert_has_no_certified_sender() -> None:
+    facts = read(pec_kit.build(Pec(with_daticert=False)))
+    assert facts.kind is PecKind.ENVELOPE
+    assert facts.daticert is None
+    assert facts.certified_sender_candidate is None
+    assert facts.per_conto_di == SENDER
+    assert facts.envelope_date == DATE  # the envelope's Date
+    assert "daticert-missing" in facts.defects
+
+
 def test_agreement_on_the_sender_is_case_insensitive() -> None:
     pec = Pec(per_conto_di=SENDER.upper(), inner_from=f"Referente <{SENDER.title()}>")
     assert read(pec_kit.build(pec)).certified_sender_candidate == SENDER

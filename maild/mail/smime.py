@@ -38,14 +38,14 @@ from maild.errors import ConfigError
 from maild.mail.pec import PecFacts, SignedPart, Unreadable, signed_part
 
 DEFAULT_TIMEOUT = 10.0
-"""Seconds one openssl run may take; a real verification takes a few milliseconds."""
+"""Seconds one openssl run may take before the message is left uncertified."""
 MAX_CERTIFICATES = 32
 """Certificates read from one signature: a PEC signature carries two or three."""
 MAX_TRUSTED = 4096
-"""Certificates read from ca_file (a whole CA bundle holds about 150)."""
+"""Certificates read from ca_file: room for a whole CA bundle."""
 
 _NO_DEFAULT_TRUST = ("-no-CAfile", "-no-CApath", "-no-CAstore")
-"""Content-only runs need no trust store; loading openssl's default bundle would cost more than the check."""
+"""A content-only run trusts nothing, so it loads none of openssl's default certificates."""
 _CONTENT_FAILURE = 32
 """``-verify_retcode`` exit status when the content does not match the signature."""
 _TIME_ERRORS = frozenset({9, 10})
