@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from maild.mail.pec import (
     MAX_DATICERT_BYTES,
@@ -413,4 +415,43 @@ def test_garbage_under_pec_headers_is_read_without_a_crash() -> None:
     facts = guarded(raw)
     assert facts is not None
     assert facts.provider == ""
+    assert facts.certified_sender_candidate is None
+
+
+SIGNED_ENVELOPE = pec_kit.build(Pec())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(SIGNED_ENVELOPE)), st.integers(0, 64), st.binary(max_size=64)),
+                max_size=8))
+def test_a_mangled_envelope_never_makes_the_reader_raise(edits: list[tuple[int, int, bytes]]) -> None:
+    raw = SIGNED_ENVELOPE
+    for at, cut, insert in edits:
+        raw = raw[:at] + insert + raw[at + cut:]
+    facts = read_pec(raw)
+    postacert(raw)
+    signed_part(raw)
+    if facts is not None and facts.certified_sender_candidate is not None:
+        assert facts.kind is PecKind.ENVELOPE
+        assert facts.certified_sender_candidate.lower() == (facts.per_conto_di or "").lower()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=2000))
+def test_any_body_under_pec_headers_is_read(body: bytes) -> None:
+    raw = b'X-Trasporto: posta-certificata\r\nContent-Type: multipart/signed; boundary="b"\r\n\r\n' + body
+    assert read_pec(raw) is not None
+    postacert(raw)
+    signed_part(raw)
+
+
+def test_a_reader_fault_is_a_value_that_certifies_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: object) -> None:
+        raise IndexError("fault")
+
+    monkeypatch.setattr("maild.mail.pec._read_daticert", broken)
+    facts = read(pec_kit.build(Pec(kind="receipt")))
+    assert (facts.kind, facts.defects) == (PecKind.RECEIPT, ("pec-reader-fault: IndexError",))
+    facts = read(pec_kit.build(Pec()))
+    assert facts.kind is PecKind.ANOMALY
     assert facts.certified_sender_candidate is None

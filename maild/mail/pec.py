@@ -18,6 +18,7 @@ is a short string in ``defects``; nothing here raises on hostile input.
 from __future__ import annotations
 
 import enum
+import logging
 import re
 import xml.etree.ElementTree as StdET
 from collections.abc import Iterator
@@ -50,6 +51,8 @@ from maild.parsing import (
 )
 from maild.records import Address
 from maild.settings import Limits
+
+log = logging.getLogger("maild.mail.pec")
 
 MAX_DATICERT_BYTES = 64 * 1024
 """Real daticert.xml files are about 1 KB; anything far larger is not one."""
@@ -189,20 +192,21 @@ class PecFacts:
 
 
 def read_pec(raw: bytes, limits: Limits | None = None) -> PecFacts | None:
-    """The PEC facts of ``raw``, or None for ordinary mail (no PEC header field)."""
+    """The PEC facts of ``raw``, or None for ordinary mail (no PEC header field); never raises."""
     limits = limits or _DEFAULT_LIMITS
     defects = _Defects()
-    top = _top_block(raw, limits, defects)
+    try:
+        top = _top_block(raw, limits, defects)
+    except Exception as exc:  # the same reader as parse_message's, whose fallback trusts nothing either
+        log.warning("header fault on a %d-byte message: %s", len(raw), type(exc).__name__, exc_info=True)
+        return None
     if not any(name in top.fields for name in _MARKERS):
         return None
-    headers = _Headers(top.fields, defects)
-    layout = _layout(raw, top.body_start, top.fields, limits, defects)
-    daticert = _read_daticert(raw, layout, defects)
-    kind, receipt_type = _kind(headers, daticert, defects)
-    if kind is None:
-        return None
-    inner = _inner_headers(raw, layout, limits, defects)
-    return _facts(kind, receipt_type, headers, daticert, inner, layout, defects)
+    try:
+        return _read(raw, top, limits, defects)
+    except Exception as exc:  # hostile input must never stop the daemon
+        log.warning("PEC reader fault on a %d-byte message: %s", len(raw), type(exc).__name__, exc_info=True)
+        return _fallback(top, exc)
 
 
 def postacert(raw: bytes, limits: Limits | None = None) -> bytes | None:
@@ -213,28 +217,24 @@ def postacert(raw: bytes, limits: Limits | None = None) -> bytes | None:
     """
     limits = limits or _DEFAULT_LIMITS
     defects = _Defects()
-    top = _top_block(raw, limits, defects)
-    layout = _layout(raw, top.body_start, top.fields, limits, defects)
-    return _postacert_bytes(raw, layout, defects)
+    try:
+        top = _top_block(raw, limits, defects)
+        return _postacert_bytes(raw, _layout(raw, top.body_start, top.fields, limits, defects), defects)
+    except Exception as exc:  # hostile input must never stop the daemon
+        log.warning("PEC reader fault on a %d-byte message: %s", len(raw), type(exc).__name__, exc_info=True)
+        return None
 
 
 def signed_part(raw: bytes, limits: Limits | None = None) -> SignedPart | Unreadable | None:
     """The S/MIME signed content and signature of ``raw``; None when it carries no S/MIME signature."""
     limits = limits or _DEFAULT_LIMITS
     defects = _Defects()
-    top = _top_block(raw, limits, defects)
-    layout = _layout(raw, top.body_start, top.fields, limits, defects)
-    if layout.signed is None:
-        return None
-    content, signature = layout.signed
-    if signature.end - signature.body > 2 * MAX_SIGNATURE_BYTES:
-        return Unreadable("signature too large")
-    der = _transfer_decode(raw[signature.body:signature.end], signature.mime.transfer_encoding, defects)
-    if len(der) > MAX_SIGNATURE_BYTES:
-        return Unreadable("signature too large")
-    if not der:
-        return Unreadable("signature empty")
-    return SignedPart(content=canonical(raw[content.start:content.end]), signature=der)
+    try:
+        top = _top_block(raw, limits, defects)
+        return _signed_part(raw, _layout(raw, top.body_start, top.fields, limits, defects), defects)
+    except Exception as exc:  # hostile input must never stop the daemon
+        log.warning("PEC reader fault on a %d-byte message: %s", len(raw), type(exc).__name__, exc_info=True)
+        return Unreadable(f"reader fault: {type(exc).__name__}")
 
 
 def canonical(content: bytes) -> bytes:
@@ -255,6 +255,41 @@ def parse_daticert(data: bytes) -> Daticert | Unreadable:
     if _local(root.tag) != "postacert":
         return Unreadable("daticert.xml root is not postacert")
     return _daticert(root)
+
+
+def _read(raw: bytes, top: _TopBlock, limits: Limits, defects: _Defects) -> PecFacts | None:
+    headers = _Headers(top.fields, defects)
+    layout = _layout(raw, top.body_start, top.fields, limits, defects)
+    daticert = _read_daticert(raw, layout, defects)
+    kind, receipt_type = _kind(headers, daticert, defects)
+    if kind is None:
+        return None
+    inner = _inner_headers(raw, layout, limits, defects)
+    return _facts(kind, receipt_type, headers, daticert, inner, layout, defects)
+
+
+def _fallback(top: _TopBlock, exc: Exception) -> PecFacts:
+    """The facts of a PEC message the reader could not handle: a receipt if it says so, else uncertified."""
+    kind = PecKind.RECEIPT if "x-ricevuta" in top.fields else PecKind.ANOMALY
+    return PecFacts(
+        kind=kind, receipt_type=None, provider="", envelope_from="", refers_to=None, daticert=None,
+        per_conto_di=None, inner_from=None, certified_sender_candidate=None, reply_to=None, envelope_date=None,
+        original_subject="", defects=(f"pec-reader-fault: {type(exc).__name__}",),
+    )
+
+
+def _signed_part(raw: bytes, layout: _Layout, defects: _Defects) -> SignedPart | Unreadable | None:
+    if layout.signed is None:
+        return None
+    content, signature = layout.signed
+    if signature.end - signature.body > 2 * MAX_SIGNATURE_BYTES:
+        return Unreadable("signature too large")
+    der = _transfer_decode(raw[signature.body:signature.end], signature.mime.transfer_encoding, defects)
+    if len(der) > MAX_SIGNATURE_BYTES:
+        return Unreadable("signature too large")
+    if not der:
+        return Unreadable("signature empty")
+    return SignedPart(content=canonical(raw[content.start:content.end]), signature=der)
 
 
 # --------------------------------------------------------------------------
