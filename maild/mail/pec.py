@@ -6,7 +6,7 @@ what the message *claims*: ``certified_sender_candidate`` is the sender the
 provider would certify, and it becomes certified only when ``maild.mail.smime``
 finds the provider's signature valid.
 
-The work is bounded the way ``maild.parsing`` bounds it, with its readers: one
+The work is bounded the way ``maild.mail.parsing`` bounds it, with its readers: one
 pass over the top-level header block, MIME parts found by offsets (no copies, no
 recursion), at most ``MAX_WRAP_DEPTH`` levels searched for the signed part, and
 only the parts PEC defines are read: ``daticert.xml`` (at most
@@ -29,25 +29,17 @@ from xml.etree.ElementTree import Element
 import defusedxml
 import defusedxml.ElementTree as SafeET
 
-from maild.parsing import (
-    HEADER_BLOCK_FACTOR,
+from maild.mail.parsing import HEADER_BLOCK_FACTOR
+from maild.mail.parsing.addresses import read_address_list, read_from
+from maild.mail.parsing.defects import Defects, clean_header
+from maild.mail.parsing.headers import Headers, read_header_block, read_header_date, read_message_ids
+from maild.mail.parsing.mime import (
     MIME_FIELD_BYTES,
     PART_HEADER_BYTES,
-    _address_list,
-    _clean,
-    _Defects,
-    _from,
-    _header_date,
-    _Headers,
-    _id_text,
-    _message_ids,
-    _Mime,
-    _mime_info,
-    _Node,
-    _parse_addresses,
-    _read_header_block,
-    _split_multipart,
+    Node,
+    _split_multipart,  # the bounded boundary scan parse_message walks with; not public there
     _transfer_decode,
+    mime_info,
 )
 from maild.records import Address
 from maild.settings import Limits
@@ -194,7 +186,7 @@ class PecFacts:
 def read_pec(raw: bytes, limits: Limits | None = None) -> PecFacts | None:
     """The PEC facts of ``raw``, or None for ordinary mail (no PEC header field); never raises."""
     limits = limits or _DEFAULT_LIMITS
-    defects = _Defects()
+    defects = Defects()
     try:
         top = _top_block(raw, limits, defects)
     except Exception as exc:  # the same reader as parse_message's, whose fallback trusts nothing either
@@ -216,7 +208,7 @@ def postacert(raw: bytes, limits: Limits | None = None) -> bytes | None:
     so the message unwrapped is the one the signature covers.
     """
     limits = limits or _DEFAULT_LIMITS
-    defects = _Defects()
+    defects = Defects()
     try:
         top = _top_block(raw, limits, defects)
         return _postacert_bytes(raw, _layout(raw, top.body_start, top.fields, limits, defects), defects)
@@ -228,7 +220,7 @@ def postacert(raw: bytes, limits: Limits | None = None) -> bytes | None:
 def signed_part(raw: bytes, limits: Limits | None = None) -> SignedPart | Unreadable | None:
     """The S/MIME signed content and signature of ``raw``; None when it carries no S/MIME signature."""
     limits = limits or _DEFAULT_LIMITS
-    defects = _Defects()
+    defects = Defects()
     try:
         top = _top_block(raw, limits, defects)
         return _signed_part(raw, _layout(raw, top.body_start, top.fields, limits, defects), defects)
@@ -257,8 +249,8 @@ def parse_daticert(data: bytes) -> Daticert | Unreadable:
     return _daticert(root)
 
 
-def _read(raw: bytes, top: _TopBlock, limits: Limits, defects: _Defects) -> PecFacts | None:
-    headers = _Headers(top.fields, defects)
+def _read(raw: bytes, top: _TopBlock, limits: Limits, defects: Defects) -> PecFacts | None:
+    headers = Headers(top.fields, defects)
     layout = _layout(raw, top.body_start, top.fields, limits, defects)
     daticert = _read_daticert(raw, layout, defects)
     kind, receipt_type = _kind(headers, daticert, defects)
@@ -278,13 +270,13 @@ def _fallback(top: _TopBlock, exc: Exception) -> PecFacts:
     )
 
 
-def _signed_part(raw: bytes, layout: _Layout, defects: _Defects) -> SignedPart | Unreadable | None:
+def _signed_part(raw: bytes, layout: _Layout, defects: Defects) -> SignedPart | Unreadable | None:
     if layout.signed is None:
         return None
     content, signature = layout.signed
     if signature.end - signature.body > 2 * MAX_SIGNATURE_BYTES:
         return Unreadable("signature too large")
-    der = _transfer_decode(raw[signature.body:signature.end], signature.mime.transfer_encoding, defects)
+    der = _transfer_decode(raw[signature.body:signature.end], signature.encoding, defects)
     if len(der) > MAX_SIGNATURE_BYTES:
         return Unreadable("signature too large")
     if not der:
@@ -298,12 +290,34 @@ def _signed_part(raw: bytes, layout: _Layout, defects: _Defects) -> SignedPart |
 
 @dataclass(frozen=True, slots=True)
 class _Part:
-    mime: _Mime
     start: int
     """Where the part's own header block starts."""
-    body: int
-    end: int
-    depth: int
+    node: Node
+    """Its Content-* fields and its body (``node.start`` is where the body starts)."""
+
+    @property
+    def content_type(self) -> str:
+        return self.node.mime.content_type
+
+    @property
+    def maintype(self) -> str:
+        return self.node.mime.maintype
+
+    @property
+    def filename(self) -> str:
+        return self.node.mime.filename.strip().lower()
+
+    @property
+    def encoding(self) -> str:
+        return self.node.mime.transfer_encoding
+
+    @property
+    def body(self) -> int:
+        return self.node.start
+
+    @property
+    def end(self) -> int:
+        return self.node.end
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,8 +334,8 @@ class _Budget:
     parts: int
 
 
-def _top_block(raw: bytes, limits: Limits, defects: _Defects) -> _TopBlock:
-    block = _read_header_block(
+def _top_block(raw: bytes, limits: Limits, defects: Defects) -> _TopBlock:
+    block = read_header_block(
         raw, 0, len(raw), field_cap=limits.max_header_bytes,
         block_cap=HEADER_BLOCK_FACTOR * limits.max_header_bytes, keep=None, defects=defects,
     )
@@ -335,81 +349,77 @@ class _TopBlock:
 
 
 def _layout(
-    raw: bytes, body_start: int, fields: dict[str, list[bytes]], limits: Limits, defects: _Defects
+    raw: bytes, body_start: int, fields: dict[str, list[bytes]], limits: Limits, defects: Defects
 ) -> _Layout:
     """Find multipart/signed (the top or a wrapped one), then daticert.xml and postacert.eml in it."""
-    top = _Part(_mime_info(fields, "text/plain", defects), 0, body_start, len(raw), 0)
+    top = _Part(0, Node(mime_info(fields, "text/plain", defects), body_start, len(raw), 0))
     budget = _Budget(limits.max_parts)
     signed, root = _find_signed(raw, top, budget, defects)
-    children = _children(raw, root, budget, defects) if root.mime.maintype == "multipart" else []
-    daticert = tuple(c for c in children if _is_daticert(c.mime))
-    named = tuple(c for c in children if c.mime.content_type == "message/rfc822" and _named(c.mime, "postacert.eml"))
+    children = _children(raw, root, budget, defects) if root.maintype == "multipart" else []
+    daticert = tuple(c for c in children if _is_daticert(c))
+    messages = tuple(c for c in children if c.content_type == "message/rfc822")
+    named = tuple(c for c in messages if c.filename == "postacert.eml")
     if not named:
-        named = tuple(c for c in children if c.mime.content_type == "message/rfc822")
+        named = messages
         if named:
             defects.add("postacert-unnamed")
     return _Layout(signed=signed, daticert=daticert, postacert=named)
 
 
 def _find_signed(
-    raw: bytes, top: _Part, budget: _Budget, defects: _Defects
+    raw: bytes, top: _Part, budget: _Budget, defects: Defects
 ) -> tuple[tuple[_Part, _Part] | None, _Part]:
     """The (content, signature) of the first S/MIME multipart/signed, and the part to read PEC from."""
     queue = [top]
     while queue:
         part = queue.pop(0)
-        if part.mime.content_type == "multipart/signed":
+        if part.content_type == "multipart/signed":
             children = _children(raw, part, budget, defects)
-            if len(children) >= 2 and children[1].mime.content_type in _SIGNATURE_TYPES:
+            if len(children) >= 2 and children[1].content_type in _SIGNATURE_TYPES:
                 return (children[0], children[1]), children[0]
             defects.add("signature-not-smime")
             return None, children[0] if children else part
-        if part.mime.maintype == "multipart" and part.depth < MAX_WRAP_DEPTH:
+        if part.maintype == "multipart" and part.node.depth < MAX_WRAP_DEPTH:
             queue.extend(_children(raw, part, budget, defects))
     return None, top
 
 
-def _children(raw: bytes, part: _Part, budget: _Budget, defects: _Defects) -> list[_Part]:
+def _children(raw: bytes, part: _Part, budget: _Budget, defects: Defects) -> list[_Part]:
     """The body parts of one multipart, as far as the part budget reaches."""
-    boundary = part.mime.boundary
+    boundary = part.node.mime.boundary
     if not boundary or len(boundary) > 200 or budget.parts <= 0:
         defects.add("multipart-unreadable")
         return []
-    node = _Node(part.mime, part.body, part.end, part.depth)
-    spans = _split_multipart(raw, node, boundary, budget.parts, defects) or []
+    spans = _split_multipart(raw, part.node, boundary, budget.parts, defects) or []
     spans = spans[:budget.parts]
     budget.parts -= len(spans)
     children = []
     for start, end in spans:
-        block = _read_header_block(
+        block = read_header_block(
             raw, start, end, field_cap=MIME_FIELD_BYTES, block_cap=PART_HEADER_BYTES,
             keep=_MIME_FIELDS, defects=defects,
         )
-        mime = _mime_info(block.fields, "text/plain", defects)
-        children.append(_Part(mime, start, block.body_start, end, part.depth + 1))
+        mime = mime_info(block.fields, "text/plain", defects)
+        children.append(_Part(start, Node(mime, block.body_start, end, part.node.depth + 1)))
     return children
 
 
-def _named(mime: _Mime, name: str) -> bool:
-    return mime.filename.strip().lower() == name
+def _is_daticert(part: _Part) -> bool:
+    return part.filename == "daticert.xml" and (part.content_type in _XML_TYPES or part.maintype == "application")
 
 
-def _is_daticert(mime: _Mime) -> bool:
-    return _named(mime, "daticert.xml") and (mime.content_type in _XML_TYPES or mime.maintype == "application")
-
-
-def _postacert_bytes(raw: bytes, layout: _Layout, defects: _Defects) -> bytes | None:
+def _postacert_bytes(raw: bytes, layout: _Layout, defects: Defects) -> bytes | None:
     if not layout.postacert:
         return None
     part = layout.postacert[0]
-    return _transfer_decode(raw[part.body:part.end], part.mime.transfer_encoding, defects)
+    return _transfer_decode(raw[part.body:part.end], part.encoding, defects)
 
 
 # --------------------------------------------------------------------------
 # daticert.xml
 
 
-def _read_daticert(raw: bytes, layout: _Layout, defects: _Defects) -> Daticert | None:
+def _read_daticert(raw: bytes, layout: _Layout, defects: Defects) -> Daticert | None:
     if not layout.daticert:
         defects.add("daticert-missing")
         return None
@@ -419,7 +429,7 @@ def _read_daticert(raw: bytes, layout: _Layout, defects: _Defects) -> Daticert |
     if part.end - part.body > 2 * MAX_DATICERT_BYTES:
         defects.add("daticert-unreadable", "daticert.xml too large")
         return None
-    data = _transfer_decode(raw[part.body:part.end], part.mime.transfer_encoding, defects)
+    data = _transfer_decode(raw[part.body:part.end], part.encoding, defects)
     result = parse_daticert(data)
     if isinstance(result, Unreadable):
         defects.add("daticert-unreadable", result.reason)
@@ -469,13 +479,13 @@ def _child(parent: Element | None, name: str) -> Element | None:
 def _text(element: Element | None) -> str:
     if element is None:
         return ""
-    return " ".join(_clean("".join(element.itertext())[:4 * MAX_TEXT_CHARS]).split())[:MAX_TEXT_CHARS]
+    return " ".join(clean_header("".join(element.itertext())[:4 * MAX_TEXT_CHARS]).split())[:MAX_TEXT_CHARS]
 
 
 def _attr(element: Element | None, name: str) -> str:
     if element is None:
         return ""
-    return " ".join(_clean(element.get(name, "")[:MAX_TEXT_CHARS]).split()).lower()
+    return " ".join(clean_header(element.get(name, "")[:MAX_TEXT_CHARS]).split()).lower()
 
 
 def _daticert_date(element: Element | None) -> datetime | None:
@@ -501,7 +511,7 @@ def _daticert_date(element: Element | None) -> datetime | None:
 
 
 def _kind(
-    headers: _Headers, daticert: Daticert | None, defects: _Defects
+    headers: Headers, daticert: Daticert | None, defects: Defects
 ) -> tuple[PecKind | None, str | None]:
     """From the header fields; daticert's tipo, then the subject, only when they leave it open."""
     ricevuta = _keyword(headers.first("x-ricevuta"))
@@ -523,7 +533,7 @@ def _kind(
 
 
 def _secondary_kind(
-    headers: _Headers, daticert: Daticert | None, defects: _Defects
+    headers: Headers, daticert: Daticert | None, defects: Defects
 ) -> tuple[PecKind | None, str | None]:
     if daticert is not None and daticert.tipo in RECEIPT_TYPES:
         defects.add("kind-from-daticert")
@@ -539,7 +549,7 @@ def _secondary_kind(
 
 
 def _keyword(value: str | None) -> str | None:
-    return None if value is None else " ".join(_clean(value).split()).lower()[:64]
+    return None if value is None else " ".join(clean_header(value).split()).lower()[:64]
 
 
 # --------------------------------------------------------------------------
@@ -555,7 +565,7 @@ class _Inner:
     subject: str | None
 
 
-def _inner_headers(raw: bytes, layout: _Layout, limits: Limits, defects: _Defects) -> _Inner | None:
+def _inner_headers(raw: bytes, layout: _Layout, limits: Limits, defects: Defects) -> _Inner | None:
     if not layout.postacert:
         return None
     if len(layout.postacert) > 1:
@@ -563,16 +573,16 @@ def _inner_headers(raw: bytes, layout: _Layout, limits: Limits, defects: _Defect
     inner = _postacert_bytes(raw, layout, defects)
     if not inner:
         return None
-    inner_defects = _Defects()
-    block = _read_header_block(
+    inner_defects = Defects()
+    block = read_header_block(
         inner, 0, len(inner), field_cap=limits.max_header_bytes,
         block_cap=HEADER_BLOCK_FACTOR * limits.max_header_bytes, keep=None, defects=inner_defects,
     )
-    headers = _Headers(block.fields, inner_defects)
-    addresses, ambiguous = _from(headers, inner_defects)
+    headers = Headers(block.fields, inner_defects)
+    addresses, ambiguous = read_from(headers, inner_defects)
     result = _Inner(
         from_=addresses[0] if len(addresses) == 1 and not ambiguous else None,
-        reply_to=_address_list(headers, "reply-to", inner_defects),
+        reply_to=read_address_list(headers, "reply-to", inner_defects),
         subject=headers.text("subject"),
     )
     for defect in inner_defects.freeze():
@@ -581,8 +591,8 @@ def _inner_headers(raw: bytes, layout: _Layout, limits: Limits, defects: _Defect
 
 
 def _facts(
-    kind: PecKind, receipt_type: str | None, headers: _Headers, daticert: Daticert | None,
-    inner: _Inner | None, layout: _Layout, defects: _Defects,
+    kind: PecKind, receipt_type: str | None, headers: Headers, daticert: Daticert | None,
+    inner: _Inner | None, layout: _Layout, defects: Defects,
 ) -> PecFacts:
     envelope = _envelope_from(headers, defects)
     per_conto_di = _per_conto_di(envelope.name) if envelope else None
@@ -602,19 +612,26 @@ def _facts(
         inner_from=inner.from_ if inner else None,
         certified_sender_candidate=candidate,
         reply_to=_reply_to(headers, daticert, inner, candidate, envelope_addr, defects) if answerable else None,
-        envelope_date=(daticert.data if daticert else None) or _header_date(headers.single("date"), "date", defects),
+        envelope_date=_envelope_date(headers, daticert, defects),
         original_subject=_original_subject(headers, daticert, inner),
         defects=defects.freeze(),
     )
 
 
-def _envelope_from(headers: _Headers, defects: _Defects) -> Address | None:
+def _envelope_date(headers: Headers, daticert: Daticert | None, defects: Defects) -> datetime | None:
+    """daticert's data and zona, which the signature covers; else the envelope's Date."""
+    if daticert is not None and daticert.data is not None:
+        return daticert.data
+    return read_header_date(headers.single("date"), "date", defects)
+
+
+def _envelope_from(headers: Headers, defects: Defects) -> Address | None:
     """The envelope From when it is exactly one field with exactly one address."""
     values = headers.all("from")
     if len(values) != 1:
         defects.add("envelope-from-not-one-field", str(len(values)))
         return None
-    found, _ = _parse_addresses(values[0], defects)
+    found = read_address_list(headers, "from", defects)
     if len(found) != 1 or not _ADDR_SPEC.fullmatch(found[0].addr):
         defects.add("envelope-from-not-one-address")
         return None
@@ -634,7 +651,7 @@ def _per_conto_di(display_name: str) -> str | None:
 
 def _candidate(
     kind: PecKind, daticert: Daticert | None, per_conto_di: str | None, inner: _Inner | None,
-    layout: _Layout, defects: _Defects,
+    layout: _Layout, defects: Defects,
 ) -> str | None:
     """daticert's mittente, when an envelope's three statements of the sender agree and nothing is doubled."""
     if kind is not PecKind.ENVELOPE or daticert is None or not daticert.mittente:
@@ -652,26 +669,24 @@ def _candidate(
     return daticert.mittente
 
 
-def _refers_to(headers: _Headers, daticert: Daticert | None) -> str | None:
-    ids = _message_ids(headers.all("x-riferimento-message-id"))
+def _refers_to(headers: Headers, daticert: Daticert | None) -> str | None:
+    ids = read_message_ids(headers.all("x-riferimento-message-id"))
     if ids:
         return ids[0]
     if daticert is None or not daticert.msgid:
         return None
-    ids = _message_ids([daticert.msgid])
-    if ids:
-        return ids[0]
-    ident = _id_text(daticert.msgid)
-    return f"<{ident}>" if ident and "<" not in ident and ">" not in ident else None
+    msgid = daticert.msgid if "<" in daticert.msgid else f"<{daticert.msgid}>"
+    ids = read_message_ids([msgid])
+    return ids[0] if ids else None
 
 
 def _reply_to(
-    headers: _Headers, daticert: Daticert | None, inner: _Inner | None, candidate: str | None,
-    envelope_addr: str, defects: _Defects,
+    headers: Headers, daticert: Daticert | None, inner: _Inner | None, candidate: str | None,
+    envelope_addr: str, defects: Defects,
 ) -> str | None:
     """risposte, the envelope's Reply-To, the inner Reply-To, the sender: never the provider's address."""
     options: list[str] = [daticert.risposte] if daticert else []
-    options += [a.addr for a in _address_list(headers, "reply-to", defects)[:1]]
+    options += [a.addr for a in read_address_list(headers, "reply-to", defects)[:1]]
     if inner is not None:
         options += [a.addr for a in inner.reply_to[:1]]
     options += [candidate or "", inner.from_.addr if inner and inner.from_ else ""]
@@ -679,7 +694,7 @@ def _reply_to(
     return next((a for a in options if _ADDR_SPEC.fullmatch(a) and a.lower() != provider), None)
 
 
-def _original_subject(headers: _Headers, daticert: Daticert | None, inner: _Inner | None) -> str:
+def _original_subject(headers: Headers, daticert: Daticert | None, inner: _Inner | None) -> str:
     """postacert.eml's Subject, else daticert's oggetto, else the envelope's without its prefix."""
     if inner is not None and inner.subject is not None:
         return inner.subject
