@@ -14,20 +14,28 @@ import pytest
 
 from maild.cli.channels import open_ticket, read_pin
 from maild.errors import ConfigError
+from maild.ops.digest import DigestRenderer, build_digest
+from maild.ops.views import queue_cells, queue_json, queue_rows, story_json, story_lines
 from maild.pins import check_hash, hash_pin, pin_role, verify_pin
 from maild.records import Channel, PinRole
-from maild.settings import Settings
+from maild.settings import DEFAULT_TEMPLATES, Settings
 from maild.store import Store
+from maild.web.app import create_app
+from maild.web.serve import open_desk
 from tests.factories import REFERENTE
 from tests.factories import settings as make_settings
 from tests.web_kit import (
     MONDAY_10,
     REFERENTE_HASH,
     REFERENTE_PIN,
+    ROME,
     SATURDAY_18,
     USER,
     USERS_HASH,
     USERS_PIN,
+    Browserless,
+    Clock,
+    ticket_on,
     web_settings,
 )
 
@@ -153,3 +161,32 @@ def test_a_fax_takes_the_role_the_operator_states(config: Settings, store: Store
     assert [r.kind for r in story.replies] == ["refusal", "referente_notice"]
     with pytest.raises(ConfigError, match="pin-role"):
         open_ticket(_args("fax"), config, Channel.FAX, MONDAY_10, lambda: "")
+
+
+# ---------------------------------------------------------------- what operators read
+
+
+def test_the_digest_queue_and_ticket_show_name_the_channels_and_the_failed_pins(
+        config: Settings, store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    assert open_ticket(_args("phone"), config, Channel.PHONE, MONDAY_10, lambda: USERS_PIN) == 0
+    phone_ref = capsys.readouterr().out.split()[0]
+    assert open_ticket(_args("phone"), config, Channel.PHONE, MONDAY_10 + timedelta(minutes=1), lambda: "9999") == 1
+    with open_desk(config) as desk:
+        browser = Browserless(create_app(desk, clock=Clock(MONDAY_10 + timedelta(minutes=2))).test_client())
+        web_ref = ticket_on(browser.submit()[1])
+    later = MONDAY_10 + timedelta(hours=2)
+    content = build_digest(store, config, later, MONDAY_10 - timedelta(hours=1))
+    renderer = DigestRenderer(DEFAULT_TEMPLATES, ROME)
+    text, html = renderer.text(content), renderer.html(content)
+    assert "REQUESTS BY WEB, PHONE AND FAX: 2" in text and "FAILED PIN ATTEMPTS: 1" in text
+    assert f"{phone_ref}  phone anagrafica" in text and f"{web_ref}  web" in text
+    assert "2027-05-17 10:01  Ateneo  phone from " in text
+    assert "Failed PIN attempts: 1" in html and f"{web_ref} (web)" in html
+    rows = queue_rows(store.queue(), later)
+    assert [(r.ticket, queue_cells(r, ROME)["channel"], queue_json(r)["channel"]) for r in rows] == [
+        (phone_ref, "phone", "phone"), (web_ref, "web", "web")]
+    story = store.ticket_story(phone_ref)
+    assert story is not None
+    lines = story_lines(story, {}, ROME, later)
+    assert any(line.split()[:2] == ["channel", "phone"] and "operator" in line for line in lines)
+    assert story_json(story, {}, later)["channel"] == "phone"

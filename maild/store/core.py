@@ -370,6 +370,11 @@ class Store:
         with self._tx("cannot list tickets") as s:
             return reads.queue(s, state, limit)
 
+    def channel_tickets(self, since: datetime, until: datetime) -> tuple[TicketSummary, ...]:
+        """Tickets opened in ``[since, until)`` by web, phone or fax, in arrival order."""
+        with self._tx("cannot list tickets") as s:
+            return reads.channel_tickets(s, since, until)
+
     def ticket(self, reference: str) -> TicketSummary | None:
         with self._tx("cannot read a ticket") as s:
             return reads.ticket(s, reference)
