@@ -355,7 +355,8 @@ class Intake:
     ``disposition.take_in`` is set. The three stage results are optional and
     only add their reasons to the event log. ``quarantine_id`` names the
     quarantine entry this intake retries; it is marked retried in the same
-    transaction.
+    transaction. ``channel`` is how the request came (``ChannelRequest`` for
+    the others than e-mail); the ticket and the message carry it.
     """
 
     dedupe_key: str
