@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from maild.mail.authresults import AuthResults, parse_auth_results
-from maild.records import AuthDecision, ParsedMessage
+from maild.records import AuthDecision, Category, ParsedMessage, PinRole
 from maild.settings import Administration
 
 _DMARC_FAILURES = frozenset({"fail", "permerror", "quarantine", "reject"})
@@ -112,3 +112,34 @@ def resolve_administration(
 
 def _domain_matches(domain: str, domains: tuple[str, ...]) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in domains)
+
+
+def authorize_role(category: Category, role: PinRole, administration: Administration, reason: str) -> AuthDecision:
+    """A request by PIN (web, phone) or by a fax whose signature an operator checked.
+
+    The referente's role opens every category; the users' role only the
+    ordinary ones, so a privileged request with it is refused like a
+    privileged e-mail from someone who is not the referente or a delegate.
+    """
+    if role is PinRole.REFERENTE:
+        return AuthDecision(True, (reason, f"auth: the referente's role of {administration.name} opens every category"))
+    if not category.privileged:
+        return AuthDecision(True, (reason, f"auth: the users' role of {administration.name} opens {category.value}"))
+    return AuthDecision(False, (reason, f"auth: the users' role of {administration.name} opens only anagrafica "
+                                        f"and other, not {category.value}"))
+
+
+def answer_address(administration: Administration, role: PinRole, typed: str) -> str | None:
+    """Where the answer to a PIN request goes: never to an address a stranger could type.
+
+    With the referente's role, the referente's configured address whatever was
+    typed; with the users' role the typed address, only when it is in one of
+    the Administration's domains. None when there is nowhere safe to answer.
+    """
+    if role is PinRole.REFERENTE:
+        return administration.referente
+    address = typed.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not _domain_matches(domain.lower(), administration.domains):
+        return None
+    return f"{local}@{domain.lower()}"

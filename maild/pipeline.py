@@ -12,13 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from maild.authorizer import authorize, resolve_administration
+from maild.authorizer import authorize, authorize_role, resolve_administration
 from maild.classifier import classify
 from maild.hours import ServiceCalendar
 from maild.mail.keys import dedupe_key
 from maild.mail.parsing import parse_message
-from maild.records import Category, Decision, Disposition, ParsedMessage, ThreadQuery, pickled_by_fields
-from maild.responder import find_ticket_refs
+from maild.records import (
+    Address,
+    AuthDecision,
+    Category,
+    ChannelRequest,
+    Decision,
+    Disposition,
+    ParsedMessage,
+    ThreadQuery,
+    pickled_by_fields,
+)
+from maild.responder import find_ticket_refs, make_message_id
 from maild.rules import Rules, load_rules
 from maild.screener import screen
 from maild.settings import Settings
@@ -68,6 +78,28 @@ class Triager:
         return self._disposition(message, classified.category, decision, name, classified.language,
                                  received_at, reasons, scheduled=True)
 
+    def decide_request(self, request: ChannelRequest) -> tuple[Disposition, AuthDecision]:
+        """The stages after parsing for a request from the web form, the phone or a fax.
+
+        The same classifier reads the text; the type the requester chose is
+        kept unless the text plainly asks for something privileged it did not
+        choose (the more privileged wins, as for e-mail). The role the PIN
+        opened (or the operator stated) authorizes instead of the mail
+        server's Authentication-Results.
+        """
+        administration = next(a for a in self.settings.administrations if a.name == request.administration)
+        message = request_message(request, self.settings.helpdesk.address)
+        classified = classify(message, self.rules, self.settings.triage.default_language)
+        category, why = _chosen_or_privileged(request.chosen, classified.category)
+        auth = authorize_role(category, request.role, administration, request.role_reason)
+        reasons = (f"channel: {request.channel.value} ({request.origin})", *classified.reasons, why,
+                   f"administration: {administration.name} (chosen on the {request.channel.value} request)",
+                   *auth.reasons)
+        decision = Decision.ACCEPTED if auth.authorized else Decision.REJECTED
+        d = self._disposition(message, category, decision, administration.name, classified.language,
+                              request.received_at, reasons, scheduled=True)
+        return d, auth
+
     def _disposition(
         self, message: ParsedMessage, category: Category, decision: Decision, administration: str | None,
         language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool,
@@ -81,6 +113,31 @@ class Triager:
             priority=self.settings.priorities.of(category), language=language,
             received_at=received_at, take_in=take_in, reasons=reasons,
         )
+
+
+def request_message(request: ChannelRequest, helpdesk_address: str) -> ParsedMessage:
+    """The request as the stages read a message: one sender, its subject and text, nothing automatic."""
+    return ParsedMessage(
+        message_id=make_message_id(helpdesk_address, f"{request.channel.value}.{request.request_id}"),
+        from_addresses=(Address(request.name, request.requester),), from_ambiguous=False, reply_to=(), sender=(),
+        to=(), cc=(), subject=request.subject, date=request.received_at, received_at=request.received_at,
+        auth_results=(), return_path=None, auto_submitted=None, precedence=None, x_autoreply=False,
+        content_type="text/plain", report_type=None, in_reply_to=(), references=(),
+        language_hints=(request.language,) if request.language else (), body_text=request.text,
+        body_from_html=False, attachments=(), defects=(), size=len(request.text.encode("utf-8")),
+    )
+
+
+def _chosen_or_privileged(chosen: Category | None, classified: Category) -> tuple[Category, str]:
+    """The chosen type, unless the text asks for a privileged one that was not chosen."""
+    if chosen is None:
+        return classified, f"category {classified.value}: read from the text (no type was chosen)"
+    if classified.privileged and classified is not chosen and not chosen.privileged:
+        return classified, f"category {classified.value}: the text asks for it, more privileged than " \
+                           f"the {chosen.value} chosen"
+    if chosen.privileged and classified.privileged and classified is not chosen:
+        return chosen, f"category {chosen.value}: chosen (the text reads as {classified.value}, also privileged)"
+    return chosen, f"category {chosen.value}: chosen by the requester (the text reads as {classified.value})"
 
 
 def received_time(message: ParsedMessage, now: datetime) -> datetime:

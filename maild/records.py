@@ -36,6 +36,22 @@ class Category(enum.StrEnum):
 PRIVILEGED = frozenset({Category.PASSWORD_RESET, Category.LIFECYCLE})
 
 
+class Channel(enum.StrEnum):
+    """How a request reached the help desk."""
+
+    EMAIL = "email"
+    WEB = "web"
+    PHONE = "phone"
+    FAX = "fax"
+
+
+class PinRole(enum.StrEnum):
+    """Whose PIN was given: the referente's opens every category, the users' only the ordinary ones."""
+
+    REFERENTE = "referente"
+    USERS = "users"
+
+
 def pickled_by_fields(cls: type[_Record]) -> type[_Record]:
     """Make ``cls`` (a dataclass) pickle as a call of ``cls`` with its field values in order.
 
@@ -195,6 +211,34 @@ class Disposition:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelRequest:
+    """A request that did not come by e-mail: typed into the web form, or by an operator (phone, fax).
+
+    ``requester`` is where the answer goes, already chosen by the PIN's rules
+    (``maild.authorizer.answer_address``); ``role`` is what the PIN opened or
+    the operator stated, and ``role_reason`` says which. ``origin`` is the
+    client's address (web) or the operator's login. ``request_id`` is the
+    form's own (a double submit opens one ticket). The PIN itself is never here.
+    """
+
+    request_id: str
+    channel: Channel
+    administration: str
+    requester: str
+    name: str
+    subject: str
+    text: str
+    chosen: Category | None
+    """The type the requester chose; None when nobody chose (an operator may leave it to the classifier)."""
+    role: PinRole
+    role_reason: str
+    origin: str
+    received_at: datetime
+    language: str = ""
+    """The language of the form ("it", "en"), a hint for the classifier; "" when unknown."""
+
+
+@dataclass(frozen=True, slots=True)
 class OutgoingMail:
     """A rendered message ready for the outbox.
 
@@ -276,6 +320,8 @@ class EventKind(enum.StrEnum):
     REOPENED = "reopened"
     DIGEST = "digest"
     NOTE = "note"
+    PIN_FAILED = "pin_failed"
+    """A wrong PIN (web form or phone): a security event (data: administration, client, channel)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,7 +353,8 @@ class Intake:
     ``disposition.take_in`` is set. The three stage results are optional and
     only add their reasons to the event log. ``quarantine_id`` names the
     quarantine entry this intake retries; it is marked retried in the same
-    transaction.
+    transaction. ``channel`` is how the request came (``ChannelRequest`` for
+    the others than e-mail); the ticket and the message carry it.
     """
 
     dedupe_key: str
@@ -320,6 +367,7 @@ class Intake:
     classification: Classification | None = None
     auth: AuthDecision | None = None
     quarantine_id: int | None = None
+    channel: Channel = Channel.EMAIL
 
 
 ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]
@@ -443,6 +491,17 @@ class TicketSummary:
     in_hours: bool
     taken_in_at: datetime | None
     resolved_at: datetime | None
+    channel: str = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class PinFailureFact:
+    """One wrong PIN as the digest and the lockout see it."""
+
+    administration: str
+    client: str
+    channel: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)

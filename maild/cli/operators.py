@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from maild.cli.channels import add_open
 from maild.cli.output import print_table
 from maild.errors import ConfigError
 from maild.ops.views import (
@@ -140,7 +141,7 @@ def _queue(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_ticket(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
-    ticket = commands.add_parser("ticket", help="show, resolve or reopen one ticket")
+    ticket = commands.add_parser("ticket", help="show, resolve, reopen one ticket, or open one by phone or fax")
     actions = ticket.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", parents=[common], help="the whole story of a ticket")
     show.add_argument("reference", metavar="REF")
@@ -155,6 +156,7 @@ def _add_ticket(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     reopen.add_argument("reference", metavar="REF")
     reopen.add_argument("--note", help="why, for the event log")
     reopen.set_defaults(handler=_reopen)
+    add_open(actions, common)
 
 
 def _details(store: Store, story: TicketStory, settings: Settings) -> dict[int, MessageDetail]:

@@ -113,6 +113,26 @@ class RefusedAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelLine:
+    """A request that came by web, phone or fax."""
+
+    ticket: str
+    channel: str
+    category: str
+    decision: str
+    requester: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PinFailureLine:
+    at: datetime
+    administration: str
+    channel: str
+    client: str
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantineLine:
     id: int
     at: datetime
@@ -167,6 +187,9 @@ class DigestContent:
     failed: tuple[ReplyLine, ...]
     retrying: tuple[ReplyLine, ...]
     chart: Chart
+    channels: tuple[ChannelLine, ...] = ()
+    """New tickets since the last digest that did not come by e-mail."""
+    pin_failures: tuple[PinFailureLine, ...] = ()
 
     @property
     def new_total(self) -> int:
@@ -358,6 +381,11 @@ def build_digest(store: Store, settings: Settings, now: datetime, since: datetim
         failed=reply_lines(r for r in trouble if r.state is OutboxState.FAILED),
         retrying=reply_lines(r for r in store.outbox(OutboxState.PENDING) if r.attempts > 0),
         chart=chart_of(store.messages_recorded(chart_start.astimezone(UTC), now), today, tz),
+        channels=tuple(ChannelLine(t.reference, t.channel, t.category, t.decision, t.requester, t.received_at)
+                       for t in store.channel_tickets(since, now)),
+        pin_failures=tuple(PinFailureLine(f.at, clean_line(f.administration, 80), f.channel,
+                                          clean_line(f.client, 100))
+                           for f in store.pin_failures(since) if f.at < now),
     )
 
 

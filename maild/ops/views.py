@@ -84,6 +84,7 @@ class QueueRow:
     age: timedelta
     state: str
     """``waiting`` (take-in ahead), ``due`` (take-in passed, not yet done), ``taken in``, ``resolved``."""
+    channel: str = "email"
 
 
 def ticket_state(ticket: TicketSummary, now: datetime) -> str:
@@ -100,13 +101,13 @@ def queue_rows(tickets: Iterable[TicketSummary], now: datetime) -> tuple[QueueRo
         QueueRow(ticket=t.reference, priority=t.priority, category=t.category, decision=t.decision,
                  requester=t.requester, administration=t.administration, subject=t.subject,
                  received_at=t.received_at, take_in_at=t.take_in_at, taken_in_at=t.taken_in_at,
-                 age=now - t.received_at, state=ticket_state(t, now))
+                 age=now - t.received_at, state=ticket_state(t, now), channel=t.channel)
         for t in tickets
     )
 
 
 QUEUE_COLUMNS = ("ticket", "priority", "category", "decision", "requester", "administration", "received",
-                 "take_in", "age", "state")
+                 "take_in", "age", "state", "channel")
 
 
 def queue_cells(row: QueueRow, tz: tzinfo) -> dict[str, object]:
@@ -114,7 +115,7 @@ def queue_cells(row: QueueRow, tz: tzinfo) -> dict[str, object]:
     return {"ticket": row.ticket, "priority": row.priority, "category": row.category, "decision": row.decision,
             "requester": row.requester, "administration": row.administration,
             "received": when(row.received_at, tz), "take_in": when(row.take_in_at, tz), "age": age(row.age),
-            "state": row.state}
+            "state": row.state, "channel": row.channel}
 
 
 def queue_json(row: QueueRow) -> dict[str, object]:
@@ -122,7 +123,8 @@ def queue_json(row: QueueRow) -> dict[str, object]:
     return {"ticket": row.ticket, "priority": row.priority, "category": row.category, "decision": row.decision,
             "requester": row.requester, "administration": row.administration, "subject": row.subject,
             "received_at": iso(row.received_at), "take_in_at": iso(row.take_in_at),
-            "taken_in_at": iso(row.taken_in_at), "age_seconds": int(row.age.total_seconds()), "state": row.state}
+            "taken_in_at": iso(row.taken_in_at), "age_seconds": int(row.age.total_seconds()), "state": row.state,
+            "channel": row.channel}
 
 
 # --------------------------------------------------------------------------
@@ -217,7 +219,7 @@ def story_lines(story: TicketStory, details: dict[int, MessageDetail], tz: tzinf
     """The whole story of one ticket for a terminal: facts, messages and why, events, replies."""
     t = story.ticket
     lines = [f"{t.reference}  {ticket_state(t, now)}  ({t.category}, {t.decision}, priority {t.priority})", ""]
-    facts = (("requester", t.requester), ("administration", t.administration or "-"),
+    facts = (("requester", t.requester), ("channel", _channel(story)), ("administration", t.administration or "-"),
              ("subject", clean_line(t.subject, 200)), ("language", t.language),
              ("received", f"{when(t.received_at, tz)}  ({age(now - t.received_at)} ago)"),
              ("take-in", f"{when(t.take_in_at, tz)}  ({'in hours' if t.in_hours else 'out of hours'})"),
@@ -262,6 +264,18 @@ def _reply_line(r: OutboxSummary, tz: tzinfo) -> str:
             f"attempts {r.attempts}  {r.message_id}{error}")
 
 
+def _origin(story: TicketStory) -> str:
+    """Who typed a request in (``operator LOGIN``) or where the form was sent from; "" for e-mail."""
+    if story.ticket.channel == "email" or not story.messages:
+        return ""
+    return story.messages[0].source_id.partition(":")[2]
+
+
+def _channel(story: TicketStory) -> str:
+    origin = _origin(story)
+    return f"{story.ticket.channel} ({clean_line(origin, 100)})" if origin else story.ticket.channel
+
+
 def story_json(story: TicketStory, details: dict[int, MessageDetail], now: datetime) -> dict[str, object]:
     """The story for scripts: one object, the reference under ``ticket``."""
     t = story.ticket
@@ -270,7 +284,7 @@ def story_json(story: TicketStory, details: dict[int, MessageDetail], now: datet
         "priority": t.priority, "requester": t.requester, "administration": t.administration,
         "subject": t.subject, "language": t.language, "received_at": iso(t.received_at),
         "take_in_at": iso(t.take_in_at), "in_hours": t.in_hours, "taken_in_at": iso(t.taken_in_at),
-        "resolved_at": iso(t.resolved_at),
+        "resolved_at": iso(t.resolved_at), "channel": t.channel, "origin": _origin(story),
         "messages": [_message_json(m, details.get(m.id)) for m in story.messages],
         "events": [{"at": iso(e.at), "kind": e.kind, "message": e.message_id, "outbox": e.outbox_id,
                     "reasons": list(e.reasons), "data": dict(e.data)} for e in story.events],

@@ -32,6 +32,7 @@ from maild.records import (
     OutboxState,
     OutboxSummary,
     OutgoingMail,
+    PinFailureFact,
     QuarantineEntry,
     QuarantineState,
     QueuedIntake,
@@ -47,6 +48,7 @@ from maild.records import (
 from maild.settings import Limits
 from maild.store import intake as intake_ops
 from maild.store import outbox as outbox_ops
+from maild.store import pins as pin_ops
 from maild.store import quarantine as quarantine_ops
 from maild.store import reads
 from maild.store import state as state_ops
@@ -179,6 +181,24 @@ class Store:
                 return intake_ops.record_batch(session, items, self._prefix, self._zone)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record a batch of {len(items)} messages: {describe(exc)}") from exc
+
+    def ticket_of_key(self, dedupe_key: str) -> TicketSummary | None:
+        """The ticket of the message recorded with ``dedupe_key``: a request submitted twice finds its first."""
+        with self._tx("cannot look up a request") as s:
+            return pin_ops.ticket_of_key(s, dedupe_key)
+
+    # ------------------------------------------------------------------ PINs
+
+    def record_pin_failure(self, fact: PinFailureFact, notice: OutgoingMail | None) -> None:
+        """A wrong PIN, its security event and the referente's notice, in one transaction."""
+        with self._tx("cannot record a failed PIN") as s:
+            pin_ops.record_failure(s, fact, notice)
+
+    def pin_failures(self, since: datetime, *, administration: str | None = None,
+                     client: str | None = None) -> tuple[PinFailureFact, ...]:
+        """Wrong PINs since ``since``, oldest first, for one Administration and/or client."""
+        with self._tx("cannot read failed PINs") as s:
+            return pin_ops.failures_since(s, since, administration=administration, client=client)
 
     def find_thread(self, message_ids: Iterable[str], tag_refs: Iterable[str], from_addr: str) -> TicketRef | None:
         """The ticket a message continues (see ``tickets.find_thread`` for the rules)."""
@@ -349,6 +369,11 @@ class Store:
               ) -> tuple[TicketSummary, ...]:
         with self._tx("cannot list tickets") as s:
             return reads.queue(s, state, limit)
+
+    def channel_tickets(self, since: datetime, until: datetime) -> tuple[TicketSummary, ...]:
+        """Tickets opened in ``[since, until)`` by web, phone or fax, in arrival order."""
+        with self._tx("cannot list tickets") as s:
+            return reads.channel_tickets(s, since, until)
 
     def ticket(self, reference: str) -> TicketSummary | None:
         with self._tx("cannot read a ticket") as s:

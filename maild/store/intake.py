@@ -259,6 +259,7 @@ def _message_row(intake: Intake, kind: MessageKind, ticket: TicketRef | None) ->
         "body_text": m.body_text, "category": d.category.value, "decision": d.decision.value,
         "language": d.language, "administration": d.administration, "priority": d.priority,
         "reasons": list(d.reasons), "ticket_id": _id(ticket), "kind": kind.value, "created_at": intake.now,
+        "channel": intake.channel.value,
     }
 
 
@@ -272,6 +273,7 @@ def _ticket_row(intake: Intake, reference: str) -> dict[str, Any]:
         "priority": d.priority, "language": d.language, "subject": m.subject, "state": TicketState.OPEN.value,
         "received_at": d.received_at, "take_in_at": d.take_in.take_in_at, "in_hours": d.take_in.in_hours,
         "taken_in_at": None, "resolved_at": None, "created_at": intake.now, "first_message_id": None,
+        "channel": intake.channel.value,
     }
 
 

@@ -35,6 +35,14 @@ def queue(session: Session, state: TicketState | None, limit: int) -> tuple[Tick
     return tuple(ticket_summary(r) for r in session.scalars(query))
 
 
+def channel_tickets(session: Session, since: datetime, until: datetime) -> tuple[TicketSummary, ...]:
+    """Tickets opened in ``[since, until)`` from the web form, the phone or a fax, in arrival order."""
+    t = models.Ticket
+    query = (select(t).where(t.channel != "email", t.created_at >= since, t.created_at < until)
+             .order_by(t.received_at, t.id))
+    return tuple(ticket_summary(r) for r in session.scalars(query))
+
+
 def ticket(session: Session, reference: str) -> TicketSummary | None:
     row = _ticket_row(session, reference)
     return None if row is None else ticket_summary(row)
