@@ -50,6 +50,8 @@ class Administration:
     delegates: tuple[str, ...] = ()
     addresses: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
+    pec: tuple[str, ...] = ()
+    """Certified (PEC) addresses of the referente and delegates, lower case: only these authorize by PEC."""
 
     @property
     def authorized_senders(self) -> frozenset[str]:
@@ -168,6 +170,14 @@ class Digest:
 
 
 @dataclass(frozen=True, slots=True)
+class PecTrust:
+    ca_file: Path | None = None
+    """Certificates trusted to sign PEC; None: no PEC envelope authorizes anything."""
+    addresses: tuple[str, ...] = ()
+    """The help desk's own certified addresses: a verified envelope must be addressed to one of them."""
+
+
+@dataclass(frozen=True, slots=True)
 class Metrics:
     listen: str | None = None
 
@@ -186,6 +196,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     digest: Digest = field(default_factory=Digest)
     metrics: Metrics = field(default_factory=Metrics)
+    pec: PecTrust = field(default_factory=PecTrust)
     source: Path | None = None
     """The file these settings came from, for messages."""
 
@@ -216,7 +227,7 @@ def parse_settings(
     env = environ if environ is not None else {}
     _known(data, "", {
         "helpdesk", "service_hours", "administrations", "priorities", "triage", "templates",
-        "mailbox", "smtp", "database", "limits", "digest", "metrics",
+        "mailbox", "smtp", "database", "limits", "digest", "metrics", "pec",
     })
     return Settings(
         helpdesk=_helpdesk(_table(data, "helpdesk", required=True)),
@@ -231,6 +242,7 @@ def parse_settings(
         limits=_limits(_table(data, "limits")),
         digest=_digest(_table(data, "digest")),
         metrics=_metrics(_table(data, "metrics")),
+        pec=_pec(_table(data, "pec")),
         source=source,
     )
 
@@ -339,7 +351,7 @@ def _administrations(value: object) -> tuple[Administration, ...]:
 
 
 def _administration(table: Mapping[str, Any], prefix: str) -> Administration:
-    _known(table, prefix, {"name", "referente", "delegates", "addresses", "domains"})
+    _known(table, prefix, {"name", "referente", "delegates", "addresses", "domains", "pec"})
     domains = _str_list(table, prefix, "domains")
     for d in domains:
         if not _DOMAIN.match(d):
@@ -350,6 +362,7 @@ def _administration(table: Mapping[str, Any], prefix: str) -> Administration:
         delegates=_addresses(table, prefix, "delegates"),
         addresses=_addresses(table, prefix, "addresses"),
         domains=tuple(d.lower() for d in domains),
+        pec=_addresses(table, prefix, "pec"),
     )
 
 
@@ -533,3 +546,11 @@ def _metrics(table: Mapping[str, Any]) -> Metrics:
     if listen is not None and not re.fullmatch(r"[^:\s]+:\d{1,5}", listen):
         raise ConfigError("metrics.listen", f"{listen!r} must be HOST:PORT")
     return Metrics(listen=listen)
+
+
+def _pec(table: Mapping[str, Any]) -> PecTrust:
+    _known(table, "pec", {"ca_file", "addresses"})
+    ca_file = _ca_file(table, "pec")
+    if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
+        raise ConfigError("pec.ca_file", f"{ca_file} is not a readable file")
+    return PecTrust(ca_file=ca_file, addresses=_addresses(table, "pec", "addresses"))
