@@ -37,6 +37,8 @@ from maild.hours import ServiceCalendar
 from maild.ops.views import age, authorization_reasons, when
 from maild.records import (
     Category,
+    Event,
+    EventKind,
     MessageCount,
     MessageFact,
     OutboxState,
@@ -133,6 +135,16 @@ class ReplyLine:
 
 
 @dataclass(frozen=True, slots=True)
+class UndeliveredLine:
+    """A PEC notice that one of our replies did not reach its recipient."""
+
+    ticket: str
+    at: datetime
+    outcome: str
+    reply: str
+
+
+@dataclass(frozen=True, slots=True)
 class Chart:
     """Messages per local day and series; ``counts[d][s]`` is day ``days[d]``, series ``series[s]``."""
 
@@ -167,6 +179,8 @@ class DigestContent:
     failed: tuple[ReplyLine, ...]
     retrying: tuple[ReplyLine, ...]
     chart: Chart
+    undelivered: tuple[UndeliveredLine, ...] = ()
+    """PEC non-delivery notices for our replies: an Administration may not have heard from us."""
 
     @property
     def new_total(self) -> int:
@@ -234,6 +248,12 @@ def reply_lines(replies: Iterable[OutboxSummary]) -> tuple[ReplyLine, ...]:
                            attempts=r.attempts,
                            at=r.next_attempt_at if r.state is OutboxState.PENDING else r.created_at,
                            reason=clean_line(r.last_error or "", 200)) for r in replies)
+
+
+def undelivered_lines(events: Iterable[Event]) -> tuple[UndeliveredLine, ...]:
+    return tuple(UndeliveredLine(ticket=dict(e.data).get("ticket", "-"), at=e.at,
+                                 outcome=dict(e.data).get("outcome", ""), reply=dict(e.data).get("reply", ""))
+                 for e in events)
 
 
 def chart_of(facts: Iterable[MessageFact], today: date, tz: tzinfo, days: int = CHART_DAYS) -> Chart:
@@ -358,6 +378,7 @@ def build_digest(store: Store, settings: Settings, now: datetime, since: datetim
         failed=reply_lines(r for r in trouble if r.state is OutboxState.FAILED),
         retrying=reply_lines(r for r in store.outbox(OutboxState.PENDING) if r.attempts > 0),
         chart=chart_of(store.messages_recorded(chart_start.astimezone(UTC), now), today, tz),
+        undelivered=undelivered_lines(store.events_of_kind(EventKind.UNDELIVERED, since, now)),
     )
 
 
