@@ -191,6 +191,28 @@ class TakeIn:
 
 @pickled_by_fields
 @dataclass(frozen=True, slots=True)
+class PecSummary:
+    """What maild made of a PEC message: its kind, what its signature proved, who it certifies."""
+
+    kind: str
+    """``envelope``, ``anomaly`` or ``receipt``."""
+    receipt_type: str | None
+    signature: str
+    """A ``maild.mail.smime.SignatureStatus`` value; ``not_checked`` when no trust decision was needed."""
+    certified_sender: str | None
+    """Only when the signature is valid and daticert, the envelope and the inner From agree."""
+    provider: str
+    refers_to: str | None
+    reply_to: str | None = None
+    """Where replies go (risposte, Reply-To, the sender): never the provider's address."""
+    delivery: str | None = None
+    """For a receipt: what it says happened to the message it refers to."""
+    delivered: bool = True
+    """False for a receipt telling that a message was not accepted or not delivered."""
+
+
+@pickled_by_fields
+@dataclass(frozen=True, slots=True)
 class Disposition:
     """The whole triage outcome for one message: what the daemon will do."""
 
@@ -204,6 +226,8 @@ class Disposition:
     take_in: TakeIn | None
     """None for ignored messages: nothing is taken in."""
     reasons: tuple[str, ...] = field(default_factory=tuple)
+    pec: PecSummary | None = None
+    """None for ordinary mail."""
 
     @property
     def privileged(self) -> bool:
@@ -322,6 +346,10 @@ class EventKind(enum.StrEnum):
     NOTE = "note"
     PIN_FAILED = "pin_failed"
     """A wrong PIN (web form or phone): a security event (data: administration, client, channel)."""
+    DELIVERY = "delivery"
+    """A PEC receipt for one of our replies: accepted by the provider, delivered (data: outcome, receipt)."""
+    UNDELIVERED = "undelivered"
+    """A PEC notice that one of our replies was not accepted or not delivered (data: outcome, receipt)."""
 
 
 @dataclass(frozen=True, slots=True)

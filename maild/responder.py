@@ -363,10 +363,17 @@ class Responder:
 
     @staticmethod
     def _from(d: Disposition, ticket_ref: str) -> Address:
-        """The requester: always the From address, never Reply-To (which anyone can set)."""
+        """The requester: always the From address, never Reply-To (which anyone can set).
+
+        A PEC request is answered where PEC says (daticert risposte, Reply-To, the
+        sender), which is never the provider's address, greeted by the From's name.
+        """
         if not d.message.from_addresses:
             raise TemplateError(f"cannot reply for {ticket_ref}: the message has no From address")
-        return d.message.from_addresses[0]
+        sender = d.message.from_addresses[0]
+        if d.pec is not None and d.pec.reply_to:
+            return Address(sender.name, d.pec.reply_to)
+        return sender
 
     def _render(self, kind: str, lang: str, context: Mapping[str, object]) -> str:
         name = f"{kind}.{lang}.txt.j2"

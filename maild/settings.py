@@ -55,6 +55,8 @@ class Administration:
     pin_referente_hash: str | None = field(default=None, repr=False)
     """From ``maild pin hash``; None: no PIN opens the referente's role."""
     pin_users_hash: str | None = field(default=None, repr=False)
+    pec: tuple[str, ...] = ()
+    """Certified (PEC) addresses of the referente and delegates, lower case: only these authorize by PEC."""
 
     @property
     def authorized_senders(self) -> frozenset[str]:
@@ -175,6 +177,14 @@ class Digest:
 
 
 @dataclass(frozen=True, slots=True)
+class PecTrust:
+    ca_file: Path | None = None
+    """Certificates trusted to sign PEC; None: no PEC envelope authorizes anything."""
+    addresses: tuple[str, ...] = ()
+    """The help desk's own certified addresses: a verified envelope must be addressed to one of them."""
+
+
+@dataclass(frozen=True, slots=True)
 class Metrics:
     listen: str | None = None
 
@@ -209,6 +219,7 @@ class Settings:
     digest: Digest = field(default_factory=Digest)
     metrics: Metrics = field(default_factory=Metrics)
     web: Web = field(default_factory=Web)
+    pec: PecTrust = field(default_factory=PecTrust)
     source: Path | None = None
     """The file these settings came from, for messages."""
 
@@ -239,7 +250,7 @@ def parse_settings(
     env = environ if environ is not None else {}
     _known(data, "", {
         "helpdesk", "service_hours", "administrations", "priorities", "triage", "templates",
-        "mailbox", "smtp", "database", "limits", "digest", "metrics", "web",
+        "mailbox", "smtp", "database", "limits", "digest", "metrics", "web", "pec",
     })
     return Settings(
         helpdesk=_helpdesk(_table(data, "helpdesk", required=True)),
@@ -255,6 +266,7 @@ def parse_settings(
         digest=_digest(_table(data, "digest")),
         metrics=_metrics(_table(data, "metrics")),
         web=_web(_table(data, "web")),
+        pec=_pec(_table(data, "pec")),
         source=source,
     )
 
@@ -364,7 +376,7 @@ def _administrations(value: object) -> tuple[Administration, ...]:
 
 def _administration(table: Mapping[str, Any], prefix: str) -> Administration:
     _known(table, prefix, {"name", "referente", "delegates", "addresses", "domains", "pin_referente_hash",
-                           "pin_users_hash"})
+                           "pin_users_hash", "pec"})
     domains = _str_list(table, prefix, "domains")
     for d in domains:
         if not _DOMAIN.match(d):
@@ -377,6 +389,7 @@ def _administration(table: Mapping[str, Any], prefix: str) -> Administration:
         domains=tuple(d.lower() for d in domains),
         pin_referente_hash=_pin_hash(table, prefix, "pin_referente_hash"),
         pin_users_hash=_pin_hash(table, prefix, "pin_users_hash"),
+        pec=_addresses(table, prefix, "pec"),
     )
 
 
@@ -586,3 +599,9 @@ def _web(table: Mapping[str, Any]) -> Web:
         except ValueError as exc:
             raise ConfigError("web.trusted_proxies", f"{value!r} is not an IP address") from exc
     return Web(listen=listen, trusted_proxies=frozenset(proxies))
+def _pec(table: Mapping[str, Any]) -> PecTrust:
+    _known(table, "pec", {"ca_file", "addresses"})
+    ca_file = _ca_file(table, "pec")
+    if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
+        raise ConfigError("pec.ca_file", f"{ca_file} is not a readable file")
+    return PecTrust(ca_file=ca_file, addresses=_addresses(table, "pec", "addresses"))

@@ -15,7 +15,7 @@ from pathlib import Path
 from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, print_table, redact
 from maild.hours import ServiceCalendar
 from maild.pipeline import Triager
-from maild.records import Decision, Disposition, OutgoingMail
+from maild.records import Decision, Disposition, OutgoingMail, PecSummary
 from maild.responder import Responder, make_message_id
 from maild.settings import Settings
 
@@ -104,7 +104,16 @@ def disposition_row(name: str, d: Disposition) -> dict[str, object]:
         "take_in_at": d.take_in.take_in_at.isoformat() if d.take_in else None,
         "in_hours": d.take_in.in_hours if d.take_in else None,
         "reasons": list(d.reasons),
+        "pec": pec_row(d.pec),
     }
+
+
+def pec_row(pec: PecSummary | None) -> dict[str, object] | None:
+    """The ``pec`` key of a triage result: null for ordinary mail."""
+    if pec is None:
+        return None
+    return {"kind": pec.kind, "receipt_type": pec.receipt_type, "signature": pec.signature,
+            "certified_sender": pec.certified_sender, "provider": pec.provider, "refers_to": pec.refers_to}
 
 
 # --------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from maild.cli.daemon import DAEMON_COMMANDS
 from maild.cli.dryrun import DRY_RUN_COMMANDS
 from maild.cli.operators import OPERATOR_COMMANDS
 from maild.cli.output import DEFAULT_CONFIG, EXIT_CONFIG, EXIT_FAULT
+from maild.cli.pec import PEC_COMMANDS
 from maild.errors import ConfigError, MaildError
 from maild.logs import configure
 from maild.settings import Settings, load_settings
@@ -65,4 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
-_REGISTRY: tuple[Register, ...] = (*DRY_RUN_COMMANDS, *DAEMON_COMMANDS, *OPERATOR_COMMANDS, *CHANNEL_COMMANDS)
+_REGISTRY: tuple[Register, ...] = (
+    *DRY_RUN_COMMANDS, *DAEMON_COMMANDS, *OPERATOR_COMMANDS, *CHANNEL_COMMANDS, *PEC_COMMANDS,
+)

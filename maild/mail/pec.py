@@ -37,9 +37,9 @@ from maild.mail.parsing.mime import (
     MIME_FIELD_BYTES,
     PART_HEADER_BYTES,
     Node,
-    _split_multipart,  # the bounded boundary scan parse_message walks with; not public there
-    _transfer_decode,
     mime_info,
+    split_multipart,
+    transfer_decode,
 )
 from maild.records import Address
 from maild.settings import Limits
@@ -276,7 +276,7 @@ def _signed_part(raw: bytes, layout: _Layout, defects: Defects) -> SignedPart | 
     content, signature = layout.signed
     if signature.end - signature.body > 2 * MAX_SIGNATURE_BYTES:
         return Unreadable("signature too large")
-    der = _transfer_decode(raw[signature.body:signature.end], signature.encoding, defects)
+    der = transfer_decode(raw[signature.body:signature.end], signature.encoding, defects)
     if len(der) > MAX_SIGNATURE_BYTES:
         return Unreadable("signature too large")
     if not der:
@@ -390,7 +390,7 @@ def _children(raw: bytes, part: _Part, budget: _Budget, defects: Defects) -> lis
     if not boundary or len(boundary) > 200 or budget.parts <= 0:
         defects.add("multipart-unreadable")
         return []
-    spans = _split_multipart(raw, part.node, boundary, budget.parts, defects) or []
+    spans = split_multipart(raw, part.node, boundary, budget.parts, defects) or []
     spans = spans[:budget.parts]
     budget.parts -= len(spans)
     children = []
@@ -412,7 +412,7 @@ def _postacert_bytes(raw: bytes, layout: _Layout, defects: Defects) -> bytes | N
     if not layout.postacert:
         return None
     part = layout.postacert[0]
-    return _transfer_decode(raw[part.body:part.end], part.encoding, defects)
+    return transfer_decode(raw[part.body:part.end], part.encoding, defects)
 
 
 # --------------------------------------------------------------------------
@@ -429,7 +429,7 @@ def _read_daticert(raw: bytes, layout: _Layout, defects: Defects) -> Daticert | 
     if part.end - part.body > 2 * MAX_DATICERT_BYTES:
         defects.add("daticert-unreadable", "daticert.xml too large")
         return None
-    data = _transfer_decode(raw[part.body:part.end], part.encoding, defects)
+    data = transfer_decode(raw[part.body:part.end], part.encoding, defects)
     result = parse_daticert(data)
     if isinstance(result, Unreadable):
         defects.add("daticert-unreadable", result.reason)

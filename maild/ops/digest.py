@@ -37,6 +37,8 @@ from maild.hours import ServiceCalendar
 from maild.ops.views import age, authorization_reasons, when
 from maild.records import (
     Category,
+    Event,
+    EventKind,
     MessageCount,
     MessageFact,
     OutboxState,
@@ -153,6 +155,16 @@ class ReplyLine:
 
 
 @dataclass(frozen=True, slots=True)
+class UndeliveredLine:
+    """A PEC notice that one of our replies did not reach its recipient."""
+
+    ticket: str
+    at: datetime
+    outcome: str
+    reply: str
+
+
+@dataclass(frozen=True, slots=True)
 class Chart:
     """Messages per local day and series; ``counts[d][s]`` is day ``days[d]``, series ``series[s]``."""
 
@@ -190,6 +202,8 @@ class DigestContent:
     channels: tuple[ChannelLine, ...] = ()
     """New tickets since the last digest that did not come by e-mail."""
     pin_failures: tuple[PinFailureLine, ...] = ()
+    undelivered: tuple[UndeliveredLine, ...] = ()
+    """PEC non-delivery notices for our replies: an Administration may not have heard from us."""
 
     @property
     def new_total(self) -> int:
@@ -257,6 +271,12 @@ def reply_lines(replies: Iterable[OutboxSummary]) -> tuple[ReplyLine, ...]:
                            attempts=r.attempts,
                            at=r.next_attempt_at if r.state is OutboxState.PENDING else r.created_at,
                            reason=clean_line(r.last_error or "", 200)) for r in replies)
+
+
+def undelivered_lines(events: Iterable[Event]) -> tuple[UndeliveredLine, ...]:
+    return tuple(UndeliveredLine(ticket=dict(e.data).get("ticket", "-"), at=e.at,
+                                 outcome=dict(e.data).get("outcome", ""), reply=dict(e.data).get("reply", ""))
+                 for e in events)
 
 
 def chart_of(facts: Iterable[MessageFact], today: date, tz: tzinfo, days: int = CHART_DAYS) -> Chart:
@@ -386,6 +406,7 @@ def build_digest(store: Store, settings: Settings, now: datetime, since: datetim
         pin_failures=tuple(PinFailureLine(f.at, clean_line(f.administration, 80), f.channel,
                                           clean_line(f.client, 100))
                            for f in store.pin_failures(since) if f.at < now),
+        undelivered=undelivered_lines(store.events_of_kind(EventKind.UNDELIVERED, since, now)),
     )
 
 

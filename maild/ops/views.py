@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from maild import certified
 from maild.classifier import classify
 from maild.mail.parsing import parse_message
 from maild.records import (
@@ -143,14 +144,18 @@ class ReasonGroups:
     """Why authorized or refused (privileged requests only)."""
     take_in: tuple[str, ...]
     """Why this take-in time."""
+    pec: tuple[str, ...] = ()
+    """What a PEC message says it is (kind, provider, claimed sender)."""
 
 
 def group_reasons(reasons: Iterable[str]) -> ReasonGroups:
     """Sort the pipeline's reasons by their stage (each stage writes its own prefix or phrasing)."""
     groups: dict[str, list[str]] = {"screen": [], "category": [], "administration": [], "authorization": [],
-                                    "take_in": []}
+                                    "take_in": [], "pec": []}
     for reason in reasons:
-        if reason.startswith("screen:"):
+        if reason.startswith("pec:"):
+            groups["pec"].append(reason)
+        elif reason.startswith("screen:"):
             groups["screen"].append(reason)
         elif reason.startswith("administration:"):
             groups["administration"].append(reason)
@@ -188,8 +193,10 @@ SHOWN_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "M
 
 
 def message_detail(raw: bytes, limits: Limits, rules: Rules, default_language: str) -> MessageDetail:
-    """Parse ``raw`` again (bounded, never raising) and classify it as the intake does."""
+    """Parse ``raw`` again (bounded, never raising), unwrap PEC and classify it as the intake does."""
     m = parse_message(raw, limits)
+    pec = certified.read(raw, m, limits)
+    m = pec.message if pec is not None else m
 
     def addrs(values: Sequence[Address]) -> str:
         return ", ".join(f"{a.name} <{a.addr}>" if a.name else a.addr for a in values)
@@ -248,7 +255,7 @@ def _message_lines(index: int, m: MessageSummary, detail: MessageDetail | None, 
         lines += ["  Text classified:"]
         lines += [f"  | {line}" for line in (detail.classified_text or "(empty)").splitlines()]
     groups = group_reasons(m.reasons)
-    for title, reasons in (("Screening", groups.screen), ("Why this category", groups.category),
+    for title, reasons in (("PEC", groups.pec), ("Screening", groups.screen), ("Why this category", groups.category),
                            ("Administration", groups.administration),
                            ("Why authorized or refused", groups.authorization),
                            ("Why this take-in time", groups.take_in)):

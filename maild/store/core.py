@@ -387,6 +387,10 @@ class Store:
         with self._tx("cannot read events") as s:
             return reads.recent_events(s, limit)
 
+    def events_of_kind(self, kind: EventKind, since: datetime, until: datetime) -> tuple[Event, ...]:
+        with self._tx("cannot read events") as s:
+            return reads.events_of_kind(s, kind.value, since, until)
+
     def stats(self, since: datetime, until: datetime) -> Stats:
         with self._tx("cannot compute statistics") as s:
             return reads.stats(s, since, until)

@@ -185,6 +185,7 @@ class _BatchWriter:
             results[p.index] = IntakeResult(duplicate=False, message_id=mid, kind=kind, ticket=ticket,
                                             opened=p.index in opened, reopened=p.index in reopened,
                                             outbox_ids=ids)
+        events.extend(_delivery_events(conn, pending, message_ids))
         insert_rows(conn, table_of(models.Event), events)
 
     def _open_tickets(self, conn: Connection, pending: list[_Pending]) -> dict[int, TicketRef]:
@@ -371,6 +372,33 @@ def _ticket_event(intake: Intake, message_id: int, ticket: TicketRef | None, ope
                          })
     return event_row(EventKind.FOLLOWUP, intake.now, ticket_id=ticket.id, message_id=message_id,
                      data={"reference": ticket.reference, "state": ticket.state})
+
+
+def _delivery_events(conn: Connection, pending: list[_Pending], message_ids: list[int]) -> list[dict[str, Any]]:
+    """PEC receipts for replies we sent, as events on those replies' tickets; unmatched ones stay ignored mail."""
+    receipts = [(p.item.intake, mid) for p, mid in zip(pending, message_ids, strict=True)
+                if (pec := p.item.intake.disposition.pec) is not None and pec.delivery and pec.refers_to]
+    if not receipts:
+        return []
+    keys = {mid: message_key(intake.disposition.pec.refers_to or "")  # type: ignore[union-attr]
+            for intake, mid in receipts}
+    o, t = models.Outbox, models.Ticket
+    replies = {row.message_key: row for row in conn.execute(
+        select(o.id, o.ticket_id, o.message_key, o.message_id, t.reference).join(t, t.id == o.ticket_id)
+        .where(o.message_key.in_(set(keys.values()))))}
+    rows = []
+    for intake, mid in receipts:
+        pec = intake.disposition.pec
+        reply = replies.get(keys[mid])
+        if pec is None or reply is None:
+            continue
+        rows.append(event_row(
+            EventKind.DELIVERY if pec.delivered else EventKind.UNDELIVERED, intake.now, ticket_id=reply.ticket_id,
+            message_id=mid, outbox_id=reply.id, reasons=(f"PEC {pec.receipt_type} from {pec.provider}",),
+            data={"outcome": pec.delivery, "receipt": pec.receipt_type, "reply": reply.message_id,
+                  "ticket": reply.reference},
+        ))
+    return rows
 
 
 def mark_retried(session: Session, quarantine_id: int, now: datetime, *, duplicate: bool) -> bool:

@@ -92,6 +92,13 @@ def recent_events(session: Session, limit: int) -> tuple[Event, ...]:
     return tuple(event_record(r) for r in reversed(rows))
 
 
+def events_of_kind(session: Session, kind: str, since: datetime, until: datetime) -> tuple[Event, ...]:
+    """The events of ``kind`` in ``[since, until)``, oldest first."""
+    e = models.Event
+    rows = session.scalars(select(e).where(e.kind == kind, e.at >= since, e.at < until).order_by(e.at, e.id))
+    return tuple(event_record(r) for r in rows)
+
+
 def _grouped(session: Session, column: InstrumentedAttribute[str], *where: ColumnElement[bool]
              ) -> tuple[tuple[str, int], ...]:
     rows = session.execute(select(column, func.count()).where(*where).group_by(column).order_by(column))

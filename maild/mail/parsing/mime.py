@@ -181,7 +181,7 @@ def _is_body(mime: _Mime) -> bool:
 def _children(raw: bytes, node: Node, boundary: str, found: _Collector) -> list[Node]:
     """The parts of one multipart, as far as the part budget reaches."""
     budget = found.limits.max_parts - found.parts
-    spans = _split_multipart(raw, node, boundary, budget + 1, found.defects)
+    spans = split_multipart(raw, node, boundary, budget + 1, found.defects)
     if spans is None:
         _text_leaf(raw, node, found)
         return []
@@ -201,7 +201,7 @@ def _children(raw: bytes, node: Node, boundary: str, found: _Collector) -> list[
     return children
 
 
-def _split_multipart(
+def split_multipart(
     raw: bytes, node: Node, boundary: str, limit: int, defects: Defects
 ) -> list[tuple[int, int]] | None:
     """Spans of the body parts between boundary lines; None when there is none at all.
@@ -288,12 +288,12 @@ def _decode_leaf(raw: bytes, node: Node, chars: int, defects: Defects) -> str:
         defects.add("body-truncated")
         cut = raw.rfind(b"\n", node.start, node.start + cap)
         end = node.start + cap if cut <= node.start else cut + 1
-    data = _transfer_decode(raw[node.start:end], node.mime.transfer_encoding, defects)
+    data = transfer_decode(raw[node.start:end], node.mime.transfer_encoding, defects)
     text = decode_bytes(data, node.mime.charset, defects, where="body")
     return clean_body(text)[:chars]
 
 
-def _transfer_decode(data: bytes, encoding: str, defects: Defects) -> bytes:
+def transfer_decode(data: bytes, encoding: str, defects: Defects) -> bytes:
     if encoding == "base64":
         return decode_base64(data, defects)
     if encoding == "quoted-printable":
