@@ -14,6 +14,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,9 +28,17 @@ HEALTH_MAX_AGE = timedelta(seconds=120)
 """Oldest acceptable heartbeat and last successful poll: ``maild status --max-age`` overrides it."""
 HEALTH_PROBE_TIMEOUT = 5.0
 """Seconds the health check's mailbox probe may take: ``maild status --timeout`` overrides it."""
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RULES = PROJECT_ROOT / "config" / "rules.toml"
-DEFAULT_TEMPLATES = PROJECT_ROOT / "templates"
+
+
+def _shipped(name: str) -> Path:
+    """A data file installed inside the package, found wherever pip put it."""
+    return Path(str(resources.files("maild") / "defaults" / name))
+
+
+DEFAULT_RULES = _shipped("rules.toml")
+"""The shipped classification rules: ``[triage] rules`` replaces them."""
+DEFAULT_TEMPLATES = _shipped("templates")
+"""The shipped reply templates: ``[templates] path`` replaces them."""
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
