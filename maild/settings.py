@@ -26,6 +26,9 @@ from maild.records import Category
 
 HEALTH_MAX_AGE = timedelta(seconds=120)
 """Oldest acceptable heartbeat and last successful poll: ``maild status --max-age`` overrides it."""
+HEALTH_STARTING_FOR = timedelta(minutes=5)
+"""How long a daemon that has not finished its first read of the mailbox counts as starting, not unhealthy:
+the first read drains the backlog, which may take minutes."""
 HEALTH_PROBE_TIMEOUT = 5.0
 """Seconds the health check's mailbox probe may take: ``maild status --timeout`` overrides it."""
 

@@ -150,7 +150,7 @@ def test_migrations_run_from_empty_are_idempotent_and_match_the_models(db_url: s
     upgrade(db_url)
     upgrade(db_url)
     with Store.open(db_url) as store:
-        assert store.revision() == head_revision() == "0003"
+        assert store.revision() == head_revision() == "0004"
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
