@@ -57,6 +57,11 @@ FETCH_BYTES = 32 * 1024 * 1024
 _TRANSIENT_CODES = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]")
 """RFC 5530 response codes that say "try again later"."""
 
+
+def _transient(text: str) -> bool:
+    """A "try again later" code, or a BYE: a server greets with BYE while it shuts down (RFC 9051 7.1.5)."""
+    return any(c in text for c in _TRANSIENT_CODES) or "* BYE" in text
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], object]
 
@@ -341,7 +346,7 @@ class ImapSource:
         except IMAPClientError as exc:
             self._drop()
             text = str(exc)
-            kind = SourceUnavailable if any(c in text for c in _TRANSIENT_CODES) else SourceError
+            kind = SourceUnavailable if _transient(text) else SourceError
             raise kind(f"{self._where}: {action} refused: {text}") from exc
 
     # ------------------------------------------------------------ commands

@@ -610,6 +610,19 @@ class StateEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class DaemonRecord:
+    """What one run of the daemon recorded about itself."""
+
+    id: int
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    last_poll_at: datetime | None
+    stopped_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """Counts for ``[since, until)``; the ``*_now`` counts are current totals."""
 

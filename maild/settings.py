@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,11 +28,22 @@ from maild.records import Category
 
 HEALTH_MAX_AGE = timedelta(seconds=120)
 """Oldest acceptable heartbeat and last successful poll: ``maild status --max-age`` overrides it."""
+HEALTH_STARTING_FOR = timedelta(minutes=5)
+"""How long a daemon that has not finished its first read of the mailbox counts as starting, not unhealthy:
+the first read drains the backlog, which may take minutes."""
 HEALTH_PROBE_TIMEOUT = 5.0
 """Seconds the health check's mailbox probe may take: ``maild status --timeout`` overrides it."""
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RULES = PROJECT_ROOT / "config" / "rules.toml"
-DEFAULT_TEMPLATES = PROJECT_ROOT / "templates"
+
+
+def _shipped(name: str) -> Path:
+    """A data file installed inside the package, found wherever pip put it."""
+    return Path(str(resources.files("maild") / "defaults" / name))
+
+
+DEFAULT_RULES = _shipped("rules.toml")
+"""The shipped classification rules: ``[triage] rules`` replaces them."""
+DEFAULT_TEMPLATES = _shipped("templates")
+"""The shipped reply templates: ``[templates] path`` replaces them."""
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"

@@ -311,9 +311,9 @@ def _digest(args: argparse.Namespace, settings: Settings) -> int:
 def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
     cmd = commands.add_parser("status", parents=[common],
-                              help="is maild healthy? exit code 0 when it is, 1 when not (a health check)")
+                              help="is maild running and healthy? exit 0 yes, 1 unhealthy, 3 not running")
     cmd.add_argument("--max-age", type=float, default=HEALTH_MAX_AGE.total_seconds(), metavar="SECONDS",
-                     help="oldest acceptable heartbeat and last successful poll (default %(default)s)")
+                     help="oldest acceptable heartbeat and last successful read of the mailbox (default %(default)s)")
     cmd.add_argument("--timeout", type=float, default=HEALTH_PROBE_TIMEOUT, metavar="SECONDS",
                      help="for the mailbox probe (default %(default)s)")
     cmd.add_argument("--json", action="store_true", help="one JSON object")

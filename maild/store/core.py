@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.errors import StoreError
 from maild.records import (
+    DaemonRecord,
     Event,
     EventKind,
     Intake,
@@ -436,6 +437,25 @@ class Store:
 
     def heartbeats(self) -> tuple[StateEntry, ...]:
         return self.states(state_ops.HEARTBEAT_PREFIX)
+
+    def start_daemon(self, host: str, pid: int, now: datetime) -> int:
+        """Record a daemon that starts (``maild status`` lists it); returns its id."""
+        with self._tx("cannot record the daemon's start") as s:
+            return state_ops.start_daemon(s, host, pid, now)
+
+    def beat_daemon(self, daemon_id: int, now: datetime, last_poll_at: datetime | None) -> None:
+        """The daemon lives, and last read its mailbox at ``last_poll_at`` (None: not yet)."""
+        with self._tx("cannot record the daemon's heartbeat") as s:
+            state_ops.beat_daemon(s, daemon_id, now, last_poll_at)
+
+    def stop_daemon(self, daemon_id: int, now: datetime) -> None:
+        with self._tx("cannot record the daemon's stop") as s:
+            state_ops.stop_daemon(s, daemon_id, now)
+
+    def daemons(self, since: datetime) -> tuple[DaemonRecord, ...]:
+        """Daemons not recorded as stopped, and those stopped since ``since``."""
+        with self._tx("cannot read the daemons") as s:
+            return state_ops.daemons(s, since)
 
     def record_digest(self, period: str, now: datetime, replies: Iterable[OutgoingMail]) -> bool:
         """Queue the digest of ``period`` (e.g. "2027-01-05") once; False if already recorded."""

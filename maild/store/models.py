@@ -326,6 +326,20 @@ Index("ix_pin_failures_administration_at", PinFailure.administration, PinFailure
 Index("ix_pin_failures_client_at", PinFailure.client, PinFailure.at)
 
 
+class DaemonRun(Base):
+    """One run of ``maild run``: who it is, that it lives, whether it reads, when it stopped."""
+
+    __tablename__ = "daemons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(SafeString(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+
+
 class TicketCounter(Base):
     """Last number handed out per reference series ("HD-2027").
 
