@@ -13,12 +13,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
+	$(PY) -m maild.cli db upgrade --config $(CONFIG)
+	@$(PY) -m maild.cli web --config $(CONFIG) & web=$$!; \
+	trap 'kill $$web 2>/dev/null' EXIT INT TERM; \
 	$(PY) -m maild.cli run --config $(CONFIG) --seed-examples
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check maild tests bench
 	$(VENV)/bin/mypy
 	bash scripts/servers.sh start
+	bash scripts/browser.sh
 	$(VENV)/bin/pytest
 
 lint: $(STAMP)

@@ -15,7 +15,7 @@ interleaved, so a slow minute of the machine hits all of them alike):
 
 The full run writes ``bench/results/results.{md,json}`` and ``chart.png``;
 ``--quick`` (one repeat, small sizes) writes to ``var/bench/quick/`` instead,
-so a smoke run never replaces the figures the README quotes.
+so a smoke run never replaces the figures ``bench/README.md`` quotes.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ check that fails is named in the reasons:
    anyone can write them. An explicit DMARC failure is final.
 
 Fail closed: anything unreadable or missing means "not authorized".
+
+A request inside a PEC envelope is judged by ``authorize_pec`` instead: the
+provider's verified signature and the certified sender stand in for the
+Authentication-Results, which there only authenticate the provider's envelope.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from maild.mail.authresults import AuthResults, parse_auth_results
-from maild.records import AuthDecision, ParsedMessage
+from maild.mail.pec import PecFacts, PecKind
+from maild.mail.smime import SignatureCheck, SignatureStatus
+from maild.records import AuthDecision, Category, ParsedMessage, PinRole
 from maild.settings import Administration
 
 _DMARC_FAILURES = frozenset({"fail", "permerror", "quarantine", "reject"})
@@ -36,6 +42,37 @@ def authorize(
     ok, auth_reasons = _authentication_check(message.auth_results, frozenset(trusted_ids), sender.domain)
     who = f"auth: From {sender.addr} is an authorized sender of {administration.name}"  # type: ignore[union-attr]
     return AuthDecision(authorized=ok, reasons=(who, *auth_reasons))
+
+
+def authorize_pec(
+    facts: PecFacts, check: SignatureCheck, administration: Administration | None, helpdesk: frozenset[str]
+) -> AuthDecision:
+    """A privileged request in a PEC envelope: a valid provider signature and a certified sender of the
+    Administration, in an envelope addressed to the help desk (``helpdesk``: its addresses, lower case)."""
+    if facts.kind is not PecKind.ENVELOPE:
+        return AuthDecision(False, ("auth: a PEC anomaly envelope carries uncertified mail: it authorizes nothing",))
+    reasons: list[str] = []
+    if check.status is SignatureStatus.NOT_CHECKED:
+        reasons.append(f"auth: {check.reason}; no PEC envelope authorizes anything without it")
+    elif check.status is not SignatureStatus.VALID:
+        reasons.append(f"auth: {check.reason}")
+    sender = facts.certified_sender_candidate
+    if sender is None:
+        reasons.append("auth: no certified sender: daticert mittente, the envelope's Per conto di and the inner "
+                       "From do not agree")
+    elif administration is None:
+        reasons.append("auth: the message belongs to no configured Administration")
+    elif sender.lower() not in administration.pec:
+        reasons.append(f"auth: certified sender {sender} not authorized: not a PEC address of {administration.name}")
+    recipients = {r.addr.lower() for r in facts.daticert.destinatari} if facts.daticert else set()
+    if not recipients & helpdesk:
+        reasons.append("auth: PEC envelope not addressed to the help desk (daticert destinatari: "
+                       f"{', '.join(sorted(recipients)) or 'none'}): a certified message cannot be replayed here")
+    if reasons:
+        return AuthDecision(False, tuple(reasons))
+    assert administration is not None and sender is not None
+    return AuthDecision(True, (f"auth: {check.reason}",
+                               f"auth: certified sender {sender} is a PEC address of {administration.name}"))
 
 
 def _sender_check(message: ParsedMessage, administration: Administration | None) -> tuple[str, ...] | None:
@@ -99,7 +136,7 @@ def resolve_administration(
         ("the sender's domain is its own",
          lambda adm: any(_domain_matches(s.domain, adm.domains) for s in senders)),
         ("the sender is its referente or a delegate",
-         lambda adm: any(s.key in adm.authorized_senders for s in senders)),
+         lambda adm: any(s.key in adm.authorized_senders or s.key in adm.pec for s in senders)),
     )
     for why, matches in rules:
         found = [adm for adm in administrations if matches(adm)]
@@ -112,3 +149,34 @@ def resolve_administration(
 
 def _domain_matches(domain: str, domains: tuple[str, ...]) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in domains)
+
+
+def authorize_role(category: Category, role: PinRole, administration: Administration, reason: str) -> AuthDecision:
+    """A request by PIN (web, phone) or by a fax whose signature an operator checked.
+
+    The referente's role opens every category; the users' role only the
+    ordinary ones, so a privileged request with it is refused like a
+    privileged e-mail from someone who is not the referente or a delegate.
+    """
+    if role is PinRole.REFERENTE:
+        return AuthDecision(True, (reason, f"auth: the referente's role of {administration.name} opens every category"))
+    if not category.privileged:
+        return AuthDecision(True, (reason, f"auth: the users' role of {administration.name} opens {category.value}"))
+    return AuthDecision(False, (reason, f"auth: the users' role of {administration.name} opens only anagrafica "
+                                        f"and other, not {category.value}"))
+
+
+def answer_address(administration: Administration, role: PinRole, typed: str) -> str | None:
+    """Where the answer to a PIN request goes: never to an address a stranger could type.
+
+    With the referente's role, the referente's configured address whatever was
+    typed; with the users' role the typed address, only when it is in one of
+    the Administration's domains. None when there is nowhere safe to answer.
+    """
+    if role is PinRole.REFERENTE:
+        return administration.referente
+    address = typed.strip()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not _domain_matches(domain.lower(), administration.domains):
+        return None
+    return f"{local}@{domain.lower()}"

@@ -1,7 +1,7 @@
 """The triage pipeline: one raw message in, one ``Disposition`` out.
 
 The stages are a short explicit list, each a pure function over frozen
-records: parse -> screen -> classify -> authorize -> schedule. The daemon,
+records: parse -> PEC -> screen -> classify -> authorize -> schedule. The daemon,
 the dry-run CLI and the tests all go through ``Triager.triage``, so what the
 CLI shows is exactly what the daemon does. ``triage`` adds what the database
 needs (dedupe key, thread query) and stays pure, so a worker process runs it.
@@ -12,57 +12,92 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from maild.authorizer import authorize, resolve_administration
+from maild import certified
+from maild.authorizer import authorize, authorize_pec, authorize_role, resolve_administration
+from maild.certified import PecRead
 from maild.classifier import classify
 from maild.hours import ServiceCalendar
 from maild.mail.keys import dedupe_key
 from maild.mail.parsing import parse_message
-from maild.records import Category, Decision, Disposition, ParsedMessage, ThreadQuery, pickled_by_fields
-from maild.responder import find_ticket_refs
+from maild.mail.pec import PecKind
+from maild.mail.smime import OpenSSLVerifier, SignatureCheck, SignatureStatus, SignatureVerifier, check_signature
+from maild.records import (
+    Address,
+    AuthDecision,
+    Category,
+    ChannelRequest,
+    Decision,
+    Disposition,
+    ParsedMessage,
+    PecSummary,
+    ThreadQuery,
+    pickled_by_fields,
+)
+from maild.responder import find_ticket_refs, make_message_id
 from maild.rules import Rules, load_rules
-from maild.screener import screen
-from maild.settings import Settings
+from maild.screener import screen, screen_pec_receipt
+from maild.settings import Administration, Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Triager:
-    """Everything triage needs, loaded once: settings, rules, calendar."""
+    """Everything triage needs, loaded once: settings, rules, calendar, the PEC signature verifier."""
 
     settings: Settings
     rules: Rules
     calendar: ServiceCalendar
+    verifier: SignatureVerifier | None = None
+    """Checks PEC signatures against ``[pec] ca_file``; None without one (no envelope then authorizes)."""
     own_addresses: frozenset[str] = field(init=False)
     """Every address of the help desk itself, lower case: the loop guard (worked out once, not per message)."""
 
     def __post_init__(self) -> None:
         aliases = (a for adm in self.settings.administrations for a in adm.addresses)
-        own = frozenset(a.lower() for a in (self.settings.helpdesk.address, *aliases))
+        own = frozenset(a.lower() for a in (self.settings.helpdesk.address, *aliases, *self.settings.pec.addresses))
         object.__setattr__(self, "own_addresses", own)
 
     @classmethod
     def from_settings(cls, settings: Settings, *, compiled: bool = True) -> Triager:
         """``compiled``: the rules' templates now, else on first use (see ``Rules.compile``)."""
         rules = load_rules(settings.triage.rules, compiled=compiled)
-        return cls(settings, rules, ServiceCalendar(settings.service_hours))
+        verifier = OpenSSLVerifier(settings.pec.ca_file) if settings.pec.ca_file is not None else None
+        return cls(settings, rules, ServiceCalendar(settings.service_hours), verifier)
+
+    def read(self, raw: bytes) -> tuple[ParsedMessage, PecRead | None]:
+        """Parse ``raw`` and read it as PEC: the record to decide on, and the PEC reading if it is PEC."""
+        message = parse_message(raw, self.settings.limits)
+        pec = certified.read(raw, message, self.settings.limits)
+        return (pec.message if pec else message), pec
 
     def triage(self, raw: bytes, *, now: datetime, received_at: datetime | None = None) -> Disposition:
         """Run every stage on ``raw``; ``received_at`` overrides the headers."""
-        message = parse_message(raw, self.settings.limits)
-        return self.decide(message, received_at=received_at or received_time(message, now))
+        message, pec = self.read(raw)
+        return self.decide(message, received_at=received_at or received_time(message, now), pec=pec)
 
-    def decide(self, message: ParsedMessage, *, received_at: datetime) -> Disposition:
-        """The stages after parsing, for callers that already hold the record."""
-        screened = screen(message, self.own_addresses)
+    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None) -> Disposition:
+        """The stages after parsing, for callers that already hold the record (and its PEC reading)."""
+        pec_reasons = (certified.describe(pec.facts),) if pec else ()
+        if pec is not None and pec.facts.kind is PecKind.RECEIPT:
+            screened = screen_pec_receipt(pec.facts)
+        else:
+            screened = screen(message, self.own_addresses)
         if not screened.human:
-            return self._disposition(message, Category.OTHER, Decision.IGNORED, None, "it",
-                                     received_at, screened.reasons, scheduled=False)
+            return self._disposition(message, Category.OTHER, Decision.IGNORED, None, "it", received_at,
+                                     (*pec_reasons, *screened.reasons), scheduled=False,
+                                     pec=certified.summary(pec.facts, None) if pec else None)
         classified = classify(message, self.rules, self.settings.triage.default_language)
         administration, adm_reason = resolve_administration(message, self.settings.administrations)
-        reasons = (*screened.reasons, *classified.reasons, adm_reason)
+        reasons = (*pec_reasons, *screened.reasons, *classified.reasons, adm_reason)
         category, decision = classified.category, Decision.ACCEPTED
+        check = None
         asked = classified.category if classified.category.privileged else classified.privileged_evidence
         if asked is not None:
-            auth = authorize(message, administration, self.settings.helpdesk.trusted_authserv_ids)
+            if pec is None:
+                auth = authorize(message, administration, self.settings.helpdesk.trusted_authserv_ids)
+            else:
+                auth, check = self._authorize_pec(pec, administration)
+                if auth.authorized:
+                    message = certified.certified(message, pec.facts)
             reasons = (*reasons, *auth.reasons)
             if not auth.authorized:
                 category, decision = asked, Decision.REJECTED
@@ -71,11 +106,43 @@ class Triager:
                                          f"refused rather than accepted as {classified.category.value}")
         name = administration.name if administration else None
         return self._disposition(message, category, decision, name, classified.language,
-                                 received_at, reasons, scheduled=True, review=classified.review)
+                                 received_at, reasons, scheduled=True, review=classified.review,
+                                 pec=certified.summary(pec.facts, check) if pec else None)
+
+    def _authorize_pec(self, pec: PecRead, administration: Administration | None
+                       ) -> tuple[AuthDecision, SignatureCheck | None]:
+        """Only an envelope can certify: an anomaly's signature is not worth checking."""
+        if pec.facts.kind is not PecKind.ENVELOPE:
+            return authorize_pec(pec.facts, _UNCHECKED, administration, self.own_addresses), None
+        check = check_signature(pec.raw, pec.facts, self.verifier)
+        return authorize_pec(pec.facts, check, administration, self.own_addresses), check
+
+    def decide_request(self, request: ChannelRequest) -> tuple[Disposition, AuthDecision]:
+        """The stages after parsing for a request from the web form, the phone or a fax.
+
+        The same classifier reads the text; the type the requester chose is
+        kept unless the text plainly asks for something privileged it did not
+        choose (the more privileged wins, as for e-mail). The role the PIN
+        opened (or the operator stated) authorizes instead of the mail
+        server's Authentication-Results.
+        """
+        administration = next(a for a in self.settings.administrations if a.name == request.administration)
+        message = request_message(request, self.settings.helpdesk.address)
+        classified = classify(message, self.rules, self.settings.triage.default_language)
+        category, why = _chosen_or_privileged(request.chosen, classified.category)
+        auth = authorize_role(category, request.role, administration, request.role_reason)
+        reasons = (f"channel: {request.channel.value} ({request.origin})", *classified.reasons, why,
+                   f"administration: {administration.name} (chosen on the {request.channel.value} request)",
+                   *auth.reasons)
+        decision = Decision.ACCEPTED if auth.authorized else Decision.REJECTED
+        d = self._disposition(message, category, decision, administration.name, classified.language,
+                              request.received_at, reasons, scheduled=True)
+        return d, auth
 
     def _disposition(
         self, message: ParsedMessage, category: Category, decision: Decision, administration: str | None,
-        language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool, review: str = "",
+        language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool,
+        pec: PecSummary | None = None, review: str = "",
     ) -> Disposition:
         # Refused attempts are taken in too: a person reviews every security event.
         take_in = self.calendar.take_in(received_at) if scheduled else None
@@ -84,8 +151,34 @@ class Triager:
         return Disposition(
             message=message, category=category, decision=decision, administration=administration,
             priority=self.settings.priorities.of(category), language=language,
-            received_at=received_at, take_in=take_in, reasons=reasons, review=review,
+            received_at=received_at, take_in=take_in, reasons=reasons, pec=pec, review=review,
         )
+
+
+def request_message(request: ChannelRequest, helpdesk_address: str) -> ParsedMessage:
+    """The request as the stages read a message: one sender, its subject and text, nothing automatic."""
+    return ParsedMessage(
+        message_id=make_message_id(helpdesk_address, f"{request.channel.value}.{request.request_id}"),
+        from_addresses=(Address(request.name, request.requester),), from_ambiguous=False, reply_to=(), sender=(),
+        to=(), cc=(), subject=request.subject, date=request.received_at, received_at=request.received_at,
+        auth_results=(), return_path=None, auto_submitted=None, precedence=None, x_autoreply=False,
+        content_type="text/plain", report_type=None, in_reply_to=(), references=(),
+        language_hints=(request.language,) if request.language else (), body_text=request.text,
+        body_from_html=False, attachments=(), defects=(), size=len(request.text.encode("utf-8")),
+    )
+
+
+def _chosen_or_privileged(chosen: Category | None, classified: Category) -> tuple[Category, str]:
+    """The chosen type, unless the text asks for a privileged one that was not chosen."""
+    if chosen is None:
+        return classified, f"category {classified.value}: read from the text (no type was chosen)"
+    if classified.privileged and classified is not chosen and not chosen.privileged:
+        return classified, f"category {classified.value}: the text asks for it, more privileged than " \
+                           f"the {chosen.value} chosen"
+    if chosen.privileged and classified.privileged and classified is not chosen:
+        return chosen, f"category {chosen.value}: chosen (the text reads as {classified.value}, also privileged)"
+    return chosen, f"category {chosen.value}: chosen by the requester (the text reads as {classified.value})"
+_UNCHECKED = SignatureCheck(SignatureStatus.NOT_CHECKED, "PEC signature not checked")
 
 
 def received_time(message: ParsedMessage, now: datetime) -> datetime:
@@ -105,9 +198,9 @@ class Triaged:
 
 
 def triage(raw: bytes, now: datetime, triager: Triager, settings: Settings) -> Triaged:
-    """Dedupe key, parse, triage and thread query of one message: pure, no I/O, may raise."""
-    message = parse_message(raw, settings.limits)
-    d = triager.decide(message, received_at=min(received_time(message, now), now))
+    """Dedupe key, parse, triage and thread query of one message: pure but for a PEC signature check, may raise."""
+    message, pec = triager.read(raw)
+    d = triager.decide(message, received_at=min(received_time(message, now), now), pec=pec)
     return Triaged(dedupe_key(raw), d, thread_query(d, settings.helpdesk.ticket_prefix))
 
 

@@ -57,6 +57,11 @@ FETCH_BYTES = 32 * 1024 * 1024
 _TRANSIENT_CODES = ("[UNAVAILABLE]", "[INUSE]", "[LIMIT]", "[SERVERBUG]")
 """RFC 5530 response codes that say "try again later"."""
 
+
+def _transient(text: str) -> bool:
+    """A "try again later" code, or a BYE: a server greets with BYE while it shuts down (RFC 9051 7.1.5)."""
+    return any(c in text for c in _TRANSIENT_CODES) or "* BYE" in text
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], object]
 
@@ -110,8 +115,8 @@ def quiet_imaplib(client: Any) -> None:
     IMAPClient sets the underlying ``imaplib.IMAP4.debug`` to 5 so that imaplib
     logs through the ``imapclient.imaplib`` logger; imaplib then builds the
     ``%r`` of every untagged response, message bodies included, before the
-    logger drops it at any level above DEBUG. For a 34 MB message that is two
-    more copies of it (80 MB) and, for every message, the CPU to escape it.
+    logger drops it at any level above DEBUG: two more copies of every message,
+    and the CPU to escape it.
     """
     imap = getattr(client, "_imap", None)
     if imap is not None and not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
@@ -341,7 +346,7 @@ class ImapSource:
         except IMAPClientError as exc:
             self._drop()
             text = str(exc)
-            kind = SourceUnavailable if any(c in text for c in _TRANSIENT_CODES) else SourceError
+            kind = SourceUnavailable if _transient(text) else SourceError
             raise kind(f"{self._where}: {action} refused: {text}") from exc
 
     # ------------------------------------------------------------ commands

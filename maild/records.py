@@ -36,15 +36,29 @@ class Category(enum.StrEnum):
 PRIVILEGED = frozenset({Category.PASSWORD_RESET, Category.LIFECYCLE})
 
 
+class Channel(enum.StrEnum):
+    """How a request reached the help desk."""
+
+    EMAIL = "email"
+    WEB = "web"
+    PHONE = "phone"
+    FAX = "fax"
+
+
+class PinRole(enum.StrEnum):
+    """Whose PIN was given: the referente's opens every category, the users' only the ordinary ones."""
+
+    REFERENTE = "referente"
+    USERS = "users"
+
+
 def pickled_by_fields(cls: type[_Record]) -> type[_Record]:
     """Make ``cls`` (a dataclass) pickle as a call of ``cls`` with its field values in order.
 
-    The triage result crosses from the worker process to the daemon for every message. A
-    frozen slots dataclass pickles by default through dataclasses' own ``__getstate__`` and
-    ``__setstate__``, which call ``fields()`` for every object, and sets each slot back one by
-    one: calling the class costs about half as much to dump and a third less to load, for the
-    very same objects. Only for classes that ``__init__`` rebuilds exactly: every field an
-    ``__init__`` parameter, no ``__post_init__``.
+    Every message's triage result crosses from the worker to the daemon, and dataclasses' own
+    ``__getstate__``/``__setstate__`` call ``fields()`` per object and set each slot one by one.
+    Only for classes that ``__init__`` rebuilds exactly: every field an ``__init__`` parameter,
+    no ``__post_init__``.
     """
     names = tuple(f.name for f in fields(cls))
     if len(names) < 2 or any(not f.init for f in fields(cls)) or hasattr(cls, "__post_init__"):
@@ -181,6 +195,28 @@ class TakeIn:
 
 @pickled_by_fields
 @dataclass(frozen=True, slots=True)
+class PecSummary:
+    """What maild made of a PEC message: its kind, what its signature proved, who it certifies."""
+
+    kind: str
+    """``envelope``, ``anomaly`` or ``receipt``."""
+    receipt_type: str | None
+    signature: str
+    """A ``maild.mail.smime.SignatureStatus`` value; ``not_checked`` when no trust decision was needed."""
+    certified_sender: str | None
+    """Only when the signature is valid and daticert, the envelope and the inner From agree."""
+    provider: str
+    refers_to: str | None
+    reply_to: str | None = None
+    """Where replies go (risposte, Reply-To, the sender): never the provider's address."""
+    delivery: str | None = None
+    """For a receipt: what it says happened to the message it refers to."""
+    delivered: bool = True
+    """False for a receipt telling that a message was not accepted or not delivered."""
+
+
+@pickled_by_fields
+@dataclass(frozen=True, slots=True)
 class Disposition:
     """The whole triage outcome for one message: what the daemon will do."""
 
@@ -196,10 +232,40 @@ class Disposition:
     reasons: tuple[str, ...] = field(default_factory=tuple)
     review: str = ""
     """Why an operator should look at this one first; "" when triage was sure."""
+    pec: PecSummary | None = None
+    """None for ordinary mail."""
 
     @property
     def privileged(self) -> bool:
         return self.category.privileged
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRequest:
+    """A request that did not come by e-mail: typed into the web form, or by an operator (phone, fax).
+
+    ``requester`` is where the answer goes, already chosen by the PIN's rules
+    (``maild.authorizer.answer_address``); ``role`` is what the PIN opened or
+    the operator stated, and ``role_reason`` says which. ``origin`` is the
+    client's address (web) or the operator's login. ``request_id`` is the
+    form's own (a double submit opens one ticket). The PIN itself is never here.
+    """
+
+    request_id: str
+    channel: Channel
+    administration: str
+    requester: str
+    name: str
+    subject: str
+    text: str
+    chosen: Category | None
+    """The type the requester chose; None when nobody chose (an operator may leave it to the classifier)."""
+    role: PinRole
+    role_reason: str
+    origin: str
+    received_at: datetime
+    language: str = ""
+    """The language of the form ("it", "en"), a hint for the classifier; "" when unknown."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +350,12 @@ class EventKind(enum.StrEnum):
     REOPENED = "reopened"
     DIGEST = "digest"
     NOTE = "note"
+    PIN_FAILED = "pin_failed"
+    """A wrong PIN (web form or phone): a security event (data: administration, client, channel)."""
+    DELIVERY = "delivery"
+    """A PEC receipt for one of our replies: accepted by the provider, delivered (data: outcome, receipt)."""
+    UNDELIVERED = "undelivered"
+    """A PEC notice that one of our replies was not accepted or not delivered (data: outcome, receipt)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,13 +381,14 @@ for an ignored message: no reply may ever be queued for one.
 class Intake:
     """One received message and its triage, to be recorded in one transaction.
 
-    ``dedupe_key`` comes from ``maild.store.dedupe_key(raw)``. With ``thread``
+    ``dedupe_key`` comes from ``maild.mail.keys.dedupe_key(raw)``. With ``thread``
     set, the message is a follow-up of that ticket (no ticket is opened).
     Otherwise a ticket is opened when the decision is not ``ignored`` and
     ``disposition.take_in`` is set. The three stage results are optional and
     only add their reasons to the event log. ``quarantine_id`` names the
     quarantine entry this intake retries; it is marked retried in the same
-    transaction.
+    transaction. ``channel`` is how the request came (``ChannelRequest`` for
+    the others than e-mail); the ticket and the message carry it.
     """
 
     dedupe_key: str
@@ -328,6 +401,7 @@ class Intake:
     classification: Classification | None = None
     auth: AuthDecision | None = None
     quarantine_id: int | None = None
+    channel: Channel = Channel.EMAIL
 
 
 ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]
@@ -453,6 +527,17 @@ class TicketSummary:
     resolved_at: datetime | None
     review: str | None = None
     """Why triage was unsure of the category (look at it first); None when it was sure."""
+    channel: str = "email"
+
+
+@dataclass(frozen=True, slots=True)
+class PinFailureFact:
+    """One wrong PIN as the digest and the lockout see it."""
+
+    administration: str
+    client: str
+    channel: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -530,6 +615,19 @@ class StateEntry:
     key: str
     value: str
     updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonRecord:
+    """What one run of the daemon recorded about itself."""
+
+    id: int
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    last_poll_at: datetime | None
+    stopped_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

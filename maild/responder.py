@@ -13,6 +13,7 @@ would and hands it every draft it cannot prove it writes the same.
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -26,9 +27,10 @@ from zoneinfo import ZoneInfo
 import jinja2
 
 from maild.errors import TemplateError
+from maild.logs import context
 from maild.mail.compose import Composer, Draft
-from maild.records import Address, Category, Disposition, OutgoingMail
-from maild.settings import Helpdesk
+from maild.records import Address, Category, Decision, Disposition, OutgoingMail
+from maild.settings import Helpdesk, Settings
 
 KINDS: Final = ("ack", "refusal", "referente_notice", "referente_notice_subject", "resolution")
 LANGUAGES: Final = ("it", "en")
@@ -69,6 +71,8 @@ _MAILBOX: Final = re.compile(
     r"@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
 )
 _TOKEN_BAD: Final = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+log = logging.getLogger("maild.intake")
+
 _ASCII_CONTROLS: Final[Mapping[int, str]] = MappingProxyType({c: " " for c in (*range(0x20), 0x7F)})
 """:meth:`str.translate` table: every ASCII control (category Cc) becomes a space."""
 
@@ -336,6 +340,14 @@ class Responder:
             in_reply_to=parent, references=refs,
         ))
 
+    def notice(self, *, kind: str, recipient: str, subject: str, body: str, language: str, message_id: str,
+               now: datetime) -> OutgoingMail:
+        """A message to a person of the help desk's side (a referente) whose text the caller rendered."""
+        return self._compose(Draft(
+            kind=kind, recipient=recipient, subject=clean_line(subject, SUBJECT_LIMIT + 40), body=body,
+            language=_lang(language), message_id=message_id, now=now, auto_submitted="auto-generated",
+        ))
+
     # -- internals --------------------------------------------------------
 
     def _common(self, ticket_ref: str, category: Category, lang: str) -> dict[str, object]:
@@ -351,10 +363,17 @@ class Responder:
 
     @staticmethod
     def _from(d: Disposition, ticket_ref: str) -> Address:
-        """The requester: always the From address, never Reply-To (which anyone can set)."""
+        """The requester: always the From address, never Reply-To (which anyone can set).
+
+        A PEC request is answered where PEC says (daticert risposte, Reply-To, the
+        sender), which is never the provider's address, greeted by the From's name.
+        """
         if not d.message.from_addresses:
             raise TemplateError(f"cannot reply for {ticket_ref}: the message has no From address")
-        return d.message.from_addresses[0]
+        sender = d.message.from_addresses[0]
+        if d.pec is not None and d.pec.reply_to:
+            return Address(sender.name, d.pec.reply_to)
+        return sender
 
     def _render(self, kind: str, lang: str, context: Mapping[str, object]) -> str:
         name = f"{kind}.{lang}.txt.j2"
@@ -408,3 +427,31 @@ def _show(address: Address) -> str:
 def _describe(exc: jinja2.TemplateError) -> str:
     where = f" (line {exc.lineno})" if isinstance(exc, jinja2.TemplateSyntaxError) else ""
     return f"{type(exc).__name__}: {exc.message or exc}{where}"
+
+
+def replies_for(d: Disposition, ref: str, key: str, now: datetime, responder: Responder, settings: Settings,
+                *, followup: bool) -> tuple[OutgoingMail, ...]:
+    """Acknowledge a new accepted request; refuse (and tell the referente) a refused one.
+
+    A follow-up gets no acknowledgment, but a privileged request inside it is
+    authorized like any other and refused when it fails. Message-IDs are
+    derived from the ticket, the kind and the incoming message, so re-running
+    the same intake can never queue a second, different reply.
+    """
+
+    def message_id(kind: str) -> str:
+        return make_message_id(settings.helpdesk.address, f"{ref}.{kind}.{key[:16]}")
+
+    if d.decision is Decision.ACCEPTED:
+        return () if followup else (responder.acknowledgment(d, ref, message_id("ack"), now),)
+    if d.decision is not Decision.REJECTED:
+        return ()
+    senders = tuple(sorted({s for a in settings.administrations for s in a.authorized_senders}))
+    replies = [responder.refusal(d, ref, message_id("refusal"), now, senders)]
+    admin = next((a for a in settings.administrations if a.name == d.administration), None)
+    if admin is not None:
+        replies.append(responder.referente_notice(d, ref, message_id("notice"), now, admin.referente))
+    else:
+        log.warning("refused attempt matches no Administration: no referente to tell",
+                    extra=context(d.message.message_id, ref))
+    return tuple(replies)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from maild.mail.pec import PecFacts
 from maild.records import ParsedMessage, ScreenResult
 
 _AUTOMATIC_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply"})
@@ -36,6 +37,13 @@ def screen(message: ParsedMessage, own_addresses: Iterable[str]) -> ScreenResult
     if reasons:
         return ScreenResult(human=False, reasons=reasons)
     return ScreenResult(human=True, reasons=("screen: no sign of automatic mail",))
+
+
+def screen_pec_receipt(facts: PecFacts) -> ScreenResult:
+    """A PEC receipt or notice is never a request, signed or not: ignoring a forged one harms nobody."""
+    reason = (f"screen: PEC receipt (X-Ricevuta: {facts.receipt_type or 'unknown'}) from "
+              f"{facts.envelope_from or 'the provider'}: recorded, never answered")
+    return ScreenResult(human=False, reasons=(reason,))
 
 
 def _automatic_signs(message: ParsedMessage, own: frozenset[str]) -> Iterable[str]:

@@ -8,12 +8,14 @@ again; the frozen ``Settings`` is passed explicitly to whatever needs it.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -21,15 +23,27 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import holidays
 
 from maild.errors import ConfigError
+from maild.pins import check_hash
 from maild.records import Category
 
 HEALTH_MAX_AGE = timedelta(seconds=120)
 """Oldest acceptable heartbeat and last successful poll: ``maild status --max-age`` overrides it."""
+HEALTH_STARTING_FOR = timedelta(minutes=5)
+"""How long a daemon that has not finished its first read of the mailbox counts as starting, not unhealthy:
+the first read drains the backlog, which may take minutes."""
 HEALTH_PROBE_TIMEOUT = 5.0
 """Seconds the health check's mailbox probe may take: ``maild status --timeout`` overrides it."""
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_RULES = PROJECT_ROOT / "config" / "rules.toml"
-DEFAULT_TEMPLATES = PROJECT_ROOT / "templates"
+
+
+def _shipped(name: str) -> Path:
+    """A data file installed inside the package, found wherever pip put it."""
+    return Path(str(resources.files("maild") / "defaults" / name))
+
+
+DEFAULT_RULES = _shipped("rules.toml")
+"""The shipped classification rules: ``[triage] rules`` replaces them."""
+DEFAULT_TEMPLATES = _shipped("templates")
+"""The shipped reply templates: ``[templates] path`` replaces them."""
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
@@ -50,6 +64,11 @@ class Administration:
     delegates: tuple[str, ...] = ()
     addresses: tuple[str, ...] = ()
     domains: tuple[str, ...] = ()
+    pin_referente_hash: str | None = field(default=None, repr=False)
+    """From ``maild pin hash``; None: no PIN opens the referente's role."""
+    pin_users_hash: str | None = field(default=None, repr=False)
+    pec: tuple[str, ...] = ()
+    """Certified (PEC) addresses of the referente and delegates, lower case: only these authorize by PEC."""
 
     @property
     def authorized_senders(self) -> frozenset[str]:
@@ -154,6 +173,8 @@ class Limits:
     max_referente_notices_per_hour: int = 10
     max_referente_notices_per_day: int = 30
     max_message_bytes: int = 30 * 1024 * 1024
+    max_pin_failures_per_administration_per_hour: int = 5
+    max_pin_failures_per_client_per_hour: int = 5
     max_header_bytes: int = 64 * 1024
     max_parts: int = 200
     max_depth: int = 20
@@ -168,8 +189,31 @@ class Digest:
 
 
 @dataclass(frozen=True, slots=True)
+class PecTrust:
+    ca_file: Path | None = None
+    """Certificates trusted to sign PEC; None: no PEC envelope authorizes anything."""
+    addresses: tuple[str, ...] = ()
+    """The help desk's own certified addresses: a verified envelope must be addressed to one of them."""
+
+
+@dataclass(frozen=True, slots=True)
 class Metrics:
     listen: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Web:
+    listen: str = "127.0.0.1:8025"
+    trusted_proxies: frozenset[str] = frozenset()
+    """Addresses whose X-Forwarded-For is believed; nobody else's."""
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +230,8 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
     digest: Digest = field(default_factory=Digest)
     metrics: Metrics = field(default_factory=Metrics)
+    web: Web = field(default_factory=Web)
+    pec: PecTrust = field(default_factory=PecTrust)
     source: Path | None = None
     """The file these settings came from, for messages."""
 
@@ -216,7 +262,7 @@ def parse_settings(
     env = environ if environ is not None else {}
     _known(data, "", {
         "helpdesk", "service_hours", "administrations", "priorities", "triage", "templates",
-        "mailbox", "smtp", "database", "limits", "digest", "metrics",
+        "mailbox", "smtp", "database", "limits", "digest", "metrics", "web", "pec",
     })
     return Settings(
         helpdesk=_helpdesk(_table(data, "helpdesk", required=True)),
@@ -231,6 +277,8 @@ def parse_settings(
         limits=_limits(_table(data, "limits")),
         digest=_digest(_table(data, "digest")),
         metrics=_metrics(_table(data, "metrics")),
+        web=_web(_table(data, "web")),
+        pec=_pec(_table(data, "pec")),
         source=source,
     )
 
@@ -339,7 +387,8 @@ def _administrations(value: object) -> tuple[Administration, ...]:
 
 
 def _administration(table: Mapping[str, Any], prefix: str) -> Administration:
-    _known(table, prefix, {"name", "referente", "delegates", "addresses", "domains"})
+    _known(table, prefix, {"name", "referente", "delegates", "addresses", "domains", "pin_referente_hash",
+                           "pin_users_hash", "pec"})
     domains = _str_list(table, prefix, "domains")
     for d in domains:
         if not _DOMAIN.match(d):
@@ -350,7 +399,21 @@ def _administration(table: Mapping[str, Any], prefix: str) -> Administration:
         delegates=_addresses(table, prefix, "delegates"),
         addresses=_addresses(table, prefix, "addresses"),
         domains=tuple(d.lower() for d in domains),
+        pin_referente_hash=_pin_hash(table, prefix, "pin_referente_hash"),
+        pin_users_hash=_pin_hash(table, prefix, "pin_users_hash"),
+        pec=_addresses(table, prefix, "pec"),
     )
+
+
+def _pin_hash(table: Mapping[str, Any], prefix: str, key: str) -> str | None:
+    """A PIN hash as ``maild pin hash`` prints it; the value itself never goes into a message."""
+    value = _get(table, prefix, key, str, "")
+    if not value:
+        return None
+    problem = check_hash(value)
+    if problem is not None:
+        raise ConfigError(f"{prefix}.{key}", problem)
+    return value
 
 
 def _service_hours(table: Mapping[str, Any]) -> ServiceHours:
@@ -533,3 +596,24 @@ def _metrics(table: Mapping[str, Any]) -> Metrics:
     if listen is not None and not re.fullmatch(r"[^:\s]+:\d{1,5}", listen):
         raise ConfigError("metrics.listen", f"{listen!r} must be HOST:PORT")
     return Metrics(listen=listen)
+
+
+def _web(table: Mapping[str, Any]) -> Web:
+    _known(table, "web", {"listen", "trusted_proxies"})
+    listen = _get(table, "web", "listen", str, Web().listen)
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[^:\s\[\]]+):(\d{1,5})", listen)
+    if match is None or not 0 < int(match[2]) < 65536:
+        raise ConfigError("web.listen", f"{listen!r} must be HOST:PORT")
+    proxies: set[str] = set()
+    for value in _str_list(table, "web", "trusted_proxies"):
+        try:
+            proxies.add(str(ipaddress.ip_address(value.strip())))
+        except ValueError as exc:
+            raise ConfigError("web.trusted_proxies", f"{value!r} is not an IP address") from exc
+    return Web(listen=listen, trusted_proxies=frozenset(proxies))
+def _pec(table: Mapping[str, Any]) -> PecTrust:
+    _known(table, "pec", {"ca_file", "addresses"})
+    ca_file = _ca_file(table, "pec")
+    if ca_file is not None and not (ca_file.is_file() and os.access(ca_file, os.R_OK)):
+        raise ConfigError("pec.ca_file", f"{ca_file} is not a readable file")
+    return PecTrust(ca_file=ca_file, addresses=_addresses(table, "pec", "addresses"))

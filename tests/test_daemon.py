@@ -22,7 +22,6 @@ import pytest
 from maild.daemon import loop as daemon_module
 from maild.daemon.loop import EXIT_PENDING, READ_AT_LEAST_EVERY
 from maild.errors import SourceUnavailable
-from maild.ops.health import LAST_POLL_KEY
 from maild.poller import ImapSource, open_client
 from maild.records import Disposition, ParsedMessage
 from maild.settings import Mailbox
@@ -486,8 +485,8 @@ def test_an_idle_daemon_keeps_one_imap_idle_open_and_still_answers_new_mail(
     monkeypatch.setattr(source, "wait", counted)
 
     def last_poll() -> datetime:
-        rows = db_rows(url, f"SELECT value FROM state WHERE key = '{LAST_POLL_KEY}'")
-        return datetime.fromisoformat(rows[0][0]) if rows else start - timedelta(days=1)
+        runs = d.store.daemons(start)
+        return (runs[0].last_poll_at if runs else None) or start - timedelta(days=1)
 
     def heartbeat_due() -> bool:
         clock.advance(timedelta(seconds=11))

@@ -10,18 +10,22 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from maild.daemon.notify import Notifier
-from maild.ops.health import LAST_POLL_KEY, HealthFacts, MailboxProbe, assess
+from maild.ops.health import HealthFacts, MailboxProbe, assess
+from maild.records import DaemonRecord
+from maild.settings import HEALTH_STARTING_FOR
 from maild.store import Store
-from tests.daemon_kit import daemon, run_cli, sqlite_url, write_config
+from tests.daemon_kit import daemon, run_cli, spawn_daemon, sqlite_url, write_config
 from tests.factories import REPO
 from tests.ops_kit import ops_config
 from tests.servers import DovecotControl, ImapAccount, SmtpCapture, free_port, make_message, seed_imap, wait_until
@@ -30,9 +34,19 @@ NOW = datetime(2027, 1, 18, 9, 0, tzinfo=UTC)
 SECRET = "Never-Log-Me-7f3a9c"
 
 
+def run(started: timedelta = timedelta(hours=1), heartbeat: timedelta | None = timedelta(seconds=5),
+        poll: timedelta | None = timedelta(seconds=5), stopped: timedelta | None = None, pid: int = 4242,
+        host: str = "mx1") -> DaemonRecord:
+    """A daemon's row, its times given as how long ago."""
+    return DaemonRecord(id=pid, host=host, pid=pid, started_at=NOW - started,
+                        heartbeat_at=NOW - (heartbeat if heartbeat is not None else started),
+                        last_poll_at=None if poll is None else NOW - poll,
+                        stopped_at=None if stopped is None else NOW - stopped)
+
+
 def facts(**changes: object) -> HealthFacts:
     base = HealthFacts(
-        now=NOW, heartbeat_at=NOW - timedelta(seconds=5), last_poll_at=NOW - timedelta(seconds=5),
+        now=NOW, daemons=(run(),),
         mailbox=MailboxProbe("IMAP helpdesk@127.0.0.1:143/INBOX", True, 0), outbox_pending=0, outbox_failing=0,
         outbox_failed=0, outbox_held=0, quarantined=0, open_tickets=3, waiting_take_in=1,
         next_take_in=NOW + timedelta(hours=1), next_digest=NOW + timedelta(hours=22),
@@ -46,20 +60,49 @@ def facts(**changes: object) -> HealthFacts:
 def test_a_live_daemon_that_reads_its_mailbox_is_healthy() -> None:
     health = assess(facts())
     assert health.healthy and health.exit_code == 0 and health.problems == () and health.warnings == ()
+    assert [i.state for i in health.instances] == ["running"]
+
+
+def test_a_daemon_that_has_not_finished_its_first_read_is_starting_for_a_bounded_time() -> None:
+    first_read = assess(facts(daemons=(run(started=timedelta(seconds=9), poll=None),)))
+    assert first_read.healthy and first_read.exit_code == 0
+    assert [i.state for i in first_read.instances] == ["starting"]
+    too_long = assess(facts(daemons=(run(started=HEALTH_STARTING_FOR + timedelta(minutes=1), poll=None),)))
+    assert too_long.exit_code == 1 and too_long.verdict == "UNHEALTHY"
+    assert too_long.problems == ("daemon mx1:4242: has not read the mailbox successfully since its start 6m ago",)
+
+
+@pytest.mark.parametrize(("daemons", "problem"), [
+    ((), "daemon: none is running (no daemon recorded itself lately: has `maild run` been started?)"),
+    ((run(stopped=timedelta(minutes=3)),), "daemon: none is running (mx1:4242 stopped 3m ago)"),
+    ((run(heartbeat=timedelta(minutes=10), poll=timedelta(minutes=10)),),
+     "daemon: none is running (mx1:4242 vanished: last heartbeat 10m ago, no stop recorded)"),
+])
+def test_no_running_daemon_is_exit_code_3_with_the_reason(daemons: tuple[DaemonRecord, ...], problem: str) -> None:
+    health = assess(facts(daemons=daemons))
+    assert not health.healthy and not health.running and health.exit_code == 3 and health.verdict == "NOT RUNNING"
+    assert health.problems == (problem,)
 
 
 @pytest.mark.parametrize(("changes", "problem"), [
-    ({"heartbeat_at": None}, "daemon: no heartbeat was ever recorded (has `maild run` been started?)"),
-    ({"heartbeat_at": NOW - timedelta(minutes=10)}, "daemon: not alive, last heartbeat 10m ago"),
     ({"mailbox": MailboxProbe("IMAP x@h:1/INBOX", False, None, "ConnectionRefusedError: refused")},
      "mailbox: IMAP x@h:1/INBOX unreachable: ConnectionRefusedError: refused"),
-    ({"last_poll_at": NOW - timedelta(minutes=5)}, "mailbox: the daemon has not read it successfully for 5m"),
-    ({"last_poll_at": None}, "mailbox: the daemon has not read it successfully ever"),
+    ({"daemons": (run(poll=timedelta(minutes=5)),)}, "daemon mx1:4242: has not read the mailbox successfully for 5m"),
 ])
-def test_each_problem_makes_maild_unhealthy(changes: dict[str, object], problem: str) -> None:
+def test_each_problem_of_a_running_daemon_makes_maild_unhealthy(changes: dict[str, object], problem: str) -> None:
     health = assess(facts(**changes))
-    assert not health.healthy and health.exit_code == 1
+    assert not health.healthy and health.running and health.exit_code == 1
     assert health.problems == (problem,)
+
+
+def test_two_daemons_one_healthy_is_enough_and_the_other_is_shown() -> None:
+    other = run(pid=77, host="mx2", poll=timedelta(minutes=5))
+    health = assess(facts(daemons=(run(), other)))
+    assert health.exit_code == 0 and health.warnings == ("daemon mx2:77: has not read the mailbox successfully for 5m",)
+    vanished = run(pid=77, host="mx2", heartbeat=timedelta(minutes=10), poll=timedelta(minutes=10))
+    assert assess(facts(daemons=(run(), vanished))).exit_code == 0
+    both_stuck = assess(facts(daemons=(run(poll=timedelta(minutes=5)), other)))
+    assert both_stuck.exit_code == 1 and len(both_stuck.problems) == 2
 
 
 def test_trouble_that_needs_a_look_but_not_a_restart_is_a_warning() -> None:
@@ -69,9 +112,10 @@ def test_trouble_that_needs_a_look_but_not_a_restart_is_a_warning() -> None:
 
 
 def test_a_stale_poll_is_not_blamed_on_the_mailbox_when_the_daemon_is_down() -> None:
-    health = assess(facts(heartbeat_at=NOW - timedelta(hours=1), last_poll_at=NOW - timedelta(hours=1)))
-    assert health.problems == ("daemon: not alive, last heartbeat 1h 00m ago",)
-    assert assess(facts(heartbeat_at=NOW - timedelta(seconds=50)), max_age=timedelta(seconds=30)).problems
+    gone = run(heartbeat=timedelta(hours=1), poll=timedelta(hours=1))
+    assert assess(facts(daemons=(gone,))).problems == (
+        "daemon: none is running (mx1:4242 vanished: last heartbeat 1h 00m ago, no stop recorded)",)
+    assert assess(facts(daemons=(run(heartbeat=timedelta(seconds=50)),)), max_age=timedelta(seconds=30)).problems
 
 
 # --------------------------------------------------------------------------- status on a mailbox that is not there
@@ -84,9 +128,9 @@ def maildir_config(tmp_path: Path, **mailbox: object) -> Path:
 
 
 def beat(url: str, when: datetime) -> None:
+    """A daemon that started and read its mailbox at ``when``."""
     with Store.open(url) as store:
-        store.heartbeat("daemon", when, "ok")
-        store.set_state(LAST_POLL_KEY, when.isoformat(), when)
+        store.beat_daemon(store.start_daemon("mx1", 4242, when), when, when)
 
 
 def test_status_is_unhealthy_when_the_imap_port_is_closed_and_never_shows_the_password(tmp_path: Path) -> None:
@@ -111,15 +155,110 @@ def test_status_is_unhealthy_when_the_imap_port_is_closed_and_never_shows_the_pa
 
 def test_status_of_a_maildir_daemon(tmp_path: Path) -> None:
     config = maildir_config(tmp_path)
-    assert daemon(config)[1].run(once=True) == 0  # records a heartbeat and a successful poll
+    beat(sqlite_url(tmp_path), datetime.now(UTC))
+    for sub in ("new", "cur", "tmp"):
+        (tmp_path / "inbox" / sub).mkdir(parents=True)
     (tmp_path / "inbox" / "new" / "waiting.eml").write_bytes(make_message(1))
     done = run_cli(config, "status", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     report = json.loads(done.stdout)
     assert report["healthy"] is True and report["mailbox"]["waiting"] == 1
     assert report["heartbeat_at"] is not None and report["last_poll_at"] is not None
+    assert [(d["host"], d["pid"], d["state"]) for d in report["daemons"]] == [("mx1", 4242, "running")]
     stale = run_cli(config, "status", "--max-age", "0")
-    assert stale.returncode == 1 and "daemon: not alive" in stale.stdout
+    assert stale.returncode == 3 and "vanished" in stale.stdout
+
+
+def test_a_run_once_records_its_start_and_its_stop(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)
+    assert daemon(config)[1].run(once=True) == 0
+    done = run_cli(config, "status")
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert done.stdout.startswith("maild status: NOT RUNNING")
+    assert f":{os.getpid()} stopped, started " in done.stdout and "PROBLEM: daemon: none is running" in done.stdout
+
+
+# --------------------------------------------------------------------------- status of real daemons
+
+
+def status_report(config: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    done = run_cli(config, "status", "--json", *args)
+    return done.returncode, json.loads(done.stdout)
+
+
+def states(report: dict[str, Any]) -> list[str]:
+    return [d["state"] for d in report["daemons"]]
+
+
+def test_status_from_start_through_the_first_read_to_a_clean_stop(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)
+    inbox = tmp_path / "inbox" / "new"
+    inbox.mkdir(parents=True)
+    for n in range(200):  # a backlog: the first read takes a moment
+        (inbox / f"m{n}.eml").write_bytes(make_message(n, tag="backlog"))
+    process = spawn_daemon(config, log=tmp_path / "daemon.log")
+    try:
+        seen: list[tuple[int, list[str]]] = []
+
+        def reading() -> bool:
+            code, report = status_report(config)
+            seen.append((code, states(report)))
+            return states(report) == ["running"]
+
+        assert wait_until(reading, 60), (tmp_path / "daemon.log").read_text()
+        # Before its row exists nothing runs (3); from then on it is starting or running, never unhealthy.
+        assert {code for code, _ in seen} <= {0, 3} and seen[-1][0] == 0
+        assert all(s in ([], ["starting"], ["running"]) for _, s in seen)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    code, report = status_report(config)
+    assert code == 3 and states(report) == ["stopped"] and report["status"] == "not running"
+    assert report["daemons"][0]["pid"] == process.pid and report["daemons"][0]["stopped_at"] is not None
+
+
+def test_a_killed_daemon_is_not_running_once_its_heartbeat_is_stale(tmp_path: Path) -> None:
+    config = maildir_config(tmp_path)
+    process = spawn_daemon(config, log=tmp_path / "daemon.log")
+    try:
+        assert wait_until(lambda: status_report(config)[0] == 0, 60), (tmp_path / "daemon.log").read_text()
+    finally:
+        process.kill()
+        process.wait()
+    code, report = status_report(config)  # the last heartbeat is seconds old: it looks alive for --max-age
+    assert code == 0 and states(report) == ["running"]
+    time.sleep(2.5)
+    done = run_cli(config, "status", "--max-age", "2")
+    assert done.returncode == 3, done.stdout
+    assert f":{process.pid} vanished, started " in done.stdout and "no stop recorded" in done.stdout
+
+
+@pytest.mark.servers
+def test_two_daemons_sharing_a_database_are_each_shown(tmp_path: Path, pg_url: str) -> None:
+    config = write_config(tmp_path / "maild.toml", mailbox={"kind": "maildir", "path": str(tmp_path / "inbox")},
+                          smtp={"kind": "maildir", "path": str(tmp_path / "sent")}, database_url=pg_url)
+    first = spawn_daemon(config, log=tmp_path / "first.log")
+    second = spawn_daemon(config, log=tmp_path / "second.log")
+    try:
+        assert wait_until(lambda: states(status_report(config)[1]) == ["running", "running"], 60)
+        code, report = status_report(config)
+        assert code == 0 and {d["pid"] for d in report["daemons"]} == {first.pid, second.pid}
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=60) == 0
+        code, report = status_report(config)
+        assert code == 0 and sorted(states(report)) == ["running", "stopped"]
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=60) == 0
+        code, report = status_report(config)
+        assert code == 3 and states(report) == ["stopped", "stopped"]
+    finally:
+        for process in (first, second):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
 
 
 # --------------------------------------------------------------------------- status against the real Dovecot
@@ -135,8 +274,9 @@ def test_status_turns_unhealthy_when_imap_is_unreachable_and_back(
     seed_imap(imap_account, [make_message(1, tag="backlog"), make_message(2, tag="backlog")])
     before = run_cli(config, "status", "--json")
     report = json.loads(before.stdout)
-    assert before.returncode == 1 and report["mailbox"]["waiting"] == 2  # two waiting; the daemon never ran
-    assert report["problems"] == ["daemon: no heartbeat was ever recorded (has `maild run` been started?)"]
+    assert before.returncode == 3 and report["mailbox"]["waiting"] == 2  # two waiting; the daemon never ran
+    assert report["problems"] == [
+        "daemon: none is running (no daemon recorded itself lately: has `maild run` been started?)"]
 
     _, d = daemon(config)
     runner = threading.Thread(target=d.run)

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from maild.certified import PecRead
 from maild.daemon.intake import IntakeService, Outcome
 from maild.daemon.wiring import build_intake
 from maild.pipeline import Triager
@@ -123,10 +124,10 @@ class _PoisonedResponder(Responder):
 
 
 class _PoisonedTriager(Triager):
-    def decide(self, message: ParsedMessage, *, received_at: datetime) -> Disposition:
+    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None) -> Disposition:
         if "TOSSICO" in message.subject:
             raise ValueError("rule blew up")
-        return super().decide(message, received_at=received_at)
+        return super().decide(message, received_at=received_at, pec=pec)
 
 
 def test_a_message_that_fails_is_quarantined_and_the_rest_of_its_batch_recorded(

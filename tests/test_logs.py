@@ -78,7 +78,7 @@ def test_text_log_lines_carry_the_same_fields(tmp_path: Path, imap_account: Imap
     stamp = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) maild\.[a-z]+ ")
     lines = done.stderr.splitlines()
     assert lines and all(stamp.match(line) for line in lines)
-    intake = [line for line in lines if " maild.daemon.intake " in line]
+    intake = [line for line in lines if " maild.intake " in line]
     assert len(intake) == 6
     for sample in samples:
         assert any(f"message_id={sample.message_id}" in line for line in intake)

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from contextlib import suppress as contextlib_suppress
 from typing import Any
 
 import pytest
@@ -197,6 +198,46 @@ def test_nothing_listening_is_unavailable() -> None:
     with pytest.raises(SourceUnavailable):
         drain(source)
     assert not source.connected
+
+
+@contextmanager
+def greeting_server(lines: Sequence[bytes]) -> Iterator[int]:
+    """A server that greets each connection with ``lines`` (then closes it), as Dovecot does while it stops."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    done = threading.Event()
+
+    def serve() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"".join(lines))
+                with contextlib_suppress(OSError):
+                    conn.recv(4096)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        done.set()
+        listener.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("greeting", [b"* BYE Server shutting down.\r\n",
+                                      b"* OK ready\r\n* BYE Server shutting down.\r\n"])
+def test_a_server_that_is_shutting_down_is_unavailable_not_a_configuration_error(greeting: bytes) -> None:
+    """Dovecot greets with BYE while it stops: reconnect later, never stop the daemon."""
+    with greeting_server([greeting]) as port:
+        box = Mailbox(kind="imap", port=port, tls="none", username="u@example.test", password="p")
+        source = ImapSource(box, timeout=5)
+        with pytest.raises(SourceUnavailable):
+            drain(source)
+        assert not source.connected
 
 
 # ---------------------------------------------------------------- waiting

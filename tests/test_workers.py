@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from maild.certified import PecRead
 from maild.daemon.intake import Triaged, triage
 from maild.daemon.processes import SHIP_MAX_BYTES, TriagePool, triage_batch
 from maild.pipeline import Triager
@@ -70,10 +71,10 @@ def test_a_worker_that_dies_is_replaced_and_its_batch_left_to_this_process() -> 
 
 
 class _Exploding(Triager):
-    def decide(self, message: ParsedMessage, *, received_at: datetime) -> Disposition:
+    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None) -> Disposition:
         if "BOOM" in message.subject:
             raise RuntimeError("a rule blew up")
-        return super().decide(message, received_at=received_at)
+        return super().decide(message, received_at=received_at, pec=pec)
 
 
 def test_a_message_whose_triage_raises_comes_back_as_none(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,9 +45,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         count = seed_maildir(settings.mailbox.path, list(EXAMPLES.glob("*.eml")))
         print(f"maild: delivered {count} example messages into {settings.mailbox.path}/new", file=sys.stderr)
     daemon = build_daemon(settings)
-    # What is built so far (modules, compiled rules, templates) lives as long as the process: moved
-    # out of the cyclic collector's reach, it is not traversed by every full collection, nor at exit
-    # (about 0.15 s of CPU), and a forked child does not touch, and so copy, its pages doing so.
+    # What is built so far (modules, rules, templates) lives as long as the process: moved out of
+    # the cyclic collector's reach, it is not traversed by every full collection nor at exit, and a
+    # forked child does not touch, and so copy, its pages doing so.
     gc.freeze()
 
     def stop(signum: int, _frame: object) -> None:

@@ -15,9 +15,9 @@ from pathlib import Path
 from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, print_table, redact
 from maild.hours import ServiceCalendar
 from maild.pipeline import Triager
-from maild.records import Decision, Disposition, OutgoingMail
+from maild.records import Decision, Disposition, OutgoingMail, PecSummary
 from maild.responder import Responder, make_message_id
-from maild.settings import Settings
+from maild.settings import DEFAULT_RULES, DEFAULT_TEMPLATES, Settings
 
 # --------------------------------------------------------------------------
 # check-config
@@ -35,7 +35,14 @@ def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     admins = ", ".join(a.name for a in settings.administrations)
     print(f"{args.config}: OK ({len(settings.administrations)} administration(s): {admins}; "
           f"mailbox {settings.mailbox.kind}, replies {settings.smtp.kind}, database {redact(settings.database.url)})")
+    print(f"  rules      {_in_use(settings.triage.rules, DEFAULT_RULES)}")
+    print(f"  templates  {_in_use(settings.templates.path, DEFAULT_TEMPLATES)}")
     return 0
+
+
+def _in_use(path: Path, shipped: Path) -> str:
+    """Where a data file comes from: operators copy the shipped one to change it."""
+    return f"{path} (shipped with maild)" if path == shipped else str(path.resolve())
 
 
 # --------------------------------------------------------------------------
@@ -106,7 +113,16 @@ def disposition_row(name: str, d: Disposition) -> dict[str, object]:
         "reasons": list(d.reasons),
         "review": bool(d.review),
         "review_reason": d.review or None,
+        "pec": pec_row(d.pec),
     }
+
+
+def pec_row(pec: PecSummary | None) -> dict[str, object] | None:
+    """The ``pec`` key of a triage result: null for ordinary mail."""
+    if pec is None:
+        return None
+    return {"kind": pec.kind, "receipt_type": pec.receipt_type, "signature": pec.signature,
+            "certified_sender": pec.certified_sender, "provider": pec.provider, "refers_to": pec.refers_to}
 
 
 # --------------------------------------------------------------------------

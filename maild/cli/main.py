@@ -3,7 +3,8 @@
 Every subcommand takes ``--config PATH``. Exit codes: 0 done, 1 a fault while
 doing it (reported on stderr), 2 bad configuration or usage. One module per command
 group: ``dryrun`` (check-config, triage, takein, render), ``daemon`` (run, db,
-quarantine), ``operators`` (queue, ticket, stats, digest, status).
+quarantine), ``operators`` (queue, ticket, stats, digest, status), ``channels``
+(web, pin, ticket open).
 
 The daemon's wiring and the database layer are imported by the handlers that
 use them, never while the parser is built: a spawned triage worker (a
@@ -17,10 +18,12 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from maild.cli.channels import CHANNEL_COMMANDS
 from maild.cli.daemon import DAEMON_COMMANDS
 from maild.cli.dryrun import DRY_RUN_COMMANDS
 from maild.cli.operators import OPERATOR_COMMANDS
 from maild.cli.output import DEFAULT_CONFIG, EXIT_CONFIG, EXIT_FAULT
+from maild.cli.pec import PEC_COMMANDS
 from maild.errors import ConfigError, MaildError
 from maild.logs import configure
 from maild.settings import Settings, load_settings
@@ -63,4 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
-_REGISTRY: tuple[Register, ...] = (*DRY_RUN_COMMANDS, *DAEMON_COMMANDS, *OPERATOR_COMMANDS)
+_REGISTRY: tuple[Register, ...] = (
+    *DRY_RUN_COMMANDS, *DAEMON_COMMANDS, *OPERATOR_COMMANDS, *CHANNEL_COMMANDS, *PEC_COMMANDS,
+)

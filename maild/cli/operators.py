@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from maild.cli.channels import add_open
 from maild.cli.output import print_table
 from maild.errors import ConfigError
 from maild.ops.views import (
@@ -140,7 +141,7 @@ def _queue(args: argparse.Namespace, settings: Settings) -> int:
 
 def _add_ticket(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
-    ticket = commands.add_parser("ticket", help="show, resolve or reopen one ticket")
+    ticket = commands.add_parser("ticket", help="show, resolve, reopen one ticket, or open one by phone or fax")
     actions = ticket.add_subparsers(dest="action", required=True, metavar="ACTION")
     show = actions.add_parser("show", parents=[common], help="the whole story of a ticket")
     show.add_argument("reference", metavar="REF")
@@ -155,6 +156,7 @@ def _add_ticket(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     reopen.add_argument("reference", metavar="REF")
     reopen.add_argument("--note", help="why, for the event log")
     reopen.set_defaults(handler=_reopen)
+    add_open(actions, common)
 
 
 def _details(store: Store, story: TicketStory, settings: Settings) -> dict[int, MessageDetail]:
@@ -309,9 +311,9 @@ def _digest(args: argparse.Namespace, settings: Settings) -> int:
 def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                 common: argparse.ArgumentParser) -> None:
     cmd = commands.add_parser("status", parents=[common],
-                              help="is maild healthy? exit code 0 when it is, 1 when not (a health check)")
+                              help="is maild running and healthy? exit 0 yes, 1 unhealthy, 3 not running")
     cmd.add_argument("--max-age", type=float, default=HEALTH_MAX_AGE.total_seconds(), metavar="SECONDS",
-                     help="oldest acceptable heartbeat and last successful poll (default %(default)s)")
+                     help="oldest acceptable heartbeat and last successful read of the mailbox (default %(default)s)")
     cmd.add_argument("--timeout", type=float, default=HEALTH_PROBE_TIMEOUT, metavar="SECONDS",
                      help="for the mailbox probe (default %(default)s)")
     cmd.add_argument("--json", action="store_true", help="one JSON object")

@@ -30,7 +30,6 @@ from maild.logs import context
 from maild.mail.keys import dedupe_key, header_value
 from maild.pipeline import Triaged, Triager, thread_query, triage
 from maild.records import (
-    Decision,
     Disposition,
     Intake,
     IntakeResult,
@@ -39,7 +38,7 @@ from maild.records import (
     QueuedIntake,
     TicketRef,
 )
-from maild.responder import Responder, make_message_id
+from maild.responder import Responder, replies_for
 from maild.settings import Settings
 from maild.sources import Incoming
 from maild.store import Store
@@ -215,31 +214,3 @@ class IntakeService:
 def raw_message_id(raw: bytes | None) -> str | None:
     """The Message-ID header of a message not parsed (yet), for log lines."""
     return (header_value(raw, "Message-ID") or None) if raw is not None else None
-
-
-def replies_for(d: Disposition, ref: str, key: str, now: datetime, responder: Responder, settings: Settings,
-                *, followup: bool) -> tuple[OutgoingMail, ...]:
-    """Acknowledge a new accepted request; refuse (and tell the referente) a refused one.
-
-    A follow-up gets no acknowledgment, but a privileged request inside it is
-    authorized like any other and refused when it fails. Message-IDs are
-    derived from the ticket, the kind and the incoming message, so re-running
-    the same intake can never queue a second, different reply.
-    """
-
-    def message_id(kind: str) -> str:
-        return make_message_id(settings.helpdesk.address, f"{ref}.{kind}.{key[:16]}")
-
-    if d.decision is Decision.ACCEPTED:
-        return () if followup else (responder.acknowledgment(d, ref, message_id("ack"), now),)
-    if d.decision is not Decision.REJECTED:
-        return ()
-    senders = tuple(sorted({s for a in settings.administrations for s in a.authorized_senders}))
-    replies = [responder.refusal(d, ref, message_id("refusal"), now, senders)]
-    admin = next((a for a in settings.administrations if a.name == d.administration), None)
-    if admin is not None:
-        replies.append(responder.referente_notice(d, ref, message_id("notice"), now, admin.referente))
-    else:
-        log.warning("refused attempt matches no Administration: no referente to tell",
-                    extra=context(d.message.message_id, ref))
-    return tuple(replies)

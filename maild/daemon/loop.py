@@ -22,6 +22,8 @@ sender finishes the reply in hand, and ``run`` returns.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
 import time
 from concurrent.futures import Future
@@ -42,7 +44,6 @@ from maild.daemon.processes import TriagePool
 from maild.errors import MaildError, SourceError, SourceUnavailable, StoreError
 from maild.logs import context
 from maild.ops.digest import send_due_digest
-from maild.ops.health import LAST_POLL_KEY
 from maild.sources import Incoming, MailSource
 from maild.store import Store
 
@@ -63,9 +64,8 @@ RECORD_BATCH = 100
 MOVE_EVERY = 1000
 """Recorded messages are moved out of the mailbox in one command once this many wait, and at the
 end of every pass (so a message that arrives alone is moved at once). On Dovecot a move costs in
-proportion to the size of the folder, however few it moves: ten moves of 1,000 out of a
-10,000-message inbox took a third of the server's CPU of a hundred moves of 100. A crash before
-the move leaves at most this many recorded messages in the mailbox, which the next pass
+proportion to the size of the folder, however few it moves, so fewer, larger moves cost it less.
+A crash before the move leaves at most this many recorded messages in the mailbox, which the next pass
 recognises and only moves."""
 BATCH_BYTES = 8 * 1024 * 1024
 """A batch also ends once its messages hold this many bytes: large messages go one by one."""
@@ -114,12 +114,21 @@ class Daemon:
     parallel_sending: bool = False
     """``run`` sends from a process of its own (``maild.daemon.outbox.process``) when a core is spare."""
     sender_process: SenderProcess | None = None
+    _run_id: int | None = None
+    """This run's row in the database's list of daemons (``maild status``)."""
 
     # ------------------------------------------------------------ entry points
 
     def run(self, *, once: bool = False) -> int:
         """Run until stopped; with ``once``, drain mailbox and outbox, then return."""
         log.info("maild started (%s)", "drain once" if once else "daemon")
+        self._run_id = self.store.start_daemon(socket.gethostname(), os.getpid(), self.clock.now())
+        try:
+            return self._run(once=once)
+        finally:
+            self._record_stop()
+
+    def _run(self, *, once: bool) -> int:
         self.sender.recover()
         # The sender first: the triage pool starts a thread, after which a child is spawned, not forked.
         if self.parallel_sending and self.sender_process is None:
@@ -174,7 +183,10 @@ class Daemon:
             done += self._advance(batch.take())
             done += self._advance([])  # the batch still with the triage worker
             self._move(everything=True)
+            first_read = self._last_poll is None
             self._last_poll = self._last_read = self.clock.now()
+            if first_read:
+                self._heartbeat(force=True)  # `maild status` stops calling it starting at once
         except SourceUnavailable as exc:
             self.metrics.mailbox_error("poll")
             self._mailbox_down = True
@@ -341,10 +353,18 @@ class Daemon:
         self.notifier.watchdog()
         now = self.clock.now()
         if force or self._last_heartbeat is None or now - self._last_heartbeat >= HEARTBEAT_EVERY:
-            self.store.heartbeat("daemon", now, "ok")
-            if self._last_poll is not None:
-                self.store.set_state(LAST_POLL_KEY, self._last_poll.isoformat(), now)
+            if self._run_id is not None:
+                self.store.beat_daemon(self._run_id, now, self._last_poll)
             self._last_heartbeat = now
+
+    def _record_stop(self) -> None:
+        """A clean stop, recorded: ``maild status`` then tells it from a crash."""
+        if self._run_id is None:
+            return
+        try:
+            self.store.stop_daemon(self._run_id, self.clock.now())
+        except StoreError as exc:
+            log.warning("could not record the stop in the database: %s", exc)
 
     # ------------------------------------------------------------ sender
 

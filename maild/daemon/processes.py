@@ -1,10 +1,9 @@
 """The daemon's child processes: how they start and live with the daemon, and the triage worker.
 
-CPython runs one thread of Python at a time. The daemon's main process
-fetches, records, moves and (in a thread) sends; the stages before the
-database (dedupe key, parse, screen, classify, authorize, schedule) were about
-half of its CPU per message. ``TriagePool`` runs them for the next batch in a
-process of its own while the main process records the current one.
+CPython runs one thread of Python at a time, and the stages before the
+database (dedupe key, parse, screen, classify, authorize, schedule) are a
+large share of the daemon's CPU per message. ``TriagePool`` runs them for the
+next batch in a process of its own while the main process records the current one.
 
 Only bytes go out and frozen records (``Triaged``) come back. The worker
 touches no mailbox, database or network, so exactly-once is untouched:
@@ -176,8 +175,7 @@ def child_context(
     """Fork while this process runs a single thread and the caller can close its connections, else spawn.
 
     A forked child starts with the daemon's modules imported and its rules
-    compiled: a spawned one spends about half a second of CPU importing and
-    compiling them again, at start, while the daemon needs both cores. A fork
+    loaded; a spawned one redoes both at start, while the daemon needs both cores. A fork
     is safe only while no other thread exists (it copies their locks in
     whatever state they are in) and with no database connection open, so
     ``drop_connections`` closes them first: SQLite keeps per-process lock

@@ -1,18 +1,18 @@
 """RFC 5322 bytes of maild's replies, written directly from already-validated parts.
 
 Why not just the ``email`` package: building an ``EmailMessage`` parses every
-header through the header registry and refolds it on output, which cost about
-0.5 ms per reply, most of the render stage on the daemon's hot path. A reply
+header through the header registry and refolds it on output, which is most
+of the render stage on the daemon's hot path. A reply
 has a fixed shape, and every part of it is already clean when it gets here
 (the recipient is a plain mailbox, the ids are checked, the subject went
 through ``clean_line``), so the bytes can be written out directly.
 
-The ``email`` package stays the reference: ``compose_reference`` is the
-composition maild has always used, and the direct one only handles the drafts
+The ``email`` package stays the reference: ``compose_reference`` defines
+what maild sends, and the direct composition only handles the drafts
 whose every header it can write exactly as the reference would (short
 addresses and Message-IDs, ordinary dates). Anything else (a 90-character
 recipient, an odd Message-ID, a body with lone surrogates) goes through the
-reference, which folds it or raises ``TemplateError`` as before. The stdlib
+reference, which folds it or raises ``TemplateError``. The stdlib
 encoders that are pure Python and work a character or a word at a time, and
 so cost most of a reply, are redone here for the shapes replies have: the
 quoted-printable body, the folding of a long ASCII Subject, the encoded words
@@ -123,7 +123,7 @@ class Composer:
         try:
             local_now = draft.now.astimezone(self._tz) if draft.now.tzinfo is not None else draft.now
         except (ValueError, OverflowError):
-            return None  # the reference fails on it the way it always has
+            return None  # left to the reference, which fails on it and says why
         if self._from_line is None or not _verbatim(draft, to, local_now):
             return None
         subject = _subject_value(draft.subject)
@@ -235,7 +235,7 @@ def _from_line(helpdesk: Helpdesk) -> str | None:
     """The folded From header with its CRLF, as the reference writes it; None if it cannot be built.
 
     A name the email package refuses is left to the reference, so it fails
-    at the first reply exactly as it always has.
+    at the first reply exactly as the reference does.
     """
     msg = EmailMessage(policy=POLICY)
     try:

@@ -54,9 +54,9 @@ def content_hash(raw: bytes) -> str:
     return _content_hash(_originator_fields(fields), body)
 
 
-# The helpers below read a message through views of ONE normalized copy of it: a 34 MB
-# message costs 34 MB more while its key is computed, not the 100 MB that copying the
-# stripped text and then its body would.
+# The helpers below read a message through views of ONE normalized copy of it: computing
+# its key costs one more copy of the message, not one more for the stripped text and another
+# for its body.
 
 _TAIL = 4096
 

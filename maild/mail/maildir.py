@@ -238,8 +238,7 @@ class MaildirSink:
     def _target(self, name: str, first_attempt: bool) -> Path:
         """new/<name>, or the copy a reader already moved to cur/, so a retry never duplicates.
 
-        Finding that copy means listing cur/, which grows with every reply read (with
-        100,000 read replies, about 50-70 ms a send, measured). A first attempt cannot
+        Finding that copy means listing cur/, which grows with every reply read. A first attempt cannot
         have an earlier copy (the outbox says so), so it goes straight to new/ in O(1);
         only a later attempt, rare, pays for the listing.
         """

@@ -37,6 +37,8 @@ from maild.hours import ServiceCalendar
 from maild.ops.views import age, authorization_reasons, when
 from maild.records import (
     Category,
+    Event,
+    EventKind,
     MessageCount,
     MessageFact,
     OutboxState,
@@ -124,6 +126,26 @@ class RefusedAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelLine:
+    """A request that came by web, phone or fax."""
+
+    ticket: str
+    channel: str
+    category: str
+    decision: str
+    requester: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PinFailureLine:
+    at: datetime
+    administration: str
+    channel: str
+    client: str
+
+
+@dataclass(frozen=True, slots=True)
 class QuarantineLine:
     id: int
     at: datetime
@@ -141,6 +163,16 @@ class ReplyLine:
     attempts: int
     at: datetime
     reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class UndeliveredLine:
+    """A PEC notice that one of our replies did not reach its recipient."""
+
+    ticket: str
+    at: datetime
+    outcome: str
+    reply: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +212,11 @@ class DigestContent:
     failed: tuple[ReplyLine, ...]
     retrying: tuple[ReplyLine, ...]
     chart: Chart
+    channels: tuple[ChannelLine, ...] = ()
+    """New tickets since the last digest that did not come by e-mail."""
+    pin_failures: tuple[PinFailureLine, ...] = ()
+    undelivered: tuple[UndeliveredLine, ...] = ()
+    """PEC non-delivery notices for our replies: an Administration may not have heard from us."""
 
     @property
     def new_total(self) -> int:
@@ -254,6 +291,12 @@ def reply_lines(replies: Iterable[OutboxSummary]) -> tuple[ReplyLine, ...]:
                            attempts=r.attempts,
                            at=r.next_attempt_at if r.state is OutboxState.PENDING else r.created_at,
                            reason=clean_line(r.last_error or "", 200)) for r in replies)
+
+
+def undelivered_lines(events: Iterable[Event]) -> tuple[UndeliveredLine, ...]:
+    return tuple(UndeliveredLine(ticket=dict(e.data).get("ticket", "-"), at=e.at,
+                                 outcome=dict(e.data).get("outcome", ""), reply=dict(e.data).get("reply", ""))
+                 for e in events)
 
 
 def chart_of(facts: Iterable[MessageFact], today: date, tz: tzinfo, days: int = CHART_DAYS) -> Chart:
@@ -378,6 +421,12 @@ def build_digest(store: Store, settings: Settings, now: datetime, since: datetim
         failed=reply_lines(r for r in trouble if r.state is OutboxState.FAILED),
         retrying=reply_lines(r for r in store.outbox(OutboxState.PENDING) if r.attempts > 0),
         chart=chart_of(store.messages_recorded(chart_start.astimezone(UTC), now), today, tz),
+        channels=tuple(ChannelLine(t.reference, t.channel, t.category, t.decision, t.requester, t.received_at)
+                       for t in store.channel_tickets(since, now)),
+        pin_failures=tuple(PinFailureLine(f.at, clean_line(f.administration, 80), f.channel,
+                                          clean_line(f.client, 100))
+                           for f in store.pin_failures(since) if f.at < now),
+        undelivered=undelivered_lines(store.events_of_kind(EventKind.UNDELIVERED, since, now)),
     )
 
 

@@ -2,10 +2,12 @@
 
 Three steps, so the verdict can be tested without servers: ``probe_mailbox``
 looks at the mailbox itself (a quick connect and login with a short timeout,
-or a look at a Maildir); ``gather`` reads the database (the heartbeat and
-the last successful poll the daemon records, the outbox, the quarantine,
-the next take-in and digest); ``assess`` turns those facts into problems
-(unhealthy: exit code 1) and warnings (shown, exit code 0).
+or a look at a Maildir); ``gather`` reads the database (every daemon's own row:
+host, pid, start, heartbeat, last successful read of the mailbox, stop; the
+outbox, the quarantine, the next take-in and digest); ``assess`` turns those
+facts into problems and warnings. Exit codes follow the LSB convention
+``systemctl`` uses: 0 a daemon runs and is healthy, 1 daemons run and none is
+healthy, 3 none runs.
 """
 
 from __future__ import annotations
@@ -19,19 +21,22 @@ from maild.hours import ServiceCalendar
 from maild.ops.digest import next_digest_at
 from maild.ops.views import age, iso, when
 from maild.poller import open_client
-from maild.records import OutboxState, QuarantineState
-from maild.settings import HEALTH_MAX_AGE, HEALTH_PROBE_TIMEOUT, Mailbox, Settings
+from maild.records import DaemonRecord, OutboxState, QuarantineState
+from maild.settings import HEALTH_MAX_AGE, HEALTH_PROBE_TIMEOUT, HEALTH_STARTING_FOR, Mailbox, Settings
 from maild.store import Store
 from maild.store.state import DIGEST_PREFIX
 
 log = logging.getLogger("maild.health")
 
-DAEMON = "daemon"
-"""Heartbeat name the daemon records (``Store.heartbeat``)."""
-LAST_POLL_KEY = "poll:last_ok"
-"""State key of the last time the daemon read the mailbox without an error."""
 EXIT_HEALTHY = 0
 EXIT_UNHEALTHY = 1
+EXIT_NOT_RUNNING = 3
+STOPPED_SHOWN_FOR = timedelta(days=1)
+"""Daemons that stopped within this time are still listed, so a stop is seen."""
+
+RUNNING, STARTING, NOT_READING, VANISHED, STOPPED = "running", "starting", "not reading", "vanished", "stopped"
+ALIVE = (RUNNING, STARTING, NOT_READING)
+"""Daemon states with a fresh heartbeat: the process is there."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +53,8 @@ class HealthFacts:
     """Everything read; nothing judged yet."""
 
     now: datetime
-    heartbeat_at: datetime | None
-    last_poll_at: datetime | None
+    daemons: tuple[DaemonRecord, ...]
+    """Every daemon not recorded as stopped, and those stopped lately, the newest first."""
     mailbox: MailboxProbe
     outbox_pending: int
     outbox_failing: int
@@ -64,18 +69,37 @@ class HealthFacts:
 
 
 @dataclass(frozen=True, slots=True)
+class Instance:
+    """One daemon and what its row says about it now."""
+
+    record: DaemonRecord
+    state: str
+    """``running``, ``starting`` (no read of the mailbox yet, for a bounded time), ``not reading``,
+    ``vanished`` (its heartbeat stopped without a recorded stop: killed or crashed) or ``stopped``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Health:
     facts: HealthFacts
+    instances: tuple[Instance, ...]
     problems: tuple[str, ...]
     warnings: tuple[str, ...]
 
     @property
+    def running(self) -> bool:
+        return any(i.state in ALIVE for i in self.instances)
+
+    @property
     def healthy(self) -> bool:
-        return not self.problems
+        return self.running and not self.problems
+
+    @property
+    def verdict(self) -> str:
+        return "healthy" if self.healthy else "UNHEALTHY" if self.running else "NOT RUNNING"
 
     @property
     def exit_code(self) -> int:
-        return EXIT_HEALTHY if self.healthy else EXIT_UNHEALTHY
+        return EXIT_HEALTHY if self.healthy else EXIT_UNHEALTHY if self.running else EXIT_NOT_RUNNING
 
 
 # --------------------------------------------------------------------------
@@ -123,15 +147,11 @@ def _probe_maildir(path: Path, where: str) -> MailboxProbe:
 
 def gather(store: Store, settings: Settings, now: datetime, mailbox: MailboxProbe) -> HealthFacts:
     """Read the facts from the database."""
-    beat = store.get_state("heartbeat:" + DAEMON)
-    poll = store.get_state(LAST_POLL_KEY)
     stats = store.stats(now, now)
     by_state = dict(stats.outbox_by_state_now)
     calendar = ServiceCalendar(settings.service_hours)
     return HealthFacts(
-        now=now, heartbeat_at=beat.updated_at if beat else None,
-        last_poll_at=datetime.fromisoformat(poll.value) if poll and poll.value else None,
-        mailbox=mailbox,
+        now=now, daemons=store.daemons(now - STOPPED_SHOWN_FOR), mailbox=mailbox,
         outbox_pending=by_state.get(OutboxState.PENDING.value, 0) + by_state.get(OutboxState.SENDING.value, 0),
         outbox_failing=sum(1 for r in store.outbox(OutboxState.PENDING) if r.attempts > 0),
         outbox_failed=by_state.get(OutboxState.FAILED.value, 0),
@@ -149,21 +169,30 @@ def gather(store: Store, settings: Settings, now: datetime, mailbox: MailboxProb
 # The verdict
 
 
-def assess(facts: HealthFacts, max_age: timedelta = HEALTH_MAX_AGE) -> Health:
+def daemon_state(record: DaemonRecord, now: datetime, max_age: timedelta = HEALTH_MAX_AGE,
+                 starting_for: timedelta = HEALTH_STARTING_FOR) -> str:
+    """What one daemon's row says about it at ``now``."""
+    if record.stopped_at is not None:
+        return STOPPED
+    if now - record.heartbeat_at > max_age:
+        return VANISHED
+    if record.last_poll_at is not None and now - record.last_poll_at <= max_age:
+        return RUNNING
+    if record.last_poll_at is None and now - record.started_at <= starting_for:
+        return STARTING
+    return NOT_READING
+
+
+def assess(facts: HealthFacts, max_age: timedelta = HEALTH_MAX_AGE,
+           starting_for: timedelta = HEALTH_STARTING_FOR) -> Health:
     """Problems make maild unhealthy; warnings are worth a look."""
-    problems: list[str] = []
-    warnings: list[str] = []
     now = facts.now
-    if facts.heartbeat_at is None:
-        problems.append("daemon: no heartbeat was ever recorded (has `maild run` been started?)")
-    elif now - facts.heartbeat_at > max_age:
-        problems.append(f"daemon: not alive, last heartbeat {age(now - facts.heartbeat_at)} ago")
+    instances = tuple(Instance(d, daemon_state(d, now, max_age, starting_for)) for d in facts.daemons)
+    problems = _daemon_problems(instances, now)
+    warnings: list[str] = [f"daemon {_who(i.record)}: {_not_reading(i.record, now)}"
+                           for i in instances if i.state == NOT_READING and problems == []]
     if not facts.mailbox.reachable:
         problems.append(f"mailbox: {facts.mailbox.where} unreachable: {facts.mailbox.error}")
-    alive = facts.heartbeat_at is not None and now - facts.heartbeat_at <= max_age
-    if alive and (facts.last_poll_at is None or now - facts.last_poll_at > max_age):
-        since = "ever" if facts.last_poll_at is None else f"for {age(now - facts.last_poll_at)}"
-        problems.append(f"mailbox: the daemon has not read it successfully {since}")
     if facts.outbox_failing:
         warnings.append(f"outbox: {facts.outbox_failing} repl(ies) failed and are being retried")
     if facts.outbox_failed:
@@ -172,7 +201,33 @@ def assess(facts: HealthFacts, max_age: timedelta = HEALTH_MAX_AGE) -> Health:
         warnings.append(f"quarantine: {facts.quarantined} message(s) wait for an operator")
     if facts.next_digest is not None and facts.next_digest <= now:
         warnings.append(f"digest: the digest due {facts.next_digest.isoformat()} was not sent yet")
-    return Health(facts=facts, problems=tuple(problems), warnings=tuple(warnings))
+    return Health(facts=facts, instances=instances, problems=tuple(problems), warnings=tuple(warnings))
+
+
+def _daemon_problems(instances: tuple[Instance, ...], now: datetime) -> list[str]:
+    """None while one daemon runs and reads (or is starting); otherwise why not."""
+    alive = [i for i in instances if i.state in ALIVE]
+    if any(i.state in (RUNNING, STARTING) for i in alive):
+        return []
+    if alive:
+        return [f"daemon {_who(i.record)}: {_not_reading(i.record, now)}" for i in alive]
+    if not instances:
+        return ["daemon: none is running (no daemon recorded itself lately: has `maild run` been started?)"]
+    last = instances[0].record
+    if last.stopped_at is not None:
+        return [f"daemon: none is running ({_who(last)} stopped {age(now - last.stopped_at)} ago)"]
+    return [f"daemon: none is running ({_who(last)} vanished: last heartbeat {age(now - last.heartbeat_at)} ago, "
+            "no stop recorded)"]
+
+
+def _who(record: DaemonRecord) -> str:
+    return f"{record.host}:{record.pid}"
+
+
+def _not_reading(record: DaemonRecord, now: datetime) -> str:
+    since = ("since its start " + age(now - record.started_at) + " ago" if record.last_poll_at is None
+             else "for " + age(now - record.last_poll_at))
+    return f"has not read the mailbox successfully {since}"
 
 
 def check(store: Store, settings: Settings, now: datetime, *, max_age: timedelta = HEALTH_MAX_AGE,
@@ -196,10 +251,13 @@ def status_lines(health: Health, settings: Settings) -> list[str]:
                else f"{f.mailbox.where}: UNREACHABLE ({f.mailbox.error})")
     take_in = (f"{when(f.next_take_in, tz)} ({f.waiting_take_in} ticket(s) waiting)" if f.next_take_in
                else "none pending")
+    daemons = [f"  daemon          {_who(i.record)} {i.state}, started {when(i.record.started_at, tz)}, "
+               + (f"stopped {ago(i.record.stopped_at)}" if i.record.stopped_at else
+                  f"heartbeat {ago(i.record.heartbeat_at)}, last read {ago(i.record.last_poll_at)}")
+               for i in health.instances] or ["  daemon          none recorded"]
     lines = [
-        f"maild status: {'healthy' if health.healthy else 'UNHEALTHY'}",
-        f"  daemon          last heartbeat {ago(f.heartbeat_at)}",
-        f"  last poll       {ago(f.last_poll_at)}",
+        f"maild status: {health.verdict}",
+        *daemons,
         f"  mailbox         {mailbox}",
         f"  outbox          {f.outbox_pending} pending, {f.outbox_failing} failing (being retried), "
         f"{f.outbox_failed} failed, {f.outbox_held} held",
@@ -215,9 +273,16 @@ def status_lines(health: Health, settings: Settings) -> list[str]:
 
 def status_json(health: Health) -> dict[str, object]:
     f = health.facts
+    alive = [i.record for i in health.instances if i.state in ALIVE]
     return {
-        "healthy": health.healthy, "problems": list(health.problems), "warnings": list(health.warnings),
-        "checked_at": iso(f.now), "heartbeat_at": iso(f.heartbeat_at), "last_poll_at": iso(f.last_poll_at),
+        "healthy": health.healthy, "running": health.running, "status": health.verdict.lower(),
+        "problems": list(health.problems), "warnings": list(health.warnings), "checked_at": iso(f.now),
+        "heartbeat_at": iso(max((d.heartbeat_at for d in alive), default=None)),
+        "last_poll_at": iso(max((d.last_poll_at for d in alive if d.last_poll_at), default=None)),
+        "daemons": [{"host": i.record.host, "pid": i.record.pid, "state": i.state,
+                     "started_at": iso(i.record.started_at), "heartbeat_at": iso(i.record.heartbeat_at),
+                     "last_poll_at": iso(i.record.last_poll_at), "stopped_at": iso(i.record.stopped_at)}
+                    for i in health.instances],
         "mailbox": {"where": f.mailbox.where, "reachable": f.mailbox.reachable, "waiting": f.mailbox.waiting,
                     "error": f.mailbox.error},
         "outbox": {"pending": f.outbox_pending, "failing": f.outbox_failing, "failed": f.outbox_failed,

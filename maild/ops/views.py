@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from maild import certified
 from maild.classifier import classify
 from maild.mail.parsing import parse_message
 from maild.records import (
@@ -84,6 +85,7 @@ class QueueRow:
     age: timedelta
     state: str
     """``waiting`` (take-in ahead), ``due`` (take-in passed, not yet done), ``taken in``, ``resolved``."""
+    channel: str = "email"
     review: str | None = None
     """Why triage was unsure of the category: look at this ticket first."""
 
@@ -102,13 +104,13 @@ def queue_rows(tickets: Iterable[TicketSummary], now: datetime) -> tuple[QueueRo
         QueueRow(ticket=t.reference, priority=t.priority, category=t.category, decision=t.decision,
                  requester=t.requester, administration=t.administration, subject=t.subject,
                  received_at=t.received_at, take_in_at=t.take_in_at, taken_in_at=t.taken_in_at,
-                 age=now - t.received_at, state=ticket_state(t, now), review=t.review)
+                 age=now - t.received_at, state=ticket_state(t, now), channel=t.channel, review=t.review)
         for t in tickets
     )
 
 
 QUEUE_COLUMNS = ("ticket", "priority", "category", "decision", "review", "requester", "administration",
-                 "received", "take_in", "age", "state")
+                 "received", "take_in", "age", "state", "channel")
 
 
 def queue_cells(row: QueueRow, tz: tzinfo) -> dict[str, object]:
@@ -116,7 +118,7 @@ def queue_cells(row: QueueRow, tz: tzinfo) -> dict[str, object]:
     return {"ticket": row.ticket, "priority": row.priority, "category": row.category, "decision": row.decision,
             "review": "yes" if row.review else "", "requester": row.requester, "administration": row.administration,
             "received": when(row.received_at, tz), "take_in": when(row.take_in_at, tz), "age": age(row.age),
-            "state": row.state}
+            "state": row.state, "channel": row.channel}
 
 
 def queue_json(row: QueueRow) -> dict[str, object]:
@@ -125,7 +127,7 @@ def queue_json(row: QueueRow) -> dict[str, object]:
             "requester": row.requester, "administration": row.administration, "subject": row.subject,
             "received_at": iso(row.received_at), "take_in_at": iso(row.take_in_at),
             "taken_in_at": iso(row.taken_in_at), "age_seconds": int(row.age.total_seconds()), "state": row.state,
-            "review": row.review is not None, "review_reason": row.review}
+            "channel": row.channel, "review": row.review is not None, "review_reason": row.review}
 
 
 # --------------------------------------------------------------------------
@@ -144,14 +146,18 @@ class ReasonGroups:
     """Why authorized or refused (privileged requests only)."""
     take_in: tuple[str, ...]
     """Why this take-in time."""
+    pec: tuple[str, ...] = ()
+    """What a PEC message says it is (kind, provider, claimed sender)."""
 
 
 def group_reasons(reasons: Iterable[str]) -> ReasonGroups:
     """Sort the pipeline's reasons by their stage (each stage writes its own prefix or phrasing)."""
     groups: dict[str, list[str]] = {"screen": [], "category": [], "administration": [], "authorization": [],
-                                    "take_in": []}
+                                    "take_in": [], "pec": []}
     for reason in reasons:
-        if reason.startswith("screen:"):
+        if reason.startswith("pec:"):
+            groups["pec"].append(reason)
+        elif reason.startswith("screen:"):
             groups["screen"].append(reason)
         elif reason.startswith("administration:"):
             groups["administration"].append(reason)
@@ -189,8 +195,10 @@ SHOWN_HEADERS = ("From", "Sender", "Reply-To", "To", "Cc", "Subject", "Date", "M
 
 
 def message_detail(raw: bytes, limits: Limits, rules: Rules, default_language: str) -> MessageDetail:
-    """Parse ``raw`` again (bounded, never raising) and classify it as the intake does."""
+    """Parse ``raw`` again (bounded, never raising), unwrap PEC and classify it as the intake does."""
     m = parse_message(raw, limits)
+    pec = certified.read(raw, m, limits)
+    m = pec.message if pec is not None else m
 
     def addrs(values: Sequence[Address]) -> str:
         return ", ".join(f"{a.name} <{a.addr}>" if a.name else a.addr for a in values)
@@ -220,7 +228,7 @@ def story_lines(story: TicketStory, details: dict[int, MessageDetail], tz: tzinf
     """The whole story of one ticket for a terminal: facts, messages and why, events, replies."""
     t = story.ticket
     lines = [f"{t.reference}  {ticket_state(t, now)}  ({t.category}, {t.decision}, priority {t.priority})", ""]
-    facts = (("requester", t.requester), ("administration", t.administration or "-"),
+    facts = (("requester", t.requester), ("channel", _channel(story)), ("administration", t.administration or "-"),
              ("subject", clean_line(t.subject, 200)), ("language", t.language),
              ("received", f"{when(t.received_at, tz)}  ({age(now - t.received_at)} ago)"),
              ("take-in", f"{when(t.take_in_at, tz)}  ({'in hours' if t.in_hours else 'out of hours'})"),
@@ -249,7 +257,7 @@ def _message_lines(index: int, m: MessageSummary, detail: MessageDetail | None, 
         lines += ["  Text classified:"]
         lines += [f"  | {line}" for line in (detail.classified_text or "(empty)").splitlines()]
     groups = group_reasons(m.reasons)
-    for title, reasons in (("Screening", groups.screen), ("Why this category", groups.category),
+    for title, reasons in (("PEC", groups.pec), ("Screening", groups.screen), ("Why this category", groups.category),
                            ("Administration", groups.administration),
                            ("Why authorized or refused", groups.authorization),
                            ("Why this take-in time", groups.take_in)):
@@ -265,6 +273,18 @@ def _reply_line(r: OutboxSummary, tz: tzinfo) -> str:
             f"attempts {r.attempts}  {r.message_id}{error}")
 
 
+def _origin(story: TicketStory) -> str:
+    """Who typed a request in (``operator LOGIN``) or where the form was sent from; "" for e-mail."""
+    if story.ticket.channel == "email" or not story.messages:
+        return ""
+    return story.messages[0].source_id.partition(":")[2]
+
+
+def _channel(story: TicketStory) -> str:
+    origin = _origin(story)
+    return f"{story.ticket.channel} ({clean_line(origin, 100)})" if origin else story.ticket.channel
+
+
 def story_json(story: TicketStory, details: dict[int, MessageDetail], now: datetime) -> dict[str, object]:
     """The story for scripts: one object, the reference under ``ticket``."""
     t = story.ticket
@@ -273,7 +293,7 @@ def story_json(story: TicketStory, details: dict[int, MessageDetail], now: datet
         "priority": t.priority, "requester": t.requester, "administration": t.administration,
         "subject": t.subject, "language": t.language, "received_at": iso(t.received_at),
         "take_in_at": iso(t.take_in_at), "in_hours": t.in_hours, "taken_in_at": iso(t.taken_in_at),
-        "resolved_at": iso(t.resolved_at),
+        "resolved_at": iso(t.resolved_at), "channel": t.channel, "origin": _origin(story),
         "messages": [_message_json(m, details.get(m.id)) for m in story.messages],
         "events": [{"at": iso(e.at), "kind": e.kind, "message": e.message_id, "outbox": e.outbox_id,
                     "reasons": list(e.reasons), "data": dict(e.data)} for e in story.events],

@@ -1,4 +1,4 @@
-"""Load and validate the classification rules data (config/rules.toml).
+"""Load and validate the classification rules data (maild/defaults/rules.toml).
 
 The classifier is a generic engine; what it looks for lives in data so that
 the help desk can extend vocabulary without touching code. Everything is
@@ -179,10 +179,9 @@ class Rules:
     def compile(self) -> Rules:
         """Compile every template's regex now (``RulesError`` if one will not); returns ``self``.
 
-        ``load_rules`` does so unless told not to. The daemon is: its triage
-        worker, forked before, compiles them while the daemon connects to the
-        mailbox, instead of the daemon doing it before (about 0.25 s of CPU,
-        most of loading the rules).
+        ``load_rules`` does so unless told not to. The daemon is: compiling is
+        most of loading the rules, so its forked triage worker does it while
+        the daemon connects to the mailbox.
         """
         for template in (*self.adoption.phrases, *(template for _rule, template in self.templates)):
             template.pattern  # noqa: B018 - compiled, and kept, on first use

@@ -10,17 +10,11 @@ from maild.errors import RulesError
 from maild.rules.textclean import fold
 
 WORD = "[a-z0-9]"
-
-
 TERM_WORD = re.compile(r"^[a-z0-9]+\*?$")
-
-
 PIECE = re.compile(
     r"^\{(?:~(?P<wide>~?)(?P<gap>\d+)(?:!(?P<but>[a-z_][a-z0-9_]*))?|(?P<cls>[a-z_][a-z0-9_]*)(?P<cq>[?*]?))\}$"
     r"|^(?P<lit>[a-z0-9]+\*?)(?P<lq>\??)$"
 )
-
-
 MAX_GAP = 12
 
 
@@ -31,8 +25,8 @@ class Template:
     ``needs`` has one set per required piece: the first words of the piece's
     terms, a stem written ``stem*``. When some set shares nothing with the
     words of a text (``Lexicon.positions``), the regex cannot match there and is
-    not run at all: most templates are skipped for most messages, which is
-    where most of the classifier's time used to go.
+    not run at all: most templates are skipped for most messages, and running
+    them would be most of the classifier's time.
     """
 
     source: str

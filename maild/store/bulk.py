@@ -2,8 +2,8 @@
 
 Why not ``conn.execute(insert(table), rows)``: to return new ids in order,
 SQLAlchemy sends SQLite one INSERT per row, and for every row of every table
-it builds the parameters again through its compiled-statement machinery. That
-was about half of the intake transaction. Here a table's rows go to the driver
+it builds the parameters again through its compiled-statement machinery:
+a large share of the intake transaction's time. Here a table's rows go to the driver
 in one ``executemany``, after each value went through the very bind processor
 SQLAlchemy would have applied (the column type's, for this dialect), so the
 stored values are the same; a test writes a batch both ways and compares.

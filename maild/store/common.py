@@ -114,7 +114,7 @@ def ticket_summary(row: models.Ticket) -> TicketSummary:
         category=row.category, decision=row.decision, priority=row.priority, language=row.language,
         subject=row.subject, state=TicketState(row.state), received_at=row.received_at,
         take_in_at=row.take_in_at, in_hours=row.in_hours, taken_in_at=row.taken_in_at,
-        resolved_at=row.resolved_at, review=row.review,
+        resolved_at=row.resolved_at, channel=row.channel, review=row.review,
     )
 
 

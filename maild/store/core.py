@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from maild.errors import StoreError
 from maild.records import (
+    DaemonRecord,
     Event,
     EventKind,
     Intake,
@@ -32,6 +33,7 @@ from maild.records import (
     OutboxState,
     OutboxSummary,
     OutgoingMail,
+    PinFailureFact,
     QuarantineEntry,
     QuarantineState,
     QueuedIntake,
@@ -47,6 +49,7 @@ from maild.records import (
 from maild.settings import Limits
 from maild.store import intake as intake_ops
 from maild.store import outbox as outbox_ops
+from maild.store import pins as pin_ops
 from maild.store import quarantine as quarantine_ops
 from maild.store import reads
 from maild.store import state as state_ops
@@ -141,7 +144,7 @@ class Store:
     # ---------------------------------------------------------------- intake
 
     def is_known(self, dedupe_key: str) -> bool:
-        """Whether a message with this key was recorded (see ``maild.store.dedupe_key``)."""
+        """Whether a message with this key was recorded (see ``maild.mail.keys.dedupe_key``)."""
         with self._tx("cannot look up a message") as s:
             return intake_ops.is_known(s, dedupe_key)
 
@@ -179,6 +182,24 @@ class Store:
                 return intake_ops.record_batch(session, items, self._prefix, self._zone)
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record a batch of {len(items)} messages: {describe(exc)}") from exc
+
+    def ticket_of_key(self, dedupe_key: str) -> TicketSummary | None:
+        """The ticket of the message recorded with ``dedupe_key``: a request submitted twice finds its first."""
+        with self._tx("cannot look up a request") as s:
+            return pin_ops.ticket_of_key(s, dedupe_key)
+
+    # ------------------------------------------------------------------ PINs
+
+    def record_pin_failure(self, fact: PinFailureFact, notice: OutgoingMail | None) -> None:
+        """A wrong PIN, its security event and the referente's notice, in one transaction."""
+        with self._tx("cannot record a failed PIN") as s:
+            pin_ops.record_failure(s, fact, notice)
+
+    def pin_failures(self, since: datetime, *, administration: str | None = None,
+                     client: str | None = None) -> tuple[PinFailureFact, ...]:
+        """Wrong PINs since ``since``, oldest first, for one Administration and/or client."""
+        with self._tx("cannot read failed PINs") as s:
+            return pin_ops.failures_since(s, since, administration=administration, client=client)
 
     def find_thread(self, message_ids: Iterable[str], tag_refs: Iterable[str], from_addr: str) -> TicketRef | None:
         """The ticket a message continues (see ``tickets.find_thread`` for the rules)."""
@@ -350,6 +371,11 @@ class Store:
         with self._tx("cannot list tickets") as s:
             return reads.queue(s, state, limit)
 
+    def channel_tickets(self, since: datetime, until: datetime) -> tuple[TicketSummary, ...]:
+        """Tickets opened in ``[since, until)`` by web, phone or fax, in arrival order."""
+        with self._tx("cannot list tickets") as s:
+            return reads.channel_tickets(s, since, until)
+
     def ticket(self, reference: str) -> TicketSummary | None:
         with self._tx("cannot read a ticket") as s:
             return reads.ticket(s, reference)
@@ -361,6 +387,10 @@ class Store:
     def recent_events(self, limit: int = 100) -> tuple[Event, ...]:
         with self._tx("cannot read events") as s:
             return reads.recent_events(s, limit)
+
+    def events_of_kind(self, kind: EventKind, since: datetime, until: datetime) -> tuple[Event, ...]:
+        with self._tx("cannot read events") as s:
+            return reads.events_of_kind(s, kind.value, since, until)
 
     def stats(self, since: datetime, until: datetime) -> Stats:
         with self._tx("cannot compute statistics") as s:
@@ -407,6 +437,25 @@ class Store:
 
     def heartbeats(self) -> tuple[StateEntry, ...]:
         return self.states(state_ops.HEARTBEAT_PREFIX)
+
+    def start_daemon(self, host: str, pid: int, now: datetime) -> int:
+        """Record a daemon that starts (``maild status`` lists it); returns its id."""
+        with self._tx("cannot record the daemon's start") as s:
+            return state_ops.start_daemon(s, host, pid, now)
+
+    def beat_daemon(self, daemon_id: int, now: datetime, last_poll_at: datetime | None) -> None:
+        """The daemon lives, and last read its mailbox at ``last_poll_at`` (None: not yet)."""
+        with self._tx("cannot record the daemon's heartbeat") as s:
+            state_ops.beat_daemon(s, daemon_id, now, last_poll_at)
+
+    def stop_daemon(self, daemon_id: int, now: datetime) -> None:
+        with self._tx("cannot record the daemon's stop") as s:
+            state_ops.stop_daemon(s, daemon_id, now)
+
+    def daemons(self, since: datetime) -> tuple[DaemonRecord, ...]:
+        """Daemons not recorded as stopped, and those stopped since ``since``."""
+        with self._tx("cannot read the daemons") as s:
+            return state_ops.daemons(s, since)
 
     def record_digest(self, period: str, now: datetime, replies: Iterable[OutgoingMail]) -> bool:
         """Queue the digest of ``period`` (e.g. "2027-01-05") once; False if already recorded."""

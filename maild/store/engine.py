@@ -13,9 +13,8 @@ only a power cut or an OS crash can lose the last ones. What must survive
 those is made durable by ``sync`` (one fsync of the WAL, which covers every
 commit before it) just before anything leaves the database: before recorded
 messages are moved out of the mailbox and once replies are claimed for
-sending. An fsync per message (``synchronous=FULL``) cost more than a
-millisecond each on the benchmark machine; one per batch costs nothing
-worth measuring.
+sending. One fsync per batch, not one per message (``synchronous=FULL``):
+an fsync costs more than the rest of a message's intake.
 """
 
 from __future__ import annotations
@@ -101,9 +100,9 @@ def _enter_wal(cursor: Any) -> None:
     """``PRAGMA journal_mode=WAL``, retried while another connection holds the lock it needs.
 
     Switching a fresh file to WAL takes an exclusive lock, and SQLite answers "database is
-    locked" at once, without its busy handler, to a connection that raced another for it (one
-    in three when three connections open a new file together): two daemons starting on a new
-    database would see one of them fail. The mode is kept in the file, so this races only once.
+    locked" at once, without its busy handler, to a connection that raced another for it: two
+    daemons starting on a new database would see one of them fail. The mode is kept in the
+    file, so this races only once.
     """
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
     while True:

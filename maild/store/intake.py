@@ -10,7 +10,7 @@ fails the insert, which ``Store.record_intake`` reports as a duplicate.
 
 A batch (what the daemon fetched, up to its move batch) is written in one
 transaction, table by table, with multi-row INSERTs: a transaction and a dozen
-ORM statements per message were most of maild's intake time. Every message
+ORM statements per message would be most of maild's intake time. Every message
 keeps its own rows, events and replies exactly as if it were written alone. A
 message that may continue a thread finds what the messages ahead of it in
 the batch wrote: they are written before its lookup when it names one of
@@ -142,9 +142,8 @@ class _BatchWriter:
         query names one of their Message-IDs, or when the ticket found is one a
         pending message continues (it may reopen it). The tickets and replies
         they are about to create are not looked for: uncommitted and unsent,
-        their references and Message-IDs cannot have reached anyone. Writing
-        before every lookup cost a sixth of the intake time of a backlog in
-        which one message in thirty named a Message-ID or a reference.
+        their references and Message-IDs cannot have reached anyone. Each write
+        splits the batch into another round of INSERTs, a cost paid only when needed.
         """
         if self._pending_keys.intersection(thread_keys(query.message_ids)):
             self.write()
@@ -186,6 +185,7 @@ class _BatchWriter:
             results[p.index] = IntakeResult(duplicate=False, message_id=mid, kind=kind, ticket=ticket,
                                             opened=p.index in opened, reopened=p.index in reopened,
                                             outbox_ids=ids)
+        events.extend(_delivery_events(conn, pending, message_ids))
         insert_rows(conn, table_of(models.Event), events)
 
     def _open_tickets(self, conn: Connection, pending: list[_Pending]) -> dict[int, TicketRef]:
@@ -260,6 +260,7 @@ def _message_row(intake: Intake, kind: MessageKind, ticket: TicketRef | None) ->
         "body_text": m.body_text, "category": d.category.value, "decision": d.decision.value,
         "language": d.language, "administration": d.administration, "priority": d.priority,
         "reasons": list(d.reasons), "ticket_id": _id(ticket), "kind": kind.value, "created_at": intake.now,
+        "channel": intake.channel.value,
     }
 
 
@@ -274,6 +275,7 @@ def _ticket_row(intake: Intake, reference: str) -> dict[str, Any]:
         "received_at": d.received_at, "take_in_at": d.take_in.take_in_at, "in_hours": d.take_in.in_hours,
         "taken_in_at": None, "resolved_at": None, "created_at": intake.now, "first_message_id": None,
         "review": d.review or None,
+        "channel": intake.channel.value,
     }
 
 
@@ -298,8 +300,8 @@ def _stream_raw(conn: Connection, row_id: int, raw: bytes) -> None:
     """Write ``raw`` into a new ``raw_messages`` row 1 MiB at a time (SQLite).
 
     Bound as a parameter, a value is copied by SQLite to bind it and again to
-    build the row, and the bound copy stays with the cached statement: a 34 MB
-    message took three times its size in memory. Here the row gets a
+    build the row, and the bound copy stays with the cached statement: two
+    more copies of the message in memory. Here the row gets a
     zero-filled blob of the right size (no memory: it is the row's last column,
     so SQLite only writes zero pages) and the blob API fills it chunk by chunk.
     """
@@ -371,6 +373,33 @@ def _ticket_event(intake: Intake, message_id: int, ticket: TicketRef | None, ope
                          })
     return event_row(EventKind.FOLLOWUP, intake.now, ticket_id=ticket.id, message_id=message_id,
                      data={"reference": ticket.reference, "state": ticket.state})
+
+
+def _delivery_events(conn: Connection, pending: list[_Pending], message_ids: list[int]) -> list[dict[str, Any]]:
+    """PEC receipts for replies we sent, as events on those replies' tickets; unmatched ones stay ignored mail."""
+    receipts = [(p.item.intake, mid) for p, mid in zip(pending, message_ids, strict=True)
+                if (pec := p.item.intake.disposition.pec) is not None and pec.delivery and pec.refers_to]
+    if not receipts:
+        return []
+    keys = {mid: message_key(intake.disposition.pec.refers_to or "")  # type: ignore[union-attr]
+            for intake, mid in receipts}
+    o, t = models.Outbox, models.Ticket
+    replies = {row.message_key: row for row in conn.execute(
+        select(o.id, o.ticket_id, o.message_key, o.message_id, t.reference).join(t, t.id == o.ticket_id)
+        .where(o.message_key.in_(set(keys.values()))))}
+    rows = []
+    for intake, mid in receipts:
+        pec = intake.disposition.pec
+        reply = replies.get(keys[mid])
+        if pec is None or reply is None:
+            continue
+        rows.append(event_row(
+            EventKind.DELIVERY if pec.delivered else EventKind.UNDELIVERED, intake.now, ticket_id=reply.ticket_id,
+            message_id=mid, outbox_id=reply.id, reasons=(f"PEC {pec.receipt_type} from {pec.provider}",),
+            data={"outcome": pec.delivery, "receipt": pec.receipt_type, "reply": reply.message_id,
+                  "ticket": reply.reference},
+        ))
+    return rows
 
 
 def mark_retried(session: Session, quarantine_id: int, now: datetime, *, duplicate: bool) -> bool:

@@ -1,6 +1,6 @@
 """Running the Alembic migrations, configured from Python (no ``alembic.ini``).
 
-The scripts live in ``maild/migrations``; this module only points an
+The scripts live in ``maild/store/migrations``; this module only points an
 in-memory configuration at them, so ``maild db upgrade`` and the daemon's
 start work from an installed package in any working directory. On PostgreSQL
 the upgrade holds an advisory lock, so two daemons starting together do not

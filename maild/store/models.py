@@ -10,7 +10,7 @@ frozen records. Three column types carry the rules every value obeys:
 - ``UTCDateTime`` accepts only aware datetimes, stores UTC and returns aware
   UTC datetimes on both backends (SQLite has no time zone type).
 
-The schema itself is created by the Alembic migrations in ``maild/migrations``;
+The schema itself is created by the Alembic migrations in ``maild/store/migrations``;
 a test checks that they and these models agree.
 """
 
@@ -188,6 +188,8 @@ class Ticket(Base):
     first_message_id: Mapped[int | None] = mapped_column(
         ForeignKey("messages.id", use_alter=True, name="fk_tickets_first_message_id_messages")
     )
+    channel: Mapped[str] = mapped_column(String(8), server_default="email")
+    """How the request came: email, web, phone or fax (``maild.records.Channel``)."""
 
 
 Index("ix_tickets_take_in", Ticket.taken_in_at, Ticket.take_in_at)
@@ -218,6 +220,7 @@ class Message(Base):
     ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     kind: Mapped[str] = mapped_column(SafeString(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    channel: Mapped[str] = mapped_column(String(8), server_default="email")
 
 
 class RawMessage(Base):
@@ -306,6 +309,37 @@ class State(Base):
     key: Mapped[str] = mapped_column(SafeString(200), primary_key=True)
     value: Mapped[str] = mapped_column(SafeText)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PinFailure(Base):
+    """A wrong PIN: who tried it for which Administration, never the PIN itself."""
+
+    __tablename__ = "pin_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    administration: Mapped[str] = mapped_column(SafeText)
+    client: Mapped[str] = mapped_column(SafeText)
+    """The client's address (web) or the operator's login (phone)."""
+    channel: Mapped[str] = mapped_column(String(8))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+Index("ix_pin_failures_administration_at", PinFailure.administration, PinFailure.at)
+Index("ix_pin_failures_client_at", PinFailure.client, PinFailure.at)
+
+
+class DaemonRun(Base):
+    """One run of ``maild run``: who it is, that it lives, whether it reads, when it stopped."""
+
+    __tablename__ = "daemons"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(SafeString(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_poll_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
 
 
 class TicketCounter(Base):

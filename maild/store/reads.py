@@ -35,6 +35,14 @@ def queue(session: Session, state: TicketState | None, limit: int) -> tuple[Tick
     return tuple(ticket_summary(r) for r in session.scalars(query))
 
 
+def channel_tickets(session: Session, since: datetime, until: datetime) -> tuple[TicketSummary, ...]:
+    """Tickets opened in ``[since, until)`` from the web form, the phone or a fax, in arrival order."""
+    t = models.Ticket
+    query = (select(t).where(t.channel != "email", t.created_at >= since, t.created_at < until)
+             .order_by(t.received_at, t.id))
+    return tuple(ticket_summary(r) for r in session.scalars(query))
+
+
 def ticket(session: Session, reference: str) -> TicketSummary | None:
     row = _ticket_row(session, reference)
     return None if row is None else ticket_summary(row)
@@ -82,6 +90,13 @@ def recent_events(session: Session, limit: int) -> tuple[Event, ...]:
     e = models.Event
     rows = list(session.scalars(select(e).order_by(e.id.desc()).limit(limit)))
     return tuple(event_record(r) for r in reversed(rows))
+
+
+def events_of_kind(session: Session, kind: str, since: datetime, until: datetime) -> tuple[Event, ...]:
+    """The events of ``kind`` in ``[since, until)``, oldest first."""
+    e = models.Event
+    rows = session.scalars(select(e).where(e.kind == kind, e.at >= since, e.at < until).order_by(e.at, e.id))
+    return tuple(event_record(r) for r in rows)
 
 
 def _grouped(session: Session, column: InstrumentedAttribute[str], *where: ColumnElement[bool]

@@ -1,9 +1,9 @@
 """Whether the database is at this code's schema, known without loading Alembic.
 
 The daemon checks its schema at every start. Through Alembic that means
-importing it and reading every migration script, about a tenth of a second
-before the first message, for a database that is nearly always at head
-already. One SELECT of ``alembic_version`` answers that case; anything else
+importing it and reading every migration script before the first message,
+and costs memory in every process, for a database that is nearly always at
+head already. One SELECT of ``alembic_version`` answers that case; anything else
 (a new, an older or a foreign database) goes through ``maild.store.migrate``.
 """
 
@@ -14,7 +14,7 @@ from sqlalchemy import Engine, inspect, text
 from maild.store.engine import translated
 
 SCHEMA_REVISION = "0006"
-"""The head of ``maild/migrations``, which ``maild.store.models`` matches (a test keeps the two equal)."""
+"""The head of ``maild/store/migrations``, which ``maild.store.models`` matches (a test keeps the two equal)."""
 
 
 def at_revision(engine: Engine, revision: str = SCHEMA_REVISION) -> bool:

@@ -85,7 +85,7 @@ def _now() -> BindParameter[datetime]:
 
 
 # Take-in runs as Core statements, built once at import so SQLAlchemy compiles each shape once:
-# after a backlog it is thousands of tickets, and per ticket the ORM spent more time than the database.
+# after a backlog it is thousands of tickets, and per ticket the ORM costs more than the database.
 _T = models.Ticket
 _DUE = (
     select(_T.id, _T.reference, _T.priority, _T.category, _T.administration, _T.received_at, _T.take_in_at)

@@ -2,8 +2,8 @@
 
 CPython runs one thread of Python at a time. A sender thread beside the
 intake makes four round trips per reply, and after each one it waits for the
-intake thread to hand the interpreter back (up to 5 ms each time): during a
-backlog the replies fell far behind the intake. ``SenderProcess`` runs the same
+intake thread to hand the interpreter back (up to a switch interval each time),
+so during a backlog the replies fall far behind the intake. ``SenderProcess`` runs the same
 ``OutboxSender`` in a process with its own database connection and
 SMTP connection. The daemon only wakes it when replies were queued and reads
 back one ``SendReport`` per drain (for metrics and ``run --once``'s exit code).
@@ -14,7 +14,7 @@ waiting forever. A wake is one byte-sized message written without blocking (a
 full pipe already holds a wake); a report is three counts, folded into the
 next one while the daemon is not reading.
 
-Exactly-once is the outbox's, unchanged: claims with leases, one mark per
+Exactly-once is the outbox's, as in a sender thread: claims with leases, one mark per
 reply before the next one's data leaves. On SQLite the marks go to the
 sender's journal (``maild.daemon.outbox.journal``) so that the process never queues on
 SQLite's write lock per reply. The process ignores SIGINT and SIGTERM, which

@@ -48,8 +48,6 @@ from maild.records import ParsedMessage
 from maild.settings import Limits
 
 log = logging.getLogger("maild.parsing")
-
-
 HEADER_BLOCK_FACTOR = 4
 """The whole top-level header block may hold this many ``max_header_bytes``."""
 

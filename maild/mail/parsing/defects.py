@@ -5,14 +5,8 @@ from __future__ import annotations
 import re
 
 MAX_DEFECTS = 64
-
-
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-
-
 _SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 TRAILING_SPACE = re.compile(r"[ \t]+\n")
 
 

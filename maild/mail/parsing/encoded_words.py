@@ -14,34 +14,21 @@ from maild.mail.parsing.defects import Defects
 
 MAX_ENCODED_WORDS = 256
 """Encoded-words decoded per header field; the rest stays as written."""
-
-
 _ENCODED_WORD = re.compile(r"=\?([^?\s]{1,64})\?([bBqQ])\?([^?\s]*)\?=")
-
-
 _B64_CLEAN = re.compile(rb"[A-Za-z0-9+/\s]*(?:={1,2}\s*)?")
-
-
 _B64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]+")
-
-
 _B64_PAD = re.compile(rb"=+")
 
 
+# Charsets: only real text charsets are ever looked up, so a hostile name can
 # neither run a special codec nor grow the codec registry's cache of misses.
 _NOT_CHARSETS = frozenset({
     "base64_codec", "bz2_codec", "hex_codec", "quopri_codec", "rot_13", "uu_codec", "zlib_codec",
     "unicode_escape", "raw_unicode_escape", "idna", "punycode", "undefined", "charmap",
     "mbcs", "oem", "aliases",
 })
-
-
 _ALIASES = MappingProxyType(dict(encodings.aliases.aliases))
-
-
 _MODULES = frozenset(m.name for m in pkgutil.iter_modules(encodings.__path__))
-
-
 _CHARSET_OVERRIDES = MappingProxyType({
     # A declared Latin-1 is, in practice, Windows-1252 (curly quotes, euro sign).
     "latin_1": "cp1252",

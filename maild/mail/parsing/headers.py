@@ -13,23 +13,11 @@ from maild.mail.parsing.defects import Defects, clean_header
 from maild.mail.parsing.encoded_words import decode_words
 
 MAX_ID_CHARS = 996
-
-
 MAX_FIELD_NAME = 256
-
-
 _FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+):")
-
-
 _FIELD_END = re.compile(rb"\n(?![ \t])")
-
-
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-
-
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
-
-
 _LANGUAGE_TAG = re.compile(r"[a-z]{1,8}(?:-[a-z0-9]{1,8})*")
 
 

@@ -16,19 +16,13 @@ MAX_HTML_NESTING = 8
 
 # HTML taming
 _HTML_BLOCK = re.compile(r"<!--|<(style|script|head)\b", re.IGNORECASE)
-
-
 _HTML_CLOSERS = MappingProxyType({
     "style": re.compile(r"</style\s*>", re.IGNORECASE),
     "script": re.compile(r"</script\s*>", re.IGNORECASE),
     "head": re.compile(r"</head\s*>", re.IGNORECASE),
     "": re.compile(r"-->"),
 })
-
-
 _HTML_UNCLOSED_LT = re.compile(r"<(?![^<>]*>)")
-
-
 _HTML_NESTING = re.compile(r"<(/?)(?:ul|ol|dl|blockquote)\b[^>]*>", re.IGNORECASE)
 
 

@@ -18,42 +18,20 @@ from maild.settings import Limits
 
 PART_HEADER_BYTES = 16 * 1024
 """Header block of one MIME part (only Content-* fields matter there)."""
-
-
 MIME_FIELD_BYTES = 8 * 1024
 """Content-Type/-Disposition cap: the stdlib parameter parser is quadratic."""
-
-
 MAX_FILENAME_CHARS = 255
-
-
 BODY_BYTES_PER_CHAR = 6
 """Encoded bytes read per wanted body character (QP-encoded UTF-8: ``=C3=A8``)."""
-
-
 HTML_SOURCE_FACTOR = 4
 """HTML read per wanted character: style blocks and markup are dropped before html2text."""
-
-
 MIN_PLAIN_COVERAGE = 0.5
 """Share of the HTML alternative's words a text alternative must hold to be read instead of it."""
-
-
 _WORDS = re.compile(r"[^\W\d_]{2,}")
-
-
 _MIME_FIELDS = frozenset({"content-type", "content-transfer-encoding", "content-disposition"})
-
-
 _BODY_TYPES = frozenset({"text/plain", "text/html"})
-
-
 _DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(?:\r?\n|\Z)")
-
-
 _MIME_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
-
-
 _QP_BROKEN = re.compile(rb"=(?![0-9A-Fa-f]{2}|[ \t]*(?:\r?\n|\Z))")
 
 
@@ -211,7 +189,7 @@ def _is_body(mime: _Mime) -> bool:
 def _children(raw: bytes, node: Node, boundary: str, found: _Collector) -> list[Node]:
     """The parts of one multipart, as far as the part budget reaches."""
     budget = found.limits.max_parts - found.parts
-    spans = _split_multipart(raw, node, boundary, budget + 1, found.defects)
+    spans = split_multipart(raw, node, boundary, budget + 1, found.defects)
     if spans is None:
         _text_leaf(raw, node, found)
         return []
@@ -232,12 +210,12 @@ def _children(raw: bytes, node: Node, boundary: str, found: _Collector) -> list[
     return children
 
 
-def _split_multipart(
+def split_multipart(
     raw: bytes, node: Node, boundary: str, limit: int, defects: Defects
 ) -> list[tuple[int, int]] | None:
     """Spans of the body parts between boundary lines; None when there is none at all.
 
-    The delimiter is found with ``bytes.find`` over offsets, so a 25 MB part is
+    The delimiter is found with ``bytes.find`` over offsets, so a large part is
     scanned once at C speed and never copied.
     """
     delimiter = b"--" + boundary.encode("utf-8", "replace")
@@ -321,12 +299,12 @@ def _decode_leaf(raw: bytes, node: Node, chars: int, defects: Defects) -> str:
         defects.add("body-truncated")
         cut = raw.rfind(b"\n", node.start, node.start + cap)
         end = node.start + cap if cut <= node.start else cut + 1
-    data = _transfer_decode(raw[node.start:end], node.mime.transfer_encoding, defects)
+    data = transfer_decode(raw[node.start:end], node.mime.transfer_encoding, defects)
     text = decode_bytes(data, node.mime.charset, defects, where="body")
     return clean_body(text)[:chars]
 
 
-def _transfer_decode(data: bytes, encoding: str, defects: Defects) -> bytes:
+def transfer_decode(data: bytes, encoding: str, defects: Defects) -> bytes:
     if encoding == "base64":
         return decode_base64(data, defects)
     if encoding == "quoted-printable":

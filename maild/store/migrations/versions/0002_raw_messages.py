@@ -1,9 +1,9 @@
 """Raw message bytes move from ``messages.raw`` to a table of their own, ``raw_messages``.
 
-SQLite builds a row's whole record to write it: with the blob in the middle of
-``messages`` a 30 MB message was copied again on every write of its row, and
-the ``zeroblob`` it is streamed into stayed virtual only in a last column. In
-``raw_messages`` the blob is the last column of a row written once.
+SQLite builds a row's whole record to write it: a blob in the middle of
+``messages`` is copied again on every write of its row, and the ``zeroblob``
+it is streamed into stays virtual only in a last column. In ``raw_messages``
+the blob is the last column of a row written once.
 
 Revision ID: 0002
 Revises: 0001
