@@ -94,7 +94,8 @@ def test_credentials_never_reach_the_logs_even_when_the_login_fails(tmp_path: Pa
         assert "login refused" in done.stderr
         assert SECRET not in done.stderr + done.stdout
     status = run_cli(config, "status", "--json", "--timeout", "10")
-    assert status.returncode == 1 and json.loads(status.stdout)["mailbox"]["reachable"] is False
+    # No daemon runs (each run above stopped at the refused login): 3, the LSB "not running".
+    assert status.returncode == 3 and json.loads(status.stdout)["mailbox"]["reachable"] is False
     assert SECRET not in status.stderr + status.stdout
     check = run_cli(config, "check-config")
     assert check.returncode == 0 and SECRET not in check.stdout + check.stderr
