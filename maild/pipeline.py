@@ -18,16 +18,18 @@ from maild.parsing import parse_message
 from maild.records import Category, Decision, Disposition, ParsedMessage
 from maild.rules import Rules, load_rules
 from maild.screener import screen
+from maild.screening_rules import ScreeningRules, load_screening
 from maild.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Triager:
-    """Everything triage needs, loaded once: settings, rules, calendar."""
+    """Everything triage needs, loaded once: settings, rules, calendar, screening data."""
 
     settings: Settings
     rules: Rules
     calendar: ServiceCalendar
+    screening: ScreeningRules
     own_addresses: frozenset[str] = field(init=False)
     """Every address of the help desk itself, lower case: the loop guard (worked out once, not per message)."""
 
@@ -40,7 +42,7 @@ class Triager:
     def from_settings(cls, settings: Settings, *, compiled: bool = True) -> Triager:
         """``compiled``: the rules' templates now, else on first use (see ``Rules.compile``)."""
         rules = load_rules(settings.triage.rules, compiled=compiled)
-        return cls(settings, rules, ServiceCalendar(settings.service_hours))
+        return cls(settings, rules, ServiceCalendar(settings.service_hours), load_screening())
 
     def triage(self, raw: bytes, *, now: datetime, received_at: datetime | None = None) -> Disposition:
         """Run every stage on ``raw``; ``received_at`` overrides the headers."""
@@ -49,7 +51,7 @@ class Triager:
 
     def decide(self, message: ParsedMessage, *, received_at: datetime) -> Disposition:
         """The stages after parsing, for callers that already hold the record."""
-        screened = screen(message, self.own_addresses)
+        screened = screen(message, self.own_addresses, self.screening)
         if not screened.human:
             return self._disposition(message, Category.OTHER, Decision.IGNORED, None, "it",
                                      received_at, screened.reasons, scheduled=False)
