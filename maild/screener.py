@@ -20,7 +20,7 @@ before the first sign.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from maild.records import ParsedMessage, ScreenKind, ScreenResult
@@ -65,6 +65,8 @@ class _Hit:
     sign: Sign
     alone: bool
     partners: frozenset[str]
+    start: int | None = None
+    """Where in the body it was found, when it was found there."""
 
 
 def screen(message: ParsedMessage, own_addresses: Iterable[str], rules: ScreeningRules,
@@ -143,13 +145,13 @@ def _data_signs(message: ParsedMessage, rules: ScreeningRules, headers: Mapping[
         hits.setdefault(hit.id, hit)
     decided = decided or any(h.alone and not h.sign.generic for h in hits.values())
     body = _Text.of("" if decided else message.body_text[:rules.max_body_chars])
-    lead_end = _rule_hits(hits, message, body, rules, headers)
+    _rule_hits(hits, message, body, rules, headers)
     if not hits:
         return [], []
     signs = [h.sign for h in hits.values() if h.alone]
     weak = [h for h in hits.values() if not h.alone and h.partners & hits.keys()]
     if weak:
-        mark = _human_mark(message.subject, body, lead_end, rules.human)
+        mark = _human_mark(message.subject, body, weak, hits, rules.human)
         if mark is not None and not signs:
             return [], [f"screen: written by a person ({mark}), so these do not count: "
                         + "; ".join(h.sign.reason.removeprefix("screen: ") for h in weak)]
@@ -177,17 +179,14 @@ class _Text:
 
 
 def _rule_hits(hits: dict[str, _Hit], message: ParsedMessage, body: _Text, rules: ScreeningRules,
-               headers: Mapping[str, str]) -> int:
-    """Add every rule and json shape found to ``hits``, by id; return where the first sign in the body starts."""
-    lead_end = len(body.lower)
+               headers: Mapping[str, str]) -> None:
+    """Add every rule and json shape found to ``hits``, by id."""
     for on, texts in _fields(message, body, headers):
         index = rules.fields.get(on)
         if index is None:
             continue
         for text in texts:
             for position, match in index.scan(text.lower, text.words).items():
-                if on == "body":
-                    lead_end = min(lead_end, match.start())
                 hits.setdefault(rules.rules[position].id, _rule_hit(rules.rules[position], on, text, match))
     notification = json_notification(message.body_text, rules.json, max_chars=rules.max_json_chars,
                                      envelopes=rules.json_envelopes)
@@ -196,14 +195,13 @@ def _rule_hits(hits: dict[str, _Hit], message: ParsedMessage, body: _Text, rules
         sign = Sign(f"screen: {shape.reason}: {'.'.join(shape.path)} = “{_snippet(value)}”", shape.kind,
                     shape.generic)
         hits[shape.id] = _Hit(shape.id, sign, True, frozenset())
-    return lead_end
 
 
 def _rule_hit(rule: Rule, on: str, text: _Text, match: re.Match[str]) -> _Hit:
     """The hit with its reason quoting the words found, as written, so an operator sees them."""
     shown = text.shown[match.start():match.end()] or text.shown
     sign = Sign(f"screen: {rule.reason}: {on} has “{_snippet(shown)}”", rule.kind, rule.generic)
-    return _Hit(rule.id, sign, rule.alone, rule.partners)
+    return _Hit(rule.id, sign, rule.alone, rule.partners, match.start() if on == "body" else None)
 
 
 def _fields(message: ParsedMessage, body: _Text,
@@ -243,11 +241,22 @@ def _address_hits(message: ParsedMessage, rules: ScreeningRules) -> Iterator[_Hi
                        True, frozenset())
 
 
-def _human_mark(subject: str, body: _Text, lead_end: int, marks: Iterable[HumanMark]) -> str | None:
-    """The first sign of a person writing, as a reason, or None."""
+def _human_mark(subject: str, body: _Text, weak: Sequence[_Hit], hits: Mapping[str, _Hit],
+                marks: Iterable[HumanMark]) -> str | None:
+    """The first sign of a person writing that speaks against the ``weak`` signs, as a reason, or None.
+
+    Body marks are looked for in the words before the first of these signs or their
+    partners (the lead): a person's own words come before the error they paste; what
+    comes after is the machine's text, or the person's quoting it.
+    """
+    involved = [*weak, *(hits[p] for h in weak for p in h.partners if p in hits)]
+    lead_end = min((h.start for h in involved if h.start is not None), default=len(body.lower))
     lead = body if lead_end >= len(body.lower) else _Text.of(body.shown[:lead_end])
     title = _Text.of(subject)
+    kinds = {h.sign.kind for h in weak}
     for mark in marks:
+        if mark.kinds and not mark.kinds & kinds:
+            continue
         text = title if mark.on == "subject" else lead
         match = first_match(mark.patterns, text.lower, text.words)
         if match is not None:

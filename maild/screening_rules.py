@@ -17,7 +17,7 @@ Schema (every table and key is checked; unknown keys are errors)::
                  optional alone (default true), envelope (false), generic (false)
     [[rule]]     id, kind, on, reason, patterns, examples, counter_examples,
                  optional alone (false), with ([]), generic (false)
-    [[human]]    id, on, reason, patterns, examples, counter_examples
+    [[human]]    id, on, reason, patterns, examples, counter_examples, optional kinds (all)
     [[json]]     id, kind, reason, path, values, examples, counter_examples, optional generic (false)
 
 ``[[address]]``: mailboxes that are never a person. Its patterns match a whole local
@@ -32,8 +32,9 @@ when a sign it names in ``with`` (the id of an address, rule or json shape) is f
 too, and no ``[[human]]`` mark is.
 
 ``[[human]]``: what a person writes and a machine does not, on ``subject`` or ``lead``
-(the body before the first sign found in it: a person's own words come before the
-bounce they paste or forward). A mark cancels every sign that is not ``alone``.
+(the body before the first of the signs being weighed: a person's own words come before
+the bounce they paste or forward). A mark cancels every sign that is not ``alone`` (of
+the ``kinds`` it names, when it names some).
 
 ``[[json]]``: a body that is a notification service's JSON record; ``path`` is a dotted
 key, ``values`` the values that make it this shape (empty: any value).
@@ -422,6 +423,8 @@ class HumanMark:
     on: str
     reason: str
     patterns: tuple[Pattern, ...]
+    kinds: frozenset[ScreenKind]
+    """The kinds of sign it speaks against (empty: all): "my" is a person's word in a bounce, not in an auto-reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -626,11 +629,14 @@ class _Loader:
         return rule
 
     def human(self, table: Mapping[str, Any], key: str) -> HumanMark:
-        self.known(table, key, {*_COMMON, "on"}, {*_COMMON, "on"})
+        self.known(table, key, {*_COMMON, "on", "kinds"}, {*_COMMON, "on"})
         on = self.string(table, key, "on")
         if on not in HUMAN_FIELDS:
             raise self.fail(f"{key}.on", f"must be one of {', '.join(sorted(HUMAN_FIELDS))}")
-        mark = HumanMark(self.ident(table, key), on, self.string(table, key, "reason"), self.patterns(table, key))
+        names = self.strings(table, key, "kinds", required=False)
+        kinds = frozenset(self.kind_of(name, f"{key}.kinds") for name in names)
+        mark = HumanMark(self.ident(table, key), on, self.string(table, key, "reason"), self.patterns(table, key),
+                         kinds)
         self.examples(table, key, lambda text: _matches(mark.patterns, text))
         return mark
 
@@ -724,11 +730,13 @@ class _Loader:
         return value
 
     def kind(self, table: Mapping[str, Any], key: str) -> ScreenKind:
-        value = self.string(table, key, "kind")
+        return self.kind_of(self.string(table, key, "kind"), f"{key}.kind")
+
+    def kind_of(self, value: str, key: str) -> ScreenKind:
         try:
             return ScreenKind(value)
         except ValueError:
-            raise self.fail(f"{key}.kind", f"must be one of {', '.join(k.value for k in ScreenKind)}") from None
+            raise self.fail(key, f"must be one of {', '.join(k.value for k in ScreenKind)}") from None
 
     def fields(self, table: Mapping[str, Any], key: str) -> tuple[str, ...]:
         names = self.strings(table, key, "on", required=True)

@@ -234,6 +234,15 @@ def test_a_bounce_from_a_human_looking_address_is_known_by_its_content(changes: 
         {"subject": "Re: [HD-2027-0100] Messaggio non consegnato", "body_text": (
             "Ancora lo stesso errore: 550 5.1.1 user unknown\n\n"
             "Il giorno lun 4 gen 2027 Help Desk ha scritto:\n> ...")},
+        # A question, a first-person account, a signed note, each before the error pasted under it.
+        {"subject": "Returned mail: see transcript (Mario)", "body_text": (
+            "Did you get my message? It came back.\n\nTranscript of session follows:\n"
+            "... while talking to mx.example.org.:\n>>> RCPT To:<bob@example.org>\n<<< 550 5.1.1 no such user\n")},
+        {"subject": "Undelivered Mail Returned to Sender: verbale", "body_text": (
+            "La mia mail al collega torna indietro.\n\nhost mx.example.it said: 550 5.1.1 user unknown\n")},
+        {"subject": "Delivery Status Notification (Failure) - Anna", "body_text": (
+            "Vedete sotto.\nGrazie\nAnna\n\nDelivery to the following recipient has failed permanently:\n"
+            "  a.bianchi@example.it\n  550 5.1.1 The email account that you tried to reach does not exist.\n")},
         # Bounce words without a bounce around them.
         {"subject": "Problema invio", "body_text": "Mi torna indietro un messaggio undeliverable, cosa significa?"},
         {"subject": "Mail non recapitate", "body_text": "Le mail al collega tornano indietro con l'errore 550 5.7.1."},
@@ -279,6 +288,11 @@ def test_an_auto_reply_without_headers_is_known_by_its_subject_and_words(subject
 )
 def test_a_person_asking_about_out_of_office_is_a_request(subject: str, body: str) -> None:
     assert_human(from_person(subject=subject, body_text=body))
+
+
+def test_what_speaks_for_a_person_in_a_bounce_does_not_in_an_auto_reply() -> None:
+    body = "Sono assente fino al 7 gennaio. Per urgenze potete contattare la segreteria."
+    assert_automatic(from_person(subject="Risposta automatica: Richiesta", body_text=body), ScreenKind.AUTO_REPLY, "")
 
 
 def test_a_challenge_response_robot_is_automatic_and_a_person_quoting_one_is_not() -> None:

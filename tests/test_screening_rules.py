@@ -101,6 +101,7 @@ def broken(change: Any) -> str:
          "rule[0].with: a rule that counts alone needs no partner"),
         (lambda d: d["rule"][1].update(id="list_header"), "id: used twice: list_header"),
         (lambda d: d["human"][0].update(on="body"), "human[0].on: must be one of lead, subject"),
+        (lambda d: d["human"][0].update(kinds=["spam"]), "human[0].kinds: must be one of"),
         (lambda d: d["json"][0].update(path="a..b"), "json[0].path: an empty key"),
         (lambda d: d["json"][0].update(examples=['{"notificationType": "Open"}']),
          "json[0].examples: ses_bounce does not match"),
