@@ -302,6 +302,15 @@ def test_a_challenge_response_robot_is_automatic_and_a_person_quoting_one_is_not
     assert_human(from_person(subject="Messaggio strano", body_text=asking))
 
 
+def test_bulk_mail_with_its_way_out_is_list_mail_and_a_person_asking_to_leave_a_list_is_not() -> None:
+    newsletter = ("Le novità del mese: corsi, convegni e offerte.\n\n"
+                  "Se non desideri più ricevere la newsletter clicca qui: https://news.example.it/u/81")
+    assert_automatic(from_person(subject="Newsletter di gennaio", body_text=newsletter), ScreenKind.LIST, "bulk mail")
+    asking = ("Buongiorno, in fondo alla newsletter c'è scritto \"Se non desideri più ricevere la newsletter "
+              "clicca qui: https://news.example.it/u/81\" ma il link non funziona. Potete cancellarmi voi?")
+    assert_human(from_person(subject="Newsletter", body_text=asking))
+
+
 # --------------------------------------------------------------------------
 # Abuse reports and notification services
 
