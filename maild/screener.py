@@ -232,7 +232,7 @@ def _address_hits(message: ParsedMessage, rules: ScreeningRules) -> Iterator[_Hi
             sign = Sign(f"screen: From {address.addr}: {rule.reason}", rule.kind, rule.generic)
             yield _Hit(rule.id, sign, rule.alone, frozenset())
     envelope = [a.addr for a in message.sender]
-    if message.return_path:
+    if message.return_path and message.return_path.lower() not in {a.key for a in message.from_addresses}:
         envelope.append(message.return_path)
     for addr in envelope:
         rule = machine_address_rule(addr, rules)

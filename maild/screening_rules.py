@@ -55,7 +55,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +154,9 @@ class FieldIndex:
         """The earliest match of each rule (by position) in ``text`` (lower case; its words ``words``)."""
         found: dict[int, re.Match[str]] = {}
         tried: set[int] = set()
-        for position, pattern in self._candidates(text, words):
+        candidates = [c for word in words & self.keys for c in self.by_word[word] if c[1].may_match(text, words)]
+        candidates += [c for c in self.others if c[1].fragment in text]
+        for position, pattern in candidates:
             if id(pattern) in tried:  # filed under two of the text's words
                 continue
             tried.add(id(pattern))
@@ -162,16 +164,6 @@ class FieldIndex:
             if match is not None and (position not in found or match.start() < found[position].start()):
                 found[position] = match
         return found
-
-    def _candidates(self, text: str, words: frozenset[str]) -> Iterator[tuple[int, Pattern]]:
-        """The patterns filed under the text's words that may match it, then those filed under none."""
-        for word in words & self.keys:
-            for position, pattern in self.by_word[word]:
-                if pattern.may_match(text, words):
-                    yield position, pattern
-        for position, pattern in self.others:
-            if pattern.fragment in text:
-                yield position, pattern
 
     @classmethod
     def build(cls, rules: Sequence[Rule], field: str) -> FieldIndex:
