@@ -43,6 +43,7 @@ _REPORT_KINDS = {"delivery-status": ScreenKind.BOUNCE, "disposition-notification
 _KIND_ORDER = (ScreenKind.OWN_MAIL, ScreenKind.FEEDBACK_REPORT, ScreenKind.RECEIPT, ScreenKind.BOUNCE,
                ScreenKind.LIST, ScreenKind.AUTO_REPLY)
 _COMMENT = re.compile(r"\([^()]*\)")
+_QUOTED_SUBJECT = re.compile(r"^[ \t>]*(subject|oggetto|betreff|objet|asunto)[ \t]*:.*$", re.IGNORECASE | re.MULTILINE)
 _SNIPPET_CHARS = 60
 NO_HEADERS: Mapping[str, str] = {}
 
@@ -247,11 +248,12 @@ def _human_mark(subject: str, body: _Text, weak: Sequence[_Hit], hits: Mapping[s
 
     Body marks are looked for in the words before the first of these signs or their
     partners (the lead): a person's own words come before the error they paste; what
-    comes after is the machine's text, or the person's quoting it.
+    comes after is the machine's text, or the person's quoting it. A ``Subject:`` line
+    there is the original's words (receipts and bounces quote it), not the writer's.
     """
     involved = [*weak, *(hits[p] for h in weak for p in h.partners if p in hits)]
     lead_end = min((h.start for h in involved if h.start is not None), default=len(body.lower))
-    lead = body if lead_end >= len(body.lower) else _Text.of(body.shown[:lead_end])
+    lead = _Text.of(_QUOTED_SUBJECT.sub("", body.shown[:lead_end]))
     title = _Text.of(subject)
     kinds = {h.sign.kind for h in weak}
     for mark in marks:

@@ -290,6 +290,12 @@ def test_a_person_asking_about_out_of_office_is_a_request(subject: str, body: st
     assert_human(from_person(subject=subject, body_text=body))
 
 
+def test_a_read_receipt_quoting_a_question_is_still_a_receipt() -> None:
+    body = ("Your message\n\n  To: Help Desk\n  Subject: Re: [HD-2027-0100] can you reset my password?\n"
+            "  Sent: Monday, January 4, 2027 9:00 AM\n\nwas read on Monday, January 4, 2027 9:30 AM.")
+    assert_automatic(from_person(subject="Read: can you reset my password?", body_text=body), ScreenKind.RECEIPT, "")
+
+
 def test_what_speaks_for_a_person_in_a_bounce_does_not_in_an_auto_reply() -> None:
     body = "Sono assente fino al 7 gennaio. Per urgenze potete contattare la segreteria."
     assert_automatic(from_person(subject="Risposta automatica: Richiesta", body_text=body), ScreenKind.AUTO_REPLY, "")
