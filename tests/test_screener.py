@@ -290,6 +290,20 @@ def test_a_person_asking_about_out_of_office_is_a_request(subject: str, body: st
     assert_human(from_person(subject=subject, body_text=body))
 
 
+@pytest.mark.parametrize(
+    "subject",
+    ["Out of Office: Re: Richiesta nuova casella [HD-2027-000123]", "Automatic reply: RE: budget",
+     "Risposta automatica: Re: password [HD-2027-000007]", "Assenza: R: verbale"],
+)
+def test_an_auto_reply_repeating_the_subject_it_answers_is_automatic_whatever_its_body(subject: str) -> None:
+    assert_automatic(from_person(subject=subject, body_text="Buongiorno, torno lunedì."), ScreenKind.AUTO_REPLY, "")
+
+
+def test_a_person_s_subject_that_only_starts_like_an_absence_notice_is_a_request() -> None:
+    assert_human(from_person(subject="Out of office: Monday", body_text="I will be out of the office on Monday."))
+    assert_human(from_person(subject="Re: Automatic reply: budget [HD-2027-000123]", body_text="Grazie, ricevuto."))
+
+
 def test_a_read_receipt_quoting_a_question_is_still_a_receipt() -> None:
     body = ("Your message\n\n  To: Help Desk\n  Subject: Re: [HD-2027-0100] can you reset my password?\n"
             "  Sent: Monday, January 4, 2027 9:00 AM\n\nwas read on Monday, January 4, 2027 9:30 AM.")
