@@ -59,7 +59,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from maild.errors import RulesError
@@ -179,8 +178,7 @@ class FieldIndex:
                     by_word.setdefault(key, []).append((position, pattern))
                 if not keys:
                     others.append((position, pattern))
-        return cls(MappingProxyType({w: tuple(items) for w, items in by_word.items()}), frozenset(by_word),
-                   tuple(others))
+        return cls({w: tuple(items) for w, items in by_word.items()}, frozenset(by_word), tuple(others))
 
 
 def _word(text: str, index: int) -> bool:
@@ -443,7 +441,8 @@ class ScreeningRules:
     max_json_chars: int
     json_envelopes: tuple[str, ...]
     fields: Mapping[str, FieldIndex]
-    """Every field some rule looks at, with the index of its patterns."""
+    """Every field some rule looks at, with the index of its patterns (a plain dict: the record pickles,
+    for a triage worker started by spawn)."""
     local_parts: re.Pattern[str]
     """Every address rule's patterns in one alternation, rule by rule (group ``a<position>``)."""
 
@@ -459,7 +458,7 @@ class ScreeningRules:
         """The record with its field indexes built."""
         rules = tuple(rules)
         names = sorted({on for rule in rules for on in rule.on}, key=lambda n: (n not in FIELDS, n))
-        fields = MappingProxyType({name: FieldIndex.build(rules, name) for name in names})
+        fields = {name: FieldIndex.build(rules, name) for name in names}
         addresses = tuple(addresses)
         local_parts = re.compile("|".join(f"(?P<a{i}>{a.pattern.pattern})" for i, a in enumerate(addresses))
                                  or "(?!)")

@@ -9,6 +9,7 @@ search of every pattern, on real messages and on texts made of the data's own wo
 from __future__ import annotations
 
 import copy
+import pickle
 import re
 import tomllib
 from functools import cache
@@ -55,6 +56,12 @@ def test_the_shipped_file_loads_and_uses_every_kind_but_own_mail() -> None:
     kinds = {a.kind for a in loaded.addresses} | {r.kind for r in loaded.rules} | {j.kind for j in loaded.json}
     assert kinds == set(ScreenKind) - {ScreenKind.OWN_MAIL}  # own mail is the settings' business
     assert {"subject", "body", "attachment"} <= set(loaded.fields)
+
+
+def test_the_compiled_data_pickles_for_a_worker_process() -> None:
+    copied = pickle.loads(pickle.dumps(rules()))
+    assert copied.count == rules().count
+    assert is_machine_address("MAILER-DAEMON@mx.example.it", copied) == is_machine_address("MAILER-DAEMON@x", rules())
 
 
 def test_every_rule_says_why_and_shows_both_sides() -> None:
