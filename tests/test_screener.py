@@ -227,7 +227,8 @@ def test_a_bounce_from_a_human_looking_address_is_known_by_its_content(changes: 
             "Vi giro l'errore.\n\n-----Messaggio originale-----\nDa: Mail Delivery System\nInviato: lunedì\n\n"
             + GATEWAY_EN)},
         {"subject": "Fwd: Mail delivery failed: returning message to sender", "body_text": (
-            "---------- Forwarded message ---------\nFrom: Mail Delivery Subsystem\nDate: Mon, 4 Jan 2027\n\n"
+            "---------- Forwarded message ---------\nFrom: Mail Delivery Subsystem <mailer-daemon@example.org>\n"
+            "Date: Mon, 4 Jan 2027\n\n"
             + GATEWAY_EN)},
         {"subject": "FW: Delivery Status Notification (Failure) verbale", "body_text": "", "attachments": ORIGINAL},
         # A follow-up to a ticket about a bounce.
@@ -237,7 +238,8 @@ def test_a_bounce_from_a_human_looking_address_is_known_by_its_content(changes: 
         # A question, a first-person account, a signed note, each before the error pasted under it.
         {"subject": "Returned mail: see transcript (Mario)", "body_text": (
             "Did you get my message? It came back.\n\nTranscript of session follows:\n"
-            "... while talking to mx.example.org.:\n>>> RCPT To:<bob@example.org>\n<<< 550 5.1.1 no such user\n")},
+            "... while talking to mx.example.org.:\n>>> RCPT To:<bob@example.org>\n"
+            "<<< 550 5.1.1 <bob@example.org>... no such user here\n")},
         {"subject": "Undelivered Mail Returned to Sender: verbale", "body_text": (
             "La mia mail al collega torna indietro.\n\nhost mx.example.it said: 550 5.1.1 user unknown\n")},
         {"subject": "Delivery Status Notification (Failure) - Anna", "body_text": (
