@@ -35,17 +35,19 @@ from maild.records import (
 )
 from maild.responder import find_ticket_refs, make_message_id
 from maild.rules import Rules, load_rules
+from maild.rules.screening import ScreeningRules, load_screening
 from maild.screener import screen, screen_pec_receipt
 from maild.settings import Administration, Settings
 
 
 @dataclass(frozen=True, slots=True)
 class Triager:
-    """Everything triage needs, loaded once: settings, rules, calendar, the PEC signature verifier."""
+    """Everything triage needs, loaded once: settings, rules, calendar, screening data, the PEC signature verifier."""
 
     settings: Settings
     rules: Rules
     calendar: ServiceCalendar
+    screening: ScreeningRules
     verifier: SignatureVerifier | None = None
     """Checks PEC signatures against ``[pec] ca_file``; None without one (no envelope then authorizes)."""
     own_addresses: frozenset[str] = field(init=False)
@@ -61,7 +63,7 @@ class Triager:
         """``compiled``: the rules' templates now, else on first use (see ``Rules.compile``)."""
         rules = load_rules(settings.triage.rules, compiled=compiled)
         verifier = OpenSSLVerifier(settings.pec.ca_file) if settings.pec.ca_file is not None else None
-        return cls(settings, rules, ServiceCalendar(settings.service_hours), verifier)
+        return cls(settings, rules, ServiceCalendar(settings.service_hours), load_screening(), verifier)
 
     def read(self, raw: bytes) -> tuple[ParsedMessage, PecRead | None]:
         """Parse ``raw`` and read it as PEC: the record to decide on, and the PEC reading if it is PEC."""
@@ -80,7 +82,7 @@ class Triager:
         if pec is not None and pec.facts.kind is PecKind.RECEIPT:
             screened = screen_pec_receipt(pec.facts)
         else:
-            screened = screen(message, self.own_addresses)
+            screened = screen(message, self.own_addresses, self.screening)
         if not screened.human:
             return self._disposition(message, Category.OTHER, Decision.IGNORED, None, "it", received_at,
                                      (*pec_reasons, *screened.reasons), scheduled=False,

@@ -154,12 +154,29 @@ class ParsedMessage:
     size: int
 
 
+class ScreenKind(enum.StrEnum):
+    """Why a message is automatic, in one word: the digest and stats split the ignored mail by it."""
+
+    AUTO_REPLY = "auto_reply"
+    """Out-of-office and other automatic answers, and automatic mail of no more specific kind."""
+    BOUNCE = "bounce"
+    RECEIPT = "receipt"
+    """Read and delivery receipts (MDN, PEC receipts)."""
+    LIST = "list"
+    """Mailing-list and bulk mail, and list managers' notices."""
+    FEEDBACK_REPORT = "feedback_report"
+    """Abuse and feedback-loop reports (RFC 5965, and providers' older shapes)."""
+    OWN_MAIL = "own_mail"
+
+
 @dataclass(frozen=True, slots=True)
 class ScreenResult:
     """Whether a message is a human request at all."""
 
     human: bool
     reasons: tuple[str, ...]
+    kind: ScreenKind | None = None
+    """None for human mail; for automatic mail, the kind of its most specific sign."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ DEFAULT_RULES = _shipped("rules.toml")
 """The shipped classification rules: ``[triage] rules`` replaces them."""
 DEFAULT_TEMPLATES = _shipped("templates")
 """The shipped reply templates: ``[templates] path`` replaces them."""
+DEFAULT_SCREENING = _shipped("screening.toml")
+"""The shipped signs of automatic mail beyond RFC 3834."""
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
