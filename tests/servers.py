@@ -326,6 +326,12 @@ class _Handler:
     """Seconds before each DATA of the first connection to send one is answered: a slow link."""
     slow_peer: Any = None
     mail_commands: int = 0
+    data_commands: int = 0
+    refuse_every: int = 0
+    """Refuse every ``refuse_every``-th DATA with ``every_reply`` (0: none): a greylisting relay."""
+    every_reply: str = "451 4.3.0 try again later"
+    on_accept: Callable[[int], None] | None = None
+    """Called with the count of accepted messages before each 250 to DATA: a fault at a chosen moment."""
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
                           mail_options: list[str]) -> str:
@@ -353,12 +359,18 @@ class _Handler:
         with self.lock:
             if self.data_reply is not None:
                 return self.data_reply
+            self.data_commands += 1
+            if self.refuse_every and self.data_commands % self.refuse_every == 0:
+                return self.every_reply
             peer = session.peer
             self.mails.append(CapturedMail(
                 mail_from=envelope.mail_from, rcpt_tos=tuple(envelope.rcpt_tos),
                 data=bytes(envelope.original_content), mail_options=tuple(envelope.mail_options),
                 peer=f"{peer[0]}:{peer[1]}",
             ))
+            accepted, hook = len(self.mails), self.on_accept
+        if hook is not None:
+            hook(accepted)  # outside the lock; the client waits for its 250 meanwhile
         return "250 OK"
 
 
@@ -419,6 +431,23 @@ class SmtpCapture:
     def refuse_data(self, reply: str | None) -> None:
         with self._handler.lock:
             self._handler.data_reply = reply
+
+    def refuse_data_every(self, every: int, reply: str = "451 4.3.0 try again later") -> None:
+        """Refuse one DATA in ``every`` (counting every DATA, retries too) with ``reply``."""
+        with self._handler.lock:
+            self._handler.refuse_every, self._handler.every_reply = every, reply
+
+    @property
+    def refused_data(self) -> int:
+        """DATA commands refused by ``refuse_data_every`` so far."""
+        with self._handler.lock:
+            every = self._handler.refuse_every
+            return self._handler.data_commands // every if every else 0
+
+    def on_accept(self, hook: Callable[[int], None] | None) -> None:
+        """Run ``hook(accepted so far)`` before each 250 to DATA (in the server's thread)."""
+        with self._handler.lock:
+            self._handler.on_accept = hook
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[CapturedMail]:
         """Hang guard for asynchronous senders: the messages once ``count`` arrived or time ran out."""

@@ -13,7 +13,7 @@ from maild.daemon.intake import IntakeService
 from maild.daemon.loop import Daemon
 from maild.daemon.metrics import DaemonMetrics
 from maild.daemon.notify import Notifier
-from maild.daemon.outbox.sender import OutboxSender, worker_name
+from maild.daemon.outbox.sender import Backoff, OutboxSender, worker_name
 from maild.daemon.outbox.transport import make_transport
 from maild.errors import ConfigError
 from maild.mail.maildir import MaildirSource, make_maildir
@@ -43,7 +43,8 @@ def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
     clock = clock or SystemClock()
     store = open_store(settings)
     intake = build_intake(settings, store, compiled=False)  # Daemon.run has them compiled where they are used
-    sender = OutboxSender(store, make_transport(settings), clock, settings.limits, worker_name())
+    sender = OutboxSender(store, make_transport(settings), clock, settings.limits, worker_name(),
+                          backoff=Backoff.of(settings.smtp))
     return Daemon(intake=intake, source=make_source(settings), sender=sender, store=store, clock=clock,
                   max_message_bytes=settings.limits.max_message_bytes,
                   notifier=Notifier.from_environ(os.environ),

@@ -300,9 +300,16 @@ class Store:
             return outbox_ops.mark_retry(conn, outbox_id, owner=lease_owner, now=now, error=error,
                                          next_attempt_at=next_attempt_at)
 
-    def mark_failed(self, outbox_id: int, lease_owner: str, now: datetime, error: str) -> bool:
+    def mark_failed(self, outbox_id: int, lease_owner: str, now: datetime, error: str, *,
+                    given_up: bool = False) -> bool:
         with self._connection("cannot mark a reply failed") as conn:
-            return outbox_ops.mark_failed(conn, outbox_id, owner=lease_owner, now=now, error=error)
+            return outbox_ops.mark_failed(conn, outbox_id, owner=lease_owner, now=now, error=error,
+                                          given_up=given_up)
+
+    def release_untried(self, outbox_ids: Sequence[int], lease_owner: str, next_attempt_at: datetime) -> int:
+        """Hand back leased replies that were never tried (the rest of an interrupted claim)."""
+        with self._connection("cannot hand replies back") as conn:
+            return outbox_ops.release_untried(conn, outbox_ids, owner=lease_owner, next_attempt_at=next_attempt_at)
 
     def outbox(self, state: OutboxState | None = None, limit: int = 1000) -> tuple[OutboxSummary, ...]:
         with self._tx("cannot list the outbox") as s:
