@@ -8,7 +8,8 @@ answer, the fixtures FAIL (never skip) with the command that fixes it.
   (password ``pw``, admitted by Dovecot's static passdb): an empty INBOX plus
   Processed and Quarantine, seen by no other test. ``DovecotControl`` stops and
   starts the whole server mid-test.
-* PostgreSQL: ``create_database`` / ``drop_database`` give a test its own database.
+* PostgreSQL: ``create_database`` / ``drop_database`` give a test its own database;
+  ``PrivatePostgres`` a whole cluster of its own, to stop and start mid-test.
 * ``SmtpCapture``: an aiosmtpd server on a fixed free port that records every
   envelope; it can be stopped and started again on the same port.
 """
@@ -289,6 +290,47 @@ def drop_database(env: ServerEnv, name: str) -> None:
     """Drop ``name``, disconnecting whatever the test left connected."""
     with psycopg.connect(env.pg_conninfo(), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+"""The PostgreSQL that ``scripts/servers.sh`` installs."""
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb in a temporary folder, a free port), which the
+    test may stop and start mid-run; the shared one is never touched. Root only: it runs as postgres."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="maild-pg-"))  # under /tmp: reachable by postgres
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self._postgres(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
+                       "--auth=trust", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._postgres(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "log", "-w", "-t", "60",
+                       "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: clients are disconnected, as by a restart; ``immediate``: a crash)."""
+        self._postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop")
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _postgres(self, *command: str | Path) -> None:
+        done = subprocess.run(["runuser", "-u", "postgres", "--", *map(str, command)], stdin=subprocess.DEVNULL,
+                              capture_output=True, check=False)
+        assert done.returncode == 0, f"{command[0]} failed: {done.stderr.decode(errors='replace')}"
 
 
 # ---------------------------------------------------------------- SMTP

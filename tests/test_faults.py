@@ -10,6 +10,11 @@ clock: nothing waits for minutes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
+import os
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -17,14 +22,16 @@ from pathlib import Path
 
 import pytest
 
+from maild.daemon.outbox import journal as journal_module
 from maild.daemon.outbox.journal import open_journal
 from maild.daemon.outbox.sender import Backoff, OutboxSender
 from maild.daemon.outbox.transport import SmtpTransport
+from maild.errors import StoreError
 from maild.records import OutboxState
 from maild.settings import Limits, Smtp
 from maild.store import Store
 from tests.daemon_kit import FakeClock, classify_reply
-from tests.servers import SmtpCapture
+from tests.servers import PrivatePostgres, SmtpCapture
 from tests.test_sender import NOW, queue, states
 
 ROUNDS = 12
@@ -94,3 +101,122 @@ def test_a_dropped_connection_is_reopened_at_once_for_the_rest(sqlite_store: Sto
         sender.transport.close()
     assert delivered(smtp_server) == Counter(ids)
     assert len({m.peer for m in smtp_server.messages}) > 20  # a new connection after each drop
+
+
+# ---------------------------------------------------------------- a fault after the server's 250
+
+
+def test_postgresql_restarted_while_replies_are_marked_sends_none_twice(private_pg: PrivatePostgres,
+                                                                        smtp_server: SmtpCapture) -> None:
+    with Store.open(private_pg.url) as store:
+        ids = queue(store, 30)
+        smtp_server.on_accept(lambda accepted: private_pg.stop() if accepted == 10 else None)
+        clock = FakeClock(NOW)  # never moved: no lease can run out
+        sender = OutboxSender(store, transport(smtp_server), clock, Limits(), "host:1")
+        try:
+            with pytest.raises(StoreError):
+                sender.drain()  # the 10th reply's 250 came with the database gone
+            assert len(smtp_server.messages) == 10 and not sender.settled
+            with pytest.raises(StoreError):
+                sender.drain()  # still down: what it knows is kept, nothing is claimed or sent
+            assert len(smtp_server.messages) == 10
+            smtp_server.on_accept(None)
+            private_pg.start()
+            report = sender.drain()
+        finally:
+            sender.transport.close()
+        assert report.sent == 20 and sender.settled
+        assert delivered(smtp_server) == Counter(ids)  # none twice, none left to a lease
+        assert set(states(store).values()) == {OutboxState.SENT}
+
+
+def test_a_journal_write_refused_by_a_full_disk_falls_back_to_a_commit(
+    sqlite_store: Store, smtp_server: SmtpCapture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = queue(sqlite_store, 6)
+    real_append = journal_module._append
+
+    def full_disk_after_three(fd: int, line: bytes) -> int:
+        if int(line) > 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_append(fd, line)
+
+    monkeypatch.setattr(journal_module, "_append", full_disk_after_three)
+    journal = open_journal(sqlite_store, "host:1")
+    sender = OutboxSender(sqlite_store, transport(smtp_server), FakeClock(NOW), Limits(), "host:1",
+                          journal=journal)
+    try:
+        assert sender.drain().sent == 6 and sender.settled
+    finally:
+        sender.transport.close()
+    assert delivered(smtp_server) == Counter(ids)
+    assert set(states(sqlite_store).values()) == {OutboxState.SENT}
+    assert journal is not None and journal.path.read_bytes() == b""  # folded; no line cut short left behind
+
+
+def test_a_short_journal_write_is_cut_off_so_no_later_line_is_glued_to_it(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    journal = open_journal(sqlite_store, "host:1")
+    assert journal is not None
+    journal.record(12)
+    monkeypatch.setattr(journal_module, "_append", lambda fd, line: os.write(fd, line[:1]))
+    with pytest.raises(StoreError, match="short write"):
+        journal.record(345)
+    monkeypatch.undo()
+    journal.record(6)
+    assert journal.path.read_bytes() == b"12\n6\n"  # not "12\n36\n"
+    journal.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 4 MiB tmpfs of the test's own, to fill up."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write to ``disk`` until not one byte more fits; returns the file to remove to free it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    chunk = 1 << 16
+    try:
+        while chunk:
+            try:
+                os.write(fd, b"\0" * chunk)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                chunk //= 2
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_disk_after_the_250_sends_none_twice(small_disk: Path, smtp_server: SmtpCapture,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    with Store.open(f"sqlite:///{small_disk}/maild.db") as store:
+        ids = queue(store, 40)
+        filler: list[Path] = []
+        smtp_server.on_accept(lambda accepted: filler.append(fill(small_disk)) if accepted == 1 else None)
+        journal = open_journal(store, "host:1")
+        sender = OutboxSender(store, transport(smtp_server), FakeClock(NOW), Limits(), "host:1", journal=journal)
+        try:
+            with caplog.at_level(logging.WARNING, "maild.sender"), contextlib.suppress(StoreError):
+                sender.drain()  # the journal refuses the first mark; the database takes it, or it is kept
+            assert "cannot write the sent journal" in caplog.text
+            assert set(delivered(smtp_server).values()) == {1}
+            smtp_server.on_accept(None)
+            filler[0].unlink()
+            sender.drain()
+        finally:
+            sender.transport.close()
+            if journal is not None:
+                journal.close()
+        assert delivered(smtp_server) == Counter(ids)  # none twice, none lost, no lease waited for
+        assert set(states(store).values()) == {OutboxState.SENT} and sender.settled
