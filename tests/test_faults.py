@@ -21,17 +21,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from maild.daemon.outbox import journal as journal_module
 from maild.daemon.outbox.journal import open_journal
 from maild.daemon.outbox.sender import Backoff, OutboxSender
 from maild.daemon.outbox.transport import SmtpTransport
-from maild.errors import StoreError
+from maild.errors import StoreError, StoreUnavailable
+from maild.mail.maildir import make_maildir
 from maild.records import OutboxState
 from maild.settings import Limits, Smtp
 from maild.store import Store
-from tests.daemon_kit import FakeClock, classify_reply
-from tests.servers import PrivatePostgres, SmtpCapture
+from maild.store.engine import translated
+from tests.daemon_kit import FakeClock, classify_reply, daemon, db_rows, smtp_table, write_config
+from tests.servers import PrivatePostgres, SmtpCapture, make_message
 from tests.test_sender import NOW, queue, states
 
 ROUNDS = 12
@@ -220,3 +223,54 @@ def test_a_full_disk_after_the_250_sends_none_twice(small_disk: Path, smtp_serve
                 journal.close()
         assert delivered(smtp_server) == Counter(ids)  # none twice, none lost, no lease waited for
         assert set(states(store).values()) == {OutboxState.SENT} and sender.settled
+
+
+# ---------------------------------------------------------------- a database outage during intake
+
+
+def deliver(inbox: Path, numbers: range) -> None:
+    for n in numbers:
+        (inbox / "tmp" / f"{n}.eml").write_bytes(make_message(n, tag="outage"))
+        (inbox / "tmp" / f"{n}.eml").rename(inbox / "new" / f"{n}.eml")
+
+
+def in_folder(folder: Path) -> int:
+    return sum(1 for sub in ("new", "cur") if (folder / sub).exists() for _ in (folder / sub).iterdir())
+
+
+def test_a_database_outage_during_intake_quarantines_nothing(private_pg: PrivatePostgres, smtp_server: SmtpCapture,
+                                                             tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    inbox = tmp_path / "inbox"
+    make_maildir(inbox)
+    config = write_config(tmp_path / "maild.toml", mailbox={"kind": "maildir", "path": str(inbox)},
+                          smtp=smtp_table(smtp_server), database_url=private_pg.url)
+    _, intake = daemon(config, FakeClock(NOW))
+    try:
+        deliver(inbox, range(100))
+        assert intake.drain_mailbox() == 100
+        private_pg.stop()
+        deliver(inbox, range(100, 250))
+        with caplog.at_level(logging.INFO, "maild"), pytest.raises(StoreUnavailable):
+            intake.drain_mailbox()
+        assert "quarantin" not in caplog.text  # neither done nor said: the database is at fault, not the mail
+        assert in_folder(inbox) == 150 and in_folder(inbox / ".Quarantine") == 0
+        private_pg.start()
+        assert intake.drain_mailbox() == 150
+    finally:
+        intake.source.close()
+        intake.store.close()
+    assert in_folder(inbox) == 0 and in_folder(inbox / ".Processed") == 250
+    assert in_folder(inbox / ".Quarantine") == 0
+    assert db_rows(private_pg.url, "SELECT count(*), count(DISTINCT message_id) FROM messages") == [(250, 250)]
+    assert db_rows(private_pg.url, "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+def test_a_fault_of_the_data_is_told_from_a_fault_of_the_database(private_pg: PrivatePostgres) -> None:
+    with Store.open(private_pg.url) as store:
+        queue(store, 1)
+        with pytest.raises(StoreError) as caught, translated("copy"), store.engine.begin() as conn:
+            conn.execute(text("INSERT INTO outbox SELECT * FROM outbox"))  # the same id twice: the row's fault
+        assert not isinstance(caught.value, StoreUnavailable)
+        private_pg.stop()
+        with pytest.raises(StoreUnavailable, match="OperationalError"):
+            store.outbox()

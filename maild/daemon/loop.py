@@ -58,6 +58,8 @@ EXIT_PENDING = 75
 """``run --once`` exit code when replies could not be sent or the mailbox not drained yet (EX_TEMPFAIL)."""
 ONCE_RECONNECTS = 5
 """``run --once``: how many times an unreachable mailbox is retried before giving up."""
+STORE_RETRY_CAP = 30.0
+"""Longest pause, in seconds, between two tries at a database that is down (1, 2, 4 ... s before)."""
 RECORD_BATCH = 100
 """Messages recorded in one transaction: one commit per batch instead of one per message."""
 MOVE_EVERY = 1000
@@ -240,6 +242,7 @@ class Daemon:
 
     def _intake_loop(self) -> None:
         fetch = True  # the mailbox is read at start, then when _wait says so
+        outages = 0
         while not self.stop.is_set():
             self.notifier.watchdog()
             if self.triage_pool is not None:
@@ -247,14 +250,17 @@ class Daemon:
             try:
                 self._mailbox_down = False
                 if self.drain_mailbox(fetch=fetch):
-                    fetch = True
+                    fetch, outages = True, 0
                     continue
                 self._heartbeat()
-                fetch = self._wait()
+                fetch, outages = self._wait(), 0
             except StoreError as exc:
-                log.error("database unavailable (%s); retrying in %ss", exc, WAIT_SLICE * 5)
+                pause = min(STORE_RETRY_CAP, WAIT_SLICE * 2 ** outages)
+                outages += 1
+                log.error("database unavailable (%s): nothing quarantined, the messages stay in the mailbox; "
+                          "retrying in %.0f s", exc, pause)
                 fetch = True
-                self.stop.wait(WAIT_SLICE * 5)
+                self.stop.wait(pause)
             except SourceError as exc:
                 log.critical("mailbox unusable, stopping: %s", exc)
                 raise

@@ -20,7 +20,6 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.errors import StoreError
 from maild.records import (
     Event,
     EventKind,
@@ -51,7 +50,7 @@ from maild.store import quarantine as quarantine_ops
 from maild.store import reads
 from maild.store import state as state_ops
 from maild.store import tickets as ticket_ops
-from maild.store.engine import describe, make_engine, sqlite_file, sync, translated
+from maild.store.engine import make_engine, sqlite_file, store_error, sync, translated
 from maild.store.schema import at_revision
 
 log = logging.getLogger("maild.store")
@@ -158,14 +157,14 @@ class Store:
                 return intake_ops.record(session, intake, render, self._prefix, self._zone)
         except IntegrityError as exc:
             if not self.is_known(intake.dedupe_key):
-                raise StoreError(f"cannot record message {intake.source_id}: {describe(exc)}") from exc
+                raise store_error(f"cannot record message {intake.source_id}", exc) from exc
             log.info("message %s already recorded by another process", intake.source_id)
             if intake.quarantine_id is not None:
                 with self._tx("cannot close the quarantine entry") as s:
                     intake_ops.mark_retried(s, intake.quarantine_id, intake.now, duplicate=True)
             return IntakeResult(duplicate=True)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record message {intake.source_id}: {describe(exc)}") from exc
+            raise store_error(f"cannot record message {intake.source_id}", exc) from exc
 
     def record_intakes(self, items: Sequence[QueuedIntake]) -> list[IntakeResult]:
         """Record a batch in ONE transaction: for each item what ``record_intake`` would do, in order.
@@ -178,7 +177,7 @@ class Store:
             with self._session() as session:
                 return intake_ops.record_batch(session, items, self._prefix, self._zone)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record a batch of {len(items)} messages: {describe(exc)}") from exc
+            raise store_error(f"cannot record a batch of {len(items)} messages", exc) from exc
 
     def find_thread(self, message_ids: Iterable[str], tag_refs: Iterable[str], from_addr: str) -> TicketRef | None:
         """The ticket a message continues (see ``tickets.find_thread`` for the rules)."""
@@ -423,6 +422,6 @@ class Store:
         except IntegrityError as exc:
             if self.get_state(state_ops.DIGEST_PREFIX + period) is not None:
                 return False
-            raise StoreError(f"cannot record the digest: {describe(exc)}") from exc
+            raise store_error("cannot record the digest", exc) from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record the digest: {describe(exc)}") from exc
+            raise store_error("cannot record the digest", exc) from exc
