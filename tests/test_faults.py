@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections import Counter
@@ -33,8 +35,18 @@ from maild.records import OutboxState
 from maild.settings import Limits, Smtp
 from maild.store import Store
 from maild.store.engine import translated
-from tests.daemon_kit import FakeClock, classify_reply, daemon, db_rows, smtp_table, write_config
-from tests.servers import PrivatePostgres, SmtpCapture, make_message
+from tests.daemon_kit import (
+    FakeClock,
+    classify_reply,
+    daemon,
+    db_rows,
+    imap_table,
+    run_cli,
+    smtp_table,
+    spawn_daemon,
+    write_config,
+)
+from tests.servers import ImapAccount, PrivatePostgres, SmtpCapture, make_message, seed_imap, wait_until
 from tests.test_sender import NOW, queue, states
 
 ROUNDS = 12
@@ -274,3 +286,46 @@ def test_a_fault_of_the_data_is_told_from_a_fault_of_the_database(private_pg: Pr
         private_pg.stop()
         with pytest.raises(StoreUnavailable, match="OperationalError"):
             store.outbox()
+
+
+# ---------------------------------------------------------------- one reader, one standby
+
+
+def recorded(url: str) -> int:
+    return int(db_rows(url, "SELECT count(DISTINCT message_id) FROM messages")[0][0])
+
+
+def test_one_daemon_reads_the_mailbox_and_a_standby_takes_over(tmp_path: Path, imap_account: ImapAccount,
+                                                               smtp_server: SmtpCapture, pg_url: str) -> None:
+    config = write_config(tmp_path / "maild.toml", mailbox=imap_table(imap_account), smtp=smtp_table(smtp_server),
+                          database_url=pg_url)
+    assert run_cli(config, "db", "upgrade").returncode == 0
+    a_log, b_log = tmp_path / "a.log", tmp_path / "b.log"
+    reader = spawn_daemon(config, log=a_log)
+    standby: subprocess.Popen[bytes] | None = None
+    try:
+        assert wait_until(lambda: "this daemon reads the mailbox" in a_log.read_text(), 60), a_log.read_text()
+        standby = spawn_daemon(config, log=b_log)
+        assert wait_until(lambda: "another daemon reads the mailbox" in b_log.read_text(), 60), b_log.read_text()
+        seed_imap(imap_account, [make_message(n, tag="reader") for n in range(100)])
+        assert wait_until(lambda: recorded(pg_url) == 100, 120), a_log.read_text()[-3000:]
+        assert "queued" in a_log.read_text()
+        assert "queued" not in b_log.read_text() and "UIDVALIDITY" not in b_log.read_text()  # never even connected
+        status = json.loads(run_cli(config, "status", "--json").stdout)
+        assert status["reader"].endswith(f":{reader.pid}")
+
+        reader.kill()  # SIGKILL: its database session ends with it, and the lock with the session
+        reader.wait(timeout=30)
+        killed = time.monotonic()
+        assert wait_until(lambda: "this daemon reads the mailbox" in b_log.read_text(), 30), b_log.read_text()
+        assert time.monotonic() - killed < 10  # within seconds
+        seed_imap(imap_account, [make_message(n, tag="reader") for n in range(100, 150)])
+        assert wait_until(lambda: recorded(pg_url) == 150, 120), b_log.read_text()[-3000:]
+        assert json.loads(run_cli(config, "status", "--json").stdout)["reader"].endswith(f":{standby.pid}")
+    finally:
+        for process in (reader, standby):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=60)
+    assert db_rows(pg_url, "SELECT count(*) FROM messages") == [(150,)]
+    assert db_rows(pg_url, "SELECT count(*) FROM quarantine") == [(0,)]

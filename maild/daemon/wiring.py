@@ -20,9 +20,10 @@ from maild.mail.maildir import MaildirSource, make_maildir
 from maild.pipeline import Triager
 from maild.poller import ImapSource
 from maild.responder import Responder
-from maild.settings import Settings
+from maild.settings import Mailbox, Settings
 from maild.sources import MailSource
 from maild.store import Store
+from maild.store.reader import ReaderLock
 
 
 def open_store(settings: Settings) -> Store:
@@ -49,7 +50,15 @@ def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
                   max_message_bytes=settings.limits.max_message_bytes,
                   notifier=Notifier.from_environ(os.environ),
                   metrics=DaemonMetrics(store, settings.metrics.listen, clock),
-                  parallel_triage=True, parallel_sending=parallel_sending)
+                  parallel_triage=True, parallel_sending=parallel_sending,
+                  reader=ReaderLock(store.engine, mailbox_name(settings.mailbox)))
+
+
+def mailbox_name(mailbox: Mailbox) -> str:
+    """The mailbox as daemons sharing a database tell it: two daemons on one name read it one at a time."""
+    if mailbox.kind == "maildir":
+        return f"maildir:{mailbox.path.resolve()}"
+    return f"imap://{mailbox.username}@{mailbox.host}:{mailbox.port}/{mailbox.folder}"
 
 
 def seed_maildir(inbox: Path, files: list[Path]) -> int:

@@ -22,6 +22,7 @@ from maild.poller import open_client
 from maild.records import OutboxState, QuarantineState
 from maild.settings import HEALTH_MAX_AGE, HEALTH_PROBE_TIMEOUT, Mailbox, Settings
 from maild.store import Store
+from maild.store.reader import READER_STATE
 from maild.store.state import DIGEST_PREFIX
 
 log = logging.getLogger("maild.health")
@@ -61,6 +62,9 @@ class HealthFacts:
     waiting_take_in: int
     next_take_in: datetime | None
     next_digest: datetime | None
+    reader: str | None = None
+    """The daemon (``host:pid``) that reads the mailbox among those sharing a PostgreSQL database."""
+    reader_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +129,7 @@ def gather(store: Store, settings: Settings, now: datetime, mailbox: MailboxProb
     """Read the facts from the database."""
     beat = store.get_state("heartbeat:" + DAEMON)
     poll = store.get_state(LAST_POLL_KEY)
+    reader = store.get_state(READER_STATE)
     stats = store.stats(now, now)
     by_state = dict(stats.outbox_by_state_now)
     calendar = ServiceCalendar(settings.service_hours)
@@ -142,6 +147,7 @@ def gather(store: Store, settings: Settings, now: datetime, mailbox: MailboxProb
         next_take_in=store.next_take_in_at(),
         next_digest=next_digest_at(now, settings, calendar,
                                    lambda period: store.get_state(DIGEST_PREFIX + period) is not None),
+        reader=reader.value if reader else None, reader_since=reader.updated_at if reader else None,
     )
 
 
@@ -201,6 +207,7 @@ def status_lines(health: Health, settings: Settings) -> list[str]:
         f"  daemon          last heartbeat {ago(f.heartbeat_at)}",
         f"  last poll       {ago(f.last_poll_at)}",
         f"  mailbox         {mailbox}",
+        *([f"  read by         {f.reader} since {when(f.reader_since, tz)}"] if f.reader and f.reader_since else []),
         f"  outbox          {f.outbox_pending} pending, {f.outbox_failing} failing (being retried), "
         f"{f.outbox_failed} failed, {f.outbox_held} held",
         f"  quarantine      {f.quarantined} message(s)",
@@ -224,4 +231,5 @@ def status_json(health: Health) -> dict[str, object]:
                    "held": f.outbox_held},
         "quarantined": f.quarantined, "open_tickets": f.open_tickets, "waiting_take_in": f.waiting_take_in,
         "next_take_in_at": iso(f.next_take_in), "next_digest_at": iso(f.next_digest),
+        "reader": f.reader, "reader_since": iso(f.reader_since),
     }

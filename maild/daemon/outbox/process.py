@@ -55,6 +55,8 @@ log = logging.getLogger("maild.sender")
 
 WAKE, DONE = b"w", b"d"
 _COUNTS = struct.Struct("!III")
+SETTLE_AT_EXIT = 20.0
+"""How long a finishing sender keeps trying to write the sent marks it holds in memory (within STOP_TIMEOUT)."""
 STOP_TIMEOUT = 30.0
 """How long a stopping daemon waits for the sender to finish its drain before killing it."""
 
@@ -181,10 +183,24 @@ def serve(settings: Settings, log_setup: tuple[str, str], orders: Connection, re
             if finishing:
                 return
     finally:
+        _settle_before_exit(sender)
         sender.transport.close()
         if journal is not None:
             journal.close()
         store.close()
+
+
+def _settle_before_exit(sender: OutboxSender) -> None:
+    """Marks kept in memory die with the process: try to write them a while longer before exiting."""
+    deadline = time.monotonic() + SETTLE_AT_EXIT
+    while not sender.settled:
+        try:
+            sender.settle()
+        except MaildError as exc:
+            if time.monotonic() >= deadline:
+                log.error("exiting with sent marks not written (%s): those replies may be sent again", exc)
+                return
+            time.sleep(SETTLE_RETRY)
 
 
 def _read_orders(orders: Connection, timeout: float) -> bool:

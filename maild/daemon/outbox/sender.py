@@ -177,7 +177,7 @@ class OutboxSender:
 
         Raises ``StoreError`` when what it knows cannot be written; it keeps it and writes it first next time.
         """
-        self._settle()
+        self.settle()
         total = SendReport()
         while True:
             self._fold()  # marks of the last batch, and of any stopped sender, before a claim could retake them
@@ -277,8 +277,8 @@ class OutboxSender:
             log.error("cannot hand %d repl%s back yet (%s); retried with the marks", len(rest),
                       "y" if len(rest) == 1 else "ies", exc)
 
-    def _settle(self) -> None:
-        """Before anything else: the marks this sender keeps, then the claim it had to interrupt."""
+    def settle(self) -> None:
+        """Write what this sender keeps (its marks, then the claim it had to interrupt); ``StoreError`` if it cannot."""
         if self.unsettled.accepted:
             self._write_marks()
             log.info("the sent marks kept in memory are written")
