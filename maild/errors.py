@@ -11,10 +11,12 @@ error is translated into one of them where it enters maild, so callers catch
     ├── TemplateError      a reply template is missing or fails to render
     ├── ParseError         raised only by strict helpers; parse_message never raises
     ├── StoreError         the database refused or failed
+    │   └── StoreUnavailable    the database itself is out of reach or out of space: retry, the data is fine
     ├── SourceError        the mailbox (IMAP or Maildir) failed
     │   └── SourceUnavailable   transient: reconnect with backoff
     └── TransportError     the SMTP server (or reply Maildir) failed
         └── TransportUnavailable  transient: retry later
+            └── TransportDeferred   this reply alone refused for now (4xx, dropped under it)
 """
 
 from __future__ import annotations
@@ -49,6 +51,10 @@ class StoreError(MaildError):
     """The database failed; the transaction was rolled back."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or written just now; the same work will succeed later."""
+
+
 class SourceError(MaildError):
     """The mailbox failed in a way that retrying will not fix."""
 
@@ -63,3 +69,7 @@ class TransportError(MaildError):
 
 class TransportUnavailable(TransportError):
     """The SMTP server is unreachable for now; keep the reply and retry."""
+
+
+class TransportDeferred(TransportUnavailable):
+    """The server refused this reply for now (4xx) or dropped the connection under it; the others go on."""

@@ -356,6 +356,8 @@ class EventKind(enum.StrEnum):
     SEND_FAILED = "send_failed"
     """A transient failure; retried later."""
     FAILED = "failed"
+    GIVEN_UP = "given_up"
+    """A reply refused for now for longer than ``smtp.give_up_after_hours``: failed for good."""
     HELD = "held"
     """The per-sender reply brake held a reply back."""
     TAKEN_IN = "taken_in"
@@ -482,6 +484,8 @@ class OutboxItem:
     """Including the attempt this claim is for."""
     lease_owner: str
     lease_until: datetime
+    queued_at: datetime
+    """When the reply entered the outbox: a reply refused for now is given up on this long after it."""
     ticket: str | None = None
     """Reference of the ticket the reply is about, for log lines."""
 

@@ -161,6 +161,8 @@ class Smtp:
     password: str = field(default="", repr=False)
     timeout: float = 30.0
     ca_file: Path | None = None
+    give_up_after_hours: float = 120.0
+    """A reply refused for now (4xx, server down) is retried until it is this old, then failed for good."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -555,7 +557,7 @@ def _mailbox(table: Mapping[str, Any], env: Mapping[str, str]) -> Mailbox:
 
 def _smtp(table: Mapping[str, Any], env: Mapping[str, str]) -> Smtp:
     p = "smtp"
-    _known(table, p, _CONNECTION_KEYS | {"timeout"})
+    _known(table, p, _CONNECTION_KEYS | {"timeout", "give_up_after_hours"})
     tls = _choice(table, p, "tls", "none", ("ssl", "starttls", "none"))
     return Smtp(
         kind=_choice(table, p, "kind", "maildir", ("smtp", "maildir")),
@@ -564,6 +566,7 @@ def _smtp(table: Mapping[str, Any], env: Mapping[str, str]) -> Smtp:
         port=_port(table, p, 465 if tls == "ssl" else 25),
         tls=tls, username=_get(table, p, "username", str, ""), password=_secret(table, p, env),
         timeout=_positive(table, p, "timeout", 30.0, float), ca_file=_ca_file(table, p),
+        give_up_after_hours=_positive(table, p, "give_up_after_hours", 120.0, float),
     )
 
 

@@ -15,6 +15,7 @@ import pytest
 from tests.servers import (
     DovecotControl,
     ImapAccount,
+    PrivatePostgres,
     ServerEnv,
     SmtpCapture,
     create_database,
@@ -26,7 +27,7 @@ from tests.servers import (
     seed_imap,
 )
 
-SERVER_FIXTURES = frozenset({"server_env", "imap_account", "pg_url", "dovecot"})
+SERVER_FIXTURES = frozenset({"server_env", "imap_account", "pg_url", "dovecot", "private_pg"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,6 +63,17 @@ def dovecot(server_env: ServerEnv) -> Iterator[DovecotControl]:
     control = DovecotControl(server_env)
     yield control
     control.start()
+
+
+@pytest.fixture
+def private_pg() -> Iterator[PrivatePostgres]:
+    """A running PostgreSQL cluster of the test's own, to stop and start mid-test; removed afterwards."""
+    cluster = PrivatePostgres()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
 
 
 @pytest.fixture

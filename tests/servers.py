@@ -8,7 +8,8 @@ answer, the fixtures FAIL (never skip) with the command that fixes it.
   (password ``pw``, admitted by Dovecot's static passdb): an empty INBOX plus
   Processed and Quarantine, seen by no other test. ``DovecotControl`` stops and
   starts the whole server mid-test.
-* PostgreSQL: ``create_database`` / ``drop_database`` give a test its own database.
+* PostgreSQL: ``create_database`` / ``drop_database`` give a test its own database;
+  ``PrivatePostgres`` a whole cluster of its own, to stop and start mid-test.
 * ``SmtpCapture``: an aiosmtpd server on a fixed free port that records every
   envelope; it can be stopped and started again on the same port.
 """
@@ -291,6 +292,47 @@ def drop_database(env: ServerEnv, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+"""The PostgreSQL that ``scripts/servers.sh`` installs."""
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of the test's own (initdb in a temporary folder, a free port), which the
+    test may stop and start mid-run; the shared one is never touched. Root only: it runs as postgres."""
+
+    def __init__(self) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="maild-pg-"))  # under /tmp: reachable by postgres
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self._postgres(PG_BIN / "initdb", "-D", self.data, "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
+                       "--auth=trust", "--no-sync")
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
+                   "-c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+        self._postgres(PG_BIN / "pg_ctl", "-D", self.data, "-l", self.dir / "log", "-w", "-t", "60",
+                       "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: clients are disconnected, as by a restart; ``immediate``: a crash)."""
+        self._postgres(PG_BIN / "pg_ctl", "-D", self.data, "-m", mode, "-w", "-t", "60", "stop")
+
+    def remove(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _postgres(self, *command: str | Path) -> None:
+        done = subprocess.run(["runuser", "-u", "postgres", "--", *map(str, command)], stdin=subprocess.DEVNULL,
+                              capture_output=True, check=False)
+        assert done.returncode == 0, f"{command[0]} failed: {done.stderr.decode(errors='replace')}"
+
+
 # ---------------------------------------------------------------- SMTP
 
 
@@ -326,6 +368,12 @@ class _Handler:
     """Seconds before each DATA of the first connection to send one is answered: a slow link."""
     slow_peer: Any = None
     mail_commands: int = 0
+    data_commands: int = 0
+    refuse_every: int = 0
+    """Refuse every ``refuse_every``-th DATA with ``every_reply`` (0: none): a greylisting relay."""
+    every_reply: str = "451 4.3.0 try again later"
+    on_accept: Callable[[int], None] | None = None
+    """Called with the count of accepted messages before each 250 to DATA: a fault at a chosen moment."""
 
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str,  # noqa: N802
                           mail_options: list[str]) -> str:
@@ -353,12 +401,18 @@ class _Handler:
         with self.lock:
             if self.data_reply is not None:
                 return self.data_reply
+            self.data_commands += 1
+            if self.refuse_every and self.data_commands % self.refuse_every == 0:
+                return self.every_reply
             peer = session.peer
             self.mails.append(CapturedMail(
                 mail_from=envelope.mail_from, rcpt_tos=tuple(envelope.rcpt_tos),
                 data=bytes(envelope.original_content), mail_options=tuple(envelope.mail_options),
                 peer=f"{peer[0]}:{peer[1]}",
             ))
+            accepted, hook = len(self.mails), self.on_accept
+        if hook is not None:
+            hook(accepted)  # outside the lock; the client waits for its 250 meanwhile
         return "250 OK"
 
 
@@ -419,6 +473,23 @@ class SmtpCapture:
     def refuse_data(self, reply: str | None) -> None:
         with self._handler.lock:
             self._handler.data_reply = reply
+
+    def refuse_data_every(self, every: int, reply: str = "451 4.3.0 try again later") -> None:
+        """Refuse one DATA in ``every`` (counting every DATA, retries too) with ``reply``."""
+        with self._handler.lock:
+            self._handler.refuse_every, self._handler.every_reply = every, reply
+
+    @property
+    def refused_data(self) -> int:
+        """DATA commands refused by ``refuse_data_every`` so far."""
+        with self._handler.lock:
+            every = self._handler.refuse_every
+            return self._handler.data_commands // every if every else 0
+
+    def on_accept(self, hook: Callable[[int], None] | None) -> None:
+        """Run ``hook(accepted so far)`` before each 250 to DATA (in the server's thread)."""
+        with self._handler.lock:
+            self._handler.on_accept = hook
 
     def wait_for(self, count: int, timeout: float = 10.0) -> list[CapturedMail]:
         """Hang guard for asynchronous senders: the messages once ``count`` arrived or time ran out."""

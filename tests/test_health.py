@@ -105,6 +105,15 @@ def test_two_daemons_one_healthy_is_enough_and_the_other_is_shown() -> None:
     assert both_stuck.exit_code == 1 and len(both_stuck.problems) == 2
 
 
+def test_a_daemon_that_does_not_read_while_another_holds_the_mailbox_stands_by() -> None:
+    standby = run(pid=77, host="mx2", poll=None, started=timedelta(hours=2))
+    health = assess(facts(daemons=(run(), standby), reader="mx1:4242", reader_since=NOW - timedelta(hours=1)))
+    assert [i.state for i in health.instances] == ["running", "standby"]
+    assert health.exit_code == 0 and health.warnings == ()
+    alone = assess(facts(daemons=(standby,), reader="mx1:4242", reader_since=NOW - timedelta(hours=1)))
+    assert alone.exit_code == 1  # the reader is gone: a standby that has not taken over reads nothing
+
+
 def test_trouble_that_needs_a_look_but_not_a_restart_is_a_warning() -> None:
     health = assess(facts(outbox_failing=2, outbox_failed=1, quarantined=3, next_digest=NOW - timedelta(hours=1)))
     assert health.healthy
@@ -243,13 +252,15 @@ def test_two_daemons_sharing_a_database_are_each_shown(tmp_path: Path, pg_url: s
     first = spawn_daemon(config, log=tmp_path / "first.log")
     second = spawn_daemon(config, log=tmp_path / "second.log")
     try:
-        assert wait_until(lambda: states(status_report(config)[1]) == ["running", "running"], 60)
+        # One reads the mailbox, the other stands by (one reader per PostgreSQL database).
+        assert wait_until(lambda: sorted(states(status_report(config)[1])) == ["running", "standby"], 60)
         code, report = status_report(config)
         assert code == 0 and {d["pid"] for d in report["daemons"]} == {first.pid, second.pid}
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=60) == 0
-        code, report = status_report(config)
-        assert code == 0 and sorted(states(report)) == ["running", "stopped"]
+        # Whichever it was, the one left reads: at once if it read already, within seconds if it stood by.
+        assert wait_until(lambda: sorted(states(status_report(config)[1])) == ["running", "stopped"], 60)
+        assert status_report(config)[0] == 0
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=60) == 0
         code, report = status_report(config)

@@ -8,6 +8,7 @@ defers the rest of the batch.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,13 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from maild.daemon.outbox.sender import LEASE_SECONDS, OutboxSender
-from maild.errors import StoreError, TransportError, TransportUnavailable
+from maild.daemon.outbox.sender import LEASE_SECONDS, Backoff, OutboxSender
+from maild.errors import StoreError, TransportDeferred, TransportError, TransportUnavailable
 from maild.mail.maildir import MaildirSink, file_name
+from maild.ops.digest import build_digest
 from maild.records import OutboxState, OutgoingMail
 from maild.settings import Limits
 from maild.store import Store
 from tests.daemon_kit import FakeClock
+from tests.factories import settings
 
 NOW = datetime(2027, 3, 1, 9, 0, tzinfo=UTC)
 
@@ -100,7 +103,7 @@ def test_a_slow_server_gets_the_rest_of_the_batch_under_a_fresh_lease(store: Sto
     report = sender(store, transport, clock).drain()
     assert report.sent == 6 and transport.sent == ids and other.sent == []
     attempts = {o.message_id: o.attempts for o in store.outbox()}
-    assert [attempts[m] for m in ids] == [1, 1, 2, 2, 3, 3]  # two sent per lease, the rest handed back
+    assert [attempts[m] for m in ids] == [1] * 6  # two sent per lease; the rest handed back untried, not counted
     kinds = [e.kind for e in store.recent_events(100)]
     assert kinds.count("sent") == 6 and "send_failed" not in kinds
 
@@ -120,8 +123,10 @@ def test_a_down_server_defers_the_rest_and_a_refusal_fails_one(store: Store) -> 
     done = states(store)
     assert [done[m] for m in ids] == [OutboxState.SENT, OutboxState.FAILED, OutboxState.PENDING,
                                       OutboxState.PENDING]
-    pending = store.outbox(OutboxState.PENDING)
-    assert all(o.next_attempt_at > NOW and o.last_error == "connection refused" for o in pending)
+    tried, untried = sorted(store.outbox(OutboxState.PENDING), key=lambda o: o.id)
+    assert (tried.attempts, tried.last_error) == (1, "connection refused")
+    assert (untried.attempts, untried.last_error) == (0, None)  # never tried: it waits with the server
+    assert untried.next_attempt_at == tried.next_attempt_at > NOW
 
 
 def test_only_a_reply_claimed_for_the_first_time_is_sent_as_a_first_attempt(store: Store) -> None:
@@ -172,3 +177,53 @@ def test_a_reply_written_then_lost_to_a_crash_leaves_one_copy_in_the_maildir(
     assert copies == [f"{name}:2,S" if read_meanwhile else name]
     (outbox,) = store.outbox()
     assert (outbox.state, outbox.attempts) == (OutboxState.SENT, 2)
+
+
+def test_a_reply_refused_for_now_waits_alone_by_its_own_backoff(store: Store) -> None:
+    ids = queue(store, 4)
+
+    def greylist(mail: OutgoingMail) -> None:
+        if mail.message_id == ids[1]:
+            raise TransportDeferred("451 4.7.1 greylisted")
+
+    transport = Transport(greylist)
+    clock = FakeClock(NOW)
+    backoff = Backoff(base=timedelta(seconds=30), jitter=lambda: 0.0)  # half the delay: the earliest
+    first = OutboxSender(store, transport, clock, Limits(), "host:1", backoff=backoff).drain()
+    assert (first.sent, first.deferred, first.failed) == (3, 1, 0)
+    assert transport.sent == [ids[0], ids[2], ids[3]]  # the others went on
+    (waiting,) = store.outbox(OutboxState.PENDING)
+    assert (waiting.attempts, waiting.next_attempt_at) == (1, NOW + timedelta(seconds=15))
+    clock.advance(timedelta(seconds=15))
+    assert OutboxSender(store, transport, clock, Limits(), "host:1", backoff=backoff).drain().deferred == 1
+    (waiting,) = store.outbox(OutboxState.PENDING)
+    assert waiting.next_attempt_at == NOW + timedelta(seconds=15 + 30)  # its own second try: twice as long
+
+
+def test_backoff_is_jittered_within_half_and_all_of_the_capped_delay() -> None:
+    for jitter, expected in ((0.0, 0.5), (0.999, 0.9995)):
+        backoff = Backoff(base=timedelta(seconds=30), cap=timedelta(minutes=30),
+                          jitter=functools.partial(float, jitter))
+        assert backoff.next_try(NOW, 1) == NOW + timedelta(seconds=30) * expected
+        assert backoff.next_try(NOW, 40) == NOW + timedelta(minutes=30) * expected
+
+
+def test_a_reply_refused_for_now_too_long_is_given_up_and_shown_in_the_digest(store: Store) -> None:
+    (mid,) = queue(store, 1)
+
+    def always(mail: OutgoingMail) -> None:
+        raise TransportDeferred("451 4.3.0 try again later")
+
+    clock = FakeClock(NOW)
+    backoff = Backoff(give_up_after=timedelta(hours=2))
+    drained = [OutboxSender(store, Transport(always), clock, Limits(), "host:1", backoff=backoff).drain()]
+    while drained[-1].deferred:
+        clock.advance(backoff.cap)
+        drained.append(OutboxSender(store, Transport(always), clock, Limits(), "host:1", backoff=backoff).drain())
+    assert drained[-1].failed == 1 and len(drained) == 5  # tries at 0, 30, 60, 90 min; given up at 120
+    (outbox,) = store.outbox()
+    assert outbox.state is OutboxState.FAILED
+    assert (outbox.last_error or "").startswith("given up after 2 h and 5 attempt")
+    assert "given_up" in [e.kind for e in store.recent_events(100)]
+    digest = build_digest(store, settings(), clock.now() + timedelta(minutes=1), NOW)
+    assert [(line.message_id, line.reason[:13]) for line in digest.failed] == [(mid, "given up afte")]

@@ -11,7 +11,7 @@ import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from maild.daemon.outbox.transport import SmtpTransport, make_transport
-from maild.errors import TransportError, TransportUnavailable
+from maild.errors import TransportDeferred, TransportError, TransportUnavailable
 from maild.records import OutgoingMail
 from maild.settings import Smtp
 from tests.factories import settings
@@ -189,8 +189,10 @@ def test_a_temporary_recipient_refusal_is_transient(
     smtp_server: SmtpCapture, transport: SmtpTransport
 ) -> None:
     smtp_server.refuse_rcpt(RCPT, "450 4.2.1 Mailbox busy")
-    with pytest.raises(TransportUnavailable, match="450"):
+    with pytest.raises(TransportDeferred, match="450"):  # this reply alone
         transport.send(ack())
+    transport.send(ack(2, recipients=("other@ateneo.example.it",)))  # the connection goes on
+    assert len(smtp_server.messages) == 1
 
 
 def test_partly_refused_recipients_still_count_as_sent(
@@ -209,7 +211,26 @@ def test_refused_data_follows_the_reply_class(
     smtp_server.refuse_data(reply)
     with pytest.raises(TransportError, match=reply[:3]) as caught:
         transport.send(ack())
-    assert isinstance(caught.value, TransportUnavailable) is not permanent
+    assert isinstance(caught.value, TransportDeferred) is not permanent  # for now: this reply alone
+    assert transport.connected
+
+
+def test_a_connection_dropped_under_a_reply_defers_it_alone(smtp_server: SmtpCapture,
+                                                            transport: SmtpTransport) -> None:
+    smtp_server.refuse_data("421 4.3.2 closing")
+    with pytest.raises(TransportDeferred, match="421"):
+        transport.send(ack(1))
+    assert not transport.connected
+    smtp_server.refuse_data(None)
+    transport.send(ack(2))  # a new connection at once
+    assert [m.data for m in smtp_server.messages] == [ack(2).data]
+
+
+def test_a_server_out_of_reach_concerns_every_reply(smtp_server: SmtpCapture, transport: SmtpTransport) -> None:
+    smtp_server.stop()
+    with pytest.raises(TransportUnavailable) as caught:
+        transport.send(ack())
+    assert not isinstance(caught.value, TransportDeferred)
 
 
 def test_a_reply_without_recipients_is_refused_before_connecting(transport: SmtpTransport) -> None:

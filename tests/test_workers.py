@@ -234,7 +234,7 @@ from tests.factories import REPO, settings
 
 class Marking(Triager):
     # Rules only the daemon has: a worker compiling its own from the settings would not mark.
-    def decide(self, message, *, received_at):
+    def decide(self, message, *, received_at, pec=None):
         raise RuntimeError("the daemon's own rules ran")
 
 

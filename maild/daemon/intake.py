@@ -7,10 +7,11 @@ before the commit leaves the message in the mailbox to be processed again; a
 crash after it leaves a message whose dedupe key is already known, which is
 then only moved.
 
-Any failure on one message (parse, rule, template, database constraint)
-quarantines it, with the error recorded, so the messages behind it go on. If
-even the quarantine cannot be recorded the database itself is down: the fault
-is raised and the message stays where it is.
+Any failure of one message (parse, rule, template, a constraint on its row)
+quarantines it, with the error recorded, so the messages behind it go on. A
+fault of the database itself (``StoreUnavailable``: connection, shutdown, disk
+full, lock timeout) is not the message's: nothing is quarantined, the fault is
+raised and the batch stays in the mailbox for the caller to retry.
 
 The stages before the database (``triage``, ``Triaged``) live in
 ``maild.pipeline``, which the triage worker imports alone; they are re-exported
@@ -25,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from maild.errors import StoreError
+from maild.errors import StoreError, StoreUnavailable
 from maild.logs import context
 from maild.mail.keys import dedupe_key, header_value
 from maild.pipeline import Triaged, Triager, thread_query, triage
@@ -84,14 +85,19 @@ class IntakeService:
     store: Store
 
     def process(self, item: Incoming, now: datetime, *, quarantine_id: int | None = None) -> IntakeReport:
-        """Record ``item`` exactly once, or quarantine it; never raise for the message's sake."""
+        """Record ``item`` exactly once, or quarantine it; never raise for the message's sake.
+
+        Raises ``StoreUnavailable`` when the database is at fault: the message stays where it is.
+        """
         if item.raw is None:
             return self._quarantine(item, f"message of {item.size} bytes is over limits.max_message_bytes "
                                           f"({self.settings.limits.max_message_bytes}); not downloaded", now)
         try:
             return self._record(item, item.raw, now, quarantine_id)
+        except StoreUnavailable:
+            raise  # the database's fault, not the message's: retried, never quarantined
         except StoreError as exc:
-            log.warning("recording failed, quarantining: %s", exc,
+            log.warning("recording failed for this message, quarantining: %s", exc,
                         extra=context(raw_message_id(item.raw), source_id=item.source_id))
             return self._quarantine(item, f"{type(exc).__name__}: {exc}", now, retry_of=quarantine_id)
         except Exception as exc:  # the poison message: any stage that raises
@@ -121,6 +127,8 @@ class IntakeService:
         if queued:
             try:
                 results = self.store.record_intakes([self._queued(item, t, now) for _, item, t in queued])
+            except StoreUnavailable:
+                raise  # one by one would fail alike: the caller retries the batch
             except Exception as exc:
                 log.warning("a batch of %d messages could not be recorded in one transaction (%s: %s); "
                             "recording them one by one", len(queued), type(exc).__name__, exc)

@@ -39,13 +39,14 @@ from maild.daemon.metrics import DaemonMetrics
 from maild.daemon.notify import Notifier
 from maild.daemon.outbox.journal import open_journal
 from maild.daemon.outbox.process import SenderProcess
-from maild.daemon.outbox.sender import SENDER_RETRY_POLL, OutboxSender, SendReport
+from maild.daemon.outbox.sender import SENDER_RETRY_POLL, SETTLE_RETRY, OutboxSender, SendReport
 from maild.daemon.processes import TriagePool
 from maild.errors import MaildError, SourceError, SourceUnavailable, StoreError
 from maild.logs import context
 from maild.ops.digest import send_due_digest
 from maild.sources import Incoming, MailSource
 from maild.store import Store
+from maild.store.reader import READER_STATE, ReaderLock
 
 log = logging.getLogger("maild.daemon")
 
@@ -59,6 +60,10 @@ EXIT_PENDING = 75
 """``run --once`` exit code when replies could not be sent or the mailbox not drained yet (EX_TEMPFAIL)."""
 ONCE_RECONNECTS = 5
 """``run --once``: how many times an unreachable mailbox is retried before giving up."""
+STANDBY_POLL = 2.0
+"""Seconds between a standby daemon's tries at the mailbox: how soon it takes over from a reader gone."""
+STORE_RETRY_CAP = 30.0
+"""Longest pause, in seconds, between two tries at a database that is down (1, 2, 4 ... s before)."""
 RECORD_BATCH = 100
 """Messages recorded in one transaction: one commit per batch instead of one per message."""
 MOVE_EVERY = 1000
@@ -116,6 +121,9 @@ class Daemon:
     sender_process: SenderProcess | None = None
     _run_id: int | None = None
     """This run's row in the database's list of daemons (``maild status``)."""
+    reader: ReaderLock | None = None
+    """Who reads the mailbox among daemons sharing a PostgreSQL database (``maild.store.reader``); None: this one."""
+    _reading: bool | None = None
 
     # ------------------------------------------------------------ entry points
 
@@ -224,6 +232,7 @@ class Daemon:
             if sender is not None:
                 sender.join()
             deferred.extend(report.deferred for report in self._finish_sender_process() if report.deferred)
+            self._release_mailbox()
             self.source.close()
             self._close_triage_pool()
         self.send_digest()
@@ -240,6 +249,8 @@ class Daemon:
 
     def _drain_until_empty(self) -> None:
         """Drain until a pass finds nothing; ride out a mailbox outage with the source's backoff."""
+        if not self._reads_mailbox():
+            return
         outages = 0
         while True:
             self._mailbox_down = False
@@ -252,24 +263,53 @@ class Daemon:
 
     def _intake_loop(self) -> None:
         fetch = True  # the mailbox is read at start, then when _wait says so
+        outages = 0
         while not self.stop.is_set():
             self.notifier.watchdog()
             if self.triage_pool is not None:
                 self.triage_pool.check()  # an idle daemon too stops on rules its worker could not compile
             try:
+                if not self._reads_mailbox():
+                    self._heartbeat()
+                    fetch, outages = True, 0
+                    self.stop.wait(STANDBY_POLL)
+                    continue
                 self._mailbox_down = False
                 if self.drain_mailbox(fetch=fetch):
-                    fetch = True
+                    fetch, outages = True, 0
                     continue
                 self._heartbeat()
-                fetch = self._wait()
+                fetch, outages = self._wait(), 0
             except StoreError as exc:
-                log.error("database unavailable (%s); retrying in %ss", exc, WAIT_SLICE * 5)
+                pause = min(STORE_RETRY_CAP, WAIT_SLICE * 2 ** outages)
+                outages += 1
+                log.error("database unavailable (%s): nothing quarantined, the messages stay in the mailbox; "
+                          "retrying in %.0f s", exc, pause)
                 fetch = True
-                self.stop.wait(WAIT_SLICE * 5)
+                self.stop.wait(pause)
             except SourceError as exc:
                 log.critical("mailbox unusable, stopping: %s", exc)
                 raise
+
+    def _reads_mailbox(self) -> bool:
+        """Whether this daemon reads the mailbox now (it holds the reader lock); says so when that changes."""
+        reader = self.reader
+        if reader is None:
+            return True
+        held = reader.hold()
+        if held != self._reading:
+            if held:
+                log.info("this daemon reads the mailbox")
+                self.store.set_state(READER_STATE, self.sender.owner, self.clock.now())
+            elif self._reading:
+                log.warning("this daemon lost the mailbox lock (its database session ended); standing by")
+                self.source.close()
+            else:
+                holder = self.store.get_state(READER_STATE)
+                log.info("another daemon reads the mailbox (%s); this one sends, takes in and stands by",
+                         holder.value if holder else "unknown")
+            self._reading = held
+        return held
 
     def _wait(self) -> bool:
         """Wait one slice; whether the mailbox must be read before the next one.
@@ -456,7 +496,7 @@ class Daemon:
                 log.error("outbox unavailable: %s", exc)
             except Exception:
                 log.exception("sender loop fault; retrying")
-            self._wake_sender.wait(SENDER_RETRY_POLL)
+            self._wake_sender.wait(SENDER_RETRY_POLL if self.sender.settled else SETTLE_RETRY)
 
     # ------------------------------------------------------------ take-in scheduling
 
@@ -518,7 +558,13 @@ class Daemon:
         if pool is not None:
             pool.close()
 
+    def _release_mailbox(self) -> None:
+        if self.reader is not None:
+            self.reader.release()
+        self._reading = None
+
     def _shutdown(self) -> None:
+        self._release_mailbox()
         self._finish_sender_process()
         self.metrics.stop()
         self._close_triage_pool()

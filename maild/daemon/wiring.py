@@ -13,16 +13,17 @@ from maild.daemon.intake import IntakeService
 from maild.daemon.loop import Daemon
 from maild.daemon.metrics import DaemonMetrics
 from maild.daemon.notify import Notifier
-from maild.daemon.outbox.sender import OutboxSender, worker_name
+from maild.daemon.outbox.sender import Backoff, OutboxSender, worker_name
 from maild.daemon.outbox.transport import make_transport
 from maild.errors import ConfigError
 from maild.mail.maildir import MaildirSource, make_maildir
 from maild.pipeline import Triager
 from maild.poller import ImapSource
 from maild.responder import Responder
-from maild.settings import Settings
+from maild.settings import Mailbox, Settings
 from maild.sources import MailSource
 from maild.store import Store
+from maild.store.reader import ReaderLock
 
 
 def open_store(settings: Settings) -> Store:
@@ -43,12 +44,21 @@ def build_daemon(settings: Settings, clock: Clock | None = None) -> Daemon:
     clock = clock or SystemClock()
     store = open_store(settings)
     intake = build_intake(settings, store, compiled=False)  # Daemon.run has them compiled where they are used
-    sender = OutboxSender(store, make_transport(settings), clock, settings.limits, worker_name())
+    sender = OutboxSender(store, make_transport(settings), clock, settings.limits, worker_name(),
+                          backoff=Backoff.of(settings.smtp))
     return Daemon(intake=intake, source=make_source(settings), sender=sender, store=store, clock=clock,
                   max_message_bytes=settings.limits.max_message_bytes,
                   notifier=Notifier.from_environ(os.environ),
                   metrics=DaemonMetrics(store, settings.metrics.listen, clock),
-                  parallel_triage=True, parallel_sending=parallel_sending)
+                  parallel_triage=True, parallel_sending=parallel_sending,
+                  reader=ReaderLock(store.engine, mailbox_name(settings.mailbox)))
+
+
+def mailbox_name(mailbox: Mailbox) -> str:
+    """The mailbox as daemons sharing a database tell it: two daemons on one name read it one at a time."""
+    if mailbox.kind == "maildir":
+        return f"maildir:{mailbox.path.resolve()}"
+    return f"imap://{mailbox.username}@{mailbox.host}:{mailbox.port}/{mailbox.folder}"
 
 
 def seed_maildir(inbox: Path, files: list[Path]) -> int:

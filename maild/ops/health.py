@@ -24,6 +24,7 @@ from maild.poller import open_client
 from maild.records import DaemonRecord, OutboxState, QuarantineState
 from maild.settings import HEALTH_MAX_AGE, HEALTH_PROBE_TIMEOUT, HEALTH_STARTING_FOR, Mailbox, Settings
 from maild.store import Store
+from maild.store.reader import READER_STATE
 from maild.store.state import DIGEST_PREFIX
 
 log = logging.getLogger("maild.health")
@@ -35,7 +36,9 @@ STOPPED_SHOWN_FOR = timedelta(days=1)
 """Daemons that stopped within this time are still listed, so a stop is seen."""
 
 RUNNING, STARTING, NOT_READING, VANISHED, STOPPED = "running", "starting", "not reading", "vanished", "stopped"
-ALIVE = (RUNNING, STARTING, NOT_READING)
+STANDBY = "standby"
+"""Alive beside another daemon that reads the mailbox (PostgreSQL): it sends, takes in and waits to take over."""
+ALIVE = (RUNNING, STARTING, NOT_READING, STANDBY)
 """Daemon states with a fresh heartbeat: the process is there."""
 
 
@@ -66,6 +69,9 @@ class HealthFacts:
     waiting_take_in: int
     next_take_in: datetime | None
     next_digest: datetime | None
+    reader: str | None = None
+    """The daemon (``host:pid``) that reads the mailbox among those sharing a PostgreSQL database."""
+    reader_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +153,7 @@ def _probe_maildir(path: Path, where: str) -> MailboxProbe:
 
 def gather(store: Store, settings: Settings, now: datetime, mailbox: MailboxProbe) -> HealthFacts:
     """Read the facts from the database."""
+    reader = store.get_state(READER_STATE)
     stats = store.stats(now, now)
     by_state = dict(stats.outbox_by_state_now)
     calendar = ServiceCalendar(settings.service_hours)
@@ -162,6 +169,7 @@ def gather(store: Store, settings: Settings, now: datetime, mailbox: MailboxProb
         next_take_in=store.next_take_in_at(),
         next_digest=next_digest_at(now, settings, calendar,
                                    lambda period: store.get_state(DIGEST_PREFIX + period) is not None),
+        reader=reader.value if reader else None, reader_since=reader.updated_at if reader else None,
     )
 
 
@@ -187,7 +195,8 @@ def assess(facts: HealthFacts, max_age: timedelta = HEALTH_MAX_AGE,
            starting_for: timedelta = HEALTH_STARTING_FOR) -> Health:
     """Problems make maild unhealthy; warnings are worth a look."""
     now = facts.now
-    instances = tuple(Instance(d, daemon_state(d, now, max_age, starting_for)) for d in facts.daemons)
+    instances = tuple(_standing_by(Instance(d, daemon_state(d, now, max_age, starting_for)), facts.reader)
+                      for d in facts.daemons)
     problems = _daemon_problems(instances, now)
     warnings: list[str] = [f"daemon {_who(i.record)}: {_not_reading(i.record, now)}"
                            for i in instances if i.state == NOT_READING and problems == []]
@@ -202,6 +211,13 @@ def assess(facts: HealthFacts, max_age: timedelta = HEALTH_MAX_AGE,
     if facts.next_digest is not None and facts.next_digest <= now:
         warnings.append(f"digest: the digest due {facts.next_digest.isoformat()} was not sent yet")
     return Health(facts=facts, instances=instances, problems=tuple(problems), warnings=tuple(warnings))
+
+
+def _standing_by(instance: Instance, reader: str | None) -> Instance:
+    """A live daemon that does not read while another one holds the mailbox stands by: nothing is wrong with it."""
+    if reader and instance.state in (STARTING, NOT_READING) and _who(instance.record) != reader:
+        return Instance(instance.record, STANDBY)
+    return instance
 
 
 def _daemon_problems(instances: tuple[Instance, ...], now: datetime) -> list[str]:
@@ -259,6 +275,7 @@ def status_lines(health: Health, settings: Settings) -> list[str]:
         f"maild status: {health.verdict}",
         *daemons,
         f"  mailbox         {mailbox}",
+        *([f"  read by         {f.reader} since {when(f.reader_since, tz)}"] if f.reader and f.reader_since else []),
         f"  outbox          {f.outbox_pending} pending, {f.outbox_failing} failing (being retried), "
         f"{f.outbox_failed} failed, {f.outbox_held} held",
         f"  quarantine      {f.quarantined} message(s)",
@@ -289,4 +306,5 @@ def status_json(health: Health) -> dict[str, object]:
                    "held": f.outbox_held},
         "quarantined": f.quarantined, "open_tickets": f.open_tickets, "waiting_take_in": f.waiting_take_in,
         "next_take_in_at": iso(f.next_take_in), "next_digest_at": iso(f.next_digest),
+        "reader": f.reader, "reader_since": iso(f.reader_since),
     }

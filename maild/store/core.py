@@ -20,7 +20,6 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from maild.errors import StoreError
 from maild.records import (
     DaemonRecord,
     Event,
@@ -54,7 +53,7 @@ from maild.store import quarantine as quarantine_ops
 from maild.store import reads
 from maild.store import state as state_ops
 from maild.store import tickets as ticket_ops
-from maild.store.engine import describe, make_engine, sqlite_file, sync, translated
+from maild.store.engine import make_engine, sqlite_file, store_error, sync, translated
 from maild.store.schema import at_revision
 
 log = logging.getLogger("maild.store")
@@ -161,14 +160,14 @@ class Store:
                 return intake_ops.record(session, intake, render, self._prefix, self._zone)
         except IntegrityError as exc:
             if not self.is_known(intake.dedupe_key):
-                raise StoreError(f"cannot record message {intake.source_id}: {describe(exc)}") from exc
+                raise store_error(f"cannot record message {intake.source_id}", exc) from exc
             log.info("message %s already recorded by another process", intake.source_id)
             if intake.quarantine_id is not None:
                 with self._tx("cannot close the quarantine entry") as s:
                     intake_ops.mark_retried(s, intake.quarantine_id, intake.now, duplicate=True)
             return IntakeResult(duplicate=True)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record message {intake.source_id}: {describe(exc)}") from exc
+            raise store_error(f"cannot record message {intake.source_id}", exc) from exc
 
     def record_intakes(self, items: Sequence[QueuedIntake]) -> list[IntakeResult]:
         """Record a batch in ONE transaction: for each item what ``record_intake`` would do, in order.
@@ -181,7 +180,7 @@ class Store:
             with self._session() as session:
                 return intake_ops.record_batch(session, items, self._prefix, self._zone)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record a batch of {len(items)} messages: {describe(exc)}") from exc
+            raise store_error(f"cannot record a batch of {len(items)} messages", exc) from exc
 
     def ticket_of_key(self, dedupe_key: str) -> TicketSummary | None:
         """The ticket of the message recorded with ``dedupe_key``: a request submitted twice finds its first."""
@@ -321,9 +320,16 @@ class Store:
             return outbox_ops.mark_retry(conn, outbox_id, owner=lease_owner, now=now, error=error,
                                          next_attempt_at=next_attempt_at)
 
-    def mark_failed(self, outbox_id: int, lease_owner: str, now: datetime, error: str) -> bool:
+    def mark_failed(self, outbox_id: int, lease_owner: str, now: datetime, error: str, *,
+                    given_up: bool = False) -> bool:
         with self._connection("cannot mark a reply failed") as conn:
-            return outbox_ops.mark_failed(conn, outbox_id, owner=lease_owner, now=now, error=error)
+            return outbox_ops.mark_failed(conn, outbox_id, owner=lease_owner, now=now, error=error,
+                                          given_up=given_up)
+
+    def release_untried(self, outbox_ids: Sequence[int], lease_owner: str, next_attempt_at: datetime) -> int:
+        """Hand back leased replies that were never tried (the rest of an interrupted claim)."""
+        with self._connection("cannot hand replies back") as conn:
+            return outbox_ops.release_untried(conn, outbox_ids, owner=lease_owner, next_attempt_at=next_attempt_at)
 
     def outbox(self, state: OutboxState | None = None, limit: int = 1000) -> tuple[OutboxSummary, ...]:
         with self._tx("cannot list the outbox") as s:
@@ -465,6 +471,6 @@ class Store:
         except IntegrityError as exc:
             if self.get_state(state_ops.DIGEST_PREFIX + period) is not None:
                 return False
-            raise StoreError(f"cannot record the digest: {describe(exc)}") from exc
+            raise store_error("cannot record the digest", exc) from exc
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot record the digest: {describe(exc)}") from exc
+            raise store_error("cannot record the digest", exc) from exc

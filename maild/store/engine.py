@@ -30,10 +30,18 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    OperationalError,
+    SQLAlchemyError,
+    StatementError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 
-from maild.errors import StoreError
+from maild.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger("maild.store")
 
@@ -147,7 +155,7 @@ def sync(engine: Engine) -> None:
     try:
         os.fsync(fd)
     except OSError as exc:
-        raise StoreError(f"cannot sync {database}: {exc.strerror}") from exc
+        raise StoreUnavailable(f"cannot sync {database}: {exc.strerror}") from exc
     finally:
         os.close(fd)
 
@@ -161,10 +169,42 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57P", "58", "55P03", "57014", "40001", "40P01")
+"""PostgreSQL error classes that are the server's state, not the data's: connection exception,
+insufficient resources (disk full, out of memory), shutting down or starting up, system I/O
+error, lock not available, statement or lock timeout, serialization failure, deadlock."""
+_UNAVAILABLE_SQLITE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_CANTOPEN",
+                       "SQLITE_NOMEM", "SQLITE_PROTOCOL", "SQLITE_READONLY")
+"""The same for SQLite: locked past the busy timeout, disk full, I/O error, file out of reach."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is a fault of the database itself (the same work succeeds later), not of the data."""
+    if isinstance(exc, DisconnectionError | PoolTimeout):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    orig = getattr(exc, "orig", None)
+    sqlstate = getattr(orig, "sqlstate", None)
+    if isinstance(sqlstate, str):
+        return sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    name = getattr(orig, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return name.startswith(_UNAVAILABLE_SQLITE)
+    return isinstance(exc, OperationalError)  # no code at all: the connection never came up
+
+
+def store_error(action: str, exc: SQLAlchemyError) -> StoreError:
+    """``StoreUnavailable`` for a fault of the database, ``StoreError`` for one of the data."""
+    kind = StoreUnavailable if unavailable(exc) else StoreError
+    return kind(f"{action}: {describe(exc)}")
+
+
 @contextmanager
 def translated(action: str) -> Iterator[None]:
-    """Turn any SQLAlchemy/DBAPI error raised inside into ``StoreError``."""
+    """Turn any SQLAlchemy/DBAPI error raised inside into ``StoreError`` (``StoreUnavailable`` when the
+    database itself is at fault, see ``unavailable``)."""
     try:
         yield
     except SQLAlchemyError as exc:
-        raise StoreError(f"{action}: {describe(exc)}") from exc
+        raise store_error(action, exc) from exc

@@ -93,7 +93,7 @@ _LEASE = (
     update(_O).where(_O.id.in_(bindparam("ids", expanding=True)))
     .values(state=_SENDING, attempts=_O.attempts + 1, claimed_at=_at("now"), lease_owner=bindparam("owner"),
             lease_until=_at("until"))
-    .returning(_O.id, _O.envelope_from, _O.recipients, _O.data, _O.attempts)
+    .returning(_O.id, _O.envelope_from, _O.recipients, _O.data, _O.attempts, _O.created_at)
 )
 _HOLD = update(_O).where(_O.id == bindparam("oid")).values(state=_HELD, last_error=bindparam("reason"))
 _SENT_STMT = (
@@ -118,6 +118,12 @@ _FAIL = (
     update(_O).where(_LEASED)
     .values(state=_FAILED, last_error=bindparam("error"), lease_owner=None, lease_until=None)
     .returning(*_RELEASED)
+)
+_UNTRIED = (  # the claim is taken back: attempts count tries, not claims
+    update(_O).where(_O.id.in_(bindparam("ids", expanding=True)), _O.state == _SENDING,
+                     _O.lease_owner == bindparam("owner"))
+    .values(state=_PENDING, attempts=_O.attempts - 1, lease_owner=None, lease_until=None,
+            next_attempt_at=_at("next_at"))
 )
 _EVENT = insert(models.Event)
 
@@ -186,7 +192,7 @@ def _lease(conn: Connection, rows: Sequence[AnyRow], *, now: datetime, owner: st
         items.append(OutboxItem(
             id=row.id, ticket_id=row.ticket_id, kind=row.kind, message_id=row.message_id,
             envelope_from=mail.envelope_from, recipients=tuple(mail.recipients), data=mail.data,
-            attempts=mail.attempts, lease_owner=owner, lease_until=until,
+            attempts=mail.attempts, lease_owner=owner, lease_until=until, queued_at=mail.created_at,
             ticket=refs.get(row.ticket_id) if row.ticket_id is not None else None,
         ))
     return items
@@ -287,10 +293,18 @@ def mark_retry(conn: Connection, outbox_id: int, *, owner: str, now: datetime, e
     return _released(conn, row, EventKind.SEND_FAILED, outbox_id, now, error, next_attempt_at)
 
 
-def mark_failed(conn: Connection, outbox_id: int, *, owner: str, now: datetime, error: str) -> bool:
-    """Give up on a leased reply (refused recipient, too many attempts)."""
+def mark_failed(conn: Connection, outbox_id: int, *, owner: str, now: datetime, error: str,
+                given_up: bool = False) -> bool:
+    """Fail a leased reply for good: refused (5xx), or ``given_up`` after refusals for now for too long."""
     row = conn.execute(_FAIL, {"oid": outbox_id, "owner": owner, "error": error}).first()
-    return _released(conn, row, EventKind.FAILED, outbox_id, now, error, None)
+    return _released(conn, row, EventKind.GIVEN_UP if given_up else EventKind.FAILED, outbox_id, now, error, None)
+
+
+def release_untried(conn: Connection, outbox_ids: Sequence[int], *, owner: str, next_attempt_at: datetime) -> int:
+    """Hand back replies ``owner`` leased and never tried, due at ``next_attempt_at``, their claim not counted."""
+    if not outbox_ids:
+        return 0
+    return conn.execute(_UNTRIED, {"ids": list(outbox_ids), "owner": owner, "next_at": next_attempt_at}).rowcount
 
 
 def _released(conn: Connection, row: AnyRow | None, kind: EventKind, outbox_id: int, now: datetime, error: str,

@@ -172,9 +172,9 @@ def message_counts(session: Session, since: datetime, until: datetime) -> tuple[
 
 
 def outbox_trouble(session: Session, since: datetime, until: datetime) -> tuple[OutboxSummary, ...]:
-    """Replies held by a brake or failed for good by an event in ``[since, until)``."""
+    """Replies held by a brake, failed or given up for good by an event in ``[since, until)``."""
     o, e = models.Outbox, models.Event
-    events = select(e.outbox_id).where(e.kind.in_(("held", "failed")), e.at >= since, e.at < until,
+    events = select(e.outbox_id).where(e.kind.in_(("held", "failed", "given_up")), e.at >= since, e.at < until,
                                        e.outbox_id.is_not(None))
     query = select(o).where(o.state.in_((OutboxState.HELD.value, OutboxState.FAILED.value)),
                             o.id.in_(events)).order_by(o.id)

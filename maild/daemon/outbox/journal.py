@@ -55,21 +55,45 @@ class SentJournal:
         try:
             directory.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            self._broken = False
         except OSError as exc:
             raise StoreError(f"cannot open the sent journal {self.path}: {exc.strerror}") from exc
 
     def record(self, outbox_id: int) -> None:
-        """The server accepted reply ``outbox_id``: one line, one ``write``."""
+        """The server accepted reply ``outbox_id``: one line, one ``write``.
+
+        A line cut short (a full disk) is cut off again: a later line must not
+        be glued to it into another reply's id. If it cannot be, the journal
+        takes no more lines and the sender commits its marks instead.
+        """
+        if self._broken:
+            raise StoreError(f"the sent journal {self.path} ends in a cut line; it takes no more")
+        line = b"%d\n" % outbox_id
         try:
-            os.write(self._fd, b"%d\n" % outbox_id)
+            end = os.fstat(self._fd).st_size
         except OSError as exc:
             raise StoreError(f"cannot write the sent journal {self.path}: {exc.strerror}") from exc
+        try:
+            written = _append(self._fd, line)
+        except OSError as exc:
+            self._cut_back(end)
+            raise StoreError(f"cannot write the sent journal {self.path}: {exc.strerror}") from exc
+        if written != len(line):
+            self._cut_back(end)
+            raise StoreError(f"cannot write the sent journal {self.path}: short write (disk full?)")
+
+    def _cut_back(self, end: int) -> None:
+        try:
+            os.ftruncate(self._fd, end)
+        except OSError:
+            self._broken = True
 
     def fold(self, store: Store, now: datetime, is_dead: Callable[[str], bool]) -> int:
         """Fold every journal of the folder into ``store``, then empty this one; how many rows were marked."""
         marked = fold_journals(self.directory, store, now, is_dead, own=self.path)
         try:
             os.ftruncate(self._fd, 0)  # after the commit: a crash in between only folds the lines again
+            self._broken = False
         except OSError as exc:
             raise StoreError(f"cannot empty the sent journal {self.path}: {exc.strerror}") from exc
         return marked
@@ -81,6 +105,11 @@ class SentJournal:
                 self.path.unlink(missing_ok=True)
         finally:
             os.close(self._fd)
+
+
+def _append(fd: int, line: bytes) -> int:
+    """The journal's one write to its file (O_APPEND): how many bytes the kernel took."""
+    return os.write(fd, line)
 
 
 def open_journal(store: Store, owner: str) -> SentJournal | None:

@@ -37,7 +37,14 @@ from multiprocessing.connection import Connection
 from maild import logs
 from maild.clock import SystemClock
 from maild.daemon.outbox.journal import open_journal
-from maild.daemon.outbox.sender import SENDER_RETRY_POLL, OutboxSender, SendReport, worker_name
+from maild.daemon.outbox.sender import (
+    SENDER_RETRY_POLL,
+    SETTLE_RETRY,
+    Backoff,
+    OutboxSender,
+    SendReport,
+    worker_name,
+)
 from maild.daemon.outbox.transport import make_transport
 from maild.daemon.processes import bind_to_parent, child_context, start_on_spare_core
 from maild.errors import MaildError
@@ -48,6 +55,8 @@ log = logging.getLogger("maild.sender")
 
 WAKE, DONE = b"w", b"d"
 _COUNTS = struct.Struct("!III")
+SETTLE_AT_EXIT = 20.0
+"""How long a finishing sender keeps trying to write the sent marks it holds in memory (within STOP_TIMEOUT)."""
 STOP_TIMEOUT = 30.0
 """How long a stopping daemon waits for the sender to finish its drain before killing it."""
 
@@ -162,20 +171,36 @@ def serve(settings: Settings, log_setup: tuple[str, str], orders: Connection, re
                   timezone=settings.service_hours.timezone)
     owner = worker_name()
     journal = open_journal(store, owner)
-    sender = OutboxSender(store, make_transport(settings), SystemClock(), settings.limits, owner, journal=journal)
+    sender = OutboxSender(store, make_transport(settings), SystemClock(), settings.limits, owner,
+                          backoff=Backoff.of(settings.smtp), journal=journal)
     os.set_blocking(reports.fileno(), False)
     unreported = SendReport()
     try:
         while True:
-            finishing = _read_orders(orders, SENDER_RETRY_POLL)  # before the drain, which then sees all queued
-            unreported = _report(reports, _add(unreported, _drain(sender)), last=finishing)
+            poll = SENDER_RETRY_POLL if sender.settled else SETTLE_RETRY
+            finishing = _read_orders(orders, poll)  # before the drain, which then sees all queued
+            unreported = _report(reports, unreported + _drain(sender), last=finishing)
             if finishing:
                 return
     finally:
+        _settle_before_exit(sender)
         sender.transport.close()
         if journal is not None:
             journal.close()
         store.close()
+
+
+def _settle_before_exit(sender: OutboxSender) -> None:
+    """Marks kept in memory die with the process: try to write them a while longer before exiting."""
+    deadline = time.monotonic() + SETTLE_AT_EXIT
+    while not sender.settled:
+        try:
+            sender.settle()
+        except MaildError as exc:
+            if time.monotonic() >= deadline:
+                log.error("exiting with sent marks not written (%s): those replies may be sent again", exc)
+                return
+            time.sleep(SETTLE_RETRY)
 
 
 def _read_orders(orders: Connection, timeout: float) -> bool:
@@ -201,10 +226,6 @@ def _report(reports: Connection, report: SendReport, *, last: bool) -> SendRepor
     except OSError:
         pass  # the daemon is gone
     return SendReport()
-
-
-def _add(a: SendReport, b: SendReport) -> SendReport:
-    return SendReport(a.sent + b.sent, a.deferred + b.deferred, a.failed + b.failed)
 
 
 def _drain(sender: OutboxSender) -> SendReport:

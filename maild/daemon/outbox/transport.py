@@ -2,11 +2,15 @@
 
 Error contract of every transport, which decides what the outbox does:
 
-* ``TransportUnavailable`` — keep the reply and retry later: the server is
-  unreachable, dropped the connection, answered 4xx, or refused us for a reason
-  that concerns every message alike (authentication, TLS certificate, STARTTLS
-  not offered). Treating those as permanent would throw away every reply while
-  an operator fixes the configuration; they are logged as errors instead.
+* ``TransportUnavailable`` — keep the reply and retry later: the server cannot
+  be reached, or refused us for a reason that concerns every message alike
+  (authentication, TLS certificate, STARTTLS not offered). Treating those as
+  permanent would throw away every reply while an operator fixes the
+  configuration; they are logged as errors instead.
+* ``TransportDeferred`` (a ``TransportUnavailable``) — keep THIS reply and retry
+  it later, go on with the others: once connected, the server answered 4xx to
+  its MAIL, RCPT or DATA (greylisting, rate limits) or dropped the connection
+  under it; the next reply opens a new connection at once.
 * ``TransportError`` — this reply can never be delivered: the server refused
   the sender or the data with 5xx, or refused *every* recipient with 5xx.
   A reply accepted for some recipients and refused for others counts as sent
@@ -32,7 +36,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from maild.errors import ConfigError, TransportError, TransportUnavailable
+from maild.errors import ConfigError, TransportDeferred, TransportError, TransportUnavailable
 from maild.mail.maildir import MaildirSink
 from maild.records import OutgoingMail
 from maild.settings import Settings, Smtp
@@ -83,6 +87,8 @@ class SmtpTransport:
         self._noop_after = noop_after
         self._local_hostname = local_hostname
         self._conn: _Connection | None = None
+        self._connecting = False
+        """True while a connection is being opened or checked: a fault then concerns every reply."""
         self._last_used = 0.0
         self._where = f"SMTP {settings.host}:{settings.port}"
 
@@ -128,7 +134,9 @@ class SmtpTransport:
     # ------------------------------------------------------------ helpers
 
     def _deliver(self, mail: OutgoingMail, work: _OneShot) -> dict[str, tuple[int, bytes]]:
+        self._connecting = True
         conn = self._connection()
+        self._connecting = False
         data = _BARE_LF.sub(b"\r\n", mail.data)
         options = _mail_options(conn, mail, data)
         conn.meanwhile = work.run
@@ -189,7 +197,7 @@ class SmtpTransport:
         what = f"{self._where}: {mail.kind} {mail.message_id}"
         if isinstance(exc, smtplib.SMTPRecipientsRefused):
             codes = [code for code, _ in exc.recipients.values()]
-            kind = TransportError if codes and all(500 <= c < 600 for c in codes) else TransportUnavailable
+            kind = TransportError if codes and all(500 <= c < 600 for c in codes) else TransportDeferred
             return kind(f"{what}: every recipient refused: {_describe(exc.recipients)}")
         if isinstance(exc, _REFUSED_US):
             self._drop()
@@ -199,7 +207,9 @@ class SmtpTransport:
         if isinstance(exc, smtplib.SMTPResponseException):
             if exc.smtp_code == 421 or not 400 <= exc.smtp_code < 600:
                 self._drop()
-            kind = TransportError if 500 <= exc.smtp_code < 600 else TransportUnavailable
+            if 500 <= exc.smtp_code < 600:
+                return TransportError(f"{what}: {exc.smtp_code} {_text(exc.smtp_error)}")
+            kind = TransportUnavailable if self._connecting else TransportDeferred
             return kind(f"{what}: {exc.smtp_code} {_text(exc.smtp_error)}")
         self._drop()
         if isinstance(exc, ssl.SSLCertVerificationError):
@@ -207,7 +217,10 @@ class SmtpTransport:
             return TransportUnavailable(f"{what}: TLS certificate not trusted: {exc.verify_message}")
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             log.error("%s: %s", self._where, exc)
-        return TransportUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+            return TransportUnavailable(f"{what}: {exc}")
+        if self._connecting:
+            return TransportUnavailable(f"{what}: {type(exc).__name__}: {exc}")
+        return TransportDeferred(f"{what}: connection lost while sending: {type(exc).__name__}: {exc}")
 
 
 class _OneShot:
