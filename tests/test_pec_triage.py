@@ -256,6 +256,14 @@ def test_an_automatic_message_inside_an_envelope_is_screened(triager: Triager) -
     assert "screen: Auto-Submitted: auto-replied" in d.reasons
 
 
+def test_an_e_invoicing_notification_inside_an_envelope_is_screened(triager: Triager) -> None:
+    """The e-invoicing system (SdI) writes through PEC without Auto-Submitted: its mailbox gives it away."""
+    raw = pec_kit.build(Pec(sender="sdi03@pec.fatturapa.it", subject="Ricevuta di consegna 6782414", body=QUESTION))
+    d = triage(triager, raw)
+    assert d.decision is Decision.IGNORED
+    assert any("e-invoicing system" in r for r in d.reasons)
+
+
 # --------------------------------------------------------------------------
 # maild triage --json
 
