@@ -140,6 +140,8 @@ def _web_rows(r: Results, add: Callable[..., None]) -> None:
         unit=" msg/s")
     add(f"… beside a submission every {interval:g} s", "web_intake_beside_rate", ".0f", unit=" msg/s")
     add("… ratio beside / alone (same repeat)", "web_intake_ratio", ".2f", unit=" ×")
+    add("… maild's CPU per message, alone", "web_intake_alone_cpu", ".3f", unit=" ms")
+    add("… maild's CPU per message, beside the form", "web_intake_beside_cpu", ".3f", unit=" ms")
     add("Web form: a submission's response while the daemon drains, median", "web_beside_median", ".1f", 1e-3,
         " ms")
 

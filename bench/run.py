@@ -225,6 +225,8 @@ class _Bench:
         r.add("web_intake_beside_rate", [p.beside_rate for p in pairs])
         r.add("web_intake_ratio", [p.ratio for p in pairs])
         r.add("web_beside_median", [p.beside_median for p in pairs])
+        r.add("web_intake_alone_cpu", [p.alone_cpu_ms for p in pairs])
+        r.add("web_intake_beside_cpu", [p.beside_cpu_ms for p in pairs])
         r.details["web"] = {"submissions": count, "messages": size, "interval": interval,
                             "sqlite": [asdict(x) for x in sqlite], "postgresql": [asdict(x) for x in pg],
                             "intake": [{**asdict(p), "ratio": p.ratio} for p in pairs]}
@@ -240,7 +242,8 @@ def _brief(value: Any) -> str:
         return f"{value.submissions} submissions  median {value.median * 1000:.1f} ms  p95 {value.p95 * 1000:.1f} ms"
     if isinstance(value, web.IntakePair):
         return (f"alone {value.alone_rate:.0f} msg/s  beside {value.beside_rate:.0f} msg/s  = {value.ratio:.2f} ×  "
-                f"({value.submissions} submissions, median {value.beside_median * 1000:.1f} ms)")
+                f"({value.submissions} submissions, median {value.beside_median * 1000:.1f} ms)  "
+                f"maild cpu {value.alone_cpu_ms:.2f} / {value.beside_cpu_ms:.2f} ms/msg")
     if isinstance(value, dict):
         return "  ".join(f"{k} {v:.3f}" for k, v in value.items() if isinstance(v, float))
     return ""

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.backlog import messages
-from bench.harness import BenchError, World, maild, prepare_database, run_timed, seed, tail, world
+from bench.harness import BenchError, Timed, World, maild, prepare_database, run_timed, seed, tail, world
 from bench.latency import percentile
 from tests.servers import ServerEnv, free_port, port_open, wait_until
 from tests.web_kit import REFERENTE_HASH, REFERENTE_PIN, USERS_HASH
@@ -66,6 +66,10 @@ class IntakePair:
     interval: float
     alone_rate: float
     beside_rate: float
+    alone_cpu_ms: float
+    """CPU milliseconds per message of maild (worker and sender included), alone."""
+    beside_cpu_ms: float
+    """The same beside the form: the acknowledgments of the form's tickets are sent by the daemon too."""
     submissions: int
     """Submissions answered while the daemon ran."""
     beside_median: float
@@ -205,22 +209,18 @@ def submissions_run(env: ServerEnv, workdir: Path, database: str, count: int) ->
 
 def intake_pair(env: ServerEnv, workdir: Path, count: int, interval: float, *, beside_first: bool) -> IntakePair:
     """``maild run --once`` over ``count`` messages alone and beside submissions every ``interval`` s (SQLite)."""
-    alone: float | None = None
-    beside: tuple[float, list[float]] | None = None
+    runs: dict[bool, tuple[Timed, list[float]]] = {}
     for with_form in (beside_first, not beside_first):
-        rate, times = _intake_run(env, workdir / ("beside" if with_form else "alone"), count,
-                                  interval if with_form else None)
-        if with_form:
-            beside = rate, times
-        else:
-            alone = rate
-    assert alone is not None and beside is not None
-    if not beside[1]:
+        runs[with_form] = _intake_run(env, workdir / ("beside" if with_form else "alone"), count,
+                                      interval if with_form else None)
+    (alone, _), (beside, times) = runs[False], runs[True]
+    if not times:
         raise BenchError("no submission was answered while the daemon ran")
-    return IntakePair(count, interval, alone, beside[0], len(beside[1]), statistics.median(beside[1]))
+    return IntakePair(count, interval, count / alone.seconds, count / beside.seconds, alone.cpu_s * 1000 / count,
+                      beside.cpu_s * 1000 / count, len(times), statistics.median(times))
 
 
-def _intake_run(env: ServerEnv, workdir: Path, count: int, interval: float | None) -> tuple[float, list[float]]:
+def _intake_run(env: ServerEnv, workdir: Path, count: int, interval: float | None) -> tuple[Timed, list[float]]:
     """One timed ``run --once`` with the form up; with ``interval``, submitted to meanwhile."""
     with world(env, workdir, "sqlite") as w:
         seed(w, messages(count, f"web-intake-{workdir.name}"))
@@ -242,7 +242,7 @@ def _intake_run(env: ServerEnv, workdir: Path, count: int, interval: float | Non
         if done.returncode != 0:
             raise BenchError(f"maild run --once exited {done.returncode}: {tail(log)}")
         check_email_drained(w, count, log)
-        return count / done.seconds, stream.times
+        return done, stream.times
 
 
 def check_email_drained(w: World, count: int, log: Path) -> None:
