@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,7 +122,28 @@ def _rows_table(r: Results) -> list[str]:
     add("… added by the attachment", "rss_attachment_added", ".0f", 1e6, " MB")
     for name, label in STAGE_NAMES.items():
         add(f"Stage: {label}", name, ".3f", unit=" ms/msg")
+    _web_rows(r, add)
     return [*rows, ""]
+
+
+def _web_rows(r: Results, add: Callable[..., None]) -> None:
+    """The web form's response time, and the daemon's intake alone and beside a stream of submissions."""
+    web = r.details.get("web", {})
+    if not web:
+        return
+    count, size, interval = web["submissions"], web["messages"], web["interval"]
+    for database, label in (("sqlite", "SQLite"), ("postgresql", "PostgreSQL")):
+        add(f"Web form: a submission's response, {label}, median of {count}", f"web_{database}_median", ".1f",
+            1e-3, " ms")
+        add(f"Web form: a submission's response, {label}, 95th percentile", f"web_{database}_p95", ".1f", 1e-3, " ms")
+    add(f"maild `run --once`, {size:,} messages, SQLite, alone (form idle)", "web_intake_alone_rate", ".0f",
+        unit=" msg/s")
+    add(f"… beside a submission every {interval:g} s", "web_intake_beside_rate", ".0f", unit=" msg/s")
+    add("… ratio beside / alone (same repeat)", "web_intake_ratio", ".2f", unit=" ×")
+    add("… maild's CPU per message, alone", "web_intake_alone_cpu", ".3f", unit=" ms")
+    add("… maild's CPU per message, beside the form", "web_intake_beside_cpu", ".3f", unit=" ms")
+    add("Web form: a submission's response while the daemon drains, median", "web_beside_median", ".1f", 1e-3,
+        " ms")
 
 
 STAGES = ("stage_dedupe", "stage_parse", "stage_triage", "stage_render", "stage_record", "stage_send_bookkeeping")

@@ -11,7 +11,10 @@ interleaved, so a slow minute of the machine hits all of them alike):
 - ``latency``: delivery-to-reply time with the daemon idling;
 - ``memory``: peak RSS of ``maild run --once`` at the other sizes, for one
   message, and for one message with a 25 MiB attachment;
-- ``stages``: milliseconds per message of each intake stage (where the time goes).
+- ``stages``: milliseconds per message of each intake stage (where the time goes);
+- ``web``: the web form's response time per submission (SQLite and PostgreSQL),
+  and ``maild run --once`` over a small backlog alone and beside a steady
+  stream of submissions, alternated (does the form slow the intake?).
 
 The full run writes ``bench/results/results.{md,json}`` and ``chart.png``;
 ``--quick`` (one repeat, small sizes) writes to ``var/bench/quick/`` instead,
@@ -32,13 +35,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import backlog, latency, machine, report
+from bench import backlog, latency, machine, report, web
 from bench.figures import MIB, Results
 from bench.harness import server_env
 from tests.factories import REPO
 from tests.servers import ServerEnv
 
-SECTIONS = ("backlog", "latency", "memory", "stages")
+SECTIONS = ("backlog", "latency", "memory", "stages", "web")
 RESULTS = REPO / "bench" / "results"
 QUICK_RESULTS = REPO / "var" / "bench" / "quick"
 WORK = REPO / "var" / "bench" / "work"
@@ -50,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick:
         args.repeat, args.sizes = 1, args.sizes or [200, 1000]
         args.latency_messages, args.stage_messages = min(args.latency_messages, 20), min(args.stage_messages, 300)
+        args.web_submissions, args.web_backlog = min(args.web_submissions, 50), min(args.web_backlog, 1000)
     sizes = sorted(set(args.sizes or [1000, 10_000]))
     out: Path = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     env = server_env()
@@ -79,6 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-messages", type=int, default=200)
     parser.add_argument("--interval", type=float, default=0.3, help="seconds between two deliveries (latency)")
     parser.add_argument("--stage-messages", type=int, default=2000)
+    parser.add_argument("--web-submissions", type=int, default=200, help="timed submissions of the web form")
+    parser.add_argument("--web-backlog", type=int, default=2000,
+                        help="messages of the backlog drained alone and beside the web form")
+    parser.add_argument("--web-interval", type=float, default=0.5,
+                        help="seconds between two submissions while the daemon drains the backlog")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     return parser
 
@@ -195,6 +204,33 @@ class _Bench:
             self.results.add(f"stage_{stage}", [x[stage] for x in runs])
         self.results.details["stages"] = runs
 
+    def web(self) -> None:
+        count, size, interval = self.args.web_submissions, self.args.web_backlog, self.args.web_interval
+        sqlite: list[web.WebRun] = []
+        pg: list[web.WebRun] = []
+        pairs: list[web.IntakePair] = []
+        for i in range(self.args.repeat):  # interleaved, and the pair's order alternated
+            sqlite.append(self._timed(f"web form sqlite {count}", i, partial(
+                web.submissions_run, self.env, WORK / f"web-sqlite-{i}", "sqlite", count)))
+            pg.append(self._timed(f"web form postgresql {count}", i, partial(
+                web.submissions_run, self.env, WORK / f"web-pg-{i}", "postgresql", count)))
+            pairs.append(self._timed(f"intake {size} alone / beside the form", i, partial(
+                web.intake_pair, self.env, WORK / f"web-intake-{i}", size, interval, beside_first=i % 2 == 1)))
+        r = self.results
+        r.add("web_sqlite_median", [x.median for x in sqlite])
+        r.add("web_sqlite_p95", [x.p95 for x in sqlite])
+        r.add("web_postgresql_median", [x.median for x in pg])
+        r.add("web_postgresql_p95", [x.p95 for x in pg])
+        r.add("web_intake_alone_rate", [p.alone_rate for p in pairs])
+        r.add("web_intake_beside_rate", [p.beside_rate for p in pairs])
+        r.add("web_intake_ratio", [p.ratio for p in pairs])
+        r.add("web_beside_median", [p.beside_median for p in pairs])
+        r.add("web_intake_alone_cpu", [p.alone_cpu_ms for p in pairs])
+        r.add("web_intake_beside_cpu", [p.beside_cpu_ms for p in pairs])
+        r.details["web"] = {"submissions": count, "messages": size, "interval": interval,
+                            "sqlite": [asdict(x) for x in sqlite], "postgresql": [asdict(x) for x in pg],
+                            "intake": [{**asdict(p), "ratio": p.ratio} for p in pairs]}
+
 
 def _brief(value: Any) -> str:
     if isinstance(value, backlog.FloorRun | backlog.BookkeepingRun | backlog.MaildRun):
@@ -202,6 +238,12 @@ def _brief(value: Any) -> str:
                 + (f"  rss {value.max_rss / MIB:.0f} MiB" if isinstance(value, backlog.MaildRun) else ""))
     if isinstance(value, latency.LatencyRun):
         return f"median {value.median:.3f} s  p95 {value.p95:.3f} s  (IDLE {value.idle_median:.3f} s)"
+    if isinstance(value, web.WebRun):
+        return f"{value.submissions} submissions  median {value.median * 1000:.1f} ms  p95 {value.p95 * 1000:.1f} ms"
+    if isinstance(value, web.IntakePair):
+        return (f"alone {value.alone_rate:.0f} msg/s  beside {value.beside_rate:.0f} msg/s  = {value.ratio:.2f} ×  "
+                f"({value.submissions} submissions, median {value.beside_median * 1000:.1f} ms)  "
+                f"maild cpu {value.alone_cpu_ms:.2f} / {value.beside_cpu_ms:.2f} ms/msg")
     if isinstance(value, dict):
         return "  ".join(f"{k} {v:.3f}" for k, v in value.items() if isinstance(v, float))
     return ""
