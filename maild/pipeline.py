@@ -30,6 +30,7 @@ from maild.records import (
     Disposition,
     ParsedMessage,
     PecSummary,
+    RefusalCause,
     ThreadQuery,
     pickled_by_fields,
 )
@@ -90,6 +91,7 @@ class Triager:
         reasons = (*pec_reasons, *screened.reasons, *classified.reasons, adm_reason)
         decision = Decision.ACCEPTED
         check = None
+        refusal = None
         if classified.category.privileged:
             if pec is None:
                 auth = authorize(message, administration, self.settings.helpdesk.trusted_authserv_ids)
@@ -99,10 +101,11 @@ class Triager:
                     message = certified.certified(message, pec.facts)
             reasons = (*reasons, *auth.reasons)
             decision = Decision.ACCEPTED if auth.authorized else Decision.REJECTED
+            refusal = auth.cause
         name = administration.name if administration else None
         return self._disposition(message, classified.category, decision, name, classified.language,
                                  received_at, reasons, scheduled=True,
-                                 pec=certified.summary(pec.facts, check) if pec else None)
+                                 pec=certified.summary(pec.facts, check) if pec else None, refusal=refusal)
 
     def _authorize_pec(self, pec: PecRead, administration: Administration | None
                        ) -> tuple[AuthDecision, SignatureCheck | None]:
@@ -131,13 +134,13 @@ class Triager:
                    *auth.reasons)
         decision = Decision.ACCEPTED if auth.authorized else Decision.REJECTED
         d = self._disposition(message, category, decision, administration.name, classified.language,
-                              request.received_at, reasons, scheduled=True)
+                              request.received_at, reasons, scheduled=True, refusal=auth.cause)
         return d, auth
 
     def _disposition(
         self, message: ParsedMessage, category: Category, decision: Decision, administration: str | None,
         language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool,
-        pec: PecSummary | None = None,
+        pec: PecSummary | None = None, refusal: RefusalCause | None = None,
     ) -> Disposition:
         # Refused attempts are taken in too: a person reviews every security event.
         take_in = self.calendar.take_in(received_at) if scheduled else None
@@ -147,6 +150,7 @@ class Triager:
             message=message, category=category, decision=decision, administration=administration,
             priority=self.settings.priorities.of(category), language=language,
             received_at=received_at, take_in=take_in, reasons=reasons, pec=pec,
+            refusal=refusal if decision is Decision.REJECTED else None,
         )
 
 

@@ -44,6 +44,8 @@ DEFAULT_RULES = _shipped("rules.toml")
 """The shipped classification rules: ``[triage] rules`` replaces them."""
 DEFAULT_TEMPLATES = _shipped("templates")
 """The shipped reply templates: ``[templates] path`` replaces them."""
+DEFAULT_NAMES = _shipped("names.toml")
+"""Titles and role words that tell a display name from a person's name, for the greeting of replies."""
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
