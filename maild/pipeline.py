@@ -9,6 +9,7 @@ needs (dedupe key, thread query) and stays pure, so a worker process runs it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,7 +38,7 @@ from maild.records import (
 from maild.responder import find_ticket_refs, make_message_id
 from maild.rules import Rules, load_rules
 from maild.screener import screen, screen_pec_receipt
-from maild.settings import Administration, Settings
+from maild.settings import RECEIVED_HEADER_LEAD, Administration, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,10 @@ class Triager:
         message, pec = self.read(raw)
         return self.decide(message, received_at=received_at or received_time(message, now), pec=pec)
 
-    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None) -> Disposition:
-        """The stages after parsing, for callers that already hold the record (and its PEC reading)."""
+    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None,
+               received_why: str = "") -> Disposition:
+        """The stages after parsing, for callers that already hold the record (and its PEC reading);
+        ``received_why`` says where ``received_at`` came from."""
         pec_reasons = (certified.describe(pec.facts),) if pec else ()
         if pec is not None and pec.facts.kind is PecKind.RECEIPT:
             screened = screen_pec_receipt(pec.facts)
@@ -103,6 +106,8 @@ class Triager:
             decision = Decision.ACCEPTED if auth.authorized else Decision.REJECTED
             refusal = auth.cause
         name = administration.name if administration else None
+        if received_why:
+            reasons = (*reasons, received_why)
         return self._disposition(message, classified.category, decision, name, classified.language,
                                  received_at, reasons, scheduled=True,
                                  pec=certified.summary(pec.facts, check) if pec else None, refusal=refusal)
@@ -181,8 +186,27 @@ _UNCHECKED = SignatureCheck(SignatureStatus.NOT_CHECKED, "PEC signature not chec
 
 
 def received_time(message: ParsedMessage, now: datetime) -> datetime:
-    """The topmost Received date, else Date, else ``now`` (the CLI contract)."""
+    """The topmost Received date, else Date, else ``now``: the dry run's contract, for a file on its own."""
     return message.received_at or message.date or now
+
+
+def arrival_time(message: ParsedMessage, arrived_at: datetime | None, now: datetime,
+                 trusted_hosts: Iterable[str]) -> tuple[datetime, str]:
+    """The daemon's received time and why: the mailbox server's, or our receiving server's stamp.
+
+    The sender writes every header but the ones our servers add, so only the topmost Received
+    header added by a trusted receiving server counts, and only when it is at most
+    ``RECEIVED_HEADER_LEAD`` earlier than the mailbox server's time (the queue between them) and
+    not in the future: a later stamp (clocks apart) moves a request back in the queue, never ahead.
+    """
+    server = min(arrived_at, now) if arrived_at is not None else now
+    stamped = message.received_at
+    if (stamped is not None and message.received_by in {h.lower() for h in trusted_hosts}
+            and server - RECEIVED_HEADER_LEAD <= stamped <= now):
+        return stamped, f"received time: the Received header added by {message.received_by}"
+    if arrived_at is None:
+        return server, "received time: when maild read it (the mailbox gave no time)"
+    return server, "received time: when the mailbox server took it in"
 
 
 @pickled_by_fields
@@ -196,10 +220,15 @@ class Triaged:
     thread_query: ThreadQuery | None
 
 
-def triage(raw: bytes, now: datetime, triager: Triager, settings: Settings) -> Triaged:
-    """Dedupe key, parse, triage and thread query of one message: pure but for a PEC signature check, may raise."""
+def triage(raw: bytes, now: datetime, triager: Triager, settings: Settings,
+           arrived_at: datetime | None = None) -> Triaged:
+    """Dedupe key, parse, triage and thread query of one message: pure but for a PEC signature check, may raise.
+
+    ``arrived_at`` is when the mailbox server took the message in (``Incoming.arrived_at``).
+    """
     message, pec = triager.read(raw)
-    d = triager.decide(message, received_at=min(received_time(message, now), now), pec=pec)
+    received_at, why = arrival_time(message, arrived_at, now, settings.helpdesk.trusted_authserv_ids)
+    d = triager.decide(message, received_at=received_at, pec=pec, received_why=why)
     return Triaged(dedupe_key(raw), d, thread_query(d, settings.helpdesk.ticket_prefix))
 
 

@@ -152,6 +152,8 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...]
     defects: tuple[str, ...]
     size: int
+    received_by: str = ""
+    """The host that added the topmost Received header (its ``by``), lower case; "" when unreadable."""
 
 
 @dataclass(frozen=True, slots=True)

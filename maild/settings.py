@@ -31,6 +31,9 @@ HEALTH_MAX_AGE = timedelta(seconds=120)
 HEALTH_STARTING_FOR = timedelta(minutes=5)
 """How long a daemon that has not finished its first read of the mailbox counts as starting, not unhealthy:
 the first read drains the backlog, which may take minutes."""
+RECEIVED_HEADER_LEAD = timedelta(minutes=30)
+"""How much earlier than the mailbox server's time our receiving server's Received stamp may be and still
+be the received time: the time a message may wait in our own queue; anything earlier is not believed."""
 HEALTH_PROBE_TIMEOUT = 5.0
 """Seconds the health check's mailbox probe may take: ``maild status --timeout`` overrides it."""
 
