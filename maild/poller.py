@@ -36,7 +36,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from imapclient import DELETED, IMAPClient
@@ -90,8 +90,9 @@ class Backoff:
 
 
 def _aware(moment: datetime) -> datetime:
-    """An INTERNALDATE with its offset; imapclient's normalised (naive, local) times read as local time."""
-    return moment if moment.tzinfo is not None else moment.astimezone()
+    """An INTERNALDATE in UTC, a stdlib time zone that pickles (imapclient's FixedOffset does not cross to the
+    triage worker); a naive (normalised, local) time is read as local time."""
+    return moment.astimezone(UTC)
 
 
 def tls_context(ca_file: object | None) -> ssl.SSLContext:
