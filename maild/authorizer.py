@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from maild.mail.authresults import AuthResults, parse_auth_results
 from maild.mail.pec import PecFacts, PecKind
 from maild.mail.smime import SignatureCheck, SignatureStatus
-from maild.records import AuthDecision, Category, ParsedMessage, PinRole
+from maild.records import AuthDecision, Category, ParsedMessage, PinRole, RefusalCause
 from maild.settings import Administration
 
 _DMARC_FAILURES = frozenset({"fail", "permerror", "quarantine", "reject"})
@@ -35,13 +35,13 @@ def authorize(
     message: ParsedMessage, administration: Administration | None, trusted_ids: Iterable[str]
 ) -> AuthDecision:
     """Decide whether the sender may make a privileged request."""
-    sender_reasons = _sender_check(message, administration)
-    if sender_reasons is not None:
-        return AuthDecision(authorized=False, reasons=sender_reasons)
+    refused = _sender_check(message, administration)
+    if refused is not None:
+        return AuthDecision(authorized=False, reasons=(refused[1],), cause=refused[0])
     sender = message.from_addresses[0]
-    ok, auth_reasons = _authentication_check(message.auth_results, frozenset(trusted_ids), sender.domain)
+    cause, auth_reason = _authentication_check(message.auth_results, frozenset(trusted_ids), sender.domain)
     who = f"auth: From {sender.addr} is an authorized sender of {administration.name}"  # type: ignore[union-attr]
-    return AuthDecision(authorized=ok, reasons=(who, *auth_reasons))
+    return AuthDecision(authorized=cause is None, reasons=(who, auth_reason), cause=cause)
 
 
 def authorize_pec(
@@ -50,64 +50,74 @@ def authorize_pec(
     """A privileged request in a PEC envelope: a valid provider signature and a certified sender of the
     Administration, in an envelope addressed to the help desk (``helpdesk``: its addresses, lower case)."""
     if facts.kind is not PecKind.ENVELOPE:
-        return AuthDecision(False, ("auth: a PEC anomaly envelope carries uncertified mail: it authorizes nothing",))
-    reasons: list[str] = []
+        return AuthDecision(False, ("auth: a PEC anomaly envelope carries uncertified mail: it authorizes nothing",),
+                            RefusalCause.PEC_ANOMALY)
+    found: list[tuple[RefusalCause, str]] = []
     if check.status is SignatureStatus.NOT_CHECKED:
-        reasons.append(f"auth: {check.reason}; no PEC envelope authorizes anything without it")
+        found.append((RefusalCause.PEC_SIGNATURE, f"auth: {check.reason}; no PEC envelope authorizes anything "
+                                                  "without it"))
     elif check.status is not SignatureStatus.VALID:
-        reasons.append(f"auth: {check.reason}")
+        found.append((RefusalCause.PEC_SIGNATURE, f"auth: {check.reason}"))
     sender = facts.certified_sender_candidate
     if sender is None:
-        reasons.append("auth: no certified sender: daticert mittente, the envelope's Per conto di and the inner "
-                       "From do not agree")
+        found.append((RefusalCause.PEC_NO_SENDER, "auth: no certified sender: daticert mittente, the envelope's "
+                                                  "Per conto di and the inner From do not agree"))
     elif administration is None:
-        reasons.append("auth: the message belongs to no configured Administration")
+        found.append((RefusalCause.NO_ADMINISTRATION, "auth: the message belongs to no configured Administration"))
     elif sender.lower() not in administration.pec:
-        reasons.append(f"auth: certified sender {sender} not authorized: not a PEC address of {administration.name}")
+        found.append((RefusalCause.PEC_NOT_AUTHORIZED, f"auth: certified sender {sender} not authorized: not a PEC "
+                                                       f"address of {administration.name}"))
     recipients = {r.addr.lower() for r in facts.daticert.destinatari} if facts.daticert else set()
     if not recipients & helpdesk:
-        reasons.append("auth: PEC envelope not addressed to the help desk (daticert destinatari: "
-                       f"{', '.join(sorted(recipients)) or 'none'}): a certified message cannot be replayed here")
-    if reasons:
-        return AuthDecision(False, tuple(reasons))
+        found.append((RefusalCause.PEC_NOT_ADDRESSED, "auth: PEC envelope not addressed to the help desk (daticert "
+                      f"destinatari: {', '.join(sorted(recipients)) or 'none'}): a certified message cannot be "
+                      "replayed here"))
+    if found:
+        return AuthDecision(False, tuple(reason for _, reason in found), found[0][0])
     assert administration is not None and sender is not None
     return AuthDecision(True, (f"auth: {check.reason}",
                                f"auth: certified sender {sender} is a PEC address of {administration.name}"))
 
 
-def _sender_check(message: ParsedMessage, administration: Administration | None) -> tuple[str, ...] | None:
-    """Reasons for refusal on the sender alone, or None when the sender is allowed."""
+def _sender_check(message: ParsedMessage, administration: Administration | None
+                  ) -> tuple[RefusalCause, str] | None:
+    """The refusal on the sender alone, or None when the sender is allowed."""
     if message.from_ambiguous:
-        return ("auth: the From header can be read in more than one way; no single sender",)
+        return RefusalCause.FROM_AMBIGUOUS, "auth: the From header can be read in more than one way; no single sender"
     if len(message.from_addresses) != 1:
-        return (f"auth: the From header holds {len(message.from_addresses)} addresses, not exactly one",)
+        return (RefusalCause.FROM_NOT_ONE,
+                f"auth: the From header holds {len(message.from_addresses)} addresses, not exactly one")
     if administration is None:
-        return ("auth: the message belongs to no configured Administration",)
+        return RefusalCause.NO_ADMINISTRATION, "auth: the message belongs to no configured Administration"
     sender = message.from_addresses[0]
     if sender.key not in administration.authorized_senders:
-        return (f"auth: From {sender.addr} is not the referente or a delegate of {administration.name}",)
+        return (RefusalCause.NOT_AUTHORIZED_SENDER,
+                f"auth: From {sender.addr} is not the referente or a delegate of {administration.name}")
     return None
 
 
 def _authentication_check(
     headers: tuple[str, ...], trusted: frozenset[str], from_domain: str
-) -> tuple[bool, tuple[str, ...]]:
+) -> tuple[RefusalCause | None, str]:
+    """The refusal (None when authenticated) and its reason."""
     header = _topmost_trusted(headers, trusted)
     if header is None:
-        return False, ("auth: no Authentication-Results header from a trusted authserv-id",)
+        return RefusalCause.NOT_CHECKED, "auth: no Authentication-Results header from a trusted authserv-id"
     position, results = header
     where = f"Authentication-Results #{position} ({results.authserv_id})"
     dmarc = [r.result for r in results.results if r.method == "dmarc"]
     if any(result in _DMARC_FAILURES for result in dmarc):
-        return False, (f"auth: {where} reports dmarc={next(r for r in dmarc if r in _DMARC_FAILURES)}",)
+        failed = next(r for r in dmarc if r in _DMARC_FAILURES)
+        return RefusalCause.DMARC_FAILED, f"auth: {where} reports dmarc={failed}"
     if "pass" in dmarc:
-        return True, (f"auth: {where} reports dmarc=pass",)
+        return None, f"auth: {where} reports dmarc=pass"
     for result in results.results:
         if result.method == "dkim" and result.result == "pass":
             domain = (result.prop("header.d") or "").lower()
             if domain == from_domain:
-                return True, (f"auth: {where} reports dkim=pass with header.d={domain} aligned with From",)
-    return False, (f"auth: {where} reports neither dmarc=pass nor dkim=pass aligned with {from_domain}",)
+                return None, f"auth: {where} reports dkim=pass with header.d={domain} aligned with From"
+    return (RefusalCause.NOT_ALIGNED,
+            f"auth: {where} reports neither dmarc=pass nor dkim=pass aligned with {from_domain}")
 
 
 def _topmost_trusted(headers: tuple[str, ...], trusted: frozenset[str]) -> tuple[int, AuthResults] | None:
@@ -163,7 +173,7 @@ def authorize_role(category: Category, role: PinRole, administration: Administra
     if not category.privileged:
         return AuthDecision(True, (reason, f"auth: the users' role of {administration.name} opens {category.value}"))
     return AuthDecision(False, (reason, f"auth: the users' role of {administration.name} opens only anagrafica "
-                                        f"and other, not {category.value}"))
+                                        f"and other, not {category.value}"), RefusalCause.USERS_ROLE)
 
 
 def answer_address(administration: Administration, role: PinRole, typed: str) -> str | None:

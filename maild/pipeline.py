@@ -9,6 +9,7 @@ needs (dedupe key, thread query) and stays pure, so a worker process runs it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,6 +31,7 @@ from maild.records import (
     Disposition,
     ParsedMessage,
     PecSummary,
+    RefusalCause,
     ThreadQuery,
     pickled_by_fields,
 )
@@ -37,7 +39,7 @@ from maild.responder import find_ticket_refs, make_message_id
 from maild.rules import Rules, load_rules
 from maild.rules.screening import ScreeningRules, load_screening
 from maild.screener import screen, screen_pec_receipt
-from maild.settings import Administration, Settings
+from maild.settings import RECEIVED_HEADER_LEAD, Administration, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,10 @@ class Triager:
         message, pec = self.read(raw)
         return self.decide(message, received_at=received_at or received_time(message, now), pec=pec)
 
-    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None) -> Disposition:
-        """The stages after parsing, for callers that already hold the record (and its PEC reading)."""
+    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None,
+               received_why: str = "") -> Disposition:
+        """The stages after parsing, for callers that already hold the record (and its PEC reading);
+        ``received_why`` says where ``received_at`` came from."""
         pec_reasons = (certified.describe(pec.facts),) if pec else ()
         if pec is not None and pec.facts.kind is PecKind.RECEIPT:
             screened = screen_pec_receipt(pec.facts)
@@ -92,6 +96,7 @@ class Triager:
         reasons = (*pec_reasons, *screened.reasons, *classified.reasons, adm_reason)
         category, decision = classified.category, Decision.ACCEPTED
         check = None
+        refusal = None
         asked = classified.category if classified.category.privileged else classified.privileged_evidence
         if asked is not None:
             if pec is None:
@@ -102,14 +107,16 @@ class Triager:
                     message = certified.certified(message, pec.facts)
             reasons = (*reasons, *auth.reasons)
             if not auth.authorized:
-                category, decision = asked, Decision.REJECTED
+                category, decision, refusal = asked, Decision.REJECTED, auth.cause
                 if asked is not classified.category:
                     reasons = (*reasons, f"fail closed: {asked.value} asked for by a sender not authorized for it, "
                                          f"refused rather than accepted as {classified.category.value}")
         name = administration.name if administration else None
+        if received_why:
+            reasons = (*reasons, received_why)
         return self._disposition(message, category, decision, name, classified.language,
                                  received_at, reasons, scheduled=True, review=classified.review,
-                                 pec=certified.summary(pec.facts, check) if pec else None)
+                                 pec=certified.summary(pec.facts, check) if pec else None, refusal=refusal)
 
     def _authorize_pec(self, pec: PecRead, administration: Administration | None
                        ) -> tuple[AuthDecision, SignatureCheck | None]:
@@ -138,13 +145,13 @@ class Triager:
                    *auth.reasons)
         decision = Decision.ACCEPTED if auth.authorized else Decision.REJECTED
         d = self._disposition(message, category, decision, administration.name, classified.language,
-                              request.received_at, reasons, scheduled=True)
+                              request.received_at, reasons, scheduled=True, refusal=auth.cause)
         return d, auth
 
     def _disposition(
         self, message: ParsedMessage, category: Category, decision: Decision, administration: str | None,
         language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool,
-        pec: PecSummary | None = None, review: str = "",
+        pec: PecSummary | None = None, review: str = "", refusal: RefusalCause | None = None,
     ) -> Disposition:
         # Refused attempts are taken in too: a person reviews every security event.
         take_in = self.calendar.take_in(received_at) if scheduled else None
@@ -154,6 +161,7 @@ class Triager:
             message=message, category=category, decision=decision, administration=administration,
             priority=self.settings.priorities.of(category), language=language,
             received_at=received_at, take_in=take_in, reasons=reasons, pec=pec, review=review,
+            refusal=refusal if decision is Decision.REJECTED else None,
         )
 
 
@@ -184,8 +192,27 @@ _UNCHECKED = SignatureCheck(SignatureStatus.NOT_CHECKED, "PEC signature not chec
 
 
 def received_time(message: ParsedMessage, now: datetime) -> datetime:
-    """The topmost Received date, else Date, else ``now`` (the CLI contract)."""
+    """The topmost Received date, else Date, else ``now``: the dry run's contract, for a file on its own."""
     return message.received_at or message.date or now
+
+
+def arrival_time(message: ParsedMessage, arrived_at: datetime | None, now: datetime,
+                 trusted_hosts: Iterable[str]) -> tuple[datetime, str]:
+    """The daemon's received time and why: the mailbox server's, or our receiving server's stamp.
+
+    The sender writes every header but the ones our servers add, so only the topmost Received
+    header added by a trusted receiving server counts, and only when it is at most
+    ``RECEIVED_HEADER_LEAD`` earlier than the mailbox server's time (the queue between them) and
+    not in the future: a later stamp (clocks apart) moves a request back in the queue, never ahead.
+    """
+    server = min(arrived_at, now) if arrived_at is not None else now
+    stamped = message.received_at
+    if (stamped is not None and message.received_by in {h.lower() for h in trusted_hosts}
+            and server - RECEIVED_HEADER_LEAD <= stamped <= now):
+        return stamped, f"received time: the Received header added by {message.received_by}"
+    if arrived_at is None:
+        return server, "received time: when maild read it (the mailbox gave no time)"
+    return server, "received time: when the mailbox server took it in"
 
 
 @pickled_by_fields
@@ -199,10 +226,15 @@ class Triaged:
     thread_query: ThreadQuery | None
 
 
-def triage(raw: bytes, now: datetime, triager: Triager, settings: Settings) -> Triaged:
-    """Dedupe key, parse, triage and thread query of one message: pure but for a PEC signature check, may raise."""
+def triage(raw: bytes, now: datetime, triager: Triager, settings: Settings,
+           arrived_at: datetime | None = None) -> Triaged:
+    """Dedupe key, parse, triage and thread query of one message: pure but for a PEC signature check, may raise.
+
+    ``arrived_at`` is when the mailbox server took the message in (``Incoming.arrived_at``).
+    """
     message, pec = triager.read(raw)
-    d = triager.decide(message, received_at=min(received_time(message, now), now), pec=pec)
+    received_at, why = arrival_time(message, arrived_at, now, settings.helpdesk.trusted_authserv_ids)
+    d = triager.decide(message, received_at=received_at, pec=pec, received_why=why)
     return Triaged(dedupe_key(raw), d, thread_query(d, settings.helpdesk.ticket_prefix))
 
 

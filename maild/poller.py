@@ -36,6 +36,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from datetime import UTC, datetime
 from typing import Any
 
 from imapclient import DELETED, IMAPClient
@@ -88,6 +89,12 @@ class Backoff:
         self.attempts = 0
 
 
+def _aware(moment: datetime) -> datetime:
+    """An INTERNALDATE in UTC, a stdlib time zone that pickles (imapclient's FixedOffset does not cross to the
+    triage worker); a naive (normalised, local) time is read as local time."""
+    return moment.astimezone(UTC)
+
+
 def tls_context(ca_file: object | None) -> ssl.SSLContext:
     """A verifying client context; ``ca_file`` replaces the system trust store."""
     return ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
@@ -98,6 +105,7 @@ def open_client(box: Mailbox, timeout: float = SOCKET_TIMEOUT) -> Any:
     context = tls_context(box.ca_file)
     client = IMAPClient(box.host, box.port, ssl=box.tls == "ssl", ssl_context=context, timeout=timeout)
     quiet_imaplib(client)
+    client.normalise_times = False  # INTERNALDATE keeps its offset
     try:
         keep_alive(client.socket())
         if box.tls == "starttls":
@@ -208,14 +216,14 @@ class ImapSource:
         if uids:
             self._max_uid = max(self._max_uid, uids[-1])
         for chunk in _chunks(uids, self._box.batch_size):
-            sizes = self._sizes(client, chunk)
+            sizes, arrivals = self._sizes(client, chunk)
             for batch in _body_batches(chunk, sizes, max_bytes):
                 bodies = self._bodies(client, [uid for uid in batch if sizes[uid] <= max_bytes])
                 for uid in batch:
                     raw = bodies.get(uid) if sizes[uid] <= max_bytes else None
                     if raw is None and sizes[uid] <= max_bytes:
                         continue  # expunged by someone else meanwhile
-                    yield Incoming(f"{state}:{uid}", sizes[uid], raw, state)
+                    yield Incoming(f"{state}:{uid}", sizes[uid], raw, state, arrivals.get(uid))
 
     def mark_processed(self, *items: Incoming) -> None:
         self._move(items, self._box.processed_folder)
@@ -351,10 +359,14 @@ class ImapSource:
 
     # ------------------------------------------------------------ commands
 
-    def _sizes(self, client: Any, uids: Sequence[int]) -> dict[int, int]:
+    def _sizes(self, client: Any, uids: Sequence[int]) -> tuple[dict[int, int], dict[int, datetime]]:
+        """Each message's size and its INTERNALDATE (when the server took it in), in one round trip."""
         with self._guard("fetch sizes"):
-            data = self._live(client).fetch(uids, ["RFC822.SIZE"])
-        return {uid: int(d[b"RFC822.SIZE"]) for uid, d in data.items() if b"RFC822.SIZE" in d}
+            data = self._live(client).fetch(uids, ["RFC822.SIZE", "INTERNALDATE"])
+        sizes = {uid: int(d[b"RFC822.SIZE"]) for uid, d in data.items() if b"RFC822.SIZE" in d}
+        arrivals = {uid: _aware(d[b"INTERNALDATE"]) for uid, d in data.items()
+                    if isinstance(d.get(b"INTERNALDATE"), datetime)}
+        return sizes, arrivals
 
     def _bodies(self, client: Any, uids: Sequence[int]) -> dict[int, bytes]:
         if not uids:

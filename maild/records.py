@@ -152,6 +152,8 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...]
     defects: tuple[str, ...]
     size: int
+    received_by: str = ""
+    """The host that added the topmost Received header (its ``by``), lower case; "" when unreadable."""
 
 
 class ScreenKind(enum.StrEnum):
@@ -193,12 +195,35 @@ class Classification:
     """A privileged category asked for below the threshold: authorization still decides (fail closed)."""
 
 
+class RefusalCause(enum.StrEnum):
+    """Why a privileged request was refused, in one word: the referente's notice says it in a sentence."""
+
+    FROM_AMBIGUOUS = "from_ambiguous"
+    FROM_NOT_ONE = "from_not_one"
+    NO_ADMINISTRATION = "no_administration"
+    NOT_AUTHORIZED_SENDER = "not_authorized_sender"
+    NOT_CHECKED = "not_checked"
+    """No Authentication-Results of a trusted receiving server."""
+    DMARC_FAILED = "dmarc_failed"
+    NOT_ALIGNED = "not_aligned"
+    """Neither DMARC pass nor a DKIM pass aligned with the From domain."""
+    PEC_ANOMALY = "pec_anomaly"
+    PEC_SIGNATURE = "pec_signature"
+    PEC_NO_SENDER = "pec_no_sender"
+    PEC_NOT_AUTHORIZED = "pec_not_authorized"
+    PEC_NOT_ADDRESSED = "pec_not_addressed"
+    USERS_ROLE = "users_role"
+    """A privileged request made with the users' PIN (or role)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuthDecision:
     """Outcome of the authorization stage: a value, never an exception."""
 
     authorized: bool
     reasons: tuple[str, ...]
+    cause: RefusalCause | None = None
+    """The first reason of a refusal, as a word; None when authorized."""
 
 
 @pickled_by_fields
@@ -251,6 +276,8 @@ class Disposition:
     """Why an operator should look at this one first; "" when triage was sure."""
     pec: PecSummary | None = None
     """None for ordinary mail."""
+    refusal: RefusalCause | None = None
+    """Why a privileged request was refused; None unless the decision is ``rejected``."""
 
     @property
     def privileged(self) -> bool:

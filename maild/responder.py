@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import re
+import tomllib
 import unicodedata
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from email.headerregistry import Address as HeaderAddress
 from pathlib import Path
@@ -29,8 +31,8 @@ import jinja2
 from maild.errors import TemplateError
 from maild.logs import context
 from maild.mail.compose import Composer, Draft
-from maild.records import Address, Category, Decision, Disposition, OutgoingMail
-from maild.settings import Helpdesk, Settings
+from maild.records import Address, Category, Decision, Disposition, OutgoingMail, RefusalCause
+from maild.settings import DEFAULT_NAMES, Helpdesk, Settings
 
 KINDS: Final = ("ack", "refusal", "referente_notice", "referente_notice_subject", "resolution")
 LANGUAGES: Final = ("it", "en")
@@ -63,6 +65,58 @@ _CATEGORY_WORDS: Final[Mapping[tuple[Category, str], str]] = MappingProxyType({
     (Category.OTHER, "it"): "richiesta di informazioni o assistenza",
     (Category.OTHER, "en"): "information or general assistance",
 })
+
+_ZONE_WORDS: Final = MappingProxyType({
+    "Europe/Rome": {"it": "ora italiana", "en": "Italian time"},
+})
+_REFUSAL_WORDS: Final[Mapping[RefusalCause, tuple[str, str]]] = MappingProxyType({
+    RefusalCause.FROM_AMBIGUOUS: (
+        "il suo mittente (From) si può leggere in più di un modo",
+        "its sender (From) can be read in more than one way"),
+    RefusalCause.FROM_NOT_ONE: (
+        "non indica uno e un solo mittente (From)",
+        "it does not name exactly one sender (From)"),
+    RefusalCause.NO_ADMINISTRATION: (
+        "non è stato possibile stabilire a quale Amministrazione si riferisca",
+        "we could not tell which Administration it concerns"),
+    RefusalCause.NOT_AUTHORIZED_SENDER: (
+        "il mittente non è il referente tecnico né un suo delegato",
+        "the sender is neither the referente tecnico nor one of their delegates"),
+    RefusalCause.NOT_CHECKED: (
+        "il nostro server di ricezione non ha potuto verificare il mittente",
+        "our receiving server could not check the sender"),
+    RefusalCause.DMARC_FAILED: (
+        "il messaggio non ha superato i controlli sul mittente del nostro server di ricezione (DMARC non superato)",
+        "the message did not pass the sender checks of our receiving server (DMARC failed)"),
+    RefusalCause.NOT_ALIGNED: (
+        "il nostro server di ricezione non ha potuto confermare che il messaggio venga dal dominio del mittente "
+        "(né DMARC né una firma DKIM del dominio superati)",
+        "our receiving server could not confirm that the message comes from the sender's domain "
+        "(neither DMARC nor a DKIM signature of that domain passed)"),
+    RefusalCause.PEC_ANOMALY: (
+        "è arrivato in una busta di anomalia PEC, che non certifica il mittente",
+        "it arrived in a PEC anomaly envelope, which does not certify the sender"),
+    RefusalCause.PEC_SIGNATURE: (
+        "non è stato possibile verificare la firma del gestore PEC",
+        "the PEC provider's signature could not be verified"),
+    RefusalCause.PEC_NO_SENDER: (
+        "non è stato possibile stabilire il mittente certificato",
+        "the certified sender could not be established"),
+    RefusalCause.PEC_NOT_AUTHORIZED: (
+        "il mittente certificato non è un indirizzo PEC autorizzato dell'Amministrazione",
+        "the certified sender is not an authorized PEC address of the Administration"),
+    RefusalCause.PEC_NOT_ADDRESSED: (
+        "il messaggio certificato non era indirizzato all'help desk",
+        "the certified message was not addressed to the help desk"),
+    RefusalCause.USERS_ROLE: (
+        "è stata fatta con il PIN degli utenti, che non consente questo tipo di richiesta",
+        "it was made with the users' PIN, which does not allow this kind of request"),
+})
+"""Why a privileged request was refused, in Italian and English, as the end of one plain sentence."""
+_NAME_CUT: Final = re.compile(r"\s+[-–—|/:]+\s+|[;|(\[<\"]|\s[-–—]+$")
+"""Where a display name stops being the name: a separator before a job title, a comment, a bracket."""
+_NAME_WORD: Final = re.compile(r"[^\W\d_]\.|[^\W\d_]+(?:['’-][^\W\d_]+)*")
+"""One word of a name: letters, joined by an apostrophe or a hyphen, or an initial."""
 
 _REPLY_PREFIX: Final = re.compile(r"^(?:(?:re|r|rif|aw|sv|antw)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _MSGID_CORE: Final = re.compile(r"[\x21-\x3b\x3d\x3f-\x7e]+")  # printable ASCII without < > or space
@@ -180,6 +234,77 @@ def format_when(moment: datetime, language: str, tz: tzinfo) -> str:
     return f"{day} all'{clock}" if local.hour == 1 else f"{day} alle {clock}"
 
 
+def format_when_zoned(moment: datetime, language: str, tz: tzinfo) -> str:
+    """``format_when`` with the time zone named: ``… alle 08:00 (ora italiana)`` / ``… at 08:00 (Italian time)``."""
+    return f"{format_when(moment, language, tz)} ({zone_words(tz, language)})"
+
+
+def zone_words(tz: tzinfo, language: str) -> str:
+    """The help desk's time zone as a person says it: ``ora italiana``, ``Italian time``, else its name."""
+    lang = _lang(language)
+    key = str(getattr(tz, "key", tz))
+    words = _ZONE_WORDS.get(key)
+    if words is not None:
+        return words[lang]
+    return f"ora di {key}" if lang == "it" else f"{key} time"
+
+
+def refusal_words(cause: RefusalCause | None, language: str) -> str:
+    """Why a privileged request was refused, as the end of a sentence ("… because <this>")."""
+    if cause is None:  # a disposition from before causes were recorded: say what is always true
+        cause = RefusalCause.NOT_AUTHORIZED_SENDER
+    italian, english = _REFUSAL_WORDS[cause]
+    return english if _lang(language) == "en" else italian
+
+
+@dataclass(frozen=True, slots=True)
+class NameWords:
+    """The titles dropped from a greeting and the role words that make a display name no name (lower case)."""
+
+    titles: frozenset[str]
+    roles: frozenset[str]
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_NAMES) -> NameWords:
+        """Read the word lists (``maild/defaults/names.toml``); a broken file is a ``TemplateError``."""
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            titles, roles = data["titles"], data["roles"]
+            return cls(frozenset(_fold(t) for t in titles), frozenset(_fold(r) for r in roles))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, KeyError, TypeError, AttributeError) as exc:
+            raise TemplateError(f"{path}: cannot read the greeting word lists ({exc})") from exc
+
+
+def greeting_name(display: str, words: NameWords) -> str:
+    """The person's name in a display name, for a greeting; ``""`` when it is not a name.
+
+    ``Guidi Alberto - Referente Tecnico`` is greeted ``Guidi Alberto``, ``Dott.ssa
+    Anna Verdi`` ``Anna Verdi``; an address, a role or an office (``Ufficio
+    Protocollo``), or anything that is not words of letters gets the neutral greeting.
+    """
+    text = clean_line(display, NAME_LIMIT)
+    if "@" in text:
+        return ""
+    text = _NAME_CUT.split(text, maxsplit=1)[0]
+    surname, comma, rest = text.partition(",")
+    name = _person(surname, words)
+    if comma and name and (given := _person(rest, words)):  # "Verdi, Anna": surname first, then the given name
+        name = f"{given} {name}"
+    return name.title() if name.isupper() or name.islower() else name
+
+
+def _person(text: str, words: NameWords) -> str:
+    """``text`` without titles when it is only a person's name, else ``""``."""
+    names = [w for w in text.strip(" '\"").split() if _fold(w) not in words.titles]
+    if not names or len(names) > 5 or not all(_NAME_WORD.fullmatch(w) for w in names):
+        return ""
+    return "" if any(_fold(w) in words.roles for w in names) else " ".join(names)
+
+
+def _fold(word: str) -> str:
+    return word.casefold().rstrip(".")
+
+
 def category_words(category: Category, language: str) -> str:
     """The category as the requester reads it."""
     return _CATEGORY_WORDS[(category, _lang(language))]
@@ -233,9 +358,12 @@ def _recipient(addr: str) -> HeaderAddress:
 class Responder:
     """Renders maild's outgoing messages from the Jinja2 templates in one folder."""
 
-    def __init__(self, templates_dir: Path, helpdesk: Helpdesk, *, timezone: tzinfo | None = None) -> None:
-        """Compile every template now; ``timezone`` is the help desk's (default Europe/Rome)."""
+    def __init__(self, templates_dir: Path, helpdesk: Helpdesk, *, timezone: tzinfo | None = None,
+                 names: NameWords | None = None) -> None:
+        """Compile every template now; ``timezone`` is the help desk's (default Europe/Rome), ``names`` the
+        greeting's word lists (default the shipped ones)."""
         self._helpdesk = helpdesk
+        self._names = names if names is not None else NameWords.load()
         self._tz = timezone if timezone is not None else ZoneInfo("Europe/Rome")
         if not Path(templates_dir).is_dir():
             raise TemplateError(f"templates folder {templates_dir} does not exist")
@@ -270,9 +398,9 @@ class Responder:
         lang = _lang(d.language)
         sender = self._from(d, ticket_ref)
         body = self._render("ack", lang, self._common(ticket_ref, d.category, lang) | {
-            "requester_name": clean_line(sender.name, NAME_LIMIT),
+            "requester_name": greeting_name(sender.name, self._names),
             "in_hours": d.take_in.in_hours,
-            "take_in_text": format_when(d.take_in.take_in_at, lang, self._tz),
+            "take_in_text": format_when_zoned(d.take_in.take_in_at, lang, self._tz),
         })
         return self._reply("ack", d, sender=sender, ticket_ref=ticket_ref, body=body, message_id=message_id, now=now)
 
@@ -299,16 +427,23 @@ class Responder:
         self, d: Disposition, ticket_ref: str, message_id: str, now: datetime, referente: str,
         *, language: str = "it",
     ) -> OutgoingMail:
-        """Tell the Administration's referente that a privileged request was refused, and why."""
+        """Tell the Administration's referente that a privileged request was refused, and why, in one sentence.
+
+        The whole trace stays with the ticket (``maild ticket show``); ``reasons`` is still given to
+        templates that want it.
+        """
         lang = _lang(language)
         msg = d.message
+        first = msg.from_addresses[0].addr if msg.from_addresses else ""
         context = self._common(ticket_ref, d.category, lang) | {
+            "sender_address": clean_line(first, 254),
+            "refusal_reason": refusal_words(d.refusal, lang),
             "senders": tuple(_show(a) for a in msg.from_addresses),
             "reply_to": tuple(_show(a) for a in msg.reply_to),
             "sender_header": tuple(_show(a) for a in msg.sender),
             "original_subject": clean_line(msg.subject, SUBJECT_LIMIT),
             "original_message_id": _clean_msgid(msg.message_id) or "",
-            "received_text": format_when(d.received_at, lang, self._tz),
+            "received_text": format_when_zoned(d.received_at, lang, self._tz),
             "administration": clean_line(d.administration or "", NAME_LIMIT),
             "reasons": tuple(clean_line(r, 300) for r in d.reasons),
         }
@@ -330,7 +465,7 @@ class Responder:
         """
         lang = _lang(language)
         body = self._render("resolution", lang, self._common(ticket_ref, category, lang) | {
-            "requester_name": clean_line(requester.name, NAME_LIMIT),
+            "requester_name": greeting_name(requester.name, self._names),
             "note": clean_text(note) if note and note.strip() else "",
         })
         parent, refs = thread_ids(in_reply_to, references)

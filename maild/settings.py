@@ -31,6 +31,9 @@ HEALTH_MAX_AGE = timedelta(seconds=120)
 HEALTH_STARTING_FOR = timedelta(minutes=5)
 """How long a daemon that has not finished its first read of the mailbox counts as starting, not unhealthy:
 the first read drains the backlog, which may take minutes."""
+RECEIVED_HEADER_LEAD = timedelta(minutes=30)
+"""How much earlier than the mailbox server's time our receiving server's Received stamp may be and still
+be the received time: the time a message may wait in our own queue; anything earlier is not believed."""
 HEALTH_PROBE_TIMEOUT = 5.0
 """Seconds the health check's mailbox probe may take: ``maild status --timeout`` overrides it."""
 
@@ -46,6 +49,8 @@ DEFAULT_TEMPLATES = _shipped("templates")
 """The shipped reply templates: ``[templates] path`` replaces them."""
 DEFAULT_SCREENING = _shipped("screening.toml")
 """The shipped signs of automatic mail beyond RFC 3834."""
+DEFAULT_NAMES = _shipped("names.toml")
+"""Titles and role words that tell a display name from a person's name, for the greeting of replies."""
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"

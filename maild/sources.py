@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 
@@ -40,6 +41,9 @@ class Incoming:
     raw: bytes | None
     folder_state: str
     """UIDVALIDITY of the IMAP folder the message was read from; "" for Maildir."""
+    arrived_at: datetime | None = None
+    """When the mailbox server took the message in (IMAP INTERNALDATE, the Maildir delivery time),
+    with its offset: the daemon's received time. None when the source does not know."""
 
 
 class MailSource(Protocol):

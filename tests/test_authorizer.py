@@ -8,7 +8,7 @@ import pytest
 
 from maild.authorizer import authorize, resolve_administration
 from maild.mail.authresults import parse_auth_results, strip_comments
-from maild.records import Address
+from maild.records import Address, RefusalCause
 from maild.settings import parse_settings
 from tests.factories import PASS, REFERENTE, TRUSTED, message, settings
 
@@ -19,6 +19,7 @@ FAIL = f"{TRUSTED}; dkim=none; spf=softfail smtp.mailfrom=ateneo.example.it; dma
 
 def decide(**changes: Any) -> tuple[bool, tuple[str, ...]]:
     result = authorize(message(**changes), ADMIN, IDS)
+    assert (result.cause is None) is result.authorized
     return result.authorized, result.reasons
 
 
@@ -88,6 +89,18 @@ def test_refused(changes: dict[str, Any], why: str) -> None:
     ok, reasons = decide(**changes)
     assert not ok
     assert any(why in r for r in reasons), reasons
+
+
+@pytest.mark.parametrize(("changes", "cause"), [
+    ({"from_addresses": (Address("", "mario.rossi@ateneo.example.it"),)}, RefusalCause.NOT_AUTHORIZED_SENDER),
+    ({"from_addresses": ()}, RefusalCause.FROM_NOT_ONE),
+    ({"from_ambiguous": True}, RefusalCause.FROM_AMBIGUOUS),
+    ({"auth_results": (FAIL,)}, RefusalCause.DMARC_FAILED),
+    ({"auth_results": ()}, RefusalCause.NOT_CHECKED),
+    ({"auth_results": (f"{TRUSTED}; dkim=pass header.d=mailer.example.net",)}, RefusalCause.NOT_ALIGNED),
+])
+def test_a_refusal_names_its_cause(changes: dict[str, Any], cause: RefusalCause) -> None:
+    assert authorize(message(**changes), ADMIN, IDS).cause is cause
 
 
 def test_no_administration_fails_closed() -> None:

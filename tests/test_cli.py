@@ -97,6 +97,19 @@ def test_render_refusal_and_notice_and_ignored() -> None:
     assert ignored.returncode == 0 and ignored.stdout == "" and "ignored" in ignored.stderr
 
 
+def test_render_text_shows_what_the_reader_reads_in_either_language() -> None:
+    refused = str(CORPUS / "d027.eml")  # the referente's address, DMARC failed
+    italian = maild("render", "--config", CONFIG, "--text", "--notice", refused)
+    english = maild("render", "--config", CONFIG, "--text", "--notice", "--language", "en", refused)
+    assert italian.returncode == english.returncode == 0
+    assert italian.stdout.startswith("To: referente.tecnico@ateneo.example.it\nSubject: Richiesta privilegiata")
+    assert "perché il messaggio non ha superato i controlli sul mittente del nostro server di ricezione (DMARC " \
+           "non superato)." in " ".join(italian.stdout.split())
+    assert "because the message did not pass the sender checks of our receiving server (DMARC failed)." \
+           in " ".join(english.stdout.split())
+    assert "=\n" not in english.stdout and "dmarc=fail" not in english.stdout
+
+
 _QUICK_COMMANDS = """
 import json
 import sys

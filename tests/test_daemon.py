@@ -316,10 +316,10 @@ def test_poison_message_is_quarantined_and_the_rest_go_on(tmp_path: Path, imap_a
     poison = samples[4].message_id
     original = type(d.intake.triager).decide
 
-    def decide(self: Any, message: ParsedMessage, *, received_at: datetime, pec: Any = None) -> Disposition:
+    def decide(self: Any, message: ParsedMessage, **given: Any) -> Disposition:
         if message.message_id == poison:
             raise RuntimeError("a stage blew up")
-        return original(self, message, received_at=received_at, pec=pec)
+        return original(self, message, **given)
 
     monkeypatch.setattr(type(d.intake.triager), "decide", decide)
     assert d.run(once=True) == 0

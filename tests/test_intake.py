@@ -124,10 +124,11 @@ class _PoisonedResponder(Responder):
 
 
 class _PoisonedTriager(Triager):
-    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None) -> Disposition:
+    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None,
+               received_why: str = "") -> Disposition:
         if "TOSSICO" in message.subject:
             raise ValueError("rule blew up")
-        return super().decide(message, received_at=received_at, pec=pec)
+        return super().decide(message, received_at=received_at, pec=pec, received_why=received_why)
 
 
 def test_a_message_that_fails_is_quarantined_and_the_rest_of_its_batch_recorded(

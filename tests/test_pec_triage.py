@@ -218,13 +218,15 @@ def test_a_privileged_envelope_asks_the_verifier(triager: Triager) -> None:
 
 def test_the_acknowledgment_goes_to_risposte_with_the_inner_name_and_subject(triager: Triager) -> None:
     answer = "segreteria@pec.ateneo.example.it"
-    d = triage(triager, pec_kit.build(Pec(subject="Configurazione casella", body=QUESTION, reply_to=answer)))
+    inner = f"Guidi Alberto - Referente Tecnico <{Pec().sender}>"
+    d = triage(triager, pec_kit.build(Pec(subject="Configurazione casella", body=QUESTION, reply_to=answer,
+                                          inner_from=inner)))
     ack = Responder(DEFAULT_TEMPLATES, triager.settings.helpdesk).acknowledgment(d, "HD-2025-000001", "<a@b.c>", NOW)
     assert ack.recipients == (answer,)
     text = ack.data.decode()
     assert "Subject: Re: Configurazione casella [HD-2025-000001]\r\n" in text
     assert "In-Reply-To: <orig.20250314.1@pec.ateneo.example.it>" in text
-    assert "Gentile Referente Tecnico," in text and "posta-certificata@" not in text
+    assert "Gentile Guidi Alberto," in text and "posta-certificata@" not in text
 
 
 @pytest.mark.parametrize("receipt_type", sorted(pec_kit.RECEIPT_SUBJECTS))

@@ -28,6 +28,7 @@ from maild.records import (
     Disposition,
     OutgoingMail,
     ParsedMessage,
+    RefusalCause,
     TakeIn,
 )
 from maild.responder import (
@@ -38,6 +39,7 @@ from maild.responder import (
     find_ticket_refs,
     format_when,
     make_message_id,
+    refusal_words,
     reply_subject,
     ticket_tag,
 )
@@ -102,6 +104,7 @@ def make_disposition(
     language: str = "it",
     take_in: TakeIn | None = None,
     reasons: tuple[str, ...] = (),
+    refusal: RefusalCause | None = None,
 ) -> Disposition:
     return Disposition(
         message=message if message is not None else make_message(),
@@ -113,6 +116,7 @@ def make_disposition(
         received_at=datetime(2026, 10, 31, 15, 0, tzinfo=UTC),
         take_in=take_in if take_in is not None else TakeIn(datetime(2026, 11, 2, 8, 0, tzinfo=ROME), False),
         reasons=reasons,
+        refusal=refusal,
     )
 
 
@@ -120,12 +124,18 @@ def refused(language: str = "it", message: ParsedMessage | None = None) -> Dispo
     return make_disposition(
         message=message, decision=Decision.REJECTED, language=language,
         reasons=("from address not authorized", "dmarc=fail at mx.servizi.example.it"),
+        refusal=RefusalCause.DMARC_FAILED,
     )
 
 
 @pytest.fixture(scope="module")
 def responder() -> Responder:
     return Responder(DEFAULT_TEMPLATES, HELPDESK)
+
+
+def flat(text: str) -> str:
+    """``text`` with its line breaks and runs of spaces as single spaces: sentences to compare."""
+    return " ".join(text.split())
 
 
 def parse(out: OutgoingMail) -> EmailMessage:
@@ -358,23 +368,27 @@ def test_clean_line_turns_every_ascii_control_into_a_space() -> None:
 
 @pytest.mark.parametrize(("language", "in_hours", "take_in_at", "expected"), [
     ("it", False, datetime(2026, 11, 2, 8, 0, tzinfo=ROME),
-     "sarà presa in carico\nalla prossima apertura, lunedì 2 novembre 2026 alle 08:00."),
+     "Il suo messaggio è arrivato fuori dall'orario di servizio. La richiesta sarà presa in carico "
+     "lunedì 2 novembre 2026 alle 08:00 (ora italiana), alla riapertura."),
     ("it", True, datetime(2026, 11, 3, 10, 15, tzinfo=ROME),
-     "La richiesta è stata presa in carico martedì 3 novembre 2026 alle 10:15 ed è ora in\nlavorazione"),
+     "La richiesta è stata presa in carico martedì 3 novembre 2026 alle 10:15 (ora italiana) ed è ora in "
+     "lavorazione"),
     ("en", False, datetime(2026, 11, 2, 8, 0, tzinfo=ROME),
-     "it will be taken in when we\nnext open, on Monday 2 November 2026 at 08:00."),
+     "Your message reached us outside our service hours. We will take it in on Monday 2 November 2026 "
+     "at 08:00 (Italian time), when we next open."),
     ("en", True, datetime(2026, 11, 3, 10, 15, tzinfo=ROME),
-     "Your request was taken in on Tuesday 3 November 2026 at 10:15 and is now being\nhandled"),
+     "We took it in on Tuesday 3 November 2026 at 10:15 (Italian time), and our staff are now working on it."),
     # Stored in UTC: still shown in the help desk's local time (CEST in July).
     ("it", False, datetime(2026, 7, 15, 6, 0, tzinfo=UTC),
-     "alla prossima apertura, mercoledì 15 luglio 2026 alle 08:00."),
+     "presa in carico mercoledì 15 luglio 2026 alle 08:00 (ora italiana), alla riapertura."),
 ])
 def test_ack_take_in_time_in_local_time(
     responder: Responder, language: str, in_hours: bool, take_in_at: datetime, expected: str,
 ) -> None:
     d = make_disposition(language=language, take_in=TakeIn(take_in_at, in_hours))
     text = body(responder.acknowledgment(d, REF, OUR_ID, NOW))
-    assert expected in text
+    assert expected in flat(text)
+    assert max(len(line) for line in text.splitlines()) <= 78
     assert REF in text
     assert text.rstrip().endswith("--\n" + ("Messaggio generato automaticamente a conferma della ricezione."
                                            if language == "it" else "This is an automatic acknowledgment "
@@ -414,9 +428,34 @@ def test_ack_names_the_category_in_words(
 
 
 def test_display_name_is_cleaned_and_not_html_escaped(responder: Responder) -> None:
-    message = make_message(from_addresses=(Address("Rossi & Figli <Srl>\r\nX\u202e", "m@comune.example.it"),))
+    message = make_message(from_addresses=(Address("D'Amico\r\nAnna\u202e", "m@comune.example.it"),))
     text = body(responder.acknowledgment(make_disposition(message=message), REF, OUR_ID, NOW))
-    assert text.startswith("Gentile Rossi & Figli <Srl> X,\n")
+    assert text.startswith("Gentile D'Amico Anna,\n")
+
+
+@pytest.mark.parametrize(("display", "italian", "english"), [
+    ("Guidi Alberto - Referente Tecnico", "Gentile Guidi Alberto,", "Dear Guidi Alberto,"),
+    ("Tom Baker", "Gentile Tom Baker,", "Dear Tom Baker,"),
+    ("Dott.ssa Anna Verdi", "Gentile Anna Verdi,", "Dear Anna Verdi,"),
+    ("VERDI, ANNA", "Gentile Anna Verdi,", "Dear Anna Verdi,"),
+    ("Anna Verdi (Ateneo)", "Gentile Anna Verdi,", "Dear Anna Verdi,"),
+    ("Guidi Alberto | Servizi Informatici", "Gentile Guidi Alberto,", "Dear Guidi Alberto,"),
+    # Not a person's name: an address, a role, an office, a username, nothing.
+    ("mario.rossi@comune.example.it", "Gentile utente,", "Hello,"),
+    ("Referente Tecnico", "Gentile utente,", "Hello,"),
+    ("Ufficio Protocollo - Ateneo", "Gentile utente,", "Hello,"),
+    ("m.rossi", "Gentile utente,", "Hello,"),
+    ("Rossi & Figli <Srl>", "Gentile utente,", "Hello,"),
+    ("", "Gentile utente,", "Hello,"),
+])
+def test_greeting_uses_the_person_s_name_or_none(
+    responder: Responder, display: str, italian: str, english: str,
+) -> None:
+    message = make_message(from_addresses=(Address(display, "m@comune.example.it"),))
+    it = body(responder.acknowledgment(make_disposition(message=message), REF, OUR_ID, NOW))
+    en = body(responder.acknowledgment(make_disposition(message=message, language="en"), REF, OUR_ID, NOW))
+    assert it.startswith(f"{italian}\n\nla ringraziamo per averci scritto. ")
+    assert en.startswith(f"{english}\n\nThank you for writing to us. ")
 
 
 def test_ack_without_display_name_greets_the_user(responder: Responder) -> None:
@@ -470,7 +509,8 @@ def test_refusal_explains_how_to_proceed_without_secrets(responder: Responder, l
         assert "reimpostazione o sblocco delle password" in text
         assert "cancellazione o\nblocco di caselle di posta e di liste di distribuzione" in text
     else:
-        assert "The request has not been carried out" in text
+        assert text.startswith("Hello,\n\nWe have received your message")
+        assert "We have not carried out the request" in text
         assert "please ask the\nreferente tecnico of your Administration" in text
         assert "create, delete or block mailboxes" in text
 
@@ -520,25 +560,62 @@ def test_referente_notice_tells_who_what_when_why(responder: Responder) -> None:
     assert msg["Message-ID"] == "<notice.1@servizi.example.it>"
     assert msg["Subject"] == f"Richiesta privilegiata respinta: reimpostazione o sblocco della password {TAG}"
     assert msg["Content-Language"] == "it"  # the referente reads Italian, whatever the sender wrote
+    assert text.startswith("Gentile referente tecnico,\n\nabbiamo respinto una richiesta di reimpostazione")
+    assert ("abbiamo respinto una richiesta di reimpostazione o sblocco della password che "
+            "Referente.Tecnico@Ateneo.example.it ha inviato a nome dell'Amministrazione Ateneo, perché il "
+            "messaggio non ha superato i controlli sul mittente del nostro server di ricezione (DMARC non "
+            "superato).") in flat(text)
     assert '"Referente Tecnico Bcc: x" <Referente.Tecnico@Ateneo.example.it>' in text
-    assert "Reply-To:             <altro@elsewhere.example.com>" in text
-    assert "Tipo di richiesta:    reimpostazione o sblocco della password" in text
-    assert "Oggetto:              Urgente: reset password di mario.rossi" in text
-    assert "Ricevuta:             sabato 31 ottobre 2026 alle 16:00" in text
-    assert "Message-ID:           <CAB1234@mail.comune.example.it>" in text
-    assert "  - from address not authorized\n  - dmarc=fail at mx.servizi.example.it\n" in text
-    assert f"Pratica:              {REF}" in text
-    assert "all'Amministrazione Ateneo" in text
+    assert "Reply-To:    <altro@elsewhere.example.com>" in text
+    assert "Oggetto:     Urgente: reset password di mario.rossi" in text
+    assert "Ricevuto:    sabato 31 ottobre 2026 alle 16:00 (ora italiana)" in text
+    assert "Message-ID:  <CAB1234@mail.comune.example.it>" in text
+    assert f"Pratica:     {REF}" in text
     assert "Nessuna operazione è stata eseguita." in text
+    # The technical trace stays with the ticket.
+    for trace in ("from address not authorized", "dmarc=fail", "mx.servizi.example.it"):
+        assert trace not in text
+    assert max(len(line) for line in text.splitlines() if not line.startswith("  ")) <= 78
 
 
 def test_referente_notice_in_english(responder: Responder) -> None:
     out = responder.referente_notice(refused(), REF, OUR_ID, NOW, REFERENTE, language="en")
     text = body(out)
     assert parse(out)["Subject"] == f"Privileged request refused: password reset or unlock {TAG}"
+    assert text.startswith("Dear referente tecnico,\n\nWe refused a request for password reset or unlock that\n")
+    assert ("We refused a request for password reset or unlock that mario.rossi@comune.example.it sent in the "
+            "name of Ateneo, because the message did not pass the sender checks of our receiving server "
+            "(DMARC failed).") in flat(text)
     assert "No action was taken." in text
-    assert "Received:             Saturday 31 October 2026 at 16:00" in text
-    assert "Sender (From):        \"Mario Rossi\" <mario.rossi@comune.example.it>" in text
+    assert "Received:    Saturday 31 October 2026 at 16:00 (Italian time)" in text
+    assert "From:        \"Mario Rossi\" <mario.rossi@comune.example.it>" in text
+    assert "dmarc=fail" not in text
+
+
+@pytest.mark.parametrize(("cause", "italian", "english"), [
+    (RefusalCause.NOT_AUTHORIZED_SENDER, "perché il mittente non è il referente tecnico né un suo delegato.",
+     "because the sender is neither the referente tecnico nor one of their delegates."),
+    (RefusalCause.NOT_CHECKED, "perché il nostro server di ricezione non ha potuto verificare il mittente.",
+     "because our receiving server could not check the sender."),
+    (RefusalCause.PEC_SIGNATURE, "perché non è stato possibile verificare la firma del gestore PEC.",
+     "because the PEC provider's signature could not be verified."),
+    (RefusalCause.USERS_ROLE, "perché è stata fatta con il PIN degli utenti, che non consente questo tipo di "
+     "richiesta.", "because it was made with the users' PIN, which does not allow this kind of request."),
+])
+def test_referente_notice_says_why_in_one_sentence(
+    responder: Responder, cause: RefusalCause, italian: str, english: str,
+) -> None:
+    d = dataclasses.replace(refused(), refusal=cause)
+    it = flat(body(responder.referente_notice(d, REF, OUR_ID, NOW, REFERENTE)))
+    en = flat(body(responder.referente_notice(d, REF, OUR_ID, NOW, REFERENTE, language="en")))
+    assert f"a nome dell'Amministrazione Ateneo, {italian} Nessuna operazione" in it
+    assert f"in the name of Ateneo, {english} No action was taken." in en
+
+
+def test_every_refusal_cause_has_words_in_both_languages() -> None:
+    for cause in RefusalCause:
+        assert refusal_words(cause, "it") != refusal_words(cause, "en")
+        assert refusal_words(cause, "en")[0].islower()
 
 
 def test_referente_notice_subject_ignores_the_sender_subject(responder: Responder) -> None:

@@ -71,10 +71,11 @@ def test_a_worker_that_dies_is_replaced_and_its_batch_left_to_this_process() -> 
 
 
 class _Exploding(Triager):
-    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None) -> Disposition:
+    def decide(self, message: ParsedMessage, *, received_at: datetime, pec: PecRead | None = None,
+               received_why: str = "") -> Disposition:
         if "BOOM" in message.subject:
             raise RuntimeError("a rule blew up")
-        return super().decide(message, received_at=received_at, pec=pec)
+        return super().decide(message, received_at=received_at, pec=pec, received_why=received_why)
 
 
 def test_a_message_whose_triage_raises_comes_back_as_none(monkeypatch: pytest.MonkeyPatch) -> None:

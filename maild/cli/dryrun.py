@@ -6,10 +6,13 @@ Their JSON output is a contract other tools call: one object per line.
 from __future__ import annotations
 
 import argparse
+import email
+import email.policy
 import hashlib
 import json
 import sys
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 
 from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, print_table, redact
@@ -169,6 +172,10 @@ def _add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     cmd.add_argument("--received", type=_timestamp, help="received time (ISO 8601) instead of the headers")
     cmd.add_argument("--notice", action="store_true",
                      help="for a refused request, print the notice to the referente instead")
+    cmd.add_argument("--language", choices=("it", "en"), default="it",
+                     help="language of the notice to the referente (default it)")
+    cmd.add_argument("--text", action="store_true",
+                     help="print what the person reads: To, Subject and the decoded text, not the raw message")
     cmd.add_argument("file", type=Path, metavar="FILE")
     cmd.set_defaults(handler=_render)
 
@@ -187,18 +194,29 @@ def _render(args: argparse.Namespace, settings: Settings) -> int:
         for reason in disposition.reasons:
             print(f"  {reason}", file=sys.stderr)
         return 0
-    reply = dry_run_reply(Responder(settings.templates.path, settings.helpdesk), settings, disposition,
-                          raw, now, notice=args.notice)
+    responder = Responder(settings.templates.path, settings.helpdesk, timezone=settings.service_hours.timezone)
+    reply = dry_run_reply(responder, settings, disposition, raw, now, notice=args.notice, language=args.language)
     if reply is None:
         print(f"maild: {args.file} was refused but no Administration (so no referente) matched", file=sys.stderr)
         return 0
-    sys.stdout.buffer.write(reply.data)
+    if args.text:
+        sys.stdout.write(_readable(reply.data))
+    else:
+        sys.stdout.buffer.write(reply.data)
     sys.stdout.flush()
     return 0
 
 
+def _readable(data: bytes) -> str:
+    """A rendered reply as its reader sees it: the headers that matter and the decoded text."""
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)  # the default policy's factory
+    headers = "".join(f"{name}: {message[name]}\n" for name in ("To", "Subject") if message[name])
+    return f"{headers}\n{message.get_content()}"
+
+
 def dry_run_reply(responder: Responder, settings: Settings, d: Disposition, raw: bytes, now: datetime,
-                  *, notice: bool = False) -> OutgoingMail | None:
+                  *, notice: bool = False, language: str = "it") -> OutgoingMail | None:
     """The reply for a dry run: a placeholder ticket number, a deterministic Message-ID."""
     year = (d.take_in.take_in_at if d.take_in else d.received_at).year
     ref = f"{settings.helpdesk.ticket_prefix}-{year}-000000"
@@ -212,7 +230,7 @@ def dry_run_reply(responder: Responder, settings: Settings, d: Disposition, raw:
     admin = next((a for a in settings.administrations if a.name == d.administration), None)
     if admin is None:
         return None
-    return responder.referente_notice(d, ref, message_id, now, admin.referente)
+    return responder.referente_notice(d, ref, message_id, now, admin.referente, language=language)
 
 
 DRY_RUN_COMMANDS = (_add_check_config, _add_triage, _add_takein, _add_render)

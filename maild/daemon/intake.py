@@ -119,7 +119,7 @@ class IntakeService:
         reports: dict[int, IntakeReport] = {}
         queued: list[tuple[int, Incoming, Triaged]] = []
         for index, (item, given) in enumerate(zip(items, done, strict=True)):
-            ready = given or (self.triage(item.raw, now) if item.raw is not None else None)
+            ready = given or (self.triage(item.raw, now, item.arrived_at) if item.raw is not None else None)
             if ready is None:
                 reports[index] = self.process(item, now)
             else:
@@ -138,10 +138,10 @@ class IntakeService:
                                   else self.process(item, now))
         return [reports[index] for index in range(len(items))]
 
-    def triage(self, raw: bytes, now: datetime) -> Triaged | None:
+    def triage(self, raw: bytes, now: datetime, arrived_at: datetime | None = None) -> Triaged | None:
         """``triage`` with this service's stages; None when one raises (``process`` then handles it)."""
         try:
-            return triage(raw, now, self.triager, self.settings)
+            return triage(raw, now, self.triager, self.settings, arrived_at)
         except Exception:
             return None
 
@@ -164,7 +164,7 @@ class IntakeService:
         # rare (a crash between commit and move, a copy moved back) and only costs its triage.
         key = dedupe_key(raw)
         try:
-            ready = triage(raw, now, self.triager, self.settings)
+            ready = triage(raw, now, self.triager, self.settings, item.arrived_at)
             query = ready.thread_query
             thread = self.store.find_thread(query.message_ids, query.tags, query.from_addr) if query else None
         except Exception:

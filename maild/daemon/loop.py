@@ -339,7 +339,8 @@ class Daemon:
         if pool is None or (previous is None and not pool.forked and not pool.ready()):
             return self._record_batch(items, now, None)  # a spawned worker is still starting: no wait for it
         if items:
-            self._in_flight = _Flight(items, now, pool.submit([item.raw for item in items], now))
+            future = pool.submit([item.raw for item in items], now, [item.arrived_at for item in items])
+            self._in_flight = _Flight(items, now, future)
         if previous is None:
             return 0
         pool.started()

@@ -91,10 +91,13 @@ class TriagePool:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._executor, self._worker = self._start(child_context(None), None)  # spawned: see child_context
 
-    def submit(self, raws: Sequence[bytes | None], now: datetime) -> Future[list[Triaged | None]]:
+    def submit(self, raws: Sequence[bytes | None], now: datetime,
+               arrivals: Sequence[datetime | None] | None = None) -> Future[list[Triaged | None]]:
+        """``arrivals``: each message's ``Incoming.arrived_at``, in the same order (None: unknown)."""
         shipped = [raw if raw is not None and len(raw) <= SHIP_MAX_BYTES else None for raw in raws]
+        times = list(arrivals) if arrivals is not None else [None] * len(raws)
         try:
-            return self._executor.submit(triage_batch, shipped, now, self._settings)
+            return self._executor.submit(triage_batch, shipped, now, self._settings, times)
         except BrokenProcessPool:
             return self._failed(len(raws))
 
@@ -144,15 +147,19 @@ def _warm_up(settings: Settings) -> int:
     return os.getpid()
 
 
-def triage_batch(raws: Sequence[bytes | None], now: datetime, settings: Settings) -> list[Triaged | None]:
+def triage_batch(raws: Sequence[bytes | None], now: datetime, settings: Settings,
+                 arrivals: Sequence[datetime | None] | None = None) -> list[Triaged | None]:
     """In the worker: ``triage`` each message; None for one not shipped or whose triage raised."""
     triager = _triager(settings)
-    return [_one(raw, now, triager, settings) if raw is not None else None for raw in raws]
+    times = arrivals if arrivals is not None else [None] * len(raws)
+    return [_one(raw, now, triager, settings, at) if raw is not None else None
+            for raw, at in zip(raws, times, strict=True)]
 
 
-def _one(raw: bytes, now: datetime, triager: Triager, settings: Settings) -> Triaged | None:
+def _one(raw: bytes, now: datetime, triager: Triager, settings: Settings, arrived_at: datetime | None
+         ) -> Triaged | None:
     try:
-        return triage(raw, now, triager, settings)
+        return triage(raw, now, triager, settings, arrived_at)
     except Exception:  # the main process re-runs it and quarantines the message with the error
         return None
 

@@ -34,6 +34,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 from maild.errors import SourceError, SourceUnavailable, TransportUnavailable
@@ -147,13 +148,13 @@ class MaildirSource:
 
     def _read(self, path: Path, max_bytes: int) -> Incoming | None:
         try:
-            size = path.stat().st_size
-            raw = path.read_bytes() if size <= max_bytes else None
+            stat = path.stat()
+            raw = path.read_bytes() if stat.st_size <= max_bytes else None
         except FileNotFoundError:
             return None  # moved away meanwhile (another reader, or a client's new -> cur)
         except OSError as exc:
             raise _source_fault(path, exc) from exc
-        return Incoming(_key(path.name), size, raw, "")
+        return Incoming(_key(path.name), stat.st_size, raw, "", delivered_at(path.name, stat.st_mtime))
 
     def _locate(self, key: str) -> Path | None:
         known = self._paths.get(key)
@@ -193,6 +194,16 @@ def _stamped(entry: os.DirEntry[str], with_mtime: bool) -> list[tuple[int, str, 
     except FileNotFoundError:
         return []
     return [(mtime, entry.name, Path(entry.path))]
+
+
+def delivered_at(name: str, mtime: float) -> datetime:
+    """When a Maildir message was delivered: the later of the time in its unique name and its file's mtime.
+
+    The later one, so that a file moved in with an old name or an old mtime is not dated back.
+    """
+    head = name.partition(".")[0]
+    named = int(head) if head.isdigit() and len(head) <= 12 else 0
+    return datetime.fromtimestamp(max(float(named), mtime), UTC)
 
 
 def _source_fault(path: Path, exc: OSError) -> SourceError:

@@ -36,7 +36,8 @@ from maild.settings import Limits, Settings
 
 TEXT_LIMIT = 4000
 """Characters of a message's classified text shown by ``ticket show``."""
-_TAKE_IN_REASON = re.compile(r"^(received \d{4}-\d\d-\d\d |within service hours|\d{4}-\d\d-\d\d: |taken in at )")
+_TAKE_IN_REASON = re.compile(
+    r"^(received time: |received \d{4}-\d\d-\d\d |within service hours|\d{4}-\d\d-\d\d: |taken in at )")
 
 
 # --------------------------------------------------------------------------

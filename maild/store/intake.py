@@ -193,7 +193,7 @@ class _BatchWriter:
         opening = [p for p in pending if _opens_ticket(p)]
         if not opening:
             return {}
-        series = [f"{self._prefix}-{p.item.intake.disposition.received_at.astimezone(self._zone).year}"
+        series = [f"{self._prefix}-{p.item.intake.now.astimezone(self._zone).year}"  # the year of recording
                   for p in opening]
         numbers = {name: iter(self._allocate(conn, name, series.count(name))) for name in dict.fromkeys(series)}
         rows = [_ticket_row(p.item.intake, f"{name}-{next(numbers[name]):06d}") for p, name in zip(opening, series,

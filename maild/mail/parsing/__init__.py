@@ -40,6 +40,7 @@ from maild.mail.parsing.headers import (
     read_message_id,
     read_message_ids,
     read_received_at,
+    read_received_by,
     read_return_path,
     synthetic_id,
 )
@@ -98,6 +99,7 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
         body_text=body.text,
         body_from_html=body.from_html,
         attachments=body.attachments,
+        received_by=read_received_by(headers.first("received")),
         defects=defects.freeze(),
         size=len(raw),
     )

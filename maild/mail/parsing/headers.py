@@ -197,6 +197,17 @@ def read_header_date(value: str | None, name: str, defects: Defects) -> datetime
     return parsed.astimezone(UTC)
 
 
+_RECEIVED_BY = re.compile(r"(?:^|[\s)])by\s+\[?([A-Za-z0-9.:-]+)", re.IGNORECASE)
+
+
+def read_received_by(value: str | None) -> str:
+    """The ``by`` host of a Received field, lower case: the server that added it ("" when there is none)."""
+    if value is None:
+        return ""
+    found = _RECEIVED_BY.search(value.rpartition(";")[0] or value)
+    return found.group(1).rstrip(".").lower() if found else ""
+
+
 def read_received_at(value: str | None, defects: Defects) -> datetime | None:
     """Date of the topmost Received field: the text after its last ';'."""
     if value is None:
