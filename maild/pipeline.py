@@ -30,6 +30,7 @@ from maild.records import (
     Disposition,
     ParsedMessage,
     PecSummary,
+    ScreenKind,
     ThreadQuery,
     pickled_by_fields,
 )
@@ -82,11 +83,12 @@ class Triager:
         if pec is not None and pec.facts.kind is PecKind.RECEIPT:
             screened = screen_pec_receipt(pec.facts)
         else:
-            screened = screen(message, self.own_addresses, self.screening)
+            screened = screen(message, self.own_addresses, self.screening, dict(message.screened_fields))
         if not screened.human:
             return self._disposition(message, Category.OTHER, Decision.IGNORED, None, "it", received_at,
                                      (*pec_reasons, *screened.reasons), scheduled=False,
-                                     pec=certified.summary(pec.facts, None) if pec else None)
+                                     pec=certified.summary(pec.facts, None) if pec else None,
+                                     screen_kind=screened.kind)
         classified = classify(message, self.rules, self.settings.triage.default_language)
         administration, adm_reason = resolve_administration(message, self.settings.administrations)
         reasons = (*pec_reasons, *screened.reasons, *classified.reasons, adm_reason)
@@ -144,7 +146,7 @@ class Triager:
     def _disposition(
         self, message: ParsedMessage, category: Category, decision: Decision, administration: str | None,
         language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool,
-        pec: PecSummary | None = None, review: str = "",
+        pec: PecSummary | None = None, review: str = "", screen_kind: ScreenKind | None = None,
     ) -> Disposition:
         # Refused attempts are taken in too: a person reviews every security event.
         take_in = self.calendar.take_in(received_at) if scheduled else None
@@ -154,6 +156,7 @@ class Triager:
             message=message, category=category, decision=decision, administration=administration,
             priority=self.settings.priorities.of(category), language=language,
             received_at=received_at, take_in=take_in, reasons=reasons, pec=pec, review=review,
+            screen_kind=screen_kind,
         )
 
 

@@ -152,6 +152,9 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...]
     defects: tuple[str, ...]
     size: int
+    screened_fields: tuple[tuple[str, str], ...] = ()
+    """The few other header fields the screener reads (List-Id, X-Failed-Recipients...): lower-case
+    name and the first value, decoded and cut (``maild.mail.parsing.headers.SCREENED_FIELDS``)."""
 
 
 class ScreenKind(enum.StrEnum):
@@ -251,6 +254,8 @@ class Disposition:
     """Why an operator should look at this one first; "" when triage was sure."""
     pec: PecSummary | None = None
     """None for ordinary mail."""
+    screen_kind: ScreenKind | None = None
+    """For ignored mail, what kind of automatic mail it is (the digest and the stats split by it)."""
 
     @property
     def privileged(self) -> bool:

@@ -41,6 +41,7 @@ from maild.mail.parsing.headers import (
     read_message_ids,
     read_received_at,
     read_return_path,
+    read_screened_fields,
     synthetic_id,
 )
 from maild.mail.parsing.mime import Node, mime_info, walk_mime
@@ -100,6 +101,7 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
         attachments=body.attachments,
         defects=defects.freeze(),
         size=len(raw),
+        screened_fields=read_screened_fields(headers),
     )
 
 
