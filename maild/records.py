@@ -12,6 +12,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -309,6 +310,26 @@ class OutgoingMail:
     default, means "not known": a transport that replaces earlier copies must look."""
 
 
+@dataclass(frozen=True, slots=True)
+class UnsentReply:
+    """A reply maild did not queue because its recipient cannot or must not be written to: the ticket says why."""
+
+    kind: str
+    """As ``OutgoingMail.kind``."""
+    recipient: str
+    """As the message gave it ("" when it gave none)."""
+    reason: str
+
+    @property
+    def description(self) -> str:
+        """What ``ticket show`` and the digest print: "acknowledgment not sendable: …"."""
+        return f"{_REPLY_WORDS.get(self.kind, self.kind)} not sendable: {self.reason}"
+
+
+_REPLY_WORDS = MappingProxyType({"ack": "acknowledgment", "refusal": "refusal",
+                                 "referente_notice": "notice to the referente"})
+
+
 class MessageKind(enum.StrEnum):
     """What the intake did with one received message."""
 
@@ -380,6 +401,8 @@ class EventKind(enum.StrEnum):
     """A PEC receipt for one of our replies: accepted by the provider, delivered (data: outcome, receipt)."""
     UNDELIVERED = "undelivered"
     """A PEC notice that one of our replies was not accepted or not delivered (data: outcome, receipt)."""
+    NOT_SENT = "not_sent"
+    """A reply was not queued: its recipient cannot or must not be written to (data: kind, recipient)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,7 +415,7 @@ class TicketRef:
     state: TicketState
 
 
-Renderer = Callable[[TicketRef | None], tuple[OutgoingMail, ...]]
+Renderer = Callable[[TicketRef | None], tuple[OutgoingMail | UnsentReply, ...]]
 """Pure function giving the replies for one intake, called inside its transaction.
 
 It gets the ticket (just opened, or the thread's ticket) or None when no
@@ -428,7 +451,7 @@ class Intake:
     channel: Channel = Channel.EMAIL
 
 
-ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]
+ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail | UnsentReply, ...]]
 """``Renderer`` that is also told whether the message is a follow-up of its ticket (True)."""
 
 
