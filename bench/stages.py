@@ -38,7 +38,7 @@ from maild.daemon.wiring import build_intake
 from maild.mail.keys import dedupe_key
 from maild.mail.parsing import parse_message
 from maild.pipeline import received_time
-from maild.records import Intake, OutgoingMail, QueuedIntake, TicketRef
+from maild.records import Intake, OutgoingMail, QueuedIntake, TicketRef, UnsentReply
 from maild.settings import Settings
 from maild.store import Store
 from tests.daemon_kit import HIGH_LIMITS
@@ -123,11 +123,12 @@ def _triaged(service: IntakeService, clock: _Clock, source_id: str, raw: bytes) 
     received = min(received_time(message, NOW), NOW)
     d = clock.time("triage", lambda: service.triager.decide(message, received_at=received))
 
-    def render(ticket: TicketRef | None, followup: bool) -> tuple[OutgoingMail, ...]:
+    def render(ticket: TicketRef | None, followup: bool) -> tuple[OutgoingMail | UnsentReply, ...]:
         if ticket is None:
             return ()
         return clock.time("render", lambda: replies_for(d, ticket.reference, key, NOW, service.responder,
-                                                        service.settings, followup=followup))
+                                                        service.settings, service.triager.screening,
+                                                        followup=followup))
 
     intake = Intake(dedupe_key=key, source_id=source_id, raw=raw, disposition=d, now=NOW)
     return QueuedIntake(intake, None, render)

@@ -32,6 +32,7 @@ from maild.records import (
     ParsedMessage,
     PecSummary,
     RefusalCause,
+    ScreenKind,
     ThreadQuery,
     pickled_by_fields,
 )
@@ -86,11 +87,12 @@ class Triager:
         if pec is not None and pec.facts.kind is PecKind.RECEIPT:
             screened = screen_pec_receipt(pec.facts)
         else:
-            screened = screen(message, self.own_addresses, self.screening)
+            screened = screen(message, self.own_addresses, self.screening, dict(message.screened_fields))
         if not screened.human:
             return self._disposition(message, Category.OTHER, Decision.IGNORED, None, "it", received_at,
                                      (*pec_reasons, *screened.reasons), scheduled=False,
-                                     pec=certified.summary(pec.facts, None) if pec else None)
+                                     pec=certified.summary(pec.facts, None) if pec else None,
+                                     screen_kind=screened.kind)
         classified = classify(message, self.rules, self.settings.triage.default_language)
         administration, adm_reason = resolve_administration(message, self.settings.administrations)
         reasons = (*pec_reasons, *screened.reasons, *classified.reasons, adm_reason)
@@ -152,6 +154,7 @@ class Triager:
         self, message: ParsedMessage, category: Category, decision: Decision, administration: str | None,
         language: str, received_at: datetime, reasons: tuple[str, ...], *, scheduled: bool,
         pec: PecSummary | None = None, review: str = "", refusal: RefusalCause | None = None,
+        screen_kind: ScreenKind | None = None,
     ) -> Disposition:
         # Refused attempts are taken in too: a person reviews every security event.
         take_in = self.calendar.take_in(received_at) if scheduled else None
@@ -162,6 +165,7 @@ class Triager:
             priority=self.settings.priorities.of(category), language=language,
             received_at=received_at, take_in=take_in, reasons=reasons, pec=pec, review=review,
             refusal=refusal if decision is Decision.REJECTED else None,
+            screen_kind=screen_kind,
         )
 
 

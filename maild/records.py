@@ -12,6 +12,7 @@ import operator
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -154,6 +155,9 @@ class ParsedMessage:
     size: int
     received_by: str = ""
     """The host that added the topmost Received header (its ``by``), lower case; "" when unreadable."""
+    screened_fields: tuple[tuple[str, str], ...] = ()
+    """The few other header fields the screener reads (List-Id, X-Failed-Recipients...): lower-case
+    name and the first value, decoded and cut (``maild.mail.parsing.headers.SCREENED_FIELDS``)."""
 
 
 class ScreenKind(enum.StrEnum):
@@ -278,6 +282,8 @@ class Disposition:
     """None for ordinary mail."""
     refusal: RefusalCause | None = None
     """Why a privileged request was refused; None unless the decision is ``rejected``."""
+    screen_kind: ScreenKind | None = None
+    """For ignored mail, what kind of automatic mail it is (the digest and the stats split by it)."""
 
     @property
     def privileged(self) -> bool:
@@ -329,6 +335,26 @@ class OutgoingMail:
     """True only when the outbox knows no attempt to send this Message-ID was made before (its
     first claim), so no earlier copy can exist and a transport need not look for one. False, the
     default, means "not known": a transport that replaces earlier copies must look."""
+
+
+@dataclass(frozen=True, slots=True)
+class UnsentReply:
+    """A reply maild did not queue because its recipient cannot or must not be written to: the ticket says why."""
+
+    kind: str
+    """As ``OutgoingMail.kind``."""
+    recipient: str
+    """As the message gave it ("" when it gave none)."""
+    reason: str
+
+    @property
+    def description(self) -> str:
+        """What ``ticket show`` and the digest print: "acknowledgment not sendable: …"."""
+        return f"{_REPLY_WORDS.get(self.kind, self.kind)} not sendable: {self.reason}"
+
+
+_REPLY_WORDS = MappingProxyType({"ack": "acknowledgment", "refusal": "refusal",
+                                 "referente_notice": "notice to the referente"})
 
 
 class MessageKind(enum.StrEnum):
@@ -402,6 +428,8 @@ class EventKind(enum.StrEnum):
     """A PEC receipt for one of our replies: accepted by the provider, delivered (data: outcome, receipt)."""
     UNDELIVERED = "undelivered"
     """A PEC notice that one of our replies was not accepted or not delivered (data: outcome, receipt)."""
+    NOT_SENT = "not_sent"
+    """A reply was not queued: its recipient cannot or must not be written to (data: kind, recipient)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,7 +442,7 @@ class TicketRef:
     state: TicketState
 
 
-Renderer = Callable[[TicketRef | None], tuple[OutgoingMail, ...]]
+Renderer = Callable[[TicketRef | None], tuple[OutgoingMail | UnsentReply, ...]]
 """Pure function giving the replies for one intake, called inside its transaction.
 
 It gets the ticket (just opened, or the thread's ticket) or None when no
@@ -450,7 +478,7 @@ class Intake:
     channel: Channel = Channel.EMAIL
 
 
-ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]
+ReplyRenderer = Callable[[TicketRef | None, bool], tuple[OutgoingMail | UnsentReply, ...]]
 """``Renderer`` that is also told whether the message is a follow-up of its ticket (True)."""
 
 

@@ -17,7 +17,7 @@ import logging
 import re
 import tomllib
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from email.headerregistry import Address as HeaderAddress
@@ -26,12 +26,14 @@ from types import MappingProxyType
 from typing import Final
 from zoneinfo import ZoneInfo
 
+import idna
 import jinja2
 
 from maild.errors import TemplateError
 from maild.logs import context
 from maild.mail.compose import Composer, Draft
-from maild.records import Address, Category, Decision, Disposition, OutgoingMail, RefusalCause
+from maild.records import Address, Category, Decision, Disposition, OutgoingMail, RefusalCause, UnsentReply
+from maild.rules.screening import ScreeningRules, is_machine_address
 from maild.settings import DEFAULT_NAMES, Helpdesk, Settings
 
 KINDS: Final = ("ack", "refusal", "referente_notice", "referente_notice_subject", "resolution")
@@ -339,15 +341,47 @@ def thread_ids(in_reply_to: str, references: Iterable[str]) -> tuple[str | None,
     return parent, tuple(ids)
 
 
-def _recipient(addr: str) -> HeaderAddress:
-    """A header Address for ``addr``, refusing anything that is not a plain ASCII mailbox.
+def writable(addr: str) -> tuple[str | None, str]:
+    """``addr`` as maild writes to it (a non-ASCII domain as IDNA), or None and why it cannot.
 
-    The same string goes into the SMTP envelope, so anything exotic is refused
-    here rather than trusted to the transport.
+    The same string goes into the SMTP envelope, so anything exotic (a quoted or
+    non-ASCII local part, which would need SMTPUTF8) is refused rather than trusted
+    to the transport.
     """
-    if not _MAILBOX.fullmatch(addr):
-        raise TemplateError(f"cannot send to {addr!r}: not a plain mailbox address")
-    local, _, domain = addr.rpartition("@")
+    local, at, domain = addr.rpartition("@")
+    if not addr:
+        return None, "the message gives no address to answer"
+    if not at or not local:
+        return None, f"{addr!r} is not a mailbox address"
+    if local.startswith('"'):
+        return None, f"{addr!r} has a quoted local part"
+    if not local.isascii():
+        return None, f"{addr!r} has a non-ASCII local part (it needs SMTPUTF8)"
+    if not domain.isascii():
+        try:
+            domain = idna.encode(domain, uts46=True).decode("ascii")
+        except UnicodeError:
+            return None, f"the domain of {addr!r} is not a valid internationalized domain name"
+    if not _MAILBOX.fullmatch(ascii_addr := f"{local}@{domain}"):
+        return None, f"{addr!r} is not a plain mailbox address"
+    return ascii_addr, ""
+
+
+def unwritable(addr: str, screening: ScreeningRules) -> str | None:
+    """Why no reply may go to ``addr``: maild cannot write to it, or it is never a person; None to write."""
+    written, why = writable(addr)
+    if written is None:
+        return why
+    machine = is_machine_address(addr, screening)
+    return None if machine is None else f"{addr} is never a person: {machine}"
+
+
+def _recipient(addr: str) -> HeaderAddress:
+    """A header Address for ``addr``, refusing anything that is not a plain ASCII mailbox (``writable``)."""
+    written, why = writable(addr)
+    if written is None:
+        raise TemplateError(f"cannot send to {addr!r}: {why}")
+    local, _, domain = written.rpartition("@")
     return HeaderAddress(username=local, domain=domain)
 
 
@@ -497,17 +531,24 @@ class Responder:
         }
 
     @staticmethod
-    def _from(d: Disposition, ticket_ref: str) -> Address:
-        """The requester: always the From address, never Reply-To (which anyone can set).
+    def requester(d: Disposition) -> Address | None:
+        """Who a reply goes to: always the From address, never Reply-To (which anyone can set); None without one.
 
         A PEC request is answered where PEC says (daticert risposte, Reply-To, the
         sender), which is never the provider's address, greeted by the From's name.
         """
         if not d.message.from_addresses:
-            raise TemplateError(f"cannot reply for {ticket_ref}: the message has no From address")
+            return None
         sender = d.message.from_addresses[0]
         if d.pec is not None and d.pec.reply_to:
             return Address(sender.name, d.pec.reply_to)
+        return sender
+
+    @classmethod
+    def _from(cls, d: Disposition, ticket_ref: str) -> Address:
+        sender = cls.requester(d)
+        if sender is None:
+            raise TemplateError(f"cannot reply for {ticket_ref}: the message has no From address")
         return sender
 
     def _render(self, kind: str, lang: str, context: Mapping[str, object]) -> str:
@@ -565,27 +606,42 @@ def _describe(exc: jinja2.TemplateError) -> str:
 
 
 def replies_for(d: Disposition, ref: str, key: str, now: datetime, responder: Responder, settings: Settings,
-                *, followup: bool) -> tuple[OutgoingMail, ...]:
+                screening: ScreeningRules, *, followup: bool) -> tuple[OutgoingMail | UnsentReply, ...]:
     """Acknowledge a new accepted request; refuse (and tell the referente) a refused one.
 
     A follow-up gets no acknowledgment, but a privileged request inside it is
     authorized like any other and refused when it fails. Message-IDs are
     derived from the ticket, the kind and the incoming message, so re-running
-    the same intake can never queue a second, different reply.
+    the same intake can never queue a second, different reply. A reply to an
+    address maild cannot write to, or that is never a person (``unwritable``),
+    is not rendered: it comes back as an ``UnsentReply`` with the reason.
     """
 
     def message_id(kind: str) -> str:
         return make_message_id(settings.helpdesk.address, f"{ref}.{kind}.{key[:16]}")
 
+    def reply(kind: str, recipient: str, render: Callable[[str], OutgoingMail], *, token: str = "",
+              ) -> OutgoingMail | UnsentReply:
+        why = unwritable(recipient, screening)
+        if why is None:
+            return render(message_id(token or kind))
+        unsent = UnsentReply(kind, recipient, why)
+        log.warning("%s", unsent.description, extra=context(d.message.message_id, ref))
+        return unsent
+
+    requester = Responder.requester(d)
+    to = requester.addr if requester is not None else ""
     if d.decision is Decision.ACCEPTED:
-        return () if followup else (responder.acknowledgment(d, ref, message_id("ack"), now),)
+        return () if followup else (reply("ack", to, lambda mid: responder.acknowledgment(d, ref, mid, now)),)
     if d.decision is not Decision.REJECTED:
         return ()
     senders = tuple(sorted({s for a in settings.administrations for s in a.authorized_senders}))
-    replies = [responder.refusal(d, ref, message_id("refusal"), now, senders)]
+    replies = [reply("refusal", to, lambda mid: responder.refusal(d, ref, mid, now, senders))]
     admin = next((a for a in settings.administrations if a.name == d.administration), None)
     if admin is not None:
-        replies.append(responder.referente_notice(d, ref, message_id("notice"), now, admin.referente))
+        replies.append(reply("referente_notice", admin.referente,
+                             lambda mid: responder.referente_notice(d, ref, mid, now, admin.referente),
+                             token="notice"))
     else:
         log.warning("refused attempt matches no Administration: no referente to tell",
                     extra=context(d.message.message_id, ref))

@@ -42,6 +42,7 @@ from maild.mail.parsing import parse_message
 from maild.pipeline import Triager, received_time
 from maild.records import Disposition, OutgoingMail
 from maild.responder import Responder, make_message_id, reply_subject, thread_ids
+from maild.rules.screening import load_screening
 from maild.settings import Helpdesk
 from tests.daemon_kit import HIGH_LIMITS
 from tests.factories import settings as make_settings
@@ -56,6 +57,7 @@ HELPDESK = Helpdesk(
 )
 NOW = datetime(2027, 1, 18, 10, 0, 7, tzinfo=UTC)
 REF = "HD-2027-000123"
+SCREENING = load_screening()
 
 
 def draft(**changes: object) -> Draft:
@@ -166,7 +168,8 @@ def test_corpus_replies_are_the_reference_bytes(
     replies: list[OutgoingMail] = []
     for index, d in enumerate(corpus_dispositions(240, now)):
         ref = f"HD-2027-{index:06d}"
-        replies += replies_for(d, ref, f"{index:064x}", now, responder, config, followup=False)
+        replies += [r for r in replies_for(d, ref, f"{index:064x}", now, responder, config, SCREENING, followup=False)
+                    if isinstance(r, OutgoingMail)]
         if d.message.from_addresses:
             replies.append(responder.resolution(
                 ticket_ref=ref, requester=d.message.from_addresses[0], subject=d.message.subject,

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from maild.mail import parsing
 from maild.mail.parsing import defects, parse_message
 from maild.records import ParsedMessage
+from maild.rules.screening import HEADER_FIELD, load_screening
 from maild.settings import Limits
 from tests import hostile
 
@@ -597,3 +598,20 @@ def test_arbitrary_header_text_never_raises(fields: list[tuple[str, str]], body:
     head = "".join(f"{name}: {value}\r\n" for name, value in fields)
     raw = head.encode("utf-8") + b"\r\n" + body
     assert_sane(parse_message(raw, LIMITS), raw)
+
+
+def test_only_the_screened_header_fields_are_kept_first_value_cut() -> None:
+    raw = (b"From: a@example.org\r\nList-Id: Tecnici <tecnici.liste.example.it>\r\n"
+           b"List-Id: second <ignored.example.it>\r\nX-Failed-Recipients:\r\n  folded@example.org\r\n"
+           b"List-Unsubscribe: <mailto:" + b"x" * 1000 + b"@example.org>\r\nX-Mailer: not kept\r\n"
+           b"Subject: hi\r\n\r\nbody\r\n")
+    kept = dict(parse_message(raw, LIMITS).screened_fields)
+    assert set(kept) == {"list-id", "x-failed-recipients", "list-unsubscribe"}
+    assert kept["list-id"] == "Tecnici <tecnici.liste.example.it>"
+    assert kept["x-failed-recipients"] == "folded@example.org"
+    assert len(kept["list-unsubscribe"]) == parsing.headers.SCREENED_VALUE_CHARS
+
+
+def test_every_header_field_the_shipped_screening_data_reads_is_kept_by_the_parser() -> None:
+    named = {on.removeprefix(HEADER_FIELD) for on in load_screening().fields if on.startswith(HEADER_FIELD)}
+    assert named and named <= set(parsing.headers.SCREENED_FIELDS)

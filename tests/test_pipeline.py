@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
+
 from maild.pipeline import Triager
-from maild.records import Address, Category, Decision
+from maild.records import Address, Category, Decision, ScreenKind
 from tests.factories import message, settings
 
 NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
@@ -40,3 +42,24 @@ def test_a_question_on_a_privileged_topic_is_accepted_as_other_from_anyone() -> 
 def test_review_reaches_the_disposition() -> None:
     _, _, review, _ = decide("Buongiorno, grazie.", subject="Eliminazione casella PEC ufficio gare")
     assert review == "category lifecycle decided from the subject alone"
+
+
+LIST_MAIL = (b"From: Mario Rossi <mario.rossi@ateneo.example.it>\r\nTo: helpdesk-posta@servizi.example.it\r\n"
+             b"Subject: Rubrica del dipartimento\r\nMessage-ID: <l1@ateneo.example.it>\r\n"
+             b"Date: Mon, 04 Jan 2027 09:00:00 +0100\r\n%s\r\n"
+             b"Buongiorno, vi chiedo di aggiornare il mio numero di telefono in rubrica.\r\n")
+
+
+@pytest.mark.parametrize("field", [b"List-Unsubscribe: <mailto:tecnici-leave@liste.example.it>",
+                                   b"List-Id: Tecnici <tecnici.liste.example.it>",
+                                   b"X-Failed-Recipients: nessuno@ateneo.example.it"])
+def test_a_screened_header_field_reaches_the_screener_through_the_pipeline(field: bytes) -> None:
+    d = TRIAGER.triage(LIST_MAIL % (field + b"\r\n"), now=NOW)
+    assert d.decision is Decision.IGNORED
+    assert d.screen_kind is (ScreenKind.BOUNCE if field.startswith(b"X-Failed") else ScreenKind.LIST)
+    assert any(field.split(b":")[0].decode().lower() in r for r in d.reasons)
+
+
+def test_the_same_request_without_the_list_field_is_accepted() -> None:
+    d = TRIAGER.triage(LIST_MAIL % b"", now=NOW)
+    assert (d.decision, d.screen_kind) == (Decision.ACCEPTED, None)

@@ -30,6 +30,7 @@ from maild.records import (
     ParsedMessage,
     RefusalCause,
     TakeIn,
+    UnsentReply,
 )
 from maild.responder import (
     SUBJECT_LIMIT,
@@ -40,10 +41,14 @@ from maild.responder import (
     format_when,
     make_message_id,
     refusal_words,
+    replies_for,
     reply_subject,
     ticket_tag,
+    writable,
 )
+from maild.rules.screening import load_screening
 from maild.settings import DEFAULT_TEMPLATES, Helpdesk
+from tests.factories import settings as factory_settings
 
 ROME = ZoneInfo("Europe/Rome")
 HELPDESK = Helpdesk(
@@ -757,3 +762,44 @@ def test_message_id_goes_out_unchanged(responder: Responder) -> None:
 ])
 def test_format_when(moment: datetime, language: str, expected: str) -> None:
     assert format_when(moment, language, ROME) == expected
+
+
+# --------------------------------------------------------------------------
+# Recipients maild cannot or must not write to: the reply is a value saying why, never an exception
+
+SCREENING = load_screening()
+
+
+def _replies(responder: Responder, addr: str, decision: Decision = Decision.ACCEPTED
+             ) -> tuple[OutgoingMail | UnsentReply, ...]:
+    d = make_disposition(message=make_message(from_addresses=(Address("Mario", addr),) if addr else ()),
+                         decision=decision)
+    return replies_for(d, REF, "0" * 64, NOW, responder, factory_settings(), SCREENING, followup=False)
+
+
+@pytest.mark.parametrize(("addr", "why"), [
+    ('"System Administrator"@example.com', "quoted local part"),
+    ("jdöe@mächine.example", "non-ASCII local part"),
+    ("", "no address to answer"),
+    ("noreply@ateneo.example.it", "never a person"),
+    ("MAILER-DAEMON@ateneo.example.it", "never a person"),
+    ("posta-certificata@pec.ateneo.example.it", "never a person"),
+])
+def test_an_acknowledgment_to_an_address_maild_cannot_or_must_not_write_to_is_unsent_with_the_reason(
+        responder: Responder, addr: str, why: str) -> None:
+    (reply,) = _replies(responder, addr)
+    assert isinstance(reply, UnsentReply)
+    assert (reply.kind, reply.recipient) == ("ack", addr)
+    assert why in reply.reason
+    assert reply.description.startswith("acknowledgment not sendable: ")
+
+
+def test_a_refusal_to_a_machine_is_unsent_but_the_referente_is_still_told(responder: Responder) -> None:
+    refusal, notice = _replies(responder, "no-reply@ateneo.example.it", Decision.REJECTED)
+    assert isinstance(refusal, UnsentReply) and refusal.kind == "refusal"
+    assert isinstance(notice, OutgoingMail) and notice.recipients == (REFERENTE,)
+
+
+def test_a_non_ascii_domain_is_answered_in_idna() -> None:
+    assert writable("mario@mächine.example") == ("mario@xn--mchine-bua.example", "")
+    assert writable('"x"@example.com')[0] is None

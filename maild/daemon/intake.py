@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,7 +37,10 @@ from maild.records import (
     MessageKind,
     OutgoingMail,
     QueuedIntake,
+    Renderer,
+    ReplyRenderer,
     TicketRef,
+    UnsentReply,
 )
 from maild.responder import Responder, replies_for
 from maild.settings import Settings
@@ -194,18 +197,19 @@ class IntakeService:
         return IntakeReport(Outcome.DUPLICATE, item.source_id, message_id)
 
     def _reply_renderer(self, d: Disposition, key: str, now: datetime
-                        ) -> Callable[[TicketRef | None, bool], tuple[OutgoingMail, ...]]:
+                        ) -> ReplyRenderer:
         """``_renderer`` for a batch: whether it is a follow-up is known only inside the transaction."""
 
-        def render(ticket: TicketRef | None, followup: bool) -> tuple[OutgoingMail, ...]:
+        def render(ticket: TicketRef | None, followup: bool) -> tuple[OutgoingMail | UnsentReply, ...]:
             if ticket is None:
                 return ()
-            return replies_for(d, ticket.reference, key, now, self.responder, self.settings, followup=followup)
+            return replies_for(d, ticket.reference, key, now, self.responder, self.settings, self.triager.screening,
+                               followup=followup)
 
         return render
 
     def _renderer(self, d: Disposition, key: str, now: datetime, *, followup: bool
-                  ) -> Callable[[TicketRef | None], tuple[OutgoingMail, ...]]:
+                  ) -> Renderer:
         """The pure reply function the store calls inside the intake transaction."""
         render = self._reply_renderer(d, key, now)
         return lambda ticket: render(ticket, followup)

@@ -217,6 +217,8 @@ class DigestContent:
     pin_failures: tuple[PinFailureLine, ...] = ()
     undelivered: tuple[UndeliveredLine, ...] = ()
     """PEC non-delivery notices for our replies: an Administration may not have heard from us."""
+    not_sendable: tuple[UndeliveredLine, ...] = ()
+    """Replies not queued because their recipient cannot or must not be written to (``outcome``: why)."""
 
     @property
     def new_total(self) -> int:
@@ -297,6 +299,12 @@ def undelivered_lines(events: Iterable[Event]) -> tuple[UndeliveredLine, ...]:
     return tuple(UndeliveredLine(ticket=dict(e.data).get("ticket", "-"), at=e.at,
                                  outcome=dict(e.data).get("outcome", ""), reply=dict(e.data).get("reply", ""))
                  for e in events)
+
+
+def not_sendable_lines(events: Iterable[Event]) -> tuple[UndeliveredLine, ...]:
+    return tuple(UndeliveredLine(ticket=dict(e.data).get("ticket", "-"), at=e.at,
+                                 outcome=clean_line(e.reasons[0] if e.reasons else "", 200),
+                                 reply=dict(e.data).get("kind", "")) for e in events)
 
 
 def chart_of(facts: Iterable[MessageFact], today: date, tz: tzinfo, days: int = CHART_DAYS) -> Chart:
@@ -427,6 +435,7 @@ def build_digest(store: Store, settings: Settings, now: datetime, since: datetim
                                           clean_line(f.client, 100))
                            for f in store.pin_failures(since) if f.at < now),
         undelivered=undelivered_lines(store.events_of_kind(EventKind.UNDELIVERED, since, now)),
+        not_sendable=not_sendable_lines(store.events_of_kind(EventKind.NOT_SENT, since, now)),
     )
 
 

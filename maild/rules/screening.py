@@ -27,7 +27,8 @@ or Return-Path with it (list managers send list mail in their own name).
 
 ``[[rule]]``: patterns searched, with ``^`` at every line, in each field of ``on``:
 ``subject``, ``body`` (its first ``max_body_chars``), ``attachment`` (the MIME type of
-each attached part) or ``header:<name>``. A rule that is not ``alone`` counts only
+each attached part) or ``header:<name>`` (a field the parser keeps for it, one of
+``maild.mail.parsing.headers.SCREENED_FIELDS``). A rule that is not ``alone`` counts only
 when a sign it names in ``with`` (the id of an address, rule or json shape) is found
 too, and no ``[[human]]`` mark is.
 
@@ -62,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from maild.errors import RulesError
+from maild.mail.parsing.headers import SCREENED_FIELDS
 from maild.records import ScreenKind
 from maild.settings import DEFAULT_SCREENING
 
@@ -69,7 +71,6 @@ FIELDS = frozenset({"subject", "body", "attachment"})
 HUMAN_FIELDS = frozenset({"subject", "lead"})
 HEADER_FIELD = "header:"
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
-_HEADER_NAME = re.compile(r"^[a-z0-9-]+$")
 _ESCAPE = re.compile(r"\\.")
 _WORDS = re.compile(r"\w+")
 _COMMON = frozenset({"id", "reason", "patterns", "examples", "counter_examples"})
@@ -734,8 +735,9 @@ class _Loader:
             raise self.fail(f"{key}.on", "name at least one field")
         for name in names:
             header = name.removeprefix(HEADER_FIELD)
-            if name not in FIELDS and not (name.startswith(HEADER_FIELD) and _HEADER_NAME.match(header)):
-                raise self.fail(f"{key}.on", f"{name!r}: one of {', '.join(sorted(FIELDS))} or header:<name>")
+            if name not in FIELDS and not (name.startswith(HEADER_FIELD) and header in SCREENED_FIELDS):
+                raise self.fail(f"{key}.on", f"{name!r}: one of {', '.join(sorted(FIELDS))} or header:<name> "
+                                             f"with a name the parser keeps ({', '.join(SCREENED_FIELDS)})")
         return tuple(names)
 
     def sources(self, table: Mapping[str, Any], key: str) -> list[str]:

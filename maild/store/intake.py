@@ -45,6 +45,7 @@ from maild.records import (
     ThreadQuery,
     TicketRef,
     TicketState,
+    UnsentReply,
 )
 from maild.store import models
 from maild.store.bulk import insert_returning_ids, insert_rows, table_of
@@ -173,15 +174,17 @@ class _BatchWriter:
                           for p, mid in zip(pending, message_ids, strict=True) if p.index in opened])
         _insert_raw(self._session, conn, [(mid, p.item.intake.raw) for p, mid in zip(pending, message_ids,
                                                                                         strict=True)])
-        replies = [_replies(p, tickets[p.index]) for p in pending]
+        rendered = [_replies(p, tickets[p.index]) for p in pending]
+        replies = [tuple(r for r in mails if isinstance(r, OutgoingMail)) for mails in rendered]
         outbox_ids = iter(_insert_returning(conn, models.Outbox, [
             outbox_row(mail, p.item.intake.now, ticket_id=_id(tickets[p.index]), source_message_id=mid)
             for p, mid, mails in zip(pending, message_ids, replies, strict=True) for mail in mails]))
         events: list[dict[str, Any]] = []
-        for p, mid, kind, mails in zip(pending, message_ids, kinds, replies, strict=True):
+        for p, mid, kind, mails, every in zip(pending, message_ids, kinds, replies, rendered, strict=True):
             ticket = tickets[p.index]
             ids = tuple(next(outbox_ids) for _ in mails)
             events.extend(_events(p, mid, ticket, p.index in opened, p.index in reopened, mails, ids))
+            events.extend(_unsent_events(p, mid, ticket, every))
             results[p.index] = IntakeResult(duplicate=False, message_id=mid, kind=kind, ticket=ticket,
                                             opened=p.index in opened, reopened=p.index in reopened,
                                             outbox_ids=ids)
@@ -279,7 +282,7 @@ def _ticket_row(intake: Intake, reference: str) -> dict[str, Any]:
     }
 
 
-def _replies(pending: _Pending, ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+def _replies(pending: _Pending, ticket: TicketRef | None) -> tuple[OutgoingMail | UnsentReply, ...]:
     """Never rendered for an ignored message: no reply may ever be queued for one."""
     if pending.item.intake.disposition.decision is Decision.IGNORED:
         return ()
@@ -328,6 +331,15 @@ def _events(pending: _Pending, message_id: int, ticket: TicketRef | None, opened
     rows.extend(event_row(EventKind.QUEUED, intake.now, **queued_event(mail, ticket_id, message_id, oid))
                 for mail, oid in zip(mails, outbox_ids, strict=True))
     return rows
+
+
+def _unsent_events(pending: _Pending, message_id: int, ticket: TicketRef | None,
+                   rendered: Iterable[OutgoingMail | UnsentReply]) -> list[dict[str, Any]]:
+    """A ``not_sent`` event, on the ticket, for each reply whose recipient cannot or must not be written to."""
+    return [event_row(EventKind.NOT_SENT, pending.item.intake.now, ticket_id=_id(ticket), message_id=message_id,
+                      reasons=(r.description,),
+                      data={"kind": r.kind, "recipient": r.recipient, "ticket": ticket.reference if ticket else "-"})
+            for r in rendered if isinstance(r, UnsentReply)]
 
 
 def _triage_events(intake: Intake, message_id: int, ticket_id: int | None) -> list[dict[str, Any]]:

@@ -40,6 +40,7 @@ from maild.records import (
     PinFailureFact,
     PinRole,
     TicketRef,
+    UnsentReply,
 )
 from maild.responder import NAME_LIMIT, SUBJECT_LIMIT, Responder, clean_line, make_message_id, replies_for
 from maild.settings import DEFAULT_TEMPLATES, Administration, Settings
@@ -158,10 +159,11 @@ class RequestDesk:
                         raw=request_raw(request, d.message.message_id, self.settings.helpdesk.address),
                         disposition=d, now=now, auth=auth, channel=request.channel)
 
-        def render(ticket: TicketRef | None) -> tuple[OutgoingMail, ...]:
+        def render(ticket: TicketRef | None) -> tuple[OutgoingMail | UnsentReply, ...]:
             if ticket is None:
                 return ()
-            return replies_for(d, ticket.reference, token, now, self._responder, self.settings, followup=False)
+            return replies_for(d, ticket.reference, token, now, self._responder, self.settings,
+                               self._triager.screening, followup=False)
 
         result = self._store.record_intake(intake, render)
         if result.duplicate:

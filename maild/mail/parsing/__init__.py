@@ -42,6 +42,7 @@ from maild.mail.parsing.headers import (
     read_received_at,
     read_received_by,
     read_return_path,
+    read_screened_fields,
     synthetic_id,
 )
 from maild.mail.parsing.mime import Node, mime_info, walk_mime
@@ -102,6 +103,7 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
         received_by=read_received_by(headers.first("received")),
         defects=defects.freeze(),
         size=len(raw),
+        screened_fields=read_screened_fields(headers),
     )
 
 

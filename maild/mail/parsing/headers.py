@@ -19,6 +19,13 @@ _FIELD_END = re.compile(rb"\n(?![ \t])")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
 _LANGUAGE_TAG = re.compile(r"[a-z]{1,8}(?:-[a-z0-9]{1,8})*")
+SCREENED_FIELDS = (
+    "list-id", "list-unsubscribe", "list-post", "list-help", "list-subscribe", "list-owner", "list-archive",
+    "mailing-list", "x-failed-recipients", "x-auto-response-suppress",
+)
+"""The header fields kept for the screening data's ``header:<name>`` rules: a fixed list, so a hostile
+message cannot make the record carry more."""
+SCREENED_VALUE_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +174,13 @@ def read_return_path(value: str | None) -> str | None:
 
 def read_keyword(value: str | None) -> str | None:
     return None if value is None else " ".join(clean_header(value).split()).lower()
+
+
+def read_screened_fields(headers: Headers) -> tuple[tuple[str, str], ...]:
+    """The first value of each field in ``SCREENED_FIELDS`` the message has, decoded and cut."""
+    found = ((name, headers.first(name)) for name in SCREENED_FIELDS)
+    return tuple((name, " ".join(clean_header(value).split())[:SCREENED_VALUE_CHARS])
+                 for name, value in found if value is not None)
 
 
 def read_language_hints(headers: Headers) -> tuple[str, ...]:
