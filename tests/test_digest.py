@@ -173,6 +173,14 @@ def content(**changes: object) -> DigestContent:
     return DigestContent(**{**{f: getattr(base, f) for f in base.__dataclass_fields__}, **changes})
 
 
+def test_the_ignored_mail_is_split_by_the_kind_of_automatic_mail(tmp_path: Path) -> None:
+    renderer = DigestRenderer(tmp_path, ROME)
+    split = content(ignored=4, ignored_by_kind=(("bounce", 3), ("list", 1)))
+    assert "ignored: 4 (bounce 3, list 1)." in flat(renderer.text(split))
+    assert "ignored: 4 (bounce 3, list 1)." in renderer.html(split)
+    assert "ignored: 3." in flat(renderer.text(content()))  # nothing to split: no parentheses
+
+
 def test_text_and_html_show_every_section_and_html_escapes_what_senders_wrote(tmp_path: Path) -> None:
     renderer = DigestRenderer(tmp_path, ROME)  # no digest templates there: the shipped ones are used
     text = flat(renderer.text(content()))
@@ -287,7 +295,7 @@ def test_a_digest_is_sent_once_per_period_across_restarts_with_the_right_counts(
     assert "NEW TICKETS: 3" in text  # Sunday's two requests and Monday's question: Friday's were in Friday's
     assert "lifecycle" not in text.split("WAITING")[0]
     assert "password_reset 0 accepted 1 refused" in text
-    assert "ignored: 1." in text
+    assert "ignored: 1 (auto_reply 1)." in text  # the split says what kind of automatic mail it was
     assert "REFUSED PRIVILEGED ATTEMPTS: 1" in text and f"from {REFERENTE}: password_reset" in text
     assert "reports dmarc=fail" in text
     assert "QUARANTINED MESSAGES: 0" in text

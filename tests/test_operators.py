@@ -272,4 +272,8 @@ def test_stats_count_by_category_decision_and_administration(tmp_path: Path, ima
     line = next(x for x in table.stdout.splitlines() if x.startswith("by decision:"))
     for decision, count in decisions.items():
         assert f"{decision} {count}" in line
+    kinds = next(x for x in table.stdout.splitlines() if x.startswith("ignored by kind:"))
+    split = dict(pair.rsplit(" ", 1) for pair in kinds.split(":", 1)[1].strip().split(", "))
+    assert sum(int(n) for n in split.values()) == decisions["ignored"] > 0
+    assert set(split) <= {"auto_reply", "bounce", "receipt", "list", "feedback_report", "own_mail"}
     assert rows and run_cli(config, "stats", "--since", "2999-01-01", "--json").stdout == ""

@@ -31,6 +31,8 @@ from maild.errors import ConfigError
 from maild.ops.views import (
     QUEUE_COLUMNS,
     MessageDetail,
+    ignored_by_kind,
+    kinds_line,
     message_detail,
     queue_cells,
     queue_json,
@@ -42,7 +44,7 @@ from maild.ops.views import (
     totals,
     when,
 )
-from maild.records import OutgoingMail, TicketState, TicketStory
+from maild.records import EventKind, OutgoingMail, TicketState, TicketStory
 from maild.responder import Responder, clean_text
 from maild.rules import load_rules
 from maild.settings import HEALTH_MAX_AGE, HEALTH_PROBE_TIMEOUT, Settings
@@ -248,6 +250,7 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     with _open_store(settings) as store:
         rows = stats_rows(store.message_counts(since, now))
         stats = store.stats(since, now)
+        screened = ignored_by_kind(store.events_of_kind(EventKind.IGNORED, since, now))
     if args.json:
         for row in rows:
             _emit({"category": row.category, "decision": row.decision, "administration": row.administration,
@@ -263,6 +266,7 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     for field in ("category", "decision", "administration"):
         summed = ", ".join(f"{k} {n}" for k, n in totals(rows, field)) or "none"
         print(f"by {field + ':':<16} {summed}")
+    print(f"{'ignored by kind:':<19} {kinds_line(screened)}")
     outbox = ", ".join(f"{s} {n}" for s, n in stats.outbox_by_state_now) or "empty"
     print(f"tickets:            {stats.tickets_opened} opened, {stats.tickets_taken_in} taken in, "
           f"{stats.tickets_resolved} resolved")

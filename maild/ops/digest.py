@@ -34,7 +34,7 @@ from markupsafe import Markup
 
 from maild.errors import TemplateError
 from maild.hours import ServiceCalendar
-from maild.ops.views import age, authorization_reasons, when
+from maild.ops.views import age, authorization_reasons, ignored_by_kind, when
 from maild.records import (
     Category,
     Event,
@@ -213,6 +213,8 @@ class DigestContent:
     retrying: tuple[ReplyLine, ...]
     chart: Chart
     channels: tuple[ChannelLine, ...] = ()
+    ignored_by_kind: tuple[tuple[str, int], ...] = ()
+    """The ignored mail split by the kind of automatic mail it is (bounce, auto_reply, list...)."""
     """New tickets since the last digest that did not come by e-mail."""
     pin_failures: tuple[PinFailureLine, ...] = ()
     undelivered: tuple[UndeliveredLine, ...] = ()
@@ -422,6 +424,7 @@ def build_digest(store: Store, settings: Settings, now: datetime, since: datetim
     return DigestContent(
         helpdesk_name=settings.helpdesk.name, period=today.isoformat(), since=since, until=now, timezone=tz,
         new=new, ignored=ignored, followups=followups,
+        ignored_by_kind=ignored_by_kind(store.events_of_kind(EventKind.IGNORED, since, now)),
         waiting=waiting_groups(open_tickets), oldest=oldest_open(open_tickets, now), review=to_review(open_tickets),
         refused=refused_attempts(store.messages_recorded(since, now, decision="rejected")),
         quarantined=quarantine_lines(sorted(quarantine, key=lambda e: e.id)),

@@ -377,3 +377,15 @@ def totals(rows: Iterable[StatsRow], field: str) -> tuple[tuple[str, int], ...]:
     for row in rows:
         summed[str(getattr(row, field) or "-")] += row.messages
     return tuple(sorted(summed.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def ignored_by_kind(events: Iterable[Event]) -> tuple[tuple[str, int], ...]:
+    """Ignored messages by the kind of automatic mail the screener found, most first: a bounce storm or a
+    list hitting the help desk shows at a glance."""
+    counted: Counter[str] = Counter(dict(e.data).get("screen_kind", "unknown") for e in events)
+    return tuple(sorted(counted.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def kinds_line(counts: Iterable[tuple[str, int]]) -> str:
+    """``bounce 3, list 1``: the split in one line, "none" when empty."""
+    return ", ".join(f"{kind} {n}" for kind, n in counts) or "none"

@@ -367,7 +367,7 @@ def _triage_events(intake: Intake, message_id: int, ticket_id: int | None) -> li
         event(EventKind.REJECTED, intake.auth.reasons if intake.auth is not None else d.reasons,
               {"category": d.category.value})
     elif d.decision is Decision.IGNORED:
-        event(EventKind.IGNORED, d.reasons)
+        event(EventKind.IGNORED, d.reasons, {"screen_kind": d.screen_kind.value} if d.screen_kind else None)
     return rows
 
 
