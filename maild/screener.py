@@ -126,8 +126,11 @@ def _header_signs(message: ParsedMessage, own: frozenset[str]) -> Iterator[Sign]
     for address in message.from_addresses:
         if address.key in own:
             yield Sign(f"screen: From {address.addr} is the help desk's own address", ScreenKind.OWN_MAIL)
-    if not message.from_addresses:
-        yield Sign("screen: no From address to answer", ScreenKind.AUTO_REPLY, generic=True)
+    if not message.from_addresses and not message.subject and message.date is None:
+        # A person's mail without a From still gets its ticket (unanswered); without From, Subject and Date
+        # it is no message a mail client wrote, but a dump or a log.
+        yield Sign("screen: no From, Subject or Date: not a message a person sent", ScreenKind.AUTO_REPLY,
+                   generic=True)
 
 
 # --------------------------------------------------------------------------

@@ -77,7 +77,7 @@ def assert_human(result: ScreenResult) -> None:
         ({"from_addresses": (Address("", "postmaster@ateneo.example.it"),)}, "mail system", ScreenKind.BOUNCE),
         ({"from_addresses": (Address("Help", "Helpdesk-Posta@Servizi.Example.IT"),)}, "own address",
          ScreenKind.OWN_MAIL),
-        ({"from_addresses": ()}, "no From", ScreenKind.AUTO_REPLY),
+        ({"from_addresses": (), "subject": "", "date": None}, "no From, Subject or Date", ScreenKind.AUTO_REPLY),
     ],
 )
 def test_automatic_mail_is_not_human(changes: dict[str, Any], reason: str, kind: ScreenKind) -> None:
@@ -93,6 +93,7 @@ def test_automatic_mail_is_not_human(changes: dict[str, Any], reason: str, kind:
         {"precedence": "first-class"},
         {"return_path": None},
         {"content_type": "multipart/mixed"},
+        {"from_addresses": ()},  # a person's mail without a From: recorded with its ticket, never answered
     ],
 )
 def test_human_mail_passes(changes: dict[str, Any]) -> None:
