@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, print_table, redact
+from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, print_table, read_file, redact
 from maild.hours import ServiceCalendar
 from maild.pipeline import Triager
 from maild.records import Decision, Disposition, OutgoingMail, PecSummary
@@ -181,10 +181,8 @@ def _add_render(commands: argparse._SubParsersAction[argparse.ArgumentParser],
 
 
 def _render(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        raw = args.file.read_bytes()
-    except OSError as exc:
-        print(f"maild: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+    raw = read_file(args.file)
+    if raw is None:
         return EXIT_FAULT
     now = datetime.now(UTC)
     received = _localize(args.received, settings) if args.received else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 EXIT_FAULT = 1
 EXIT_CONFIG = 2
@@ -35,3 +37,12 @@ def redact(url: str) -> str:
     credentials, _, host = tail.rpartition("@")
     user = credentials.split(":", 1)[0]
     return f"{head}{sep}{user}:***@{host}"
+
+
+def read_file(path: Path) -> bytes | None:
+    """The bytes of a FILE argument, or None once the reason it cannot be read is on stderr."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        print(f"maild: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return None

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from datetime import datetime
 from pathlib import Path
 
-from maild.cli.output import EXIT_CONFIG, EXIT_FAULT
+from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, read_file
 from maild.mail.pec import Daticert, PecFacts, SignedPart, read_pec, signed_part
 from maild.mail.smime import Certificate, OpenSSLVerifier, carried_certificates, check_signature
 from maild.responder import clean_line
@@ -25,10 +24,8 @@ def _add_pec(commands: argparse._SubParsersAction[argparse.ArgumentParser], comm
 
 
 def _inspect(args: argparse.Namespace, settings: Settings) -> int:
-    try:
-        raw = args.file.read_bytes()
-    except OSError as exc:
-        print(f"maild: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+    raw = read_file(args.file)
+    if raw is None:
         return EXIT_FAULT
     facts = read_pec(raw, settings.limits)
     if facts is None:
