@@ -30,7 +30,9 @@ def test_make_run_answers_examples_and_new_files_then_stops_cleanly(tmp_path: Pa
         examples = sorted((REPO / "examples").glob("*.eml"))
         # Every example but the auto-reply is answered; the spoofed one also gets a referente notice.
         assert wait_until(lambda: len(files(sent / "new")) == len(examples), 60), log.read_text()
-        assert files(inbox / "new") == [] and files(inbox / "cur") == []
+        # Replies go out once the tickets are committed; the files move to Processed just after.
+        assert wait_until(lambda: files(inbox / "new") == [] == files(inbox / "cur"), 10), log.read_text()
+        assert len(files(inbox / ".Processed" / "cur")) == len(examples)
         dropped = (REPO / "tests" / "data" / "corpus" / "d030.eml").read_bytes()
         (inbox / "tmp" / "dropped.eml").write_bytes(dropped)
         (inbox / "tmp" / "dropped.eml").rename(inbox / "new" / "dropped.eml")
