@@ -173,6 +173,8 @@ class ScreenKind(enum.StrEnum):
     FEEDBACK_REPORT = "feedback_report"
     """Abuse and feedback-loop reports (RFC 5965, and providers' older shapes)."""
     OWN_MAIL = "own_mail"
+    SPAM = "spam"
+    """Mail a spam filter on its way in marked as spam (X-Spam-Flag, X-Spam-Status...)."""
 
 
 @dataclass(frozen=True, slots=True)

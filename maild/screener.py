@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from maild.mail.parsing.headers import SCREENED_FIELD_NAMES
 from maild.mail.pec import PecFacts
 from maild.records import ParsedMessage, ScreenKind, ScreenResult
 from maild.rules.screening import (
@@ -42,7 +43,10 @@ _SPECIFIC_PRECEDENCE = frozenset({"list", "auto_reply"})
 _REPORT_KINDS = {"delivery-status": ScreenKind.BOUNCE, "disposition-notification": ScreenKind.RECEIPT,
                  "feedback-report": ScreenKind.FEEDBACK_REPORT}
 _KIND_ORDER = (ScreenKind.OWN_MAIL, ScreenKind.FEEDBACK_REPORT, ScreenKind.RECEIPT, ScreenKind.BOUNCE,
-               ScreenKind.LIST, ScreenKind.AUTO_REPLY)
+               ScreenKind.SPAM, ScreenKind.LIST, ScreenKind.AUTO_REPLY)
+"""Most specific first: what a mail system says a message is (a bounce) before a filter's verdict on it,
+and the verdict before List-Unsubscribe, which bulk spam carries too."""
+_FIELD_NAMES = {name.lower(): name for name in SCREENED_FIELD_NAMES}
 _COMMENT = re.compile(r"\([^()]*\)")
 _QUOTED_SUBJECT = re.compile(r"^[ \t>]*(subject|oggetto|betreff|objet|asunto)[ \t]*:.*$", re.IGNORECASE | re.MULTILINE)
 _SNIPPET_CHARS = 60
@@ -205,7 +209,12 @@ def _rule_hits(hits: dict[str, _Hit], message: ParsedMessage, body: _Text, rules
 def _rule_hit(rule: Rule, on: str, text: _Text, match: re.Match[str]) -> _Hit:
     """The hit with its reason quoting the words found, as written, so an operator sees them."""
     shown = text.shown[match.start():match.end()] or text.shown
-    sign = Sign(f"screen: {rule.reason}: {on} has “{_snippet(shown)}”", rule.kind, rule.generic)
+    found = f"{on} has “{_snippet(shown)}”"
+    if on.startswith(HEADER_FIELD):  # the field as it reads: "X-Spam-Flag: YES"
+        name = on.removeprefix(HEADER_FIELD)
+        value = text.shown if match.end() < _SNIPPET_CHARS else f"… {shown}"
+        found = f"{_FIELD_NAMES.get(name, name)}: {_snippet(value)}"
+    sign = Sign(f"screen: {rule.reason}: {found}", rule.kind, rule.generic)
     return _Hit(rule.id, sign, rule.alone, rule.partners, match.start() if on == "body" else None)
 
 

@@ -181,6 +181,75 @@ def test_x_auto_response_suppress_counts_only_with_another_sign() -> None:
 
 
 # --------------------------------------------------------------------------
+# A spam filter's verdict: honoured when it says spam, and only then
+
+
+@pytest.mark.parametrize(
+    ("headers", "shown"),
+    [
+        ({"x-spam-flag": "YES"}, "X-Spam-Flag: YES"),
+        ({"x-spam-status": "Yes, score=7.9 required=5.0 tests=BAYES_99,URIBL_BLACK autolearn=no version=3.4.6"},
+         "X-Spam-Status: Yes, score=7.9 required=5.0"),
+        ({"x-spam-status": "Yes, hits=12.3 required=5.0"}, "X-Spam-Status: Yes, hits=12.3"),  # SpamAssassin 2.x
+        ({"x-spam-status": "Yes, score=15.10"}, "X-Spam-Status: Yes, score=15.10"),  # rspamd's x-spam-status
+        ({"x-spam": "Yes"}, "X-Spam: Yes"),  # rspamd's own field
+        ({"x-ms-exchange-organization-scl": "5"}, "X-MS-Exchange-Organization-SCL: 5"),
+        ({"x-ms-exchange-organization-scl": "9"}, "X-MS-Exchange-Organization-SCL: 9"),
+        ({"x-forefront-antispam-report": "CIP:192.0.2.7;CTRY:US;LANG:en;SCL:6;SRV:;IPV:NLI;SFV:SPM;"
+                                         "H:mx.example.net;PTR:mx.example.net;CAT:SPM;SFS:(13230031)(4636009);DIR:INB;"},
+         "X-Forefront-Antispam-Report: CIP:192.0.2.7;CTRY:US;LANG:en;SCL:6;"),
+        ({"x-forefront-antispam-report": "CIP:192.0.2.7;CTRY:US;LANG:en;SRV:;IPV:NLI;H:mx.example.net;"
+                                         "PTR:mx.example.net;CAT:NONE;SFTY:;SFV:SKS;DIR:INB;"},
+         "X-Forefront-Antispam-Report: … SFV:SKS"),  # a mail flow rule's verdict, far into the field
+    ],
+)
+def test_a_spam_verdict_of_the_receiving_server_makes_a_message_spam(headers: dict[str, str], shown: str) -> None:
+    result = from_person(headers=headers, subject="Rubrica", body_text="Buongiorno, vi chiedo di aggiornare il mio "
+                                                                       "numero di telefono.")
+    assert_automatic(result, ScreenKind.SPAM, "screen: the receiving server marked it as spam")
+    assert any(shown in r for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-spam-flag": "NO"},
+        {"x-spam-status": "No, score=-1.1 required=3.4 tests=AWL,BAYES_00,SPF_PASS autolearn=ham"},
+        {"x-spam-status": "No, hits=-5.0 required=5.0"},
+        {"x-spam": "No"},
+        {"x-ms-exchange-organization-scl": "-1"},
+        {"x-ms-exchange-organization-scl": "1"},
+        {"x-forefront-antispam-report": "CIP:192.0.2.7;CTRY:IT;LANG:it;SCL:1;SRV:;IPV:NLI;SFV:NSPM;DIR:INB;"},
+        {"x-forefront-antispam-report": "CIP:192.0.2.7;SCL:-1;SFV:SKN;DIR:INB;"},
+        {"x-forefront-antispam-report": "CIP:192.0.2.7;SCL:1;SFV:SKQ;DIR:INB;"},  # released from quarantine
+    ],
+)
+def test_a_negative_or_no_verdict_changes_nothing(headers: dict[str, str]) -> None:
+    assert_human(from_person(headers=headers, subject="Rubrica", body_text="Vi chiedo di aggiornare il mio numero."))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Buongiorno, da ieri ricevo molto spam sulla casella dell'ufficio. Potete attivare un filtro?",
+        "Hi, a message of mine was marked as spam by your server: the header says X-Spam-Flag: YES. Can you check?",
+        "Il collega non riceve le mie mail: finiscono nello spam (X-Spam-Status: Yes, score=5.2). Come mai?",
+    ],
+)
+def test_a_person_writing_about_spam_is_a_request(body: str) -> None:
+    assert_human(from_person(subject="Spam", body_text=body))
+    assert_human(from_person(subject="X-Spam-Flag: YES", body_text=body))
+
+
+def test_a_bounce_marked_as_spam_is_a_bounce_and_bulk_spam_is_spam() -> None:
+    spam = {"x-spam-flag": "YES"}
+    bounce = screened(headers=spam, content_type="multipart/report", report_type="delivery-status")
+    assert bounce.kind is ScreenKind.BOUNCE  # what the mail system says it is, before the filter's verdict
+    bulk = from_person(headers={**spam, "list-unsubscribe": "<https://news.example.net/u/81>"})
+    assert bulk.kind is ScreenKind.SPAM  # spam carries List-Unsubscribe too
+
+
+# --------------------------------------------------------------------------
 # Bounces known only by their content, and people writing about bounces
 
 
