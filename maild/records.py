@@ -158,6 +158,8 @@ class ParsedMessage:
     screened_fields: tuple[tuple[str, str], ...] = ()
     """The few other header fields the screener reads (List-Id, X-Failed-Recipients...): lower-case
     name and the first value, decoded and cut (``maild.mail.parsing.headers.SCREENED_FIELDS``)."""
+    link_texts: tuple[str, ...] = ()
+    """The shown texts of the links of a body read from HTML (``body_from_html``), in order, cut."""
 
 
 class ScreenKind(enum.StrEnum):
