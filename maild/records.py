@@ -158,6 +158,8 @@ class ParsedMessage:
     screened_fields: tuple[tuple[str, str], ...] = ()
     """The few other header fields the screener reads (List-Id, X-Failed-Recipients...): lower-case
     name and the first value, decoded and cut (``maild.mail.parsing.headers.SCREENED_FIELDS``)."""
+    link_texts: tuple[str, ...] = ()
+    """The shown texts of the links of a body read from HTML (``body_from_html``), in order, cut."""
 
 
 class ScreenKind(enum.StrEnum):
@@ -173,6 +175,8 @@ class ScreenKind(enum.StrEnum):
     FEEDBACK_REPORT = "feedback_report"
     """Abuse and feedback-loop reports (RFC 5965, and providers' older shapes)."""
     OWN_MAIL = "own_mail"
+    SPAM = "spam"
+    """Mail a spam filter on its way in marked as spam (X-Spam-Flag, X-Spam-Status...)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ people write "Messaggio non consegnato" too, and paste the error they got. Such 
 sign counts only with another one it names (a bounce subject with an SMTP status,
 an auto-reply subject with out-of-office words) and only when nothing shows a
 person writing: a forwarding subject, a greeting or a question in the words
-before the first sign.
+before the first sign. A few data signs count alone unless one of the marks they
+name is found: bulk mail's unsubscribe button, which spam writes around like a
+person, yields only to a person passing the mail on.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from maild.mail.parsing.headers import SCREENED_FIELD_NAMES
 from maild.mail.pec import PecFacts
 from maild.records import ParsedMessage, ScreenKind, ScreenResult
 from maild.rules.screening import (
@@ -42,7 +45,10 @@ _SPECIFIC_PRECEDENCE = frozenset({"list", "auto_reply"})
 _REPORT_KINDS = {"delivery-status": ScreenKind.BOUNCE, "disposition-notification": ScreenKind.RECEIPT,
                  "feedback-report": ScreenKind.FEEDBACK_REPORT}
 _KIND_ORDER = (ScreenKind.OWN_MAIL, ScreenKind.FEEDBACK_REPORT, ScreenKind.RECEIPT, ScreenKind.BOUNCE,
-               ScreenKind.LIST, ScreenKind.AUTO_REPLY)
+               ScreenKind.SPAM, ScreenKind.LIST, ScreenKind.AUTO_REPLY)
+"""Most specific first: what a mail system says a message is (a bounce) before a filter's verdict on it,
+and the verdict before List-Unsubscribe, which bulk spam carries too."""
+_FIELD_NAMES = {name.lower(): name for name in SCREENED_FIELD_NAMES}
 _COMMENT = re.compile(r"\([^()]*\)")
 _QUOTED_SUBJECT = re.compile(r"^[ \t>]*(subject|oggetto|betreff|objet|asunto)[ \t]*:.*$", re.IGNORECASE | re.MULTILINE)
 _SNIPPET_CHARS = 60
@@ -69,6 +75,8 @@ class _Hit:
     partners: frozenset[str]
     start: int | None = None
     """Where in the body it was found, when it was found there."""
+    unless: frozenset[str] = frozenset()
+    """For a sign that counts alone, the ids of the marks of a person that still cancel it."""
 
 
 def screen(message: ParsedMessage, own_addresses: Iterable[str], rules: ScreeningRules,
@@ -153,19 +161,31 @@ def _data_signs(message: ParsedMessage, rules: ScreeningRules, headers: Mapping[
     _rule_hits(hits, message, body, rules, headers)
     if not hits:
         return [], []
-    signs = [h.sign for h in hits.values() if h.alone]
+    signs = [h.sign for h in hits.values() if h.alone and not h.unless]
+    notes = []
+    for hit in (h for h in hits.values() if h.alone and h.unless):
+        mark = _human_mark(message.subject, body, [hit], hits, (m for m in rules.human if m.id in hit.unless))
+        if mark is None:
+            signs.append(hit.sign)
+        else:
+            notes.append(_cancelled(mark, [hit]))
     weak = [h for h in hits.values() if not h.alone and h.partners & hits.keys()]
     if weak:
         mark = _human_mark(message.subject, body, weak, hits, rules.human)
-        if mark is not None and not signs:
-            return [], [f"screen: written by a person ({mark}), so these do not count: "
-                        + "; ".join(h.sign.reason.removeprefix("screen: ") for h in weak)]
         if mark is None:
             signs.extend(h.sign for h in weak)
             signs.extend(_partners(weak, hits))
+        else:
+            notes.append(_cancelled(mark, weak))
     if signs:
         return signs, []
-    return [], [f"screen: not enough alone: {h.sign.reason.removeprefix('screen: ')}" for h in hits.values()]
+    return [], notes or [f"screen: not enough alone: {h.sign.reason.removeprefix('screen: ')}" for h in hits.values()]
+
+
+def _cancelled(mark: str, hits: Iterable[_Hit]) -> str:
+    """Why signs found do not count: a person wrote the message."""
+    return (f"screen: written by a person ({mark}), so these do not count: "
+            + "; ".join(h.sign.reason.removeprefix("screen: ") for h in hits))
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +225,13 @@ def _rule_hits(hits: dict[str, _Hit], message: ParsedMessage, body: _Text, rules
 def _rule_hit(rule: Rule, on: str, text: _Text, match: re.Match[str]) -> _Hit:
     """The hit with its reason quoting the words found, as written, so an operator sees them."""
     shown = text.shown[match.start():match.end()] or text.shown
-    sign = Sign(f"screen: {rule.reason}: {on} has “{_snippet(shown)}”", rule.kind, rule.generic)
-    return _Hit(rule.id, sign, rule.alone, rule.partners, match.start() if on == "body" else None)
+    found = f"{on} has “{_snippet(shown)}”"
+    if on.startswith(HEADER_FIELD):  # the field as it reads: "X-Spam-Flag: YES"
+        name = on.removeprefix(HEADER_FIELD)
+        value = text.shown if match.end() < _SNIPPET_CHARS else f"… {shown}"
+        found = f"{_FIELD_NAMES.get(name, name)}: {_snippet(value)}"
+    sign = Sign(f"screen: {rule.reason}: {found}", rule.kind, rule.generic)
+    return _Hit(rule.id, sign, rule.alone, rule.partners, match.start() if on == "body" else None, rule.unless)
 
 
 def _fields(message: ParsedMessage, body: _Text,
@@ -216,6 +241,8 @@ def _fields(message: ParsedMessage, body: _Text,
     yield "body", (body,)
     if message.attachments:
         yield "attachment", (_Text.of(a.content_type) for a in message.attachments)
+    if message.link_texts:
+        yield "link", (_Text.of(text) for text in message.link_texts)
     for name, value in headers.items():
         yield HEADER_FIELD + name, (_Text.of(value),)
 

@@ -341,3 +341,28 @@ def test_the_digest_command_prints_text_and_writes_html(tmp_path: Path, imap_acc
     assert sum(counts_by_day(svg).values()) == 1
     only_html = run_cli(config, "digest", "--html", str(page))
     assert only_html.returncode == 0 and only_html.stdout == ""
+
+
+def test_mail_marked_as_spam_is_recorded_unanswered_and_counted_as_spam(tmp_path: Path, imap_account: ImapAccount,
+                                                                        smtp_server: SmtpCapture) -> None:
+    url = sqlite_url(tmp_path)
+    config = ops_config(tmp_path, imap_account, smtp_server, url, tables={"digest": {"recipients": OPERATORS}})
+    body = "Vi chiedo di aggiornare il mio numero di telefono in rubrica."
+    seed_imap(imap_account, [
+        request("anna.verdi@ateneo.example.it", "Telefono", body, "Tue, 12 Jan 2027 10:00:00 +0100")[1],
+        request("luca.bianchi@ateneo.example.it", "Telefono", body, "Tue, 12 Jan 2027 10:01:00 +0100",
+                auth="X-Spam-Flag: NO\r\nX-Spam-Status: No, score=-1.1 required=5.0 tests=AWL\r\n")[1],
+        request("offerte@promo.example.net", "Offerta", body, "Tue, 12 Jan 2027 10:02:00 +0100",
+                auth="X-Spam-Flag: YES\r\nX-Spam-Status: Yes, score=9.3 required=5.0 tests=BAYES_99\r\n")[1],
+    ])
+    assert daemon(config)[1].run(once=True) == 0
+    assert db_rows(url, "SELECT decision, COUNT(*) FROM messages GROUP BY decision ORDER BY decision") == [
+        ("accepted", 2), ("ignored", 1)]
+    answered = sorted(m.rcpt_tos for m in smtp_server.messages if not set(m.rcpt_tos) & set(OPERATORS))
+    assert answered == [("anna.verdi@ateneo.example.it",), ("luca.bianchi@ateneo.example.it",)]  # not the spam
+    digest = run_cli(config, "digest", "--since", "2000-01-01", "--print")
+    assert digest.returncode == 0, digest.stderr
+    assert "ignored: 1 (spam 1)." in flat(digest.stdout)
+    stats = run_cli(config, "stats", "--since", "2000-01-01")
+    assert stats.returncode == 0, stats.stderr
+    assert next(x for x in stats.stdout.splitlines() if x.startswith("ignored by kind:")).endswith(" spam 1")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from maild.ops.views import age, group_reasons, stats_rows, totals
-from maild.records import MessageCount, MessageKind
+from maild.records import MessageCount, MessageKind, ScreenKind
 from tests.daemon_kit import FakeClock, daemon, db_rows, run_cli, sqlite_url
 from tests.factories import REFERENTE
 from tests.mailgen import corpus_mix
@@ -275,5 +275,5 @@ def test_stats_count_by_category_decision_and_administration(tmp_path: Path, ima
     kinds = next(x for x in table.stdout.splitlines() if x.startswith("ignored by kind:"))
     split = dict(pair.rsplit(" ", 1) for pair in kinds.split(":", 1)[1].strip().split(", "))
     assert sum(int(n) for n in split.values()) == decisions["ignored"] > 0
-    assert set(split) <= {"auto_reply", "bounce", "receipt", "list", "feedback_report", "own_mail"}
+    assert set(split) <= {k.value for k in ScreenKind}
     assert rows and run_cli(config, "stats", "--since", "2999-01-01", "--json").stdout == ""

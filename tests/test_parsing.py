@@ -53,7 +53,7 @@ def assert_sane(result: ParsedMessage, raw: bytes, limits: Limits = LIMITS) -> N
         result.message_id, result.subject, result.content_type, result.report_type or "",
         result.return_path or "", result.auto_submitted or "", result.precedence or "",
         *result.auth_results, *result.in_reply_to, *result.references, *result.language_hints,
-        *result.defects,
+        *result.defects, *result.link_texts,
     ]
     for address in (*result.from_addresses, *result.reply_to, *result.sender, *result.to, *result.cc):
         one_line += [address.name, address.addr]
@@ -70,6 +70,8 @@ def assert_sane(result: ParsedMessage, raw: bytes, limits: Limits = LIMITS) -> N
     assert len(result.subject) <= limits.max_header_bytes
     assert len(result.body_text) <= limits.max_body_chars
     assert len(result.attachments) <= limits.max_parts
+    assert len(result.link_texts) <= parsing.html.MAX_LINKS
+    assert all(0 < len(text) <= parsing.html.MAX_LINK_CHARS for text in result.link_texts)
     assert len(result.defects) <= defects.MAX_DEFECTS + 1
     assert not any(d.startswith("parser-fault") for d in result.defects), result.defects
     for stamp in (result.date, result.received_at):
@@ -170,6 +172,38 @@ def test_text_outside_the_alternative_is_kept_when_the_html_wins() -> None:
     assert result.body_from_html
     assert "creare la lista progetto-alfa" in result.body_text
     assert result.body_text.endswith("Allego il modulo firmato.")
+
+
+_NEWSLETTER_HTML = (
+    "<html><head><style>a.x { color: red }</style></head><body><p>Le novit&agrave; del mese.</p>"
+    '<p><a name="top">Inizio</a> <a href="https://news.example.it/n/81"><b>Leggi</b> online</a></p>'
+    "<!-- <a href='https://hidden.example.it'>nascosto</a> -->"
+    '<p style="font-size:9px"><A HREF="https://news.example.it/u/81">Cancella&nbsp;l&#39;iscrizione</A> |'
+    ' <a href="mailto:x@example.it">   </a></p></body></html>'
+)
+
+
+def test_the_texts_of_an_html_body_s_links_are_kept_as_shown() -> None:
+    raw = ("From: a@example.org\r\nSubject: Novita\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+           + _NEWSLETTER_HTML).encode()
+    result = parse_message(raw, LIMITS)
+    assert result.body_from_html
+    assert result.link_texts == ("Leggi online", "Cancella l'iscrizione")  # no anchor, hidden or empty link
+
+
+def test_links_are_read_only_from_an_html_body() -> None:
+    plain = "Le novità del mese: leggi online https://news.example.it/n/81, cancella l'iscrizione qui."
+    assert parse_message(_alternative(plain, _NEWSLETTER_HTML), LIMITS).link_texts == ()  # the text part is read
+    poorer = parse_message(_alternative("Messaggio in formato HTML.", _NEWSLETTER_HTML), LIMITS)
+    assert poorer.body_from_html and poorer.link_texts == ("Leggi online", "Cancella l'iscrizione")
+
+
+def test_many_unclosed_and_nested_links_are_read_in_bounded_work() -> None:
+    html = "<a href='x'>uno</a>" * 500 + "<a href='y'><a href='z'>due" * 50_000 + "</a>" + "<a href=w>" * 50_000
+    raw = ("From: a@example.org\r\nSubject: x\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html).encode()
+    result = guarded(raw)
+    assert_sane(result, raw)
+    assert result.link_texts == ("uno",) * parsing.html.MAX_LINKS
 
 
 def test_iso_8859_1_encoded_word_subject() -> None:

@@ -181,6 +181,75 @@ def test_x_auto_response_suppress_counts_only_with_another_sign() -> None:
 
 
 # --------------------------------------------------------------------------
+# A spam filter's verdict: honoured when it says spam, and only then
+
+
+@pytest.mark.parametrize(
+    ("headers", "shown"),
+    [
+        ({"x-spam-flag": "YES"}, "X-Spam-Flag: YES"),
+        ({"x-spam-status": "Yes, score=7.9 required=5.0 tests=BAYES_99,URIBL_BLACK autolearn=no version=3.4.6"},
+         "X-Spam-Status: Yes, score=7.9 required=5.0"),
+        ({"x-spam-status": "Yes, hits=12.3 required=5.0"}, "X-Spam-Status: Yes, hits=12.3"),  # SpamAssassin 2.x
+        ({"x-spam-status": "Yes, score=15.10"}, "X-Spam-Status: Yes, score=15.10"),  # rspamd's x-spam-status
+        ({"x-spam": "Yes"}, "X-Spam: Yes"),  # rspamd's own field
+        ({"x-ms-exchange-organization-scl": "5"}, "X-MS-Exchange-Organization-SCL: 5"),
+        ({"x-ms-exchange-organization-scl": "9"}, "X-MS-Exchange-Organization-SCL: 9"),
+        ({"x-forefront-antispam-report": "CIP:192.0.2.7;CTRY:US;LANG:en;SCL:6;SRV:;IPV:NLI;SFV:SPM;"
+                                         "H:mx.example.net;PTR:mx.example.net;CAT:SPM;SFS:(13230031)(4636009);DIR:INB;"},
+         "X-Forefront-Antispam-Report: CIP:192.0.2.7;CTRY:US;LANG:en;SCL:6;"),
+        ({"x-forefront-antispam-report": "CIP:192.0.2.7;CTRY:US;LANG:en;SRV:;IPV:NLI;H:mx.example.net;"
+                                         "PTR:mx.example.net;CAT:NONE;SFTY:;SFV:SKS;DIR:INB;"},
+         "X-Forefront-Antispam-Report: … SFV:SKS"),  # a mail flow rule's verdict, far into the field
+    ],
+)
+def test_a_spam_verdict_of_the_receiving_server_makes_a_message_spam(headers: dict[str, str], shown: str) -> None:
+    result = from_person(headers=headers, subject="Rubrica", body_text="Buongiorno, vi chiedo di aggiornare il mio "
+                                                                       "numero di telefono.")
+    assert_automatic(result, ScreenKind.SPAM, "screen: the receiving server marked it as spam")
+    assert any(shown in r for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"x-spam-flag": "NO"},
+        {"x-spam-status": "No, score=-1.1 required=3.4 tests=AWL,BAYES_00,SPF_PASS autolearn=ham"},
+        {"x-spam-status": "No, hits=-5.0 required=5.0"},
+        {"x-spam": "No"},
+        {"x-ms-exchange-organization-scl": "-1"},
+        {"x-ms-exchange-organization-scl": "1"},
+        {"x-forefront-antispam-report": "CIP:192.0.2.7;CTRY:IT;LANG:it;SCL:1;SRV:;IPV:NLI;SFV:NSPM;DIR:INB;"},
+        {"x-forefront-antispam-report": "CIP:192.0.2.7;SCL:-1;SFV:SKN;DIR:INB;"},
+        {"x-forefront-antispam-report": "CIP:192.0.2.7;SCL:1;SFV:SKQ;DIR:INB;"},  # released from quarantine
+    ],
+)
+def test_a_negative_or_no_verdict_changes_nothing(headers: dict[str, str]) -> None:
+    assert_human(from_person(headers=headers, subject="Rubrica", body_text="Vi chiedo di aggiornare il mio numero."))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Buongiorno, da ieri ricevo molto spam sulla casella dell'ufficio. Potete attivare un filtro?",
+        "Hi, a message of mine was marked as spam by your server: the header says X-Spam-Flag: YES. Can you check?",
+        "Il collega non riceve le mie mail: finiscono nello spam (X-Spam-Status: Yes, score=5.2). Come mai?",
+    ],
+)
+def test_a_person_writing_about_spam_is_a_request(body: str) -> None:
+    assert_human(from_person(subject="Spam", body_text=body))
+    assert_human(from_person(subject="X-Spam-Flag: YES", body_text=body))
+
+
+def test_a_bounce_marked_as_spam_is_a_bounce_and_bulk_spam_is_spam() -> None:
+    spam = {"x-spam-flag": "YES"}
+    bounce = screened(headers=spam, content_type="multipart/report", report_type="delivery-status")
+    assert bounce.kind is ScreenKind.BOUNCE  # what the mail system says it is, before the filter's verdict
+    bulk = from_person(headers={**spam, "list-unsubscribe": "<https://news.example.net/u/81>"})
+    assert bulk.kind is ScreenKind.SPAM  # spam carries List-Unsubscribe too
+
+
+# --------------------------------------------------------------------------
 # Bounces known only by their content, and people writing about bounces
 
 
@@ -334,6 +403,51 @@ def test_bulk_mail_with_its_way_out_is_list_mail_and_a_person_asking_to_leave_a_
     assert_human(from_person(subject="Newsletter", body_text=asking))
 
 
+NEWSLETTER = "Offerte del mese: corsi, convegni e sconti. Hai mai pensato di fare di più?\n\nCancella iscrizione"
+
+
+@pytest.mark.parametrize("link", ["Unsubscribe", "Click here to unsubscribe", "Opt-out", "Remove your email",
+                                  "Disiscriviti", "Cancella iscrizione", "Annulla l'iscrizione"])
+def test_bulk_mail_with_an_unsubscribe_button_is_list_mail_whatever_it_writes(link: str) -> None:
+    result = from_person(subject="Offerte", body_text=NEWSLETTER, body_from_html=True,
+                         link_texts=("Scopri le offerte", link))
+    assert_automatic(result, ScreenKind.LIST, f"bulk mail's way out: a link whose whole text is an unsubscribe "
+                                              f"or opt-out: link has “{link}”")
+
+
+@pytest.mark.parametrize(
+    ("subject", "body"),
+    [
+        ("Fwd: Offerte del mese", "---------- Forwarded message ---------\nDa: Offerte <news@promo.example.net>\n\n"
+                                  + NEWSLETTER),
+        ("I: Offerte del mese", NEWSLETTER),
+        ("Re: Offerte del mese", "Non voglio più riceverle.\n\nIl giorno lun 4 gen 2027 alle 10:00 Offerte "
+                                 "ha scritto:\n\n" + NEWSLETTER),
+        ("Re: Offerte [HD-2027-000123]", "Ecco la newsletter di cui parlavo.\n" + NEWSLETTER),
+        ("Offerte", "Buongiorno, ricevo ogni giorno questa pubblicità, potete bloccarla?\n\n" + NEWSLETTER),
+    ],
+)
+def test_a_person_passing_bulk_mail_on_is_a_request(subject: str, body: str) -> None:
+    result = from_person(subject=subject, body_text=body, body_from_html=True, link_texts=("Cancella iscrizione",))
+    assert_human(result)
+    assert any("written by a person" in r and "link has “Cancella iscrizione”" in r for r in result.reasons)
+
+
+@pytest.mark.parametrize(
+    ("body", "links"),
+    [
+        ("Please unsubscribe me from the alumni-fisica list.", ()),
+        ("Vi chiedo di cancellarmi dalla lista docenti: disiscriviti non funziona.", ()),
+        ("How do I unsubscribe from the seminars list? The page says: unsubscribe", ()),
+        ("Come da istruzioni, ecco il link per la disiscrizione dalla lista.",
+         ("https://liste.example.it/unsubscribe/docenti", "How to unsubscribe from a mailing list")),
+        ("Vorrei rimuovere un iscritto dalla lista.", ("Remove a member from the list", "Iscrizione al corso")),
+    ],
+)
+def test_a_person_asking_to_leave_a_list_in_words_or_links_is_a_request(body: str, links: tuple[str, ...]) -> None:
+    assert_human(from_person(subject="Lista", body_text=body, body_from_html=bool(links), link_texts=links))
+
+
 # --------------------------------------------------------------------------
 # Abuse reports and notification services
 
@@ -383,3 +497,26 @@ def test_the_pipeline_ignores_a_gateway_bounce_and_accepts_a_person_asking_about
     asking = triager.triage(raw("Mario Rossi <mario.rossi@comune.example.it>", "Undeliverable: verbale",
                                 "Buongiorno, mi è arrivato questo, potete verificare?\n\n" + GATEWAY_EN), now=NOW)
     assert asking.decision is Decision.ACCEPTED and asking.category is Category.OTHER, asking.reasons
+
+
+def html_raw(sender: str, subject: str, html: str) -> bytes:
+    return (f"From: {sender}\r\nTo: helpdesk-posta@servizi.example.it\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{abs(hash(html))}@promo.example.net>\r\nDate: Mon, 4 Jan 2027 08:00:00 +0100\r\n"
+            f"MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}").encode()
+
+
+SPAM_HTML = ("<html><body><p>Hope you have seen the offer. Have you ever had the idea that you can do the same?</p>"
+             '<p><a href="http://offer.example.net/pl/">HAVE A LOOK</a></p>'
+             '<p><a href="http://offer.example.net/del.php?mail=helpdesk">Remove your email</a></p></body></html>')
+
+
+def test_the_pipeline_ignores_html_bulk_mail_and_accepts_a_person_forwarding_it() -> None:
+    triager = Triager.from_settings(settings())
+    spam = triager.triage(html_raw('"Ilene" <offers@promo.example.net>', "My dream", SPAM_HTML), now=NOW)
+    assert (spam.decision, spam.screen_kind, spam.take_in) == (Decision.IGNORED, ScreenKind.LIST, None), spam.reasons
+    forward = ("<p>Buongiorno, continuo a ricevere questi messaggi: potete bloccarli?</p>"
+               "<p>---------- Forwarded message ---------<br>From: Ilene &lt;offers@promo.example.net&gt;<br>"
+               "Subject: My dream</p>" + SPAM_HTML)
+    asking = triager.triage(html_raw("Mario Rossi <mario.rossi@comune.example.it>", "Fwd: My dream", forward),
+                            now=NOW)
+    assert asking.decision is Decision.ACCEPTED and asking.screen_kind is None, asking.reasons

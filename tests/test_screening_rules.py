@@ -55,7 +55,7 @@ def test_the_shipped_file_loads_and_uses_every_kind_but_own_mail() -> None:
     assert loaded.count == len(loaded.addresses) + len(loaded.rules) + len(loaded.human) + len(loaded.json) >= 40
     kinds = {a.kind for a in loaded.addresses} | {r.kind for r in loaded.rules} | {j.kind for j in loaded.json}
     assert kinds == set(ScreenKind) - {ScreenKind.OWN_MAIL}  # own mail is the settings' business
-    assert {"subject", "body", "attachment"} <= set(loaded.fields)
+    assert {"subject", "body", "attachment", "link"} <= set(loaded.fields)
 
 
 def test_the_compiled_data_pickles_for_a_worker_process() -> None:
@@ -90,7 +90,7 @@ def broken(change: Any) -> str:
         (lambda d: d.update(colour="red"), "colour: unknown key"),
         (lambda d: d["engine"].pop("max_body_chars"), "engine.max_body_chars: missing"),
         (lambda d: d["engine"].update(max_body_chars=0), "engine.max_body_chars: must be a positive integer"),
-        (lambda d: d["rule"][0].update(kind="spam"), "rule[0].kind: must be one of"),
+        (lambda d: d["rule"][0].update(kind="junk"), "rule[0].kind: must be one of"),
         (lambda d: d["rule"][0].update(on=["footer"]), "rule[0].on: 'footer'"),
         (lambda d: d["rule"][0].update(colour=1), "rule[0].colour: unknown key"),
         (lambda d: d["rule"][0].pop("reason"), "rule[0].reason: missing"),
@@ -102,13 +102,15 @@ def broken(change: Any) -> str:
          "rule[0].counter_examples: list_header matches"),
         (lambda d: d["address"][0].update(examples=["mario.rossi@example.it"]),
          "address[0].examples: mail_system does not match"),
-        (lambda d: d["rule"][5].update(**{"with": ["nobody"]}),
-         "rule[5].with: no address, rule or json shape is called nobody"),
+        (lambda d: d["rule"][8].update(**{"with": ["nobody"]}),
+         "rule[8].with: no address, rule or json shape is called nobody"),
         (lambda d: d["rule"][0].update(**{"with": ["mail_system"]}),
          "rule[0].with: a rule that counts alone needs no partner"),
+        (lambda d: d["rule"][0].update(unless=["nobody"]), "rule[0].unless: no human mark is called nobody"),
+        (lambda d: d["rule"][8].update(unless=["greeting"]), "rule[8].unless: only a rule that counts alone"),
         (lambda d: d["rule"][1].update(id="list_header"), "id: used twice: list_header"),
         (lambda d: d["human"][0].update(on="body"), "human[0].on: must be one of lead, subject"),
-        (lambda d: d["human"][0].update(kinds=["spam"]), "human[0].kinds: must be one of"),
+        (lambda d: d["human"][0].update(kinds=["junk"]), "human[0].kinds: must be one of"),
         (lambda d: d["json"][0].update(path="a..b"), "json[0].path: an empty key"),
         (lambda d: d["json"][0].update(examples=['{"notificationType": "Open"}']),
          "json[0].examples: ses_bounce does not match"),

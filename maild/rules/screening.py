@@ -16,7 +16,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [[address]]  id, kind, reason, patterns, examples, counter_examples,
                  optional alone (default true), envelope (false), generic (false)
     [[rule]]     id, kind, on, reason, patterns, examples, counter_examples,
-                 optional alone (false), with ([]), generic (false)
+                 optional alone (false), with ([]), unless ([]), generic (false)
     [[human]]    id, on, reason, patterns, examples, counter_examples, optional kinds (all)
     [[json]]     id, kind, reason, path, values, examples, counter_examples, optional generic (false)
 
@@ -27,10 +27,12 @@ or Return-Path with it (list managers send list mail in their own name).
 
 ``[[rule]]``: patterns searched, with ``^`` at every line, in each field of ``on``:
 ``subject``, ``body`` (its first ``max_body_chars``), ``attachment`` (the MIME type of
-each attached part) or ``header:<name>`` (a field the parser keeps for it, one of
+each attached part), ``link`` (the shown text of each link of a body read from HTML) or
+``header:<name>`` (a field the parser keeps for it, one of
 ``maild.mail.parsing.headers.SCREENED_FIELDS``). A rule that is not ``alone`` counts only
 when a sign it names in ``with`` (the id of an address, rule or json shape) is found
-too, and no ``[[human]]`` mark is.
+too, and no ``[[human]]`` mark is. A rule that is ``alone`` counts unless one of the
+``[[human]]`` marks it names in ``unless`` is found (a person passing bulk mail on).
 
 ``[[human]]``: what a person writes and a machine does not, on ``subject`` or ``lead``
 (the body before the first of the signs being weighed: a person's own words come before
@@ -67,7 +69,7 @@ from maild.mail.parsing.headers import SCREENED_FIELDS
 from maild.records import ScreenKind
 from maild.settings import DEFAULT_SCREENING
 
-FIELDS = frozenset({"subject", "body", "attachment"})
+FIELDS = frozenset({"subject", "body", "attachment", "link"})
 HUMAN_FIELDS = frozenset({"subject", "lead"})
 HEADER_FIELD = "header:"
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -403,6 +405,8 @@ class Rule:
     partners: frozenset[str]
     """Ids of which one must be found too when not ``alone``; empty: only ever a partner."""
     generic: bool
+    unless: frozenset[str] = frozenset()
+    """For a rule that counts alone, the ids of the ``[[human]]`` marks that still cancel it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -584,7 +588,7 @@ class _Loader:
         rules = [self.rule(t, f"rule[{i}]") for i, t in enumerate(self.array(data, "rule"))]
         human = [self.human(t, f"human[{i}]") for i, t in enumerate(self.array(data, "human"))]
         shapes = [self.shape(t, f"json[{i}]") for i, t in enumerate(self.array(data, "json"))]
-        self.check_ids(addresses, rules, shapes)
+        self.check_ids(addresses, rules, shapes, human)
         return ScreeningRules.assemble(
             addresses, rules, human, shapes, max_body_chars=self.positive(engine, "engine", "max_body_chars"),
             max_json_chars=self.max_json_chars,
@@ -606,16 +610,20 @@ class _Loader:
         return rule
 
     def rule(self, table: Mapping[str, Any], key: str) -> Rule:
-        self.known(table, key, {*_COMMON, "kind", "on", "alone", "with", "generic"}, {*_COMMON, "kind", "on"})
+        self.known(table, key, {*_COMMON, "kind", "on", "alone", "with", "unless", "generic"},
+                   {*_COMMON, "kind", "on"})
         rule = Rule(
             id=self.ident(table, key), kind=self.kind(table, key), reason=self.string(table, key, "reason"),
             on=self.fields(table, key), patterns=self.patterns(table, key),
             alone=self.flag(table, key, "alone", default=False),
             partners=frozenset(self.strings(table, key, "with", required=False)),
             generic=self.flag(table, key, "generic", default=False),
+            unless=frozenset(self.strings(table, key, "unless", required=False)),
         )
         if rule.alone and rule.partners:
             raise self.fail(f"{key}.with", "a rule that counts alone needs no partner")
+        if rule.unless and not rule.alone:
+            raise self.fail(f"{key}.unless", "only a rule that counts alone names marks: every mark cancels the others")
         self.examples(table, key, lambda text: _matches(rule.patterns, text))
         return rule
 
@@ -646,15 +654,19 @@ class _Loader:
 
     # -- checks across tables
 
-    def check_ids(self, addresses: Sequence[AddressRule], rules: Sequence[Rule], shapes: Sequence[JsonShape]) -> None:
+    def check_ids(self, addresses: Sequence[AddressRule], rules: Sequence[Rule], shapes: Sequence[JsonShape],
+                  human: Sequence[HumanMark]) -> None:
         ids = [a.id for a in addresses] + [r.id for r in rules] + [s.id for s in shapes]
         twice = sorted({i for i in ids if ids.count(i) > 1})
         if twice:
             raise self.fail("id", f"used twice: {', '.join(twice)}")
+        marks = {m.id for m in human}
         for index, rule in enumerate(rules):
             unknown = sorted(rule.partners - set(ids))
             if unknown:
                 raise self.fail(f"rule[{index}].with", f"no address, rule or json shape is called {', '.join(unknown)}")
+            if missing := sorted(rule.unless - marks):
+                raise self.fail(f"rule[{index}].unless", f"no human mark is called {', '.join(missing)}")
 
     def examples(self, table: Mapping[str, Any], key: str, matches: Callable[[str], bool]) -> None:
         """Every example must match and every counter-example must not: the data checks itself."""

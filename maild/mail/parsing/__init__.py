@@ -104,6 +104,7 @@ def _parse(raw: bytes, limits: Limits) -> ParsedMessage:
         defects=defects.freeze(),
         size=len(raw),
         screened_fields=read_screened_fields(headers),
+        link_texts=body.link_texts,
     )
 
 

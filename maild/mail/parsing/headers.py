@@ -19,12 +19,14 @@ _FIELD_END = re.compile(rb"\n(?![ \t])")
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _ANGLE_ID = re.compile(r"<([^<>]*)>")
 _LANGUAGE_TAG = re.compile(r"[a-z]{1,8}(?:-[a-z0-9]{1,8})*")
-SCREENED_FIELDS = (
-    "list-id", "list-unsubscribe", "list-post", "list-help", "list-subscribe", "list-owner", "list-archive",
-    "mailing-list", "x-failed-recipients", "x-auto-response-suppress",
+SCREENED_FIELD_NAMES = (
+    "List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe", "List-Owner", "List-Archive",
+    "Mailing-List", "X-Failed-Recipients", "X-Auto-Response-Suppress",
+    "X-Spam-Flag", "X-Spam-Status", "X-Spam", "X-MS-Exchange-Organization-SCL", "X-Forefront-Antispam-Report",
 )
 """The header fields kept for the screening data's ``header:<name>`` rules: a fixed list, so a hostile
-message cannot make the record carry more."""
+message cannot make the record carry more. Spelled as the programs that write them do, for reasons."""
+SCREENED_FIELDS = tuple(name.lower() for name in SCREENED_FIELD_NAMES)
 SCREENED_VALUE_CHARS = 256
 
 

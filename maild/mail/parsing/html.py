@@ -12,6 +12,10 @@ from maild.mail.parsing.defects import TRAILING_SPACE, Defects, clean_body
 
 MAX_HTML_NESTING = 8
 """html2text output grows with the square of list/quote nesting."""
+MAX_LINKS = 64
+"""Link texts kept per HTML part: a bulk mail's way out is one of its few links."""
+MAX_LINK_CHARS = 120
+"""A link text longer than this is a sentence, not a button: kept cut."""
 
 
 # HTML taming
@@ -49,6 +53,31 @@ def html_visible_text(html: str, limit: int) -> str:
 
 
 _TAG = re.compile(r"<[^<>]*>")
+_LINK_OPEN = re.compile(r"<a\s[^<>]*>", re.IGNORECASE)
+_LINK_CLOSE = re.compile(r"</a\s*>", re.IGNORECASE)
+
+
+def html_link_texts(html: str, limit: int) -> tuple[str, ...]:
+    """The shown text of each ``<a href>`` of an HTML part, in order: what a reader clicks on.
+
+    Linear: each link's end is searched for once, from its start, and the next link is looked
+    for after it; a link never closed ends the search.
+    """
+    html = _tame_html(html, limit)
+    texts: list[str] = []
+    pos = 0
+    while len(texts) < MAX_LINKS and (opener := _LINK_OPEN.search(html, pos)) is not None:
+        if "href" not in opener.group(0).lower():  # a named anchor, not a link
+            pos = opener.end()
+            continue
+        closer = _LINK_CLOSE.search(html, opener.end())
+        if closer is None:
+            break
+        text = " ".join(unescape(_TAG.sub(" ", html[opener.end():closer.start()])).split())
+        if text:
+            texts.append(text[:MAX_LINK_CHARS])
+        pos = closer.end()
+    return tuple(texts)
 
 
 def _tame_html(html: str, limit: int) -> str:

@@ -12,7 +12,7 @@ from email.message import Message
 from maild.mail.parsing.defects import Defects, clean_body, clean_header
 from maild.mail.parsing.encoded_words import decode_base64, decode_bytes, decode_words
 from maild.mail.parsing.headers import header_str, read_header_block, unfold
-from maild.mail.parsing.html import html_to_text, html_visible_text
+from maild.mail.parsing.html import MAX_LINKS, html_link_texts, html_to_text, html_visible_text
 from maild.records import Attachment
 from maild.settings import Limits
 
@@ -139,6 +139,8 @@ class _Body:
     text: str
     from_html: bool
     attachments: tuple[Attachment, ...]
+    link_texts: tuple[str, ...] = ()
+    """The texts of the HTML body's links, when the body is read from HTML."""
 
 
 @dataclass(slots=True)
@@ -176,8 +178,8 @@ def walk_mime(raw: bytes, top: Node, limits: Limits, defects: Defects) -> _Body:
             _text_leaf(raw, node, found)
         else:
             _attachment(raw, node, found)
-    text, from_html = _body_text(raw, found)
-    return _Body(text, from_html, tuple(found.attachments))
+    text, from_html, links = _body_text(raw, found)
+    return _Body(text, from_html, tuple(found.attachments), links)
 
 
 def _is_body(mime: _Mime) -> bool:
@@ -316,8 +318,11 @@ def transfer_decode(data: bytes, encoding: str, defects: Defects) -> bytes:
     return data
 
 
-def _body_text(raw: bytes, found: _Collector) -> tuple[str, bool]:
-    """Plain text when there is any and it says what the HTML says; otherwise the HTML, made readable."""
+def _body_text(raw: bytes, found: _Collector) -> tuple[str, bool, tuple[str, ...]]:
+    """Plain text when there is any and it says what the HTML says; otherwise the HTML, made readable.
+
+    With the HTML body come its links' texts: what a reader of the HTML clicks on.
+    """
     limit = found.limits.max_body_chars
     plain = _joined(found.plain)
     if plain and found.plain_alternatives:
@@ -326,18 +331,21 @@ def _body_text(raw: bytes, found: _Collector) -> tuple[str, bool]:
                          for node in html_alternatives)
         if html_alternatives and _poorer(_joined(found.plain[i] for i in found.plain_alternatives), shown):
             kept = [t for i, t in enumerate(found.plain) if i not in found.plain_alternatives]
-            return _joined([_html_text(raw, html_alternatives, found), *kept])[:limit], True
+            text, links = _html_text(raw, html_alternatives, found)
+            return _joined([text, *kept])[:limit], True, links
     if plain or not found.html_nodes:
-        return plain[:limit], False
-    return _html_text(raw, found.html_nodes, found)[:limit], True
+        return plain[:limit], False, ()
+    text, links = _html_text(raw, found.html_nodes, found)
+    return text[:limit], True, links
 
 
 def _joined(texts: Iterable[str]) -> str:
     return "\n\n".join(t.strip("\n") for t in texts if t.strip())
 
 
-def _html_text(raw: bytes, nodes: Sequence[Node], found: _Collector) -> str:
+def _html_text(raw: bytes, nodes: Sequence[Node], found: _Collector) -> tuple[str, tuple[str, ...]]:
     texts: list[str] = []
+    links: list[str] = []
     budget = found.limits.max_body_chars
     for node in nodes:
         if budget <= 0:
@@ -346,8 +354,9 @@ def _html_text(raw: bytes, nodes: Sequence[Node], found: _Collector) -> str:
         html = _decode_leaf(raw, node, budget * HTML_SOURCE_FACTOR, found.defects)
         text = html_to_text(html, budget, found.defects).strip("\n")
         texts.append(text)
+        links.extend(html_link_texts(html, budget * HTML_SOURCE_FACTOR))
         budget -= len(text)
-    return _joined(texts)
+    return _joined(texts), tuple(links[:MAX_LINKS])
 
 
 def _poorer(plain: str, html: str) -> bool:
