@@ -63,18 +63,10 @@ def test_held_replies_are_listed_and_a_released_one_is_sent_past_the_brake(
     header, *lines = table.stdout.splitlines()
     assert header.split() == COLUMNS
     assert [line.split()[:5] for line in lines] == [[str(r["id"]), "held", "ack", SENDER, r["ticket"]] for r in held]
-    assert all(line.endswith(f"held: {r['hold_reason']}") for r, line in zip(held, lines, strict=True))  # uncut
+    for row, line in zip(held, lines, strict=True):  # the Message-ID and the reason whole, not cut to fit
+        assert f"  {row['message_id']}  " in line and line.endswith(f"  {row['hold_reason']}")
 
-    # An id that is not there, or a reply that is not held: a clear error, and nothing changes.
-    before = db_rows(db_url, "SELECT id, state, next_attempt_at, released_at FROM outbox ORDER BY id")
-    events = db_rows(db_url, "SELECT count(*) FROM events")
-    missing = run_cli(config, "outbox", "release", "999999")
-    assert missing.returncode == 1 and "no reply 999999 in the outbox" in missing.stderr
-    not_held = run_cli(config, "outbox", "release", str(sent["id"]))
-    assert not_held.returncode == 1 and f"reply {sent['id']} is sent, not held" in not_held.stderr
-    assert db_rows(db_url, "SELECT id, state, next_attempt_at, released_at FROM outbox ORDER BY id") == before
-    assert db_rows(db_url, "SELECT count(*) FROM events") == events
-
+    refused_without_change(config, db_url, sent["id"])
     monkeypatch.setenv("SUDO_USER", "anna.operatrice")  # who ran `sudo maild ...`, not the account it runs as
     newer, older = held
     done = run_cli(config, "outbox", "release", str(older["id"]))
@@ -93,11 +85,24 @@ def test_held_replies_are_listed_and_a_released_one_is_sent_past_the_brake(
     (released,) = [e for e in story["events"] if e["kind"] == "released"]
     assert released["outbox"] == older["id"]
     assert released["data"] == {"by": "anna.operatrice", "kind": "ack", "recipient": SENDER}
-    assert released["reasons"] == [f"held: {older['hold_reason']}"]
+    (hold,) = [e for e in story["events"] if e["kind"] == "held"]
+    assert hold["reasons"] == [older["hold_reason"]] and released["reasons"] == []
     shown = run_cli(config, "ticket", "show", older["ticket"])
     assert shown.returncode == 0, shown.stderr
     assert f"released      by=anna.operatrice, kind=ack, recipient={SENDER}" in shown.stdout
-    assert [r["state"] for r in story["replies"]] == ["sent"]
+    assert [(r["state"], r["last_error"]) for r in story["replies"]] == [("sent", None)]
+
+
+def refused_without_change(config: Path, db_url: str, sent_id: int) -> None:
+    """An id that is not there, or a reply that is not held: a clear error, and nothing changes."""
+    before = db_rows(db_url, "SELECT id, state, next_attempt_at, released_at FROM outbox ORDER BY id")
+    events = db_rows(db_url, "SELECT count(*) FROM events")
+    missing = run_cli(config, "outbox", "release", "999999")
+    assert missing.returncode == 1 and "no reply 999999 in the outbox" in missing.stderr
+    not_held = run_cli(config, "outbox", "release", str(sent_id))
+    assert not_held.returncode == 1 and f"reply {sent_id} is sent, not held" in not_held.stderr
+    assert db_rows(db_url, "SELECT id, state, next_attempt_at, released_at FROM outbox ORDER BY id") == before
+    assert db_rows(db_url, "SELECT count(*) FROM events") == events
 
 
 def test_run_once_writes_a_released_reply_to_the_maildir_past_the_brake(tmp_path: Path) -> None:

@@ -43,7 +43,7 @@ def _list(args: argparse.Namespace, settings: Settings) -> int:
             emit(outbox_json(reply))
     else:
         tz = settings.service_hours.timezone
-        print_table([outbox_cells(r, tz) for r in replies], OUTBOX_COLUMNS, uncut=("note",))
+        print_table([outbox_cells(r, tz) for r in replies], OUTBOX_COLUMNS, uncut=("message_id", "note"))
     return 0
 
 

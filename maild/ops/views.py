@@ -142,8 +142,8 @@ OUTBOX_COLUMNS = ("id", "state", "kind", "recipient", "ticket", "queued", "claim
 def outbox_note(reply: OutboxSummary, tz: tzinfo) -> str:
     """Why a reply is where it is: the brake's reason, the last refusal before a retry or for good, its release."""
     if reply.state is OutboxState.HELD:
-        return f"held: {reply.last_error or 'per-sender brake'}"
-    if reply.last_error and reply.attempts and reply.state in (OutboxState.PENDING, OutboxState.FAILED):
+        return reply.last_error or "per-sender brake"
+    if reply.last_error and reply.state in (OutboxState.PENDING, OutboxState.FAILED):
         return reply.last_error
     if reply.released_at is not None:
         return f"released {when(reply.released_at, tz)}"

@@ -99,10 +99,10 @@ _LEASE = (
     .returning(_O.id, _O.envelope_from, _O.recipients, _O.data, _O.attempts, _O.created_at)
 )
 _HOLD = update(_O).where(_O.id == bindparam("oid")).values(state=_HELD, last_error=bindparam("reason"))
-_RELEASE_HELD = (  # the brake's reason stays in last_error, as a refusal's does once a reply is sent
+_RELEASE_HELD = (  # the brake's reason is no error of the reply's: it stays in the ``held`` event only
     update(_O).where(_O.id == bindparam("oid"), _O.state == _HELD)
-    .values(state=_PENDING, released_at=_at("now"), next_attempt_at=_at("now"))
-    .returning(_O.ticket_id, _O.source_message_id, _O.kind, _O.rcpt_key, _O.last_error)
+    .values(state=_PENDING, released_at=_at("now"), next_attempt_at=_at("now"), last_error=None)
+    .returning(_O.ticket_id, _O.source_message_id, _O.kind, _O.rcpt_key)
 )
 _SENT_STMT = (
     update(_O).where(_O.id == bindparam("oid"), _O.state != _SENT, _O.state != _HELD)  # no IN: no expanding
@@ -269,7 +269,6 @@ def release_held(conn: Connection, outbox_id: int, now: datetime, *, by: str) ->
         return False
     conn.execute(_EVENT, event_row(
         EventKind.RELEASED, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=outbox_id,
-        reasons=(f"held: {row.last_error}",) if row.last_error else (),
         data={"by": by, "kind": row.kind, "recipient": row.rcpt_key}))
     return True
 
