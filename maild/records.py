@@ -560,8 +560,14 @@ class OutboxSummary:
     attempts: int
     next_attempt_at: datetime
     last_error: str | None
+    """The last refusal, or for a held reply the brake's reason."""
     created_at: datetime
     sent_at: datetime | None
+    claimed_at: datetime | None = None
+    released_at: datetime | None = None
+    """When an operator released it from the per-sender brake, which then lets it pass."""
+    ticket: str | None = None
+    """Reference of its ticket, where the read joined it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -102,6 +102,28 @@ def test_credentials_never_reach_the_logs_even_when_the_login_fails(tmp_path: Pa
 
 
 
+def test_a_fatal_error_is_a_json_record_under_log_format_json(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[helpdesk]\naddress = "helpdesk-posta@servizi.example.it"\nnot_a_key = 1\n', encoding="utf-8")
+    done = run_cli(bad, "check-config", "--log-format", "json")
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = json_lines(done.stderr)
+    assert (line["level"], line["logger"], line["exit_code"]) == ("ERROR", "maild.cli", 2)
+    assert line["event"].startswith(f"configuration error in {bad}: ") and "not_a_key" in line["event"]
+    plain = run_cli(bad, "check-config")
+    assert plain.returncode == 2 and plain.stderr == f"maild: {line['event']}\n"
+
+    # The database out of reach at start: every line the daemon wrote, the last one included, is JSON.
+    unreachable = write_config(tmp_path / "maild.toml", mailbox={"kind": "maildir", "path": str(tmp_path / "in")},
+                               smtp={"kind": "maildir", "path": str(tmp_path / "out")},
+                               database_url="postgresql+psycopg://maild:pw@127.0.0.1:1/maild")
+    run = run_cli(unreachable, "run", "--once", "--log-format", "json")
+    assert run.returncode == 1
+    last = json_lines(run.stderr)[-1]
+    assert (last["level"], last["logger"], last["exit_code"]) == ("ERROR", "maild.cli", 1)
+    assert last["event"].startswith("StoreUnavailable: ") and "Connection refused" in last["event"]
+
+
 @pytest.mark.parametrize(("fmt", "level"), [("json", "WARNING"), ("text", "DEBUG")])
 def test_a_child_process_learns_the_format_and_level_in_force(fmt: str, level: str) -> None:
     tree = logging.getLogger("maild")

@@ -186,6 +186,8 @@ def test_ticket_show_of_an_unknown_reference_fails(tmp_path: Path, imap_account:
     config = ops_config(tmp_path, imap_account, smtp_server, sqlite_url(tmp_path))
     done = run_cli(config, "ticket", "show", "HD-2027-999999")
     assert done.returncode == 1 and "no ticket HD-2027-999999" in done.stderr
+    assert "`maild queue` lists the references of the open tickets" in done.stderr  # where to find a reference
+    assert done.stdout == ""
 
 
 # --------------------------------------------------------------------------- resolve and reopen

@@ -150,7 +150,7 @@ def test_migrations_run_from_empty_are_idempotent_and_match_the_models(db_url: s
     upgrade(db_url)
     upgrade(db_url)
     with Store.open(db_url) as store:
-        assert store.revision() == head_revision() == "0006"
+        assert store.revision() == head_revision() == "0007"
         with store.engine.connect() as conn:
             context = MigrationContext.configure(conn, opts={"compare_type": True})
             assert compare_metadata(context, Base.metadata) == []
@@ -600,6 +600,37 @@ def test_the_per_sender_brake_holds_the_21st_reply_in_an_hour(store: Store) -> N
     _queue_acks(store, 1, start=301)
     later = store.claim_outbox(NOW + timedelta(minutes=61), 10, "sender-1", 60, LIMITS)
     assert [i.recipients for i in later] == [(REQUESTER,)]
+
+
+def test_a_released_reply_passes_the_brake_and_only_it(store: Store) -> None:
+    limits = Limits(max_replies_per_sender_per_hour=1, max_replies_per_sender_per_day=50)
+    _queue_acks(store, 3)
+    (first,) = store.claim_outbox(NOW, 10, "s", 60, limits)
+    assert store.mark_sent(first.id, NOW)
+    held = store.outbox_listing(OutboxState.HELD)
+    assert [o.id for o in held] == sorted((o.id for o in held), reverse=True) and len(held) == 2  # newest first
+    newer, older = held
+    assert newer.ticket is not None and newer.ticket.startswith("HD-2027-") and newer.claimed_at is None
+
+    later = NOW + timedelta(minutes=5)
+    assert not store.release_held(first.id, later, by="anna")  # sent, not held
+    assert store.release_held(older.id, later, by="anna")
+    assert not store.release_held(older.id, later, by="anna")  # once
+    released = store.outbox_entry(older.id)
+    assert released is not None and released.state is OutboxState.PENDING and released.released_at == later
+    assert released.last_error is None  # the brake's reason is in the held event, not an error of the reply
+    assert store.outbox_entry(10_000) is None
+
+    # The brake, at its limit for this recipient, lets the released reply go and holds the other again.
+    claimed = store.claim_outbox(later, 10, "s", 60, limits)
+    assert [i.id for i in claimed] == [older.id]
+    assert store.mark_sent(older.id, later)
+    assert [o.id for o in store.outbox_listing(OutboxState.HELD)] == [newer.id]
+    (event,) = [e for e in store.recent_events(500) if e.kind == "released"]
+    assert event.outbox_id == older.id and event.ticket_id == older.ticket_id and event.at == later
+    assert dict(event.data) == {"by": "anna", "kind": "ack", "recipient": REQUESTER}
+    (hold,) = [e for e in store.recent_events(500) if e.kind == "held" and e.outbox_id == older.id]
+    assert hold.reasons == (older.last_error,) and "max_replies_per_sender_per_hour" in hold.reasons[0]
 
 
 def test_the_daily_brake_counts_the_whole_day(store: Store) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from maild.authorizer import answer_address
+from maild.cli.output import fail, operator_login
 from maild.errors import ConfigError
 from maild.hours import ServiceCalendar
 from maild.pins import hash_pin
@@ -24,7 +25,6 @@ from maild.settings import Settings
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 
-EXIT_FAULT = 1
 PIN_LIMIT = 16
 
 
@@ -41,13 +41,6 @@ def read_pin(prompt: str, stream: TextIO | None = None, *, confirm: bool = False
     if not pin or len(pin) > PIN_LIMIT or any(c.isspace() for c in pin):
         raise ConfigError("PIN", f"must be 1 to {PIN_LIMIT} characters without blanks")
     return pin
-
-
-def operator_login() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 # --------------------------------------------------------------------------
@@ -127,9 +120,9 @@ def open_ticket(args: argparse.Namespace, settings: Settings, channel: Channel, 
         if args.pin_role:
             raise ConfigError("--pin-role", "is for fax only: by phone the caller's PIN decides the role")
         if not calendar.is_open(now):
-            return _fail(f"the phone channel is closed outside service hours (next opening "
-                         f"{format_when(calendar.next_opening(now), 'en', tz)}); e-mail, fax and the web "
-                         f"form stay open")
+            return fail(f"the phone channel is closed outside service hours (next opening "
+                        f"{format_when(calendar.next_opening(now), 'en', tz)}); e-mail, fax and the web "
+                        f"form stay open")
     elif not args.pin_role:
         raise ConfigError("--pin-role", "is required for fax: state the role the signed fax proves")
     text = args.text if args.text is not None else _read_text(args.file)
@@ -137,10 +130,10 @@ def open_ticket(args: argparse.Namespace, settings: Settings, channel: Channel, 
         if channel is Channel.PHONE:
             checked = desk.check_pin(adm, ask_pin(), operator, channel, now)
             if checked.locked is not None:
-                return _fail(f"PINs for {adm.name} are locked out until "
-                             f"{checked.locked.until.astimezone(tz):%H:%M} (too many wrong PINs)")
+                return fail(f"PINs for {adm.name} are locked out until "
+                            f"{checked.locked.until.astimezone(tz):%H:%M} (too many wrong PINs)")
             if checked.role is None:
-                return _fail("wrong PIN: refused and recorded (the referente is told)")
+                return fail("wrong PIN: refused and recorded (the referente is told)")
             role = checked.role
             reason = f"auth: the PIN the caller gave by phone is the {role.value} PIN of {adm.name} " \
                      f"(typed by operator {operator})"
@@ -150,8 +143,8 @@ def open_ticket(args: argparse.Namespace, settings: Settings, channel: Channel, 
                      f"the signed fax"
         answer = answer_address(adm, role, args.requester)
         if answer is None:
-            return _fail(f"with the users' role the answer can only go to an address in {adm.name}'s domains "
-                         f"({', '.join(adm.domains) or 'none configured'})")
+            return fail(f"with the users' role the answer can only go to an address in {adm.name}'s domains "
+                        f"({', '.join(adm.domains) or 'none configured'})")
         done = desk.submit(ChannelRequest(
             request_id=new_request_id(), channel=channel, administration=adm.name, requester=answer,
             name=args.name, subject=args.subject, text=text,
@@ -168,11 +161,6 @@ def _read_text(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError("--file", f"cannot read {path}: {exc}") from exc
-
-
-def _fail(message: str) -> int:
-    print(f"maild: {message}", file=sys.stderr)
-    return EXIT_FAULT
 
 
 CHANNEL_COMMANDS: tuple[Register, ...] = (_add_pin, _add_web)

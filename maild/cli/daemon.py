@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, print_table, redact
+from maild.cli.output import EXIT_CONFIG, fail, print_table, redact
 from maild.errors import ConfigError
 from maild.settings import Settings
 
@@ -91,11 +91,9 @@ def _quarantine(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.action == "retry":
             if args.id is None:
-                print("maild: quarantine retry needs an ID (see `maild quarantine list`)", file=sys.stderr)
-                return EXIT_CONFIG
+                return fail("quarantine retry needs an ID (see `maild quarantine list`)", EXIT_CONFIG)
             if not store.request_retry(args.id, datetime.now(UTC), by="cli"):
-                print(f"maild: quarantine entry {args.id} does not exist or is not quarantined", file=sys.stderr)
-                return EXIT_FAULT
+                return fail(f"quarantine entry {args.id} does not exist or is not quarantined")
             print(f"quarantine entry {args.id} will be retried by the daemon")
             return 0
         rows: list[dict[str, object]] = [{"id": e.id, "source_id": e.source_id, "size": e.size, "state": e.state.value,

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 
-from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, print_table, read_file, redact
+from maild.cli.output import EXIT_CONFIG, EXIT_FAULT, fail, print_table, read_file, redact
 from maild.hours import ServiceCalendar
 from maild.pipeline import Triager
 from maild.records import Decision, Disposition, OutgoingMail, PecSummary
@@ -84,8 +84,7 @@ def _triage(args: argparse.Namespace, settings: Settings) -> int:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            print(f"maild: cannot read {path}: {exc.strerror}", file=sys.stderr)
-            status = EXIT_FAULT
+            status = fail(f"cannot read {path}: {exc.strerror}")
             continue
         row = disposition_row(str(path), triager.triage(raw, now=now, received_at=received))
         if args.json:
@@ -148,8 +147,7 @@ def _takein(args: argparse.Namespace, settings: Settings) -> int:
         try:
             received = _localize(_timestamp(given), settings)
         except argparse.ArgumentTypeError as exc:
-            print(f"maild: {exc}", file=sys.stderr)
-            status = EXIT_CONFIG
+            status = fail(str(exc), EXIT_CONFIG)
             continue
         take_in = calendar.take_in(received)
         row: dict[str, object] = {"received": given, "take_in_at": take_in.take_in_at.isoformat(),

@@ -1,10 +1,11 @@
 """The ``maild`` command line.
 
 Every subcommand takes ``--config PATH``. Exit codes: 0 done, 1 a fault while
-doing it (reported on stderr), 2 bad configuration or usage. One module per command
-group: ``dryrun`` (check-config, triage, takein, render), ``daemon`` (run, db,
-quarantine), ``operators`` (queue, ticket, stats, digest, status), ``channels``
-(web, pin, ticket open).
+doing it (reported on stderr, as a JSON record under ``--log-format json``), 2
+bad configuration or usage. One module per command group: ``dryrun``
+(check-config, triage, takein, render), ``daemon`` (run, db, quarantine),
+``operators`` (queue, ticket, stats, digest, status), ``outbox`` (outbox list,
+release), ``channels`` (web, pin, ticket open), ``pec`` (pec inspect).
 
 The daemon's wiring and the database layer are imported by the handlers that
 use them, never while the parser is built: a spawned triage worker (a
@@ -15,14 +16,14 @@ replacement) re-imports the main module, and ``maild triage`` or
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
 from maild.cli.channels import CHANNEL_COMMANDS
 from maild.cli.daemon import DAEMON_COMMANDS
 from maild.cli.dryrun import DRY_RUN_COMMANDS
 from maild.cli.operators import OPERATOR_COMMANDS
-from maild.cli.output import DEFAULT_CONFIG, EXIT_CONFIG, EXIT_FAULT
+from maild.cli.outbox import OUTBOX_COMMANDS
+from maild.cli.output import DEFAULT_CONFIG, EXIT_CONFIG, EXIT_FAULT, fail
 from maild.cli.pec import PEC_COMMANDS
 from maild.errors import ConfigError, MaildError
 from maild.logs import configure
@@ -38,17 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
-        print(f"maild: configuration error in {args.config}: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail(f"configuration error in {args.config}: {exc}", EXIT_CONFIG)
     handler: Handler = args.handler
     try:
         return handler(args, settings)
     except ConfigError as exc:
-        print(f"maild: configuration error: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return fail(f"configuration error: {exc}", EXIT_CONFIG)
     except MaildError as exc:
-        print(f"maild: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAULT
+        return fail(f"{type(exc).__name__}: {exc}", EXIT_FAULT)
     except KeyboardInterrupt:
         return 130
 
@@ -67,5 +65,5 @@ def build_parser() -> argparse.ArgumentParser:
 
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 _REGISTRY: tuple[Register, ...] = (
-    *DRY_RUN_COMMANDS, *DAEMON_COMMANDS, *OPERATOR_COMMANDS, *CHANNEL_COMMANDS, *PEC_COMMANDS,
+    *DRY_RUN_COMMANDS, *DAEMON_COMMANDS, *OPERATOR_COMMANDS, *OUTBOX_COMMANDS, *CHANNEL_COMMANDS, *PEC_COMMANDS,
 )

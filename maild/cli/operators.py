@@ -15,10 +15,6 @@ triage worker (which re-imports ``maild.cli``) need none of them.
 from __future__ import annotations
 
 import argparse
-import functools
-import getpass
-import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -26,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from maild.cli.channels import add_open
-from maild.cli.output import print_table
+from maild.cli.output import emit, fail, open_store, operator_login, piped, print_table
 from maild.errors import ConfigError
 from maild.ops.views import (
     QUEUE_COLUMNS,
@@ -55,26 +51,7 @@ if TYPE_CHECKING:
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 Handler = Callable[[argparse.Namespace, Settings], int]
 
-EXIT_FAULT = 1
 STATS_DAYS = 30
-
-
-def _emit(obj: dict[str, object]) -> None:
-    print(json.dumps(obj, ensure_ascii=False), flush=True)
-
-
-def _piped(handler: Handler) -> Handler:
-    """Stop quietly when the reader of our output goes away (``maild queue | head``)."""
-
-    @functools.wraps(handler)
-    def run(args: argparse.Namespace, settings: Settings) -> int:
-        try:
-            return handler(args, settings)
-        except BrokenPipeError:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-            return 0
-
-    return run
 
 
 def _table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
@@ -82,19 +59,9 @@ def _table(rows: Sequence[dict[str, object]], columns: Sequence[str]) -> None:
     print_table(rows, columns)
 
 
-def _open_store(settings: Settings) -> Store:
-    """``maild.daemon.wiring.open_store``: the wiring imports the whole daemon, so only commands that need it do."""
-    from maild.daemon.wiring import open_store  # noqa: PLC0415 - see the module docstring
-
-    return open_store(settings)
-
-
 def _operator() -> str:
     """Who ran the command, for the event log."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
+    return f"cli:{operator_login()}"
 
 
 def _moment(value: str, settings: Settings) -> datetime:
@@ -106,9 +73,9 @@ def _moment(value: str, settings: Settings) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=settings.service_hours.timezone)
 
 
-def _fail(message: str) -> int:
-    print(f"maild: {message}", file=sys.stderr)
-    return EXIT_FAULT
+def _no_ticket(reference: str) -> int:
+    return fail(f"no ticket {reference}: `maild queue` lists the references of the open tickets "
+                "(`maild queue --all` of the resolved ones too)")
 
 
 # --------------------------------------------------------------------------
@@ -122,16 +89,16 @@ def _add_queue(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     cmd.add_argument("--all", action="store_true", help="resolved tickets too")
     cmd.add_argument("--limit", type=int, default=1000, help="at most this many tickets (default 1000)")
     cmd.add_argument("--json", action="store_true", help="one JSON object per line")
-    cmd.set_defaults(handler=_piped(_queue))
+    cmd.set_defaults(handler=piped(_queue))
 
 
 def _queue(args: argparse.Namespace, settings: Settings) -> int:
-    with _open_store(settings) as store:
+    with open_store(settings) as store:
         tickets = store.queue(None if args.all else TicketState.OPEN, limit=args.limit)
     rows = queue_rows(tickets, datetime.now(UTC))
     if args.json:
         for row in rows:
-            _emit(queue_json(row))
+            emit(queue_json(row))
     else:
         _table([queue_cells(r, settings.service_hours.timezone) for r in rows], QUEUE_COLUMNS)
     return 0
@@ -148,7 +115,7 @@ def _add_ticket(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     show = actions.add_parser("show", parents=[common], help="the whole story of a ticket")
     show.add_argument("reference", metavar="REF")
     show.add_argument("--json", action="store_true", help="one JSON object")
-    show.set_defaults(handler=_piped(_show))
+    show.set_defaults(handler=piped(_show))
     resolve = actions.add_parser("resolve", parents=[common],
                                  help="resolve a ticket and send the requester a resolution notice")
     resolve.add_argument("reference", metavar="REF")
@@ -173,14 +140,14 @@ def _details(store: Store, story: TicketStory, settings: Settings) -> dict[int, 
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    with _open_store(settings) as store:
+    with open_store(settings) as store:
         story = store.ticket_story(args.reference)
         if story is None:
-            return _fail(f"no ticket {args.reference}")
+            return _no_ticket(args.reference)
         details = _details(store, story, settings)
     now = datetime.now(UTC)
     if args.json:
-        _emit(story_json(story, details, now))
+        emit(story_json(story, details, now))
     else:
         print("\n".join(story_lines(story, details, settings.service_hours.timezone, now)))
     return 0
@@ -189,13 +156,13 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 def _resolve(args: argparse.Namespace, settings: Settings) -> int:
     note = clean_text(args.note) if args.note and args.note.strip() else None
     now = datetime.now(UTC)
-    with _open_store(settings) as store:
+    with open_store(settings) as store:
         story = store.ticket_story(args.reference)
         if story is None:
-            return _fail(f"no ticket {args.reference}")
+            return _no_ticket(args.reference)
         ref = story.ticket.reference
         if story.ticket.state is TicketState.RESOLVED:
-            return _fail(f"{ref} is already resolved")
+            return fail(f"{ref} is already resolved")
         replies: tuple[OutgoingMail, ...] = ()
         if story.ticket.decision != "rejected":
             responder = Responder(settings.templates.path, settings.helpdesk,
@@ -204,7 +171,7 @@ def _resolve(args: argparse.Namespace, settings: Settings) -> int:
                                          note=note, now=now),)
         reasons = (f"note: {note}",) if note else ()
         if not store.resolve(ref, now, by=_operator(), reasons=reasons, replies=replies):
-            return _fail(f"{ref} was changed meanwhile; nothing done")
+            return fail(f"{ref} was changed meanwhile; nothing done")
     if replies:
         print(f"{ref} resolved; resolution notice {replies[0].message_id} to {', '.join(replies[0].recipients)} "
               "queued (the daemon sends it)")
@@ -215,13 +182,13 @@ def _resolve(args: argparse.Namespace, settings: Settings) -> int:
 
 def _reopen(args: argparse.Namespace, settings: Settings) -> int:
     note = clean_text(args.note) if args.note and args.note.strip() else None
-    with _open_store(settings) as store:
+    with open_store(settings) as store:
         ticket = store.ticket(args.reference)
         if ticket is None:
-            return _fail(f"no ticket {args.reference}")
+            return _no_ticket(args.reference)
         if not store.reopen(ticket.reference, datetime.now(UTC), by=_operator(),
                             reasons=(f"note: {note}",) if note else ()):
-            return _fail(f"{ticket.reference} is not resolved")
+            return fail(f"{ticket.reference} is not resolved")
     print(f"{ticket.reference} reopened")
     return 0
 
@@ -236,7 +203,7 @@ def _add_stats(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     cmd.add_argument("--since", metavar="DATE",
                      help=f"ISO date or timestamp, local time unless it has an offset (default: {STATS_DAYS} days ago)")
     cmd.add_argument("--json", action="store_true", help="one JSON object per line")
-    cmd.set_defaults(handler=_piped(_stats))
+    cmd.set_defaults(handler=piped(_stats))
 
 
 def _stats(args: argparse.Namespace, settings: Settings) -> int:
@@ -247,13 +214,13 @@ def _stats(args: argparse.Namespace, settings: Settings) -> int:
     else:
         first = now.astimezone(tz).date() - timedelta(days=STATS_DAYS - 1)
         since = datetime.combine(first, datetime.min.time(), tzinfo=tz)
-    with _open_store(settings) as store:
+    with open_store(settings) as store:
         rows = stats_rows(store.message_counts(since, now))
         stats = store.stats(since, now)
         screened = ignored_by_kind(store.events_of_kind(EventKind.IGNORED, since, now))
     if args.json:
         for row in rows:
-            _emit({"category": row.category, "decision": row.decision, "administration": row.administration,
+            emit({"category": row.category, "decision": row.decision, "administration": row.administration,
                    "messages": row.messages, "tickets": row.tickets, "since": since.isoformat(),
                    "until": now.isoformat()})
         return 0
@@ -287,7 +254,7 @@ def _add_digest(commands: argparse._SubParsersAction[argparse.ArgumentParser],
                      help="news since this date or timestamp (default: the last digest sent, else a day ago)")
     cmd.add_argument("--print", action="store_true", dest="print_text", help="print the text part (the default)")
     cmd.add_argument("--html", type=Path, metavar="FILE", help="write the HTML part, chart included, to FILE")
-    cmd.set_defaults(handler=_piped(_digest))
+    cmd.set_defaults(handler=piped(_digest))
 
 
 def _digest(args: argparse.Namespace, settings: Settings) -> int:
@@ -295,14 +262,14 @@ def _digest(args: argparse.Namespace, settings: Settings) -> int:
 
     now = datetime.now(UTC)
     renderer = DigestRenderer(settings.templates.path, settings.service_hours.timezone)
-    with _open_store(settings) as store:
+    with open_store(settings) as store:
         since = _moment(args.since, settings) if args.since else last_digest_at(store) or now - timedelta(days=1)
         content = build_digest(store, settings, now, since)
     if args.html is not None:
         try:
             args.html.write_text(renderer.html(content), encoding="utf-8")
         except OSError as exc:
-            return _fail(f"cannot write {args.html}: {exc.strerror}")
+            return fail(f"cannot write {args.html}: {exc.strerror}")
     if args.print_text or args.html is None:
         sys.stdout.write(renderer.text(content))
     return 0
@@ -321,17 +288,17 @@ def _add_status(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     cmd.add_argument("--timeout", type=float, default=HEALTH_PROBE_TIMEOUT, metavar="SECONDS",
                      help="for the mailbox probe (default %(default)s)")
     cmd.add_argument("--json", action="store_true", help="one JSON object")
-    cmd.set_defaults(handler=_piped(_status))
+    cmd.set_defaults(handler=piped(_status))
 
 
 def _status(args: argparse.Namespace, settings: Settings) -> int:
     from maild.ops.health import check, status_json, status_lines  # noqa: PLC0415 - see the module docstring
 
-    with _open_store(settings) as store:
+    with open_store(settings) as store:
         health = check(store, settings, datetime.now(UTC), max_age=timedelta(seconds=args.max_age),
                        timeout=args.timeout)
     if args.json:
-        _emit(status_json(health))
+        emit(status_json(health))
     else:
         print("\n".join(status_lines(health, settings)))
     return health.exit_code

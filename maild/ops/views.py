@@ -1,4 +1,4 @@
-"""Read models for the operators' commands: the queue, one ticket's story, statistics.
+"""Read models for the operators' commands: the queue, the outbox, one ticket's story, statistics.
 
 Pure functions from the store's frozen records (and a message's raw bytes) to
 frozen rows and printable lines. The CLI does the I/O; everything here takes
@@ -24,6 +24,7 @@ from maild.records import (
     EventKind,
     MessageCount,
     MessageSummary,
+    OutboxState,
     OutboxSummary,
     OutgoingMail,
     TicketState,
@@ -129,6 +130,41 @@ def queue_json(row: QueueRow) -> dict[str, object]:
             "received_at": iso(row.received_at), "take_in_at": iso(row.take_in_at),
             "taken_in_at": iso(row.taken_in_at), "age_seconds": int(row.age.total_seconds()), "state": row.state,
             "channel": row.channel, "review": row.review is not None, "review_reason": row.review}
+
+
+# --------------------------------------------------------------------------
+# Outbox
+
+
+OUTBOX_COLUMNS = ("id", "state", "kind", "recipient", "ticket", "queued", "claimed", "message_id", "note")
+
+
+def outbox_note(reply: OutboxSummary, tz: tzinfo) -> str:
+    """Why a reply is where it is: the brake's reason, the last refusal before a retry or for good, its release."""
+    if reply.state is OutboxState.HELD:
+        return reply.last_error or "per-sender brake"
+    if reply.last_error and reply.state in (OutboxState.PENDING, OutboxState.FAILED):
+        return reply.last_error
+    if reply.released_at is not None:
+        return f"released {when(reply.released_at, tz)}"
+    return ""
+
+
+def outbox_cells(reply: OutboxSummary, tz: tzinfo) -> dict[str, object]:
+    """An outbox row for the terminal table."""
+    return {"id": reply.id, "state": reply.state.value, "kind": reply.kind, "recipient": ", ".join(reply.recipients),
+            "ticket": reply.ticket, "queued": when(reply.created_at, tz), "claimed": when(reply.claimed_at, tz),
+            "message_id": reply.message_id, "note": outbox_note(reply, tz)}
+
+
+def outbox_json(reply: OutboxSummary) -> dict[str, object]:
+    """An outbox row for scripts (a contract: keys are only ever added)."""
+    return {"id": reply.id, "state": reply.state.value, "kind": reply.kind, "recipients": list(reply.recipients),
+            "ticket": reply.ticket, "message_id": reply.message_id, "attempts": reply.attempts,
+            "queued_at": iso(reply.created_at), "claimed_at": iso(reply.claimed_at), "sent_at": iso(reply.sent_at),
+            "next_attempt_at": iso(reply.next_attempt_at), "released_at": iso(reply.released_at),
+            "hold_reason": reply.last_error if reply.state is OutboxState.HELD else None,
+            "last_error": reply.last_error}
 
 
 # --------------------------------------------------------------------------

@@ -126,10 +126,10 @@ def event_record(row: models.Event) -> Event:
     )
 
 
-def outbox_summary(row: models.Outbox) -> OutboxSummary:
+def outbox_summary(row: models.Outbox, ticket: str | None = None) -> OutboxSummary:
     return OutboxSummary(
         id=row.id, ticket_id=row.ticket_id, kind=row.kind, message_id=row.message_id,
         recipients=tuple(row.recipients), state=OutboxState(row.state), attempts=row.attempts,
         next_attempt_at=row.next_attempt_at, last_error=row.last_error, created_at=row.created_at,
-        sent_at=row.sent_at,
+        sent_at=row.sent_at, claimed_at=row.claimed_at, released_at=row.released_at, ticket=ticket,
     )

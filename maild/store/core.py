@@ -335,6 +335,20 @@ class Store:
         with self._tx("cannot list the outbox") as s:
             return reads.outbox(s, state, limit)
 
+    def outbox_listing(self, state: OutboxState | None = None, limit: int = 1000) -> tuple[OutboxSummary, ...]:
+        """Replies newest first, with their tickets' references (``maild outbox list``)."""
+        with self._tx("cannot list the outbox") as s:
+            return reads.outbox_listing(s, state, limit)
+
+    def outbox_entry(self, outbox_id: int) -> OutboxSummary | None:
+        with self._tx("cannot read the outbox") as s:
+            return reads.outbox_entry(s, outbox_id)
+
+    def release_held(self, outbox_id: int, now: datetime, *, by: str) -> bool:
+        """``maild outbox release ID``: a held reply is sent after all, its release an event; False if not held."""
+        with self._connection("cannot release a held reply") as conn:
+            return outbox_ops.release_held(conn, outbox_id, now, by=by)
+
     # --------------------------------------------------------------- take-in
 
     def due_take_ins(self, now: datetime, limit: int = 100) -> list[TakeInItem]:

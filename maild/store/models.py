@@ -280,6 +280,8 @@ class Outbox(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     lease_owner: Mapped[str | None] = mapped_column(SafeText)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    released_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    """When an operator released the reply from the per-sender brake; NULL otherwise."""
 
 
 Index("ix_outbox_due", Outbox.state, Outbox.next_attempt_at)

@@ -18,7 +18,9 @@ Notices to a referente about refused attempts have a brake of their own
 (``max_referente_notices_per_hour``/``_per_day``), counted apart so that a
 flood of spoofed requests can neither flood the referente nor use up the
 budget of the referente's own acknowledgments. Resolutions and digests are
-exempt: an operator asked for them.
+exempt: an operator asked for them. So is a held reply an operator released
+(``release_held``): it is ``pending`` again with ``released_at`` set, and the
+brake, which would hold it again at once, lets it pass.
 On PostgreSQL an advisory lock per recipient, taken in sorted order, makes
 two claimers count one after the other.
 
@@ -71,7 +73,8 @@ def _at(name: str) -> BindParameter[datetime]:
 
 
 _DUE_ROWS = (  # no ``data``: sorting every due row by time need not carry the messages along
-    select(_O.id, _O.ticket_id, _O.source_message_id, _O.kind, _O.message_id, _O.state, _O.rcpt_key)
+    select(_O.id, _O.ticket_id, _O.source_message_id, _O.kind, _O.message_id, _O.state, _O.rcpt_key,
+           _O.released_at)
     .where(or_(and_(_O.state == _PENDING, _O.next_attempt_at <= _at("now")),
                and_(_O.state == _SENDING, _O.lease_until < _at("now"))))
     .order_by(_O.next_attempt_at, _O.id).limit(bindparam("limit"))
@@ -96,6 +99,11 @@ _LEASE = (
     .returning(_O.id, _O.envelope_from, _O.recipients, _O.data, _O.attempts, _O.created_at)
 )
 _HOLD = update(_O).where(_O.id == bindparam("oid")).values(state=_HELD, last_error=bindparam("reason"))
+_RELEASE_HELD = (  # the brake's reason is no error of the reply's: it stays in the ``held`` event only
+    update(_O).where(_O.id == bindparam("oid"), _O.state == _HELD)
+    .values(state=_PENDING, released_at=_at("now"), next_attempt_at=_at("now"), last_error=None)
+    .returning(_O.ticket_id, _O.source_message_id, _O.kind, _O.rcpt_key)
+)
 _SENT_STMT = (
     update(_O).where(_O.id == bindparam("oid"), _O.state != _SENT, _O.state != _HELD)  # no IN: no expanding
     .values(state=_SENT, sent_at=_at("now"), lease_owner=None, lease_until=None)
@@ -166,8 +174,7 @@ def _lease_or_hold(
     chosen: list[AnyRow] = []
     held: list[tuple[AnyRow, str]] = []
     for row in rows:
-        fresh = row.state == _PENDING  # a re-claim was counted when first claimed
-        if fresh and row.kind in BRAKED_KINDS:
+        if _braked(row):
             key = (row.rcpt_key, BRAKES[row.kind])
             hour, day = counts.get(key, (0, 0))
             reason = _over_limit((hour, day), limits, key)
@@ -205,9 +212,14 @@ def _references(conn: Connection, ticket_ids: set[int]) -> dict[int, str]:
     return {i: r for i, r in conn.execute(_REFERENCES, {"ids": sorted(ticket_ids)})}
 
 
+def _braked(row: AnyRow) -> bool:
+    """Whether the brake decides on this due row: a re-claim was counted when first claimed, a release is let go."""
+    return row.state == _PENDING and row.kind in BRAKED_KINDS and row.released_at is None
+
+
 def _recent_counts(conn: Connection, rows: Sequence[AnyRow], now: datetime) -> dict[BrakeKey, tuple[int, int]]:
     """(last hour, last day) claims per recipient and brake group, in one grouped query."""
-    rcpts = sorted({r.rcpt_key for r in rows if r.kind in BRAKED_KINDS and r.state == _PENDING})
+    rcpts = sorted({r.rcpt_key for r in rows if _braked(r)})
     if not rcpts:
         return {}
     if conn.dialect.name == "postgresql":  # sorted: claimers never wait on each other in a cycle
@@ -248,6 +260,17 @@ def _hold(conn: Connection, held: Sequence[tuple[AnyRow, str]], now: datetime, r
                reasons=(reason,), data={"kind": row.kind, "recipient": row.rcpt_key})
         for row, reason in held
     ])
+
+
+def release_held(conn: Connection, outbox_id: int, now: datetime, *, by: str) -> bool:
+    """Put a held reply back in the queue, due now and let through by the brake; False if it is not held."""
+    row = conn.execute(_RELEASE_HELD, {"oid": outbox_id, "now": now}).first()
+    if row is None:
+        return False
+    conn.execute(_EVENT, event_row(
+        EventKind.RELEASED, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=outbox_id,
+        data={"by": by, "kind": row.kind, "recipient": row.rcpt_key}))
+    return True
 
 
 def mark_sent(conn: Connection, outbox_id: int, now: datetime) -> bool:

@@ -85,6 +85,22 @@ def outbox(session: Session, state: OutboxState | None, limit: int) -> tuple[Out
     return tuple(outbox_summary(r) for r in session.scalars(query))
 
 
+def outbox_listing(session: Session, state: OutboxState | None, limit: int) -> tuple[OutboxSummary, ...]:
+    """Replies newest first, each with its ticket's reference: what an operator looks for is recent."""
+    o, t = models.Outbox, models.Ticket
+    query = select(o, t.reference).outerjoin(t, o.ticket_id == t.id).order_by(o.id.desc()).limit(limit)
+    if state is not None:
+        query = query.where(o.state == state.value)
+    return tuple(outbox_summary(row, reference) for row, reference in session.execute(query))
+
+
+def outbox_entry(session: Session, outbox_id: int) -> OutboxSummary | None:
+    """One reply with its ticket's reference; None when there is no such row."""
+    o, t = models.Outbox, models.Ticket
+    found = session.execute(select(o, t.reference).outerjoin(t, o.ticket_id == t.id).where(o.id == outbox_id)).first()
+    return None if found is None else outbox_summary(found[0], found[1])
+
+
 def recent_events(session: Session, limit: int) -> tuple[Event, ...]:
     """The last ``limit`` events, oldest first."""
     e = models.Event

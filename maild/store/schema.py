@@ -13,7 +13,7 @@ from sqlalchemy import Engine, inspect, text
 
 from maild.store.engine import translated
 
-SCHEMA_REVISION = "0006"
+SCHEMA_REVISION = "0007"
 """The head of ``maild/store/migrations``, which ``maild.store.models`` matches (a test keeps the two equal)."""
 
 
