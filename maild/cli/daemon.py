@@ -32,7 +32,8 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     cmd = commands.add_parser("run", parents=[common], help="run the daemon in the foreground")
     cmd.add_argument("--once", action="store_true", help="drain the mailbox and the outbox, then exit")
     cmd.add_argument("--seed-examples", action="store_true",
-                     help="first deliver examples/*.eml into a Maildir mailbox (used by `make run`)")
+                     help="first deliver the examples/*.eml no earlier run recorded into a Maildir mailbox "
+                          "(used by `make run`)")
     cmd.set_defaults(handler=_run)
 
 
