@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from maild.settings import load_settings
-from tests.daemon_kit import write_config
+from tests.daemon_kit import run_cli, write_config
 from tests.factories import REPO
 from tests.servers import wait_until
 
@@ -43,6 +44,37 @@ def test_make_run_answers_examples_and_new_files_then_stops_cleanly(tmp_path: Pa
     assert code == 0, log.read_text()
     text = log.read_text()
     assert "SIGINT received" in text and "maild stopped" in text
+
+
+def test_a_second_make_run_says_the_examples_were_answered_already(tmp_path: Path) -> None:
+    inbox, sent = tmp_path / "inbox", tmp_path / "sent"
+    config = write_config(tmp_path / "maild.toml", mailbox={"kind": "maildir", "path": str(inbox)},
+                          smtp={"kind": "maildir", "path": str(sent)},
+                          database_url=f"sqlite:///{tmp_path / 'maild.db'}")
+    first = run_cli(config, "run", "--seed-examples", "--once")
+    assert first.returncode == 0, first.stderr
+    assert f"maild: delivered 6 example messages into {inbox}/new" in first.stderr
+    assert "already" not in first.stderr
+    # The examples' Message-IDs are <exNN....>, NN as in their file names.
+    tickets = dict(re.findall(r"message_id=<ex(\d\d)\.[^>]+> ticket=(HD-\d{4}-\d{6})", first.stderr))
+    assert sorted(tickets) == ["01", "02", "03", "05", "06"]  # every example but the auto-reply opens one
+    replies = files(sent / "new")
+
+    again = run_cli(config, "run", "--seed-examples", "--once")
+    assert again.returncode == 0, again.stderr
+    said = {line.split(":")[1].strip(): line.split(":", 2)[2].strip()
+            for line in again.stderr.splitlines() if line.startswith("maild: examples/")}
+    assert sorted(said) == sorted(f"examples/{p.name}" for p in (REPO / "examples").glob("*.eml"))
+    for name, line in said.items():
+        number = name.removeprefix("examples/")[:2]
+        assert line == (f"already answered on a previous run (ticket {tickets[number]}); not answered again"
+                        if number in tickets else
+                        "already recorded on a previous run (automatic mail: no ticket, no answer); "
+                        "not recorded again")
+    assert "every example was recorded on a previous run" in again.stderr
+    assert "delivered" not in again.stderr and "moving" not in again.stderr
+    assert files(sent / "new") == replies  # nothing answered twice
+    assert files(inbox / "new") == [] and len(files(inbox / ".Processed" / "cur")) == 6
 
 
 def test_shipped_config_is_the_embedded_default() -> None:

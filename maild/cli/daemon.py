@@ -32,18 +32,16 @@ def _add_run(commands: argparse._SubParsersAction[argparse.ArgumentParser],
     cmd = commands.add_parser("run", parents=[common], help="run the daemon in the foreground")
     cmd.add_argument("--once", action="store_true", help="drain the mailbox and the outbox, then exit")
     cmd.add_argument("--seed-examples", action="store_true",
-                     help="first deliver examples/*.eml into a Maildir mailbox (used by `make run`)")
+                     help="first deliver the examples/*.eml no earlier run recorded into a Maildir mailbox "
+                          "(used by `make run`)")
     cmd.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
-    from maild.daemon.wiring import build_daemon, seed_maildir  # noqa: PLC0415 - see the module docstring
+    from maild.daemon.wiring import build_daemon  # noqa: PLC0415 - see the module docstring
 
     if args.seed_examples:
-        if settings.mailbox.kind != "maildir":
-            raise ConfigError("mailbox.kind", "--seed-examples needs a maildir mailbox")
-        count = seed_maildir(settings.mailbox.path, list(EXAMPLES.glob("*.eml")))
-        print(f"maild: delivered {count} example messages into {settings.mailbox.path}/new", file=sys.stderr)
+        _seed_examples(settings)
     daemon = build_daemon(settings)
     # What is built so far (modules, rules, templates) lives as long as the process: moved out of
     # the cyclic collector's reach, it is not traversed by every full collection nor at exit, and a
@@ -57,6 +55,26 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     return daemon.run(once=args.once)
+
+
+def _seed_examples(settings: Settings) -> None:
+    """Deliver the examples no earlier run recorded, and say so of the others."""
+    from maild.daemon.examples import seed_examples  # noqa: PLC0415 - see the module docstring
+    from maild.daemon.wiring import open_store  # noqa: PLC0415 - see the module docstring
+
+    if settings.mailbox.kind != "maildir":
+        raise ConfigError("mailbox.kind", "--seed-examples needs a maildir mailbox")
+    with open_store(settings) as store:
+        examples = seed_examples(store, settings.mailbox.path, list(EXAMPLES.glob("*.eml")))
+    for example in examples:
+        if not example.delivered:
+            print(f"maild: {example.describe()}", file=sys.stderr)
+    delivered = sum(example.delivered for example in examples)
+    if delivered:
+        print(f"maild: delivered {delivered} example messages into {settings.mailbox.path}/new", file=sys.stderr)
+    else:
+        print("maild: every example was recorded on a previous run; remove the database and the Maildirs "
+              "(var/ for `make run`) to see them answered again", file=sys.stderr)
 
 
 def _add_db(commands: argparse._SubParsersAction[argparse.ArgumentParser],

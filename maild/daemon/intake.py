@@ -193,7 +193,8 @@ class IntakeService:
                             len(result.outbox_ids))
 
     def _known(self, item: Incoming, message_id: str) -> IntakeReport:
-        log.info("already recorded; moving it only", extra=context(message_id, source_id=item.source_id))
+        log.info("already recorded (its Message-ID and content are known): not answered again, only moved",
+                 extra=context(message_id, source_id=item.source_id))
         return IntakeReport(Outcome.DUPLICATE, item.source_id, message_id)
 
     def _reply_renderer(self, d: Disposition, key: str, now: datetime

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import time
-import uuid
-from pathlib import Path
 
 from maild.clock import Clock, SystemClock
 from maild.daemon.intake import IntakeService
@@ -16,7 +12,7 @@ from maild.daemon.notify import Notifier
 from maild.daemon.outbox.sender import Backoff, OutboxSender, worker_name
 from maild.daemon.outbox.transport import make_transport
 from maild.errors import ConfigError
-from maild.mail.maildir import MaildirSource, make_maildir
+from maild.mail.maildir import MaildirSource
 from maild.pipeline import Triager
 from maild.poller import ImapSource
 from maild.responder import Responder
@@ -59,16 +55,6 @@ def mailbox_name(mailbox: Mailbox) -> str:
     if mailbox.kind == "maildir":
         return f"maildir:{mailbox.path.resolve()}"
     return f"imap://{mailbox.username}@{mailbox.host}:{mailbox.port}/{mailbox.folder}"
-
-
-def seed_maildir(inbox: Path, files: list[Path]) -> int:
-    """Deliver ``files`` into the Maildir ``inbox`` the way an MTA would (tmp/, then new/)."""
-    make_maildir(inbox)
-    for index, source in enumerate(sorted(files)):
-        name = f"{time.time():.6f}.{uuid.uuid4().hex}_{index}.maild-seed"
-        shutil.copyfile(source, inbox / "tmp" / name)
-        (inbox / "tmp" / name).rename(inbox / "new" / name)
-    return len(files)
 
 
 def make_source(settings: Settings) -> MailSource:
