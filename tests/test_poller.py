@@ -25,8 +25,8 @@ from maild.sources import Incoming
 from tests.factories import settings
 from tests.fakes import FakeTime
 from tests.servers import (
-    DovecotControl,
     ImapAccount,
+    PrivateDovecot,
     ServerEnv,
     append_one,
     folder_counts,
@@ -305,14 +305,13 @@ def test_polling_notices_mail_when_idle_is_off(imap_account: ImapAccount) -> Non
 
 
 @pytest.mark.servers
-def test_reconnects_after_dovecot_restart(
-    imap_account: ImapAccount, seed_imap: Seed, dovecot: DovecotControl
-) -> None:
+def test_reconnects_after_dovecot_restart(private_dovecot: PrivateDovecot, seed_imap: Seed) -> None:
+    imap_account = private_dovecot.new_account()
     seed_imap(imap_account, [make_message(1)])
     source = ImapSource(imap_account.mailbox(), backoff=Backoff(base=0.2, cap=1.0))
     try:
         (first,) = drain(source)
-        dovecot.restart()
+        private_dovecot.restart()
         with pytest.raises(SourceUnavailable):
             source.mark_processed(first)  # the old connection is dead: a transient fault
         assert not source.connected
@@ -327,11 +326,12 @@ def test_reconnects_after_dovecot_restart(
 
 
 @pytest.mark.servers
-def test_idle_survives_a_dovecot_restart(imap_account: ImapAccount, dovecot: DovecotControl) -> None:
+def test_idle_survives_a_dovecot_restart(private_dovecot: PrivateDovecot) -> None:
+    imap_account = private_dovecot.new_account()
     source = ImapSource(imap_account.mailbox(poll_interval=3600.0), backoff=Backoff(base=0.2, cap=1.0))
 
     def restart_then_deliver() -> None:
-        dovecot.restart()
+        private_dovecot.restart()
         append_one(imap_account, make_message(9))
 
     worker = threading.Timer(0.5, restart_then_deliver)
