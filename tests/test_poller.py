@@ -240,6 +240,44 @@ def test_a_server_that_is_shutting_down_is_unavailable_not_a_configuration_error
         assert not source.connected
 
 
+@contextmanager
+def stopping_at_login(answer: bytes) -> Iterator[int]:
+    """An IMAP server that greets, lists its capabilities, and gives a LOGIN ``answer`` before it closes the
+    connection, as a Dovecot that begins to stop between the greeting and the login does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with contextlib_suppress(OSError), listener.accept()[0] as conn, conn.makefile("rb") as lines:
+            conn.sendall(b"* OK ready\r\n")
+            for line in lines:
+                tag, _, command = line.partition(b" ")
+                if command.upper().startswith(b"LOGIN"):
+                    conn.sendall(answer)
+                    return
+                conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("answer", [b"* BYE Shutting down\r\n", b""], ids=["bye", "closed"])
+def test_a_server_that_stops_during_login_is_unavailable_not_a_configuration_error(answer: bytes) -> None:
+    """Dovecot says BYE to a LOGIN in hand, or its login process is gone, while it stops: the credentials
+    were never judged, so the daemon reconnects later instead of stopping."""
+    with stopping_at_login(answer) as port:
+        box = Mailbox(kind="imap", port=port, tls="none", username="u@example.test", password="p")
+        source = ImapSource(box, timeout=5)
+        with pytest.raises(SourceUnavailable, match="LOGIN"):
+            drain(source)
+        assert not source.connected
+
+
 # ---------------------------------------------------------------- waiting
 
 
