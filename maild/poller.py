@@ -63,6 +63,13 @@ def _transient(text: str) -> bool:
     """A "try again later" code, or a BYE: a server greets with BYE while it shuts down (RFC 9051 7.1.5)."""
     return any(c in text for c in _TRANSIENT_CODES) or "* BYE" in text
 
+
+def _login_interrupted(exc: LoginError) -> bool:
+    """The connection ended or the server said BYE during LOGIN, as when it shuts down: no answer to the
+    credentials (imapclient turns every fault of the command, this one too, into a LoginError)."""
+    return isinstance(exc.__context__, IMAPClientAbortError)
+
+
 Clock = Callable[[], float]
 Sleep = Callable[[float], object]
 
@@ -343,7 +350,9 @@ class ImapSource:
         except LoginError as exc:
             self._drop()
             text = str(exc)
-            kind = SourceUnavailable if any(c in text for c in _TRANSIENT_CODES) else SourceError
+            if _login_interrupted(exc):
+                raise SourceUnavailable(f"{self._where}: login failed: {text}") from exc
+            kind = SourceUnavailable if _transient(text) else SourceError
             raise kind(f"{self._where}: login refused: {text}") from exc
         except ssl.SSLCertVerificationError as exc:
             self._drop()

@@ -1,8 +1,8 @@
 """Shared fixtures for the real servers (see tests/servers.py) and the in-process SMTP server.
 
-A test that uses ``server_env``, ``imap_account``, ``pg_url`` or ``dovecot`` is
-given the ``servers`` marker automatically, so ``make unit`` (``-m 'not
-servers'``) never runs it. When the servers are down those fixtures fail with
+A test that uses ``server_env``, ``imap_account``, ``pg_url``, ``private_pg`` or
+``private_dovecot`` is given the ``servers`` marker automatically, so ``make
+unit`` (``-m 'not servers'``) never runs it. When the servers are down those fixtures fail with
 the command to run; they never skip.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from tests.servers import (
-    DovecotControl,
     ImapAccount,
+    PrivateDovecot,
     PrivatePostgres,
     ServerEnv,
     SmtpCapture,
@@ -27,7 +27,7 @@ from tests.servers import (
     seed_imap,
 )
 
-SERVER_FIXTURES = frozenset({"server_env", "imap_account", "pg_url", "dovecot", "private_pg"})
+SERVER_FIXTURES = frozenset({"server_env", "imap_account", "pg_url", "private_dovecot", "private_pg"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -58,11 +58,14 @@ def seed_imap_fixture() -> Callable[[ImapAccount, Sequence[bytes]], None]:
 
 
 @pytest.fixture
-def dovecot(server_env: ServerEnv) -> Iterator[DovecotControl]:
-    """Stop/start the whole Dovecot mid-test; it is running again afterwards."""
-    control = DovecotControl(server_env)
-    yield control
-    control.start()
+def private_dovecot() -> Iterator[PrivateDovecot]:
+    """A running Dovecot of the test's own, to stop and restart mid-test; removed afterwards."""
+    server = PrivateDovecot()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 @pytest.fixture

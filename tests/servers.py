@@ -6,8 +6,8 @@ answer, the fixtures FAIL (never skip) with the command that fixes it.
 
 * Dovecot: ``new_imap_account`` makes a fresh user ``test-<random>@example.test``
   (password ``pw``, admitted by Dovecot's static passdb): an empty INBOX plus
-  Processed and Quarantine, seen by no other test. ``DovecotControl`` stops and
-  starts the whole server mid-test.
+  Processed and Quarantine, seen by no other test. ``PrivateDovecot`` is a whole
+  Dovecot of a test's own, configured like the shared one, to stop and restart mid-test.
 * PostgreSQL: ``create_database`` / ``drop_database`` give a test its own database;
   ``PrivatePostgres`` a whole cluster of its own, to stop and start mid-test.
 * ``SmtpCapture``: an aiosmtpd server on a fixed free port that records every
@@ -28,6 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,6 @@ class ServerEnv:
     helpdesk_password: str
     user_password: str
     dovecot_conf: Path
-    dovecot_pidfile: Path
     mail_root: Path
     pg_host: str
     pg_port: int
@@ -105,7 +105,7 @@ def _server_env(v: Mapping[str, str]) -> ServerEnv:
         imaps_port=int(v["MAILD_TEST_IMAPS_PORT"]), ca_file=Path(v["MAILD_TEST_IMAP_CA_FILE"]),
         helpdesk_user=v["MAILD_TEST_IMAP_USER"], helpdesk_password=v["MAILD_TEST_IMAP_PASSWORD"],
         user_password=v["MAILD_TEST_IMAP_USER_PASSWORD"], dovecot_conf=Path(v["MAILD_TEST_DOVECOT_CONF"]),
-        dovecot_pidfile=Path(v["MAILD_TEST_DOVECOT_PIDFILE"]), mail_root=Path(v["MAILD_TEST_DOVECOT_MAIL"]),
+        mail_root=Path(v["MAILD_TEST_DOVECOT_MAIL"]),
         pg_host=v["MAILD_TEST_PG_HOST"], pg_port=int(v["MAILD_TEST_PG_PORT"]),
         pg_user=v["MAILD_TEST_PG_USER"], pg_password=v["MAILD_TEST_PG_PASSWORD"], pg_db=v["MAILD_TEST_PG_DB"],
     )
@@ -169,11 +169,16 @@ class ImapAccount:
 
 
 def new_imap_account(env: ServerEnv) -> ImapAccount:
+    return imap_user(env.imap_host, env.imap_port, env.imaps_port, env.ca_file, env.mail_root, env.user_password)
+
+
+def imap_user(host: str, port: int, imaps_port: int, ca_file: Path, mail_root: Path,
+              password: str = "pw") -> ImapAccount:
+    """A fresh ``test-<random>@example.test`` on the Dovecot at ``host:port``, logged in once."""
     user = f"test-{uuid.uuid4().hex[:16]}@example.test"
     local, _, domain = user.partition("@")
-    account = ImapAccount(host=env.imap_host, port=env.imap_port, imaps_port=env.imaps_port, user=user,
-                          password=env.user_password, ca_file=env.ca_file,
-                          home=env.mail_root / domain / local)
+    account = ImapAccount(host=host, port=port, imaps_port=imaps_port, user=user, password=password,
+                          ca_file=ca_file, home=mail_root / domain / local)
     with account.connect() as client:  # first login creates the home and the auto folders
         present = {folder[2] for folder in client.list_folders()}
     missing = {account.processed_folder, account.quarantine_folder} - present
@@ -225,24 +230,71 @@ def make_message(index: int, *, body_size: int = 0, tag: str = "seed") -> bytes:
     ).encode()
 
 
-class DovecotControl:
-    """Stop and start the whole test Dovecot (for reconnect tests); root only."""
+DOVECOT_TEMPLATES = REPO / "scripts" / "dovecot"
+"""The configuration ``scripts/servers.sh`` renders for the shared Dovecot; a private one renders it too."""
 
-    def __init__(self, env: ServerEnv) -> None:
-        self.env = env
+
+class PrivateDovecot:
+    """A Dovecot of the test's own, configured from the shared one's template but in a temporary
+    folder on free ports, which the test may stop, start and restart mid-run; the shared one is never
+    touched. Root only: Dovecot's master runs as root and hands mail to ``vmail``."""
+
+    def __init__(self) -> None:
+        if shutil.which("dovecot") is None:
+            pytest.fail(f"dovecot is not installed; {START_HINT}", pytrace=False)
+        # Under /tmp: reachable by vmail and dovecot, and short enough for Dovecot's socket paths.
+        self.dir = Path(tempfile.mkdtemp(prefix="maild-dovecot-"))
+        self.dir.chmod(0o755)
+        self.host = "127.0.0.1"
+        self.port, self.imaps_port = free_port(), free_port()
+        self.conf = self.dir / "dovecot.conf"
+        self.mail_root = self.dir / "mail"
+        self._pidfile = self.dir / "run" / "master.pid"
+        for name in ("lib", "log", "mail", "run", "tls"):
+            (self.dir / name).mkdir()
+        shutil.chown(self.mail_root, "vmail", "vmail")
+        self.ca_file, _ = self_signed_tls(self.dir / "tls")
+        users = self.dir / "users"
+        shutil.copyfile(DOVECOT_TEMPLATES / "users.in", users)
+        users.chmod(0o640)
+        shutil.chown(users, group="dovecot")
+        self.conf.write_text(self._render(), encoding="utf-8")
+
+    def _render(self) -> str:
+        text = (DOVECOT_TEMPLATES / "dovecot.conf.in").read_text(encoding="utf-8")
+        for name, value in (("STATE_DIR", self.dir), ("BASE_DIR", self.dir / "run"), ("IMAP_PORT", self.port),
+                            ("IMAPS_PORT", self.imaps_port)):
+            text = text.replace(f"@{name}@", str(value))
+        # The command an imap process serves shows in its title: a test sees the daemon's IDLE there.
+        return text + "\nverbose_proctitle = yes\n"
 
     def pid(self) -> int | None:
         try:
-            pid = int(self.env.dovecot_pidfile.read_text().strip())
+            pid = int(self._pidfile.read_text().strip())
         except (FileNotFoundError, ValueError):
             return None
         comm = Path(f"/proc/{pid}/comm")
         return pid if comm.exists() and comm.read_text().strip() == "dovecot" else None
 
     def running(self) -> bool:
-        return self.pid() is not None and port_open(self.env.imap_host, self.env.imap_port)
+        return self.pid() is not None and port_open(self.host, self.port)
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        if self.running():
+            return
+        # The master keeps stderr open: give it a file, never a pipe we would wait on.
+        with tempfile.TemporaryFile() as err:
+            done = subprocess.run(["dovecot", "-c", str(self.conf)], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.DEVNULL, stderr=err, check=False)
+            err.seek(0)
+            message = err.read().decode(errors="replace")
+        assert done.returncode == 0, f"dovecot did not start: {message}"
+        # The master listens before it writes its pid file: both, or a stop now would find no master.
+        up = wait_until(lambda: self.pid() is not None and port_open(self.host, self.port, 0.2)
+                        and port_open(self.host, self.imaps_port, 0.2), timeout)
+        assert up, f"Dovecot did not open its ports within {timeout} s; log: {self.dir / 'log' / 'dovecot.log'}"
+
+    def stop(self, timeout: float = 60.0) -> None:
         """Stop the master AND its children: Dovecot's own shutdown lets a logged-in imap
         process serve its client on, so without this no connection would notice."""
         pid = self.pid()
@@ -252,27 +304,46 @@ class DovecotControl:
             os.killpg(pid, signal.SIGTERM)
         else:
             os.kill(pid, signal.SIGTERM)
-        gone = wait_until(lambda: not Path(f"/proc/{pid}").exists()
-                          and not port_open(self.env.imap_host, self.env.imap_port, 0.2), timeout)
+        gone = wait_until(lambda: not Path(f"/proc/{pid}").exists() and not self._group_alive(pid)
+                          and not port_open(self.host, self.port, 0.2), timeout)
         assert gone, f"Dovecot (pid {pid}) did not stop within {timeout} s"
-
-    def start(self, timeout: float = 30.0) -> None:
-        if self.running():
-            return
-        # The master keeps stderr open: give it a file, never a pipe we would wait on.
-        with tempfile.TemporaryFile() as err:
-            done = subprocess.run(["dovecot", "-c", str(self.env.dovecot_conf)], stdin=subprocess.DEVNULL,
-                                  stdout=subprocess.DEVNULL, stderr=err, check=False)
-            err.seek(0)
-            message = err.read().decode(errors="replace")
-        assert done.returncode == 0, f"dovecot did not start: {message}"
-        up = wait_until(lambda: port_open(self.env.imap_host, self.env.imap_port, 0.2)
-                        and port_open(self.env.imap_host, self.env.imaps_port, 0.2), timeout)
-        assert up, f"Dovecot did not open its ports within {timeout} s"
 
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def new_account(self) -> ImapAccount:
+        """A fresh, empty mailbox on this Dovecot (INBOX, Processed, Quarantine)."""
+        return imap_user(self.host, self.port, self.imaps_port, self.ca_file, self.mail_root)
+
+    def idling(self, account: ImapAccount) -> bool:
+        """Whether an imap process of this Dovecot serves ``account`` in IDLE now."""
+        pid = self.pid()
+        return pid is not None and any(
+            account.user in title and title.endswith(" IDLE]") for title in self._titles(pid))
+
+    @staticmethod
+    def _titles(group: int) -> list[str]:
+        titles = []
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            with suppress(OSError, ValueError):
+                if os.getpgid(int(proc.name)) == group:
+                    titles.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip())
+        return titles
+
+    @staticmethod
+    def _group_alive(group: int) -> bool:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 # ---------------------------------------------------------------- PostgreSQL

@@ -43,7 +43,7 @@ from tests.daemon_kit import (
 )
 from tests.factories import REFERENTE
 from tests.mailgen import Sample, corpus_mix, fresh_copy
-from tests.servers import ImapAccount, SmtpCapture, folder_counts, seed_imap, wait_until
+from tests.servers import ImapAccount, PrivateDovecot, SmtpCapture, folder_counts, seed_imap, wait_until
 
 DATABASES = ("sqlite", "postgresql")
 Seeder = Callable[[ImapAccount, list[bytes]], None]
@@ -140,8 +140,8 @@ def test_sigkill_five_times_while_draining_2000(tmp_path: Path, imap_account: Im
 # --------------------------------------------------------------------------- 3. servers going away
 
 
-def test_dovecot_restarted_mid_run(tmp_path: Path, imap_account: ImapAccount, smtp_server: SmtpCapture,
-                                   dovecot: Any) -> None:
+def test_dovecot_restarted_mid_run(tmp_path: Path, private_dovecot: PrivateDovecot, smtp_server: SmtpCapture) -> None:
+    imap_account = private_dovecot.new_account()
     url = sqlite_url(tmp_path)
     samples = corpus_mix(600, tag="restart")
     seed_imap(imap_account, [s.raw for s in samples])
@@ -150,9 +150,9 @@ def test_dovecot_restarted_mid_run(tmp_path: Path, imap_account: ImapAccount, sm
     runner.start()
     try:
         assert wait_until(lambda: db_rows(url, "SELECT COUNT(*) FROM messages")[0][0] >= 50, 120)
-        dovecot.stop()
+        private_dovecot.stop()
         time.sleep(2)
-        dovecot.start()
+        private_dovecot.start()
         assert wait_until(lambda: db_rows(url, "SELECT COUNT(*) FROM messages")[0][0] == 600, 300)
         assert wait_until(lambda: folder_counts(imap_account)["INBOX"] == 0, 120)
         pending = "SELECT COUNT(*) FROM outbox WHERE state IN ('pending', 'sending')"

@@ -28,7 +28,7 @@ from maild.store import Store
 from tests.daemon_kit import daemon, run_cli, spawn_daemon, sqlite_url, write_config
 from tests.factories import REPO
 from tests.ops_kit import ops_config
-from tests.servers import DovecotControl, ImapAccount, SmtpCapture, free_port, make_message, seed_imap, wait_until
+from tests.servers import PrivateDovecot, SmtpCapture, free_port, make_message, seed_imap, wait_until
 
 NOW = datetime(2027, 1, 18, 9, 0, tzinfo=UTC)
 SECRET = "Never-Log-Me-7f3a9c"
@@ -280,7 +280,8 @@ def status(config: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_status_turns_unhealthy_when_imap_is_unreachable_and_back(
-        tmp_path: Path, imap_account: ImapAccount, smtp_server: SmtpCapture, dovecot: DovecotControl) -> None:
+        tmp_path: Path, private_dovecot: PrivateDovecot, smtp_server: SmtpCapture) -> None:
+    imap_account = private_dovecot.new_account()
     config = ops_config(tmp_path, imap_account, smtp_server, sqlite_url(tmp_path))
     seed_imap(imap_account, [make_message(1, tag="backlog"), make_message(2, tag="backlog")])
     before = run_cli(config, "status", "--json")
@@ -296,12 +297,12 @@ def test_status_turns_unhealthy_when_imap_is_unreachable_and_back(
         assert wait_until(lambda: status(config).returncode == 0, 60)
         healthy = status(config)
         assert "maild status: healthy" in healthy.stdout and "reachable, 0 message(s) waiting" in healthy.stdout
-        dovecot.stop()
+        private_dovecot.stop()
         down = status(config)
         assert down.returncode == 1
         assert "UNREACHABLE" in down.stdout and "PROBLEM: mailbox" in down.stdout
         assert "PROBLEM: daemon" not in down.stdout  # the daemon is alive, waiting for its mailbox
-        dovecot.start()
+        private_dovecot.start()
         assert wait_until(lambda: status(config).returncode == 0, 120)
     finally:
         d.stop.set()

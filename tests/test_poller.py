@@ -25,8 +25,8 @@ from maild.sources import Incoming
 from tests.factories import settings
 from tests.fakes import FakeTime
 from tests.servers import (
-    DovecotControl,
     ImapAccount,
+    PrivateDovecot,
     ServerEnv,
     append_one,
     folder_counts,
@@ -240,6 +240,44 @@ def test_a_server_that_is_shutting_down_is_unavailable_not_a_configuration_error
         assert not source.connected
 
 
+@contextmanager
+def stopping_at_login(answer: bytes) -> Iterator[int]:
+    """An IMAP server that greets, lists its capabilities, and gives a LOGIN ``answer`` before it closes the
+    connection, as a Dovecot that begins to stop between the greeting and the login does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def serve() -> None:
+        with contextlib_suppress(OSError), listener.accept()[0] as conn, conn.makefile("rb") as lines:
+            conn.sendall(b"* OK ready\r\n")
+            for line in lines:
+                tag, _, command = line.partition(b" ")
+                if command.upper().startswith(b"LOGIN"):
+                    conn.sendall(answer)
+                    return
+                conn.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("answer", [b"* BYE Shutting down\r\n", b""], ids=["bye", "closed"])
+def test_a_server_that_stops_during_login_is_unavailable_not_a_configuration_error(answer: bytes) -> None:
+    """Dovecot says BYE to a LOGIN in hand, or its login process is gone, while it stops: the credentials
+    were never judged, so the daemon reconnects later instead of stopping."""
+    with stopping_at_login(answer) as port:
+        box = Mailbox(kind="imap", port=port, tls="none", username="u@example.test", password="p")
+        source = ImapSource(box, timeout=5)
+        with pytest.raises(SourceUnavailable, match="LOGIN"):
+            drain(source)
+        assert not source.connected
+
+
 # ---------------------------------------------------------------- waiting
 
 
@@ -305,14 +343,13 @@ def test_polling_notices_mail_when_idle_is_off(imap_account: ImapAccount) -> Non
 
 
 @pytest.mark.servers
-def test_reconnects_after_dovecot_restart(
-    imap_account: ImapAccount, seed_imap: Seed, dovecot: DovecotControl
-) -> None:
+def test_reconnects_after_dovecot_restart(private_dovecot: PrivateDovecot, seed_imap: Seed) -> None:
+    imap_account = private_dovecot.new_account()
     seed_imap(imap_account, [make_message(1)])
     source = ImapSource(imap_account.mailbox(), backoff=Backoff(base=0.2, cap=1.0))
     try:
         (first,) = drain(source)
-        dovecot.restart()
+        private_dovecot.restart()
         with pytest.raises(SourceUnavailable):
             source.mark_processed(first)  # the old connection is dead: a transient fault
         assert not source.connected
@@ -327,11 +364,12 @@ def test_reconnects_after_dovecot_restart(
 
 
 @pytest.mark.servers
-def test_idle_survives_a_dovecot_restart(imap_account: ImapAccount, dovecot: DovecotControl) -> None:
+def test_idle_survives_a_dovecot_restart(private_dovecot: PrivateDovecot) -> None:
+    imap_account = private_dovecot.new_account()
     source = ImapSource(imap_account.mailbox(poll_interval=3600.0), backoff=Backoff(base=0.2, cap=1.0))
 
     def restart_then_deliver() -> None:
-        dovecot.restart()
+        private_dovecot.restart()
         append_one(imap_account, make_message(9))
 
     worker = threading.Timer(0.5, restart_then_deliver)
