@@ -44,7 +44,7 @@ _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compil
                  ("n't", re.compile(r"n't\b"), " not"), ("e-mail", re.compile(r"\be-mail"), "email"))
 # A "." "," or ":" right before a letter or digit ("3.000", "b.bonetti") joins, it does not separate:
 # it is no token at all. ``[^\W_]`` is what ``str.isalnum`` accepts, one character at a time.
-_TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?|\u2022]|(?<!\S)-+(?!\S)")
+_TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?\u2022]|(?<!\S)-+(?!\S)")
 _PARAGRAPH = "|"
 _SNIPPET = 60
 
@@ -164,7 +164,8 @@ def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     initial, is not a boundary; addresses and links become one placeholder
     word so their parts ("pec", "lista") are not read as words. A span in
     double quotes is a literal value or a quotation ("Noemi Marras", a lure's
-    "your account will be suspended"), never the sender's request.
+    "your account will be suspended"), never the sender's request. A table's
+    "|" separates the clauses of one row ("Aggiungere | Omar Haddad | omar@...").
     """
     text = folded
     # Each pattern needs a character or string the test looks for first: most lines have none of them.
@@ -176,6 +177,8 @@ def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
         text = _TAG.sub(" ", text)
     if '"' in text:
         text = _QUOTED.sub(" quotedtext ", text)
+    if "|" in text:
+        text = text.replace("|", " , ")  # a table's cells are clauses of one row, not paragraphs
     for needed, pattern, replacement in _CONTRACTIONS:
         if needed in text:
             text = pattern.sub(replacement, text)

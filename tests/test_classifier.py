@@ -212,6 +212,8 @@ def test_a_privileged_request_wins_over_a_non_privileged_one(body: str, expected
     ("Chiedo l'eliminazione della vecchia lista eventi-2023.", LIFECYCLE),
     ("Please delete the hr-announcements list, the project is over.", LIFECYCLE),
     ("Ci servirebbe una lista di distribuzione per il nuovo corso.", LIFECYCLE),
+    ("Modifiche alla lista docenti-fisica:\nAzione | Nome | Indirizzo\nAggiungere | Anna Neri | a.neri@example.org",
+     ANAGRAFICA),
 ])
 def test_list_membership_is_anagrafica_and_list_creation_or_deletion_is_lifecycle(
         body: str, expected: Category) -> None:
@@ -373,7 +375,8 @@ def test_text_is_the_cleaned_text_that_was_classified() -> None:
 def _tokens_one_match_at_a_time(text: str, abbreviations: frozenset[str]) -> list[str]:
     """The clause-mark rules of ``_tokens`` spelled out: each mark looks at the character after it."""
     out: list[str] = []
-    for match in re.finditer(r"[a-z0-9]+|[.,;:!?|\u2022]|(?<!\S)-+(?!\S)", text):
+    text = text.replace("|", " , ")  # a table cell ends a clause of its row, not a paragraph
+    for match in re.finditer(r"[a-z0-9]+|[.,;:!?\u2022]|(?<!\S)-+(?!\S)", text):
         token = match.group()
         if token[0].isalnum():
             out.append(token)
