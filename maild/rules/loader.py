@@ -35,6 +35,7 @@ clause:
     {class*}        up to three of a class  {~N}            up to N other words
     {~N!class}      up to N words, none of them a term of the class
     {~~N}           up to N words or punctuation marks: crosses clauses, not paragraphs
+    {!class}        the next word is not a term of the class (matches no word): "firma" but not "firma digitale"
     <piece>         marks the action: negation cues are looked for before it
 """
 
@@ -380,7 +381,15 @@ class _Loader:
         parts: list[str] = []
         gaps: list[tuple[str, int] | None] = []
         actions = 0
+        unless = [m["unless"] if (m := PIECE.match(piece)) is not None else None for piece in pieces]
+        last = max((i for i, name in enumerate(unless) if name is None), default=0)
         for index, piece in enumerate(pieces):
+            if unless[index] is not None:
+                if index == 0:
+                    raise self.fail(key, f"piece {piece!r}: a template cannot start with what must not follow")
+                parts.append(f"(?! {self.class_regex(unless[index], key)}(?!{WORD}))")
+                gaps.append(None)
+                continue
             action = piece.startswith("<") and piece.endswith(">")
             body, quantifier, leads = self.piece(piece[1:-1] if action else piece, key)
             gap = None if action else self.gap(piece, key)
@@ -392,7 +401,7 @@ class _Loader:
             gaps.append(gap)
             if needs is not None and not quantifier and leads:
                 needs.append(leads)
-            edge = index in (0, len(pieces) - 1)
+            edge = index in (0, last)
             if quantifier and (edge or action):
                 raise self.fail(key, f"piece {piece!r}: the first, last and action pieces must be required")
             if action:
@@ -413,8 +422,10 @@ class _Loader:
         """
         match = PIECE.match(piece)
         if match is None:
-            raise self.fail(key, f"piece {piece!r} is not a word, {{class}}, {{class?}}, {{class*}}, {{~N}} "
-                                 "or {~N!class}")
+            raise self.fail(key, f"piece {piece!r} is not a word, {{class}}, {{class?}}, {{class*}}, {{~N}}, "
+                                 "{~N!class} or {!class}")
+        if match["unless"] is not None:
+            raise self.fail(key, f"piece {piece!r}: what must not follow is no action")
         gap = self.gap(piece, key)
         if gap is not None:
             return gap_regex(*gap), "?", frozenset()
