@@ -228,6 +228,8 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
         if found is None and first < token and not _NOT_WORD.search(canon.text, canon.starts[first],
                                                                      canon.starts[token]):
             found = _negated(canon, first, canon.token_after(match.end()), rules.negation)
+    else:  # a topic no "non" denies, yet one a message that asks for nothing only tells about
+        found = _reported(canon, token, rules, declared)
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
@@ -246,6 +248,11 @@ def _not_requested(canon: _Canon, action: int, after: int, rules: Rules,
         question = _question(canon, action, rules.acts)
         if question is not None:
             return "question", question
+    return _reported(canon, action, rules, declared)
+
+
+def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None) -> tuple[str, str] | None:
+    """("report", cue) when the message says it asks for nothing and no request cue stands in the clause."""
     if declared is None:
         return None
     back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)

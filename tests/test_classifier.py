@@ -286,6 +286,7 @@ def test_language_falls_back_to_the_subject_when_the_body_is_empty() -> None:
     ("Please scratch my request to close the seminar list, we still need it.", "withdrawal"),
     ("A febbraio avevo chiesto lo sblocco della casella e ci sono voluti due giorni.", "report"),
     ("Per la cronaca: la reimpostazione della password ha funzionato al primo colpo.", "report"),
+    ("Solo per conoscenza: in rubrica c'era il mio vecchio interno, l'ho sistemato io dal portale.", "report"),
 ])
 def test_an_action_only_asked_about_withdrawn_or_told_is_not_a_request(body: str, act: str) -> None:
     result = run(body)
