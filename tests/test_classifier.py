@@ -233,6 +233,7 @@ def test_list_membership_is_anagrafica_and_list_creation_or_deletion_is_lifecycl
     ("Si chiede il ripristino delle credenziali della casella PEC.", PASSWORD),
     ("My password expired while I was abroad, could you reset it?", PASSWORD),
     ("I'm locked out of webmail.", PASSWORD),
+    ("Stamattina mi si e bloccato l'account dopo tre tentativi: me lo sbloccate?", PASSWORD),
     ("Potete impostare l'inoltro della posta verso la mia casella personale?", ANAGRAFICA),
     ("Could you give me more storage? My mailbox is almost full.", ANAGRAFICA),
     ("Vorrei un alias mario.rossi@ateneo.example.it sulla mia casella.", ANAGRAFICA),
@@ -286,6 +287,7 @@ def test_language_falls_back_to_the_subject_when_the_body_is_empty() -> None:
     ("Please scratch my request to close the seminar list, we still need it.", "withdrawal"),
     ("A febbraio avevo chiesto lo sblocco della casella e ci sono voluti due giorni.", "report"),
     ("Per la cronaca: la reimpostazione della password ha funzionato al primo colpo.", "report"),
+    ("Ieri abbiamo chiuso la vecchia lista del convegno dal pannello di gestione.", "report"),
     ("Solo per conoscenza: in rubrica c'era il mio vecchio interno, l'ho sistemato io dal portale.", "report"),
 ])
 def test_an_action_only_asked_about_withdrawn_or_told_is_not_a_request(body: str, act: str) -> None:
@@ -439,8 +441,9 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('it = ["il",', 'it = ["il two",', "language.it[0]"),
     ('precedence = ["lifecycle", "password_reset", "anagrafica", "other"]',
      'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
-    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[3].window"),
+    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[4].window"),
     ("version = 1", "version = 2", "version"),
+    ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[2].categories[0]"),
 ])
 def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:
     path = _broken(tmp_path, old, new)

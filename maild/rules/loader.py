@@ -14,7 +14,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [subject]    reply_prefix, strip      regexes on the folded subject
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words)
-    [[negation.cues]]  name, window, terms (templates), optional stops (words), optional act
+    [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories
     [acts]       question_openers, request_cues, no_request (templates)
     [adoption]   phrases, blockers (templates)
     [cleaning]   quote_line, header_line, closing, closing_max_lines,
@@ -108,6 +108,9 @@ class CueGroup:
     """Words that end this group's window, besides the shared terminators."""
     act: str = "negation"
     """What the sender does with the action instead of asking for it: negation, question, withdrawal, report."""
+    categories: frozenset[Category] = frozenset()
+    """The categories whose actions the group cancels; all when empty ("ho chiuso la lista" is a deed told,
+    "ho dimenticato la password" a request)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,15 +493,16 @@ class _Loader:
     def cue_group(self, item: object, key: str) -> CueGroup:
         if not isinstance(item, dict):
             raise self.fail(key, "must be a table with name, window and terms")
-        self.known(item, key, {"name", "window", "terms", "stops", "act"})
+        self.known(item, key, {"name", "window", "terms", "stops", "act", "categories"})
         pattern = self.template_list(item, key, "terms", required=True)
         assert pattern is not None
         stops = frozenset(self.words(item, key, "stops")) if "stops" in item else frozenset()
         act = self.value(item, key, "act", str) if "act" in item else "negation"
         if act not in ACTS:
             raise self.fail(f"{key}.act", f"must be one of {', '.join(sorted(ACTS))}, not {act!r}")
+        categories = frozenset(self.category_names(item, key, "categories")) if "categories" in item else frozenset()
         return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
-                        pattern=pattern, stops=stops, act=act)
+                        pattern=pattern, stops=stops, act=act, categories=categories)
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
@@ -588,6 +592,15 @@ class _Loader:
             examples=tuple(self.strings(item, key, "examples")) if "examples" in item else (),
             counter_examples=tuple(self.strings(item, key, "counter_examples")) if "counter_examples" in item else (),
         )
+
+    def category_names(self, table: Mapping[str, Any], prefix: str, key: str) -> list[Category]:
+        choices = [c.value for c in Category]
+        out = []
+        for i, name in enumerate(self.strings(table, prefix, key)):
+            if name not in choices:
+                raise self.fail(f"{_dot(prefix, key)}[{i}]", f"must be one of {', '.join(choices)}, not {name!r}")
+            out.append(Category(name))
+        return out
 
     def category(self, table: Mapping[str, Any], prefix: str) -> Category:
         value: str = self.value(table, prefix, "category", str)
