@@ -111,8 +111,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     if declared is not None:
         reasons.append(f"act report: '{declared.group()}' says the message asks for nothing; "
                        "only actions with a request cue in their clause count")
-    body_hits = _hits(_canon(lines, rules) if adopted else own, "body", rules,
-                      None if declared is None else declared.group())
+    body_hits = _declined_states(_hits(_canon(lines, rules) if adopted else own, "body", rules,
+                                       None if declared is None else declared.group()), reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
@@ -211,6 +211,32 @@ def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -
                 continue
             hits.append(_hit(canon, zone, rule, match, rules, declared))
     return hits
+
+
+def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
+    """A state told ("l'account si e bloccato") is no request when the sender declines the action on it.
+
+    Only when every requested frame of that category is a state: an action
+    asked for elsewhere in the message keeps the category.
+    """
+    declined = {hit.rule.category: hit for hit in hits
+                if hit.act in ("negation", "withdrawal") and not hit.rule.state and not hit.rule.mention}
+    if not declined:
+        return hits
+    requested: dict[Category, list[_Hit]] = {}
+    for hit in hits:
+        if hit.cue is None and not hit.rule.mention:
+            requested.setdefault(hit.rule.category, []).append(hit)
+    out = []
+    for hit in hits:
+        told = declined.get(hit.rule.category)
+        if told is not None and hit.cue is None and hit.rule.state and all(
+                h.rule.state for h in requested[hit.rule.category]):
+            reasons.append(f"state told, not asked for: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}): "
+                           f"the sender declines '{told.cue} ... {told.snippet}'")
+            hit = replace(hit, cue=told.cue, act="report")
+        out.append(hit)
+    return out
 
 
 def _starts_clause(canon: _Canon, token: int) -> bool:

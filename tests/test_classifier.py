@@ -211,6 +211,8 @@ def test_a_privileged_request_wins_over_a_non_privileged_one(body: str, expected
     ("Create a new mailing list for the physics seminars, please.", LIFECYCLE),
     ("Chiedo l'eliminazione della vecchia lista eventi-2023.", LIFECYCLE),
     ("Please delete the hr-announcements list, the project is over.", LIFECYCLE),
+    ("La lista eventi-2023 non serve piu e va eliminata.", LIFECYCLE),
+    ("The seminar list is not needed anymore and can be closed.", LIFECYCLE),
     ("Ci servirebbe una lista di distribuzione per il nuovo corso.", LIFECYCLE),
     ("Modifiche alla lista docenti-fisica:\nAzione | Nome | Indirizzo\nAggiungere | Anna Neri | a.neri@example.org",
      ANAGRAFICA),
@@ -314,6 +316,21 @@ def test_the_subject_does_not_ask_what_the_body_only_asks_about() -> None:
                  subject="Creazione casella")
     assert result.category is OTHER, result.reasons
     assert any(r.startswith("subject names the topic the body does not ask for") for r in result.reasons)
+
+
+def test_a_state_told_is_no_request_when_the_sender_declines_the_action() -> None:
+    result = run("Non procedete con lo sblocco! L'account si e bloccato per colpa mia, aspetto e riprovo.")
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+    assert any(r.startswith("state told, not asked for:") for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "L'account risulta bloccato: non chiudete la casella, procedete con lo sblocco.",
+    "La password e scaduta. Non disattivate l'account, per favore.",
+])
+def test_a_state_stays_a_request_when_another_action_is_declined(body: str) -> None:
+    assert run(body).category is PASSWORD, run(body).reasons
 
 
 def test_a_label_and_its_verdict_negate_the_labelled_action() -> None:

@@ -22,7 +22,8 @@ Schema (every table and key is checked; unknown keys are errors)::
                  tables: history, signatures, disclaimers
     [vocab]      <class> = [terms]        "@other" includes another class
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
-                 (templates), optional negatable (default true), optional mention and clause_start (default false),
+                 (templates), optional negatable (default true), optional mention, state and clause_start
+                 (default false),
                  optional examples and counter_examples (sentences the tests run the rule on)
 
 Terms are folded words; a trailing ``*`` on a word means "any continuation"
@@ -87,6 +88,9 @@ class Rule:
     """Look-alike sentences it must not count."""
     clause_start: bool = False
     """True when a match counts only where a clause starts: a verbless need is a clause of its own."""
+    state: bool = False
+    """True when a hit tells a state that implies the request ("l'account si e bloccato"): it yields when the
+    sender declines the action itself ("non procedete con lo sblocco")."""
     mention: bool = False
     """True when a hit names a topic ("password", "nuova casella") without an action on an object: such
     evidence below the threshold is a topic, not a request, and does not make triage fail closed."""
@@ -574,7 +578,7 @@ class _Loader:
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
         self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention", "examples",
-                               "counter_examples", "clause_start"})
+                               "counter_examples", "clause_start", "state"})
         rule_id: str = self.value(item, key, "id", str)
         key = f"{key} ({rule_id})"
         category = self.category(item, key)
@@ -589,6 +593,7 @@ class _Loader:
             negatable=self.value(item, key, "negatable", bool) if "negatable" in item else True,
             mention=self.value(item, key, "mention", bool) if "mention" in item else False,
             clause_start=self.value(item, key, "clause_start", bool) if "clause_start" in item else False,
+            state=self.value(item, key, "state", bool) if "state" in item else False,
             examples=tuple(self.strings(item, key, "examples")) if "examples" in item else (),
             counter_examples=tuple(self.strings(item, key, "counter_examples")) if "counter_examples" in item else (),
         )
