@@ -27,7 +27,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
 from maild.rules import Acts, Negation, Rule, Rules
@@ -49,6 +50,9 @@ _PARAGRAPH = "|"
 _SNIPPET = 60
 
 
+_NOTHING_REREAD: Mapping[int, str] = MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class _Canon:
     """A zone as words and clause boundaries joined by single spaces.
@@ -65,6 +69,8 @@ class _Canon:
     """Where each word starts (``Lexicon.positions``): the only offsets a template is tried at."""
     words: frozenset[str]
     """The words of ``at``: a template that needs another word cannot match and is not run."""
+    reread: Mapping[int, str] = field(default_factory=lambda: _NOTHING_REREAD)
+    """The words read as another (``rules.tolerance``), by token index: what the sender wrote."""
 
     def token_at(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
@@ -83,6 +89,8 @@ class _Hit:
     cue: str | None
     act: str
     """"request" when the action counts; else what the sender does with it (question, withdrawal...)."""
+    reread: tuple[str, ...] = ()
+    """The sender's words in the match that the tolerance read as another ("cancillatila")."""
 
 
 _SENTENCE_END = frozenset({".", "!", "?", _PARAGRAPH})
@@ -154,7 +162,26 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
             position += len(word) + 1
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
-    return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
+    canon = _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
+    return canon if rules.tolerance is None else _reread(canon, rules)
+
+
+def _reread(canon: _Canon, rules: Rules) -> _Canon:
+    """The zone with the words the tolerance reads as a privileged action ("cancillatila") replaced."""
+    assert rules.tolerance is not None
+    new = rules.tolerance.reread(canon.words)
+    if not new:
+        return canon
+    tokens = [new.get(token, token) for token in canon.tokens]
+    starts = []
+    position = 0
+    for token in tokens:
+        starts.append(position)
+        position += len(token) + 1
+    text = " ".join(tokens)
+    at = rules.lexicon.positions(text, tokens, starts)
+    reread = MappingProxyType({i: token for i, token in enumerate(canon.tokens) if token in new})
+    return _Canon(text, tuple(tokens), tuple(starts), canon.lines, at, frozenset(at), reread)
 
 
 def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
@@ -234,8 +261,9 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
                 h.rule.state for h in requested[hit.rule.category]):
             reasons.append(f"state told, not asked for: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}): "
                            f"the sender declines '{told.cue} ... {told.snippet}'")
-            hit = replace(hit, cue=told.cue, act="report")
-        out.append(hit)
+            out.append(replace(hit, cue=told.cue, act="report"))
+        else:
+            out.append(hit)
     return out
 
 
@@ -260,7 +288,11 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
     act, cue = found if found is not None else ("request", None)
-    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act)
+    reread: tuple[str, ...] = ()
+    if canon.reread:
+        span = range(canon.token_at(match.start()), canon.token_at(match.end() - 1) + 1)
+        reread = tuple(f"'{canon.reread[i]}' as '{canon.tokens[i]}'" for i in span if i in canon.reread)
+    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act, reread)
 
 
 def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declared: str | None,
@@ -403,8 +435,9 @@ def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
     scores: dict[Category, int] = {}
     for hit in best.values():
         where = _where(hit)
+        read = f", reading {', '.join(hit.reread)}" if hit.reread else ""
         reasons.append(f"{hit.rule.category.value}: act request, frame {hit.rule.id} '{hit.snippet}' in {where} "
-                       f"(weight {hit.rule.weight})")
+                       f"(weight {hit.rule.weight}{read})")
         scores[hit.rule.category] = scores.get(hit.rule.category, 0) + hit.rule.weight
     return scores
 
@@ -478,7 +511,7 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
         reasons.append(f"mixed request ({summary}): privileged {winner.value} wins (fail closed)")
     else:
         reasons.append(f"category {winner.value} ({summary})")
-    review = _review(winner, scores, from_subject, rules)
+    review = _review(winner, scores, from_subject, rules) or _reread_review(winner, (*body_hits, *subject_hits))
     if review:
         reasons.append(f"review: {review}")
     if winner.privileged:
@@ -494,6 +527,13 @@ def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool
     if rivals and scores[winner] - max(rivals) < rules.threshold:
         return f"narrow margin: {winner.value}={scores[winner]} against {max(rivals)}"
     return ""
+
+
+def _reread_review(winner: Category, hits: Iterable[_Hit]) -> str:
+    """Why to check a category read from a word written otherwise ("cancillatila"), or ""."""
+    read = list(dict.fromkeys(word for hit in hits if hit.rule.category is winner and hit.cue is None
+                              for word in hit.reread))
+    return f"category {winner.value} read from a regional or misspelt word: {', '.join(read)}" if read else ""
 
 
 def _weak_review(weak: Category | None, scores: Mapping[Category, int], reasons: list[str]) -> str:

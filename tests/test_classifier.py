@@ -373,6 +373,37 @@ def test_a_clear_request_is_not_marked_for_review() -> None:
     assert run("Potete eliminare la casella del laboratorio di fisica?").review == ""
 
 
+# -- tolerance: regional and misspelt forms of the privileged actions ---------------
+
+
+@pytest.mark.parametrize(("word", "read"), [
+    ("cancillatila", "cancellatela"),  # Sicilian: e written i
+    ("sbluccatimilla", "sbloccatemilla"),  # o written u, then the rest of the word
+    ("sblocar", "sbloccar"),  # Venetian: a single consonant for a double one
+    ("scurdato", "scordato"),
+    ("disattivatila", "disattivatela"),  # a whole word beats the stem it also starts with
+])
+def test_tolerance_reads_a_regional_form_as_the_term(word: str, read: str) -> None:
+    tolerance = rules().tolerance
+    assert tolerance is not None
+    assert tolerance.reread(frozenset({word})) == {word: read}
+
+
+@pytest.mark.parametrize("word", ["chiedete", "eliminarli", "ristorante", "elementi", "cancellatela", "suspended",
+                                  "casa", "segreteria"])
+def test_tolerance_leaves_other_words_as_they_are(word: str) -> None:
+    tolerance = rules().tolerance
+    assert tolerance is not None
+    assert tolerance.reread(frozenset({word})) == {}
+
+
+def test_a_category_read_from_a_regional_word_says_so_and_is_marked_for_review() -> None:
+    result = run("A lista do coru un servi cchiu. Cancillatila, pi favuri.")
+    assert result.category is LIFECYCLE, result.reasons
+    assert "'cancillatila' as 'cancellatela'" in result.review
+    assert any("reading 'cancillatila' as 'cancellatela'" in r for r in result.reasons), result.reasons
+
+
 # -- reasons and text ------------------------------------------------------------
 
 
@@ -460,6 +491,10 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
      'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
     ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[4].window"),
     ("version = 1", "version = 2", "version"),
+    ('"rigener*", "scorda*"', '"rigener*", "scorda re*"', "tolerance.terms[18]"),
+    ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitics", "@pw_infinitive"]', "tolerance.terms[22]"),
+    ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitic", "@lc_lift"]', "vocab.lc_lift[0]"),
+    ("min_length = 6", "min_length = 0", "tolerance.min_length"),
     ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[2].categories[0]"),
 ])
 def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:

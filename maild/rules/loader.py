@@ -21,6 +21,7 @@ Schema (every table and key is checked; unknown keys are errors)::
                  closing_max_chars, separator, and arrays of {name, pattern}
                  tables: history, signatures, disclaimers
     [vocab]      <class> = [terms]        "@other" includes another class
+    [tolerance]  terms (one-word terms or "@class"), min_length: regional and misspelt forms (optional)
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
                  (templates), optional negatable (default true), optional mention, state and clause_start
                  (default false),
@@ -65,6 +66,7 @@ from maild.rules.patterns import (
     lexicon,
 )
 from maild.rules.textclean import CleanRules, Marker, any_marker, fold
+from maild.rules.tolerance import Tolerance, tolerance
 
 ZONES = frozenset({"subject", "body"})
 ACTS = frozenset({"negation", "question", "withdrawal", "report", "thanks"})
@@ -183,6 +185,8 @@ class Rules:
     templates: tuple[tuple[Rule, Template], ...]
     """Every rule's templates in file order, each with its rule; ``index`` holds the same order."""
     index: TemplateIndex
+    tolerance: Tolerance | None = None
+    """How a word the rules do not know may still be read as one of a few privileged actions."""
 
     def compile(self) -> Rules:
         """Compile every template's regex now (``RulesError`` if one will not); returns ``self``.
@@ -218,13 +222,16 @@ class _Loader:
         self.path = path
         self.vocab: dict[str, str] = {}
         self.vocab_leads: dict[str, frozenset[str]] = {}
+        self.raw_vocab: dict[str, list[str]] = {}
+        self.spelled: set[str] = set()
+        """Every one-word vocabulary term, a stem with its "*"."""
 
     def fail(self, key: str, reason: str) -> RulesError:
         return RulesError(f"{self.path}: {key}: {reason}")
 
     def rules(self, data: Mapping[str, Any]) -> Rules:
         self.known(data, "", {"version", "engine", "text", "subject", "language", "negation", "acts", "adoption",
-                              "cleaning", "vocab", "rule"})
+                              "cleaning", "vocab", "rule", "tolerance"})
         if data.get("version") != 1:
             raise self.fail("version", "must be 1")
         self.vocab = self.load_vocab(self.table(data, "vocab"))
@@ -238,6 +245,7 @@ class _Loader:
         rules = self.rule_list(data.get("rule"))
         templates = tuple((rule, template) for rule in rules for template in rule.patterns)
         every = (*adoption.phrases, *(template for _rule, template in templates))
+        stopwords = self.stopwords(self.table(data, "language"))
         return Rules(
             source=self.path,
             threshold=self.positive(engine, "engine", "threshold"),
@@ -246,7 +254,7 @@ class _Loader:
             abbreviations=frozenset(self.words(text, "text", "abbreviations")),
             reply_prefix=self.regex(subject, "subject", "reply_prefix"),
             subject_strip=self.regex(subject, "subject", "strip"),
-            stopwords=self.stopwords(self.table(data, "language")),
+            stopwords=stopwords,
             negation=self.negation(self.table(data, "negation")),
             acts=self.acts(self.table(data, "acts")),
             adoption=adoption,
@@ -255,6 +263,7 @@ class _Loader:
             lexicon=lexicon(key for template in every for need in template.needs for key in need),
             templates=templates,
             index=TemplateIndex.of([template for _rule, template in templates]),
+            tolerance=self.tolerance(data, {word for _code, words in stopwords for word in words}),
         )
 
     # -- generic readers ---------------------------------------------------
@@ -325,6 +334,9 @@ class _Loader:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
                 raise self.fail(f"vocab.{name}", "class names are lower-case identifiers")
             raw[name] = self.strings(table, "vocab", name)
+            folded = (fold(term).strip() for term in raw[name])
+            self.spelled.update(term for term in folded if re.fullmatch(r"[a-z0-9]+\*?", term))
+        self.raw_vocab = raw
         vocab = {}
         for name in raw:
             terms = self.expand(name, raw, ())
@@ -388,13 +400,15 @@ class _Loader:
         parts: list[str] = []
         gaps: list[tuple[str, int] | None] = []
         actions = 0
-        unless = [m["unless"] if (m := PIECE.match(piece)) is not None else None for piece in pieces]
+        unless: list[str | None] = [m["unless"] if (m := PIECE.match(piece)) is not None else None
+                                    for piece in pieces]
         last = max((i for i, name in enumerate(unless) if name is None), default=0)
         for index, piece in enumerate(pieces):
-            if unless[index] is not None:
+            name = unless[index]
+            if name is not None:
                 if index == 0:
                     raise self.fail(key, f"piece {piece!r}: a template cannot start with what must not follow")
-                parts.append(f"(?! {self.class_regex(unless[index], key)}(?!{WORD}))")
+                parts.append(f"(?! {self.class_regex(name, key)}(?!{WORD}))")
                 gaps.append(None)
                 continue
             action = piece.startswith("<") and piece.endswith(">")
@@ -460,6 +474,24 @@ class _Loader:
         return self.vocab[name]
 
     # -- sections ----------------------------------------------------------
+
+    def tolerance(self, data: Mapping[str, Any], stopwords: set[str]) -> Tolerance | None:
+        if "tolerance" not in data:
+            return None
+        table = self.table(data, "tolerance")
+        self.known(table, "tolerance", {"terms", "min_length"})
+        terms = []
+        for i, raw in enumerate(self.strings(table, "tolerance", "terms")):
+            key = f"tolerance.terms[{i}]"
+            if raw.startswith("@") and raw[1:] not in self.raw_vocab:
+                raise self.fail(key, f"unknown class {raw!r}")
+            expanded = self.expand(raw[1:], self.raw_vocab, ()) if raw.startswith("@") else [(raw, key)]
+            for term, where in expanded:
+                word = fold(term).strip()
+                if not re.fullmatch(r"[a-z0-9]+\*?", word):
+                    raise self.fail(where, f"{term!r} must be one word of letters and digits, optional trailing *")
+                terms.append(word)
+        return tolerance(terms, self.spelled | stopwords, self.positive(table, "tolerance", "min_length"))
 
     def precedence(self, engine: Mapping[str, Any]) -> tuple[Category, ...]:
         names = self.strings(engine, "engine", "precedence")
