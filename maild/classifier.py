@@ -237,7 +237,10 @@ def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -
             if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
                 continue
             hits.append(_hit(canon, zone, rule, match, rules, declared))
-    return hits
+    if not any(hit.rule.net for hit in hits):
+        return hits
+    read = {hit.token for hit in hits if not hit.rule.net and not hit.rule.mention}
+    return [hit for hit in hits if not hit.rule.net or hit.token not in read]
 
 
 def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
@@ -287,6 +290,8 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
+    if found is None and rule.net:
+        found = _net_not_requested(canon, token, rules)
     act, cue = found if found is not None else ("request", None)
     reread: tuple[str, ...] = ()
     if canon.reread:
@@ -319,8 +324,20 @@ def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None) ->
     return "report", declared
 
 
-def _question(canon: _Canon, action: int, acts: Acts) -> str | None:
-    """The opener of the information question the action's sentence asks, or None."""
+def _net_not_requested(canon: _Canon, action: int, rules: Rules) -> tuple[str, str] | None:
+    """The net reads no yes/no question ("vengono chiuse automaticamente?") and no inability ("non posso
+    cancellare niente") as a request: what it catches, no frame explains."""
+    question = _question(canon, action, rules.acts, any_question=True)
+    if question is not None:
+        return "question", question
+    back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
+    unable = None if rules.negation.exceptions is None else rules.negation.exceptions.search(" ".join(reversed(back)))
+    return None if unable is None else ("negation", unable.group())
+
+
+def _question(canon: _Canon, action: int, acts: Acts, *, any_question: bool = False) -> str | None:
+    """The opener of the information question the action's sentence asks (with ``any_question``, "?" for a
+    yes/no question too), or None."""
     end = action
     while end < len(canon.tokens) and canon.tokens[end] not in _SENTENCE_END:
         end += 1
@@ -332,7 +349,9 @@ def _question(canon: _Canon, action: int, acts: Acts) -> str | None:
     if acts.request_cues.search(" ".join(canon.tokens[start:end])) is not None:
         return None
     opener = acts.question_openers.search(" ".join(canon.tokens[start:action]))
-    return None if opener is None else opener.group()
+    if opener is None:
+        return "?" if any_question else None
+    return opener.group()
 
 
 def _negated(canon: _Canon, action: int, after: int, negation: Negation,

@@ -352,6 +352,25 @@ def test_a_frame_below_the_threshold_is_kept_as_privileged_evidence() -> None:
     assert result.review.startswith("requested lifecycle evidence below the threshold")
 
 
+def test_the_net_keeps_an_action_near_a_mailbox_as_privileged_evidence() -> None:
+    result = run("La lista del coro, per piacere, cancellare entro venerdi.")
+    assert result.privileged_evidence is LIFECYCLE, result.reasons
+    assert any("frame lifecycle.net" in r for r in result.reasons), result.reasons
+    assert result.review.startswith("requested lifecycle evidence below the threshold")
+
+
+@pytest.mark.parametrize("body", [
+    "Please remove me from the seminar mailing list.",  # another rule read the action: membership
+    "Le caselle dei pensionati vengono chiuse automaticamente?",  # a yes/no question
+    "La casella e piena e non posso cancellare niente.",  # an inability
+    "La casella e lenta quando cancello le mail vecchie.",  # the action is on the mail
+])
+def test_the_net_leaves_what_is_no_request_for_a_privileged_action(body: str) -> None:
+    result = run(body)
+    assert not result.category.privileged, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+
+
 def test_a_topic_mention_is_no_privileged_evidence() -> None:
     result = run("Outlook mi chiede la password ogni mattina, come mai?")
     assert result.privileged_evidence is None
@@ -489,7 +508,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('it = ["il",', 'it = ["il two",', "language.it[0]"),
     ('precedence = ["lifecycle", "password_reset", "anagrafica", "other"]',
      'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
-    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[4].window"),
+    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[5].window"),
     ("version = 1", "version = 2", "version"),
     ('"rigener*", "scorda*"', '"rigener*", "scorda re*"', "tolerance.terms[18]"),
     ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitics", "@pw_infinitive"]', "tolerance.terms[22]"),

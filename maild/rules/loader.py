@@ -23,8 +23,8 @@ Schema (every table and key is checked; unknown keys are errors)::
     [vocab]      <class> = [terms]        "@other" includes another class
     [tolerance]  terms (one-word terms or "@class"), min_length: regional and misspelt forms (optional)
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
-                 (templates), optional negatable (default true), optional mention, state and clause_start
-                 (default false),
+                 (templates), optional negatable (default true), optional mention, state, net and
+                 clause_start (default false),
                  optional examples and counter_examples (sentences the tests run the rule on)
 
 Terms are folded words; a trailing ``*`` on a word means "any continuation"
@@ -93,6 +93,9 @@ class Rule:
     state: bool = False
     """True when a hit tells a state that implies the request ("l'account si e bloccato"): it yields when the
     sender declines the action itself ("non procedete con lo sblocco")."""
+    net: bool = False
+    """True for the wide net under the frames: an action and a privileged object near each other in any order.
+    It counts only where no other rule read the action, and not in a question or beside an inability."""
     mention: bool = False
     """True when a hit names a topic ("password", "nuova casella") without an action on an object: such
     evidence below the threshold is a topic, not a request, and does not make triage fail closed."""
@@ -610,7 +613,7 @@ class _Loader:
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
         self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention", "examples",
-                               "counter_examples", "clause_start", "state"})
+                               "counter_examples", "clause_start", "state", "net"})
         rule_id: str = self.value(item, key, "id", str)
         key = f"{key} ({rule_id})"
         category = self.category(item, key)
@@ -626,6 +629,7 @@ class _Loader:
             mention=self.value(item, key, "mention", bool) if "mention" in item else False,
             clause_start=self.value(item, key, "clause_start", bool) if "clause_start" in item else False,
             state=self.value(item, key, "state", bool) if "state" in item else False,
+            net=self.value(item, key, "net", bool) if "net" in item else False,
             examples=tuple(self.strings(item, key, "examples")) if "examples" in item else (),
             counter_examples=tuple(self.strings(item, key, "counter_examples")) if "counter_examples" in item else (),
         )
