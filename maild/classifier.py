@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
-from maild.rules import Acts, Negation, Rule, Rules
+from maild.rules import Acts, Negation, Rule, Rules, Template
 from maild.rules.textclean import Line, clean, fold
 
 # The look-behind starts an address only where a run of address characters starts: linear, not
@@ -229,18 +229,31 @@ def _is_boundary(token: str) -> bool:
 
 def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -> list[_Hit]:
     hits: list[_Hit] = []
+    nets: list[tuple[Rule, Template]] = []
     for position in rules.index.candidates(canon.words):
         rule, template = rules.templates[position]
         if zone not in rule.zones:
+            continue
+        if rule.net:
+            nets.append((rule, template))
             continue
         for match in template.matches(canon.text, canon.words, canon.at):
             if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
                 continue
             hits.append(_hit(canon, zone, rule, match, rules, declared))
-    if not any(hit.rule.net for hit in hits):
-        return hits
-    read = {hit.token for hit in hits if not hit.rule.net and not hit.rule.mention}
-    return [hit for hit in hits if not hit.rule.net or hit.token not in read]
+    if nets and not any(hit.cue is None and hit.rule.category.privileged and not hit.rule.mention
+                        and hit.rule.weight >= rules.threshold for hit in hits):
+        hits.extend(_net_hits(canon, zone, nets, hits, rules, declared))
+    return hits
+
+
+def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,
+              declared: str | None) -> list[_Hit]:
+    """The net's hits on actions no other rule read; run only when no privileged frame already decides."""
+    read = {hit.token for hit in hits if not hit.rule.mention}
+    found = [_hit(canon, zone, rule, match, rules, declared) for rule, template in nets
+             for match in template.matches(canon.text, canon.words, canon.at)]
+    return [hit for hit in found if hit.token not in read]
 
 
 def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
