@@ -292,12 +292,12 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
     token = canon.token_at(match.start("act") if has_action else match.start())
     found = None
     if rule.negatable:
-        found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared, rule.category)
+        found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared, rule)
         first = canon.token_at(match.start())
         # The object first, a cue before it: "nel caso in cui l'account venga bloccato".
         if found is None and first < token and not _NOT_WORD.search(canon.text, canon.starts[first],
                                                                      canon.starts[token]):
-            found = _negated(canon, first, canon.token_after(match.end()), rules.negation, rule.category)
+            found = _negated(canon, first, canon.token_after(match.end()), rules.negation, rule)
     else:  # a topic no "non" denies, yet one a message that asks for nothing only tells about
         found = _reported(canon, token, rules, declared)
     snippet = match.group()
@@ -314,10 +314,10 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
 
 
 def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declared: str | None,
-                   category: Category) -> tuple[str, str] | None:
+                   rule: Rule) -> tuple[str, str] | None:
     """(act, cue) when the action at token ``action`` is not asked for: negated, withdrawn, reported,
     or only asked about; None when it is requested."""
-    found = _negated(canon, action, after, rules.negation, category)
+    found = _negated(canon, action, after, rules.negation, rule)
     if found is not None:
         return found
     if "?" in canon.at:
@@ -368,8 +368,8 @@ def _question(canon: _Canon, action: int, acts: Acts, *, any_question: bool = Fa
 
 
 def _negated(canon: _Canon, action: int, after: int, negation: Negation,
-             category: Category | None = None) -> tuple[str, str] | None:
-    """(act, cue) of the cue that cancels the action of a ``category`` at token ``action``, or None.
+             rule: Rule | None = None) -> tuple[str, str] | None:
+    """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None.
 
     Each group looks back over its own window; every window is a prefix of
     the widest one read backwards, so that clause is cut once, and a window
@@ -378,7 +378,9 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
     windows: dict[int, str] = {}
     for group in negation.cues:
-        if group.categories and category not in group.categories:
+        if (group.categories or group.rules) and (
+                rule is None or (group.categories and rule.category not in group.categories)
+                or (group.rules and rule.id not in group.rules)):
             continue
         before = back[:group.window]
         if group.stops:

@@ -364,6 +364,7 @@ def test_the_net_keeps_an_action_near_a_mailbox_as_privileged_evidence() -> None
     "Le caselle dei pensionati vengono chiuse automaticamente?",  # a yes/no question
     "La casella e piena e non posso cancellare niente.",  # an inability
     "La casella e lenta quando cancello le mail vecchie.",  # the action is on the mail
+    "Please confirm that the list you created last week works.",  # a deed told
 ])
 def test_the_net_leaves_what_is_no_request_for_a_privileged_action(body: str) -> None:
     result = run(body)
@@ -508,12 +509,14 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('it = ["il",', 'it = ["il two",', "language.it[0]"),
     ('precedence = ["lifecycle", "password_reset", "anagrafica", "other"]',
      'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
-    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[5].window"),
+    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[6].window"),
     ("version = 1", "version = 2", "version"),
     ('"rigener*", "scorda*"', '"rigener*", "scorda re*"', "tolerance.terms[18]"),
     ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitics", "@pw_infinitive"]', "tolerance.terms[22]"),
     ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitic", "@lc_lift"]', "vocab.lc_lift[0]"),
     ("min_length = 6", "min_length = 0", "tolerance.min_length"),
+    ('rules = ["lifecycle.net", "password.net"]', 'rules = ["lifecycle.nett", "password.net"]',
+     "negation.cues[4].rules[0]"),
     ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[2].categories[0]"),
 ])
 def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:

@@ -14,7 +14,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [subject]    reply_prefix, strip      regexes on the folded subject
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words)
-    [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories
+    [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
     [acts]       question_openers, request_cues, no_request (templates)
     [adoption]   phrases, blockers (templates)
     [cleaning]   quote_line, header_line, closing, closing_max_lines,
@@ -120,6 +120,8 @@ class CueGroup:
     categories: frozenset[Category] = frozenset()
     """The categories whose actions the group cancels; all when empty ("ho chiuso la lista" is a deed told,
     "ho dimenticato la password" a request)."""
+    rules: frozenset[str] = frozenset()
+    """The rules (ids) whose actions the group cancels; all when empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +228,7 @@ class _Loader:
         self.vocab: dict[str, str] = {}
         self.vocab_leads: dict[str, frozenset[str]] = {}
         self.raw_vocab: dict[str, list[str]] = {}
+        self.rule_ids: set[str] = set()
         self.spelled: set[str] = set()
         """Every one-word vocabulary term, a stem with its "*"."""
 
@@ -532,7 +535,7 @@ class _Loader:
     def cue_group(self, item: object, key: str) -> CueGroup:
         if not isinstance(item, dict):
             raise self.fail(key, "must be a table with name, window and terms")
-        self.known(item, key, {"name", "window", "terms", "stops", "act", "categories"})
+        self.known(item, key, {"name", "window", "terms", "stops", "act", "categories", "rules"})
         pattern = self.template_list(item, key, "terms", required=True)
         assert pattern is not None
         stops = frozenset(self.words(item, key, "stops")) if "stops" in item else frozenset()
@@ -540,8 +543,12 @@ class _Loader:
         if act not in ACTS:
             raise self.fail(f"{key}.act", f"must be one of {', '.join(sorted(ACTS))}, not {act!r}")
         categories = frozenset(self.category_names(item, key, "categories")) if "categories" in item else frozenset()
+        rules = frozenset(self.strings(item, key, "rules")) if "rules" in item else frozenset()
+        for i, rule_id in enumerate(sorted(rules)):
+            if rule_id not in self.rule_ids:
+                raise self.fail(f"{key}.rules[{i}]", f"unknown rule {rule_id!r}")
         return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
-                        pattern=pattern, stops=stops, act=act, categories=categories)
+                        pattern=pattern, stops=stops, act=act, categories=categories, rules=rules)
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
@@ -609,6 +616,7 @@ class _Loader:
                 raise self.fail(f"rule[{i}].id", f"duplicate rule id {rule.id!r}")
             seen.add(rule.id)
             out.append(rule)
+        self.rule_ids = seen
         return tuple(out)
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
