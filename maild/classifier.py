@@ -27,10 +27,11 @@ from __future__ import annotations
 import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
-from maild.rules import Acts, Negation, Rule, Rules
+from maild.rules import Acts, Negation, Rule, Rules, Template
 from maild.rules.textclean import Line, clean, fold
 
 # The look-behind starts an address only where a run of address characters starts: linear, not
@@ -44,9 +45,12 @@ _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compil
                  ("n't", re.compile(r"n't\b"), " not"), ("e-mail", re.compile(r"\be-mail"), "email"))
 # A "." "," or ":" right before a letter or digit ("3.000", "b.bonetti") joins, it does not separate:
 # it is no token at all. ``[^\W_]`` is what ``str.isalnum`` accepts, one character at a time.
-_TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?|\u2022]|(?<!\S)-+(?!\S)")
+_TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?\u2022]|(?<!\S)-+(?!\S)")
 _PARAGRAPH = "|"
 _SNIPPET = 60
+
+
+_NOTHING_REREAD: Mapping[int, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +69,8 @@ class _Canon:
     """Where each word starts (``Lexicon.positions``): the only offsets a template is tried at."""
     words: frozenset[str]
     """The words of ``at``: a template that needs another word cannot match and is not run."""
+    reread: Mapping[int, str] = field(default_factory=lambda: _NOTHING_REREAD)
+    """The words read as another (``rules.tolerance``), by token index: what the sender wrote."""
 
     def token_at(self, offset: int) -> int:
         return bisect_right(self.starts, offset) - 1
@@ -83,6 +89,8 @@ class _Hit:
     cue: str | None
     act: str
     """"request" when the action counts; else what the sender does with it (question, withdrawal...)."""
+    reread: tuple[str, ...] = ()
+    """The sender's words in the match that the tolerance read as another ("cancillatila")."""
 
 
 _SENTENCE_END = frozenset({".", "!", "?", _PARAGRAPH})
@@ -111,8 +119,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     if declared is not None:
         reasons.append(f"act report: '{declared.group()}' says the message asks for nothing; "
                        "only actions with a request cue in their clause count")
-    body_hits = _hits(_canon(lines, rules) if adopted else own, "body", rules,
-                      None if declared is None else declared.group())
+    body_hits = _declined_states(_hits(_canon(lines, rules) if adopted else own, "body", rules,
+                                       None if declared is None else declared.group()), reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
@@ -154,7 +162,26 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
             position += len(word) + 1
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
-    return _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
+    canon = _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
+    return canon if rules.tolerance is None else _reread(canon, rules)
+
+
+def _reread(canon: _Canon, rules: Rules) -> _Canon:
+    """The zone with the words the tolerance reads as a privileged action ("cancillatila") replaced."""
+    assert rules.tolerance is not None
+    new = rules.tolerance.reread(canon.words)
+    if not new:
+        return canon
+    tokens = [new.get(token, token) for token in canon.tokens]
+    starts = []
+    position = 0
+    for token in tokens:
+        starts.append(position)
+        position += len(token) + 1
+    text = " ".join(tokens)
+    at = rules.lexicon.positions(text, tokens, starts)
+    reread = MappingProxyType({i: token for i, token in enumerate(canon.tokens) if token in new})
+    return _Canon(text, tuple(tokens), tuple(starts), canon.lines, at, frozenset(at), reread)
 
 
 def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
@@ -164,7 +191,8 @@ def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     initial, is not a boundary; addresses and links become one placeholder
     word so their parts ("pec", "lista") are not read as words. A span in
     double quotes is a literal value or a quotation ("Noemi Marras", a lure's
-    "your account will be suspended"), never the sender's request.
+    "your account will be suspended"), never the sender's request. A table's
+    "|" separates the clauses of one row ("Aggiungere | Omar Haddad | omar@...").
     """
     text = folded
     # Each pattern needs a character or string the test looks for first: most lines have none of them.
@@ -176,6 +204,8 @@ def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
         text = _TAG.sub(" ", text)
     if '"' in text:
         text = _QUOTED.sub(" quotedtext ", text)
+    if "|" in text:
+        text = text.replace("|", " , ")  # a table's cells are clauses of one row, not paragraphs
     for needed, pattern, replacement in _CONTRACTIONS:
         if needed in text:
             text = pattern.sub(replacement, text)
@@ -199,15 +229,58 @@ def _is_boundary(token: str) -> bool:
 
 def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -> list[_Hit]:
     hits: list[_Hit] = []
+    nets: list[tuple[Rule, Template]] = []
     for position in rules.index.candidates(canon.words):
         rule, template = rules.templates[position]
         if zone not in rule.zones:
+            continue
+        if rule.net:
+            nets.append((rule, template))
             continue
         for match in template.matches(canon.text, canon.words, canon.at):
             if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
                 continue
             hits.append(_hit(canon, zone, rule, match, rules, declared))
+    if nets and not any(hit.cue is None and hit.rule.category.privileged and not hit.rule.mention
+                        and hit.rule.weight >= rules.threshold for hit in hits):
+        hits.extend(_net_hits(canon, zone, nets, hits, rules, declared))
     return hits
+
+
+def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,
+              declared: str | None) -> list[_Hit]:
+    """The net's hits on actions no other rule read; run only when no privileged frame already decides."""
+    read = {hit.token for hit in hits if not hit.rule.mention}
+    found = [_hit(canon, zone, rule, match, rules, declared) for rule, template in nets
+             for match in template.matches(canon.text, canon.words, canon.at)]
+    return [hit for hit in found if hit.token not in read]
+
+
+def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
+    """A state told ("l'account si e bloccato") is no request when the sender declines the action on it.
+
+    Only when every requested frame of that category is a state: an action
+    asked for elsewhere in the message keeps the category.
+    """
+    declined = {hit.rule.category: hit for hit in hits
+                if hit.act in ("negation", "withdrawal") and not hit.rule.state and not hit.rule.mention}
+    if not declined:
+        return hits
+    requested: dict[Category, list[_Hit]] = {}
+    for hit in hits:
+        if hit.cue is None and not hit.rule.mention:
+            requested.setdefault(hit.rule.category, []).append(hit)
+    out = []
+    for hit in hits:
+        told = declined.get(hit.rule.category)
+        if told is not None and hit.cue is None and hit.rule.state and all(
+                h.rule.state for h in requested[hit.rule.category]):
+            reasons.append(f"state told, not asked for: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}): "
+                           f"the sender declines '{told.cue} ... {told.snippet}'")
+            out.append(replace(hit, cue=told.cue, act="report"))
+        else:
+            out.append(hit)
+    return out
 
 
 def _starts_clause(canon: _Canon, token: int) -> bool:
@@ -219,30 +292,43 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
     token = canon.token_at(match.start("act") if has_action else match.start())
     found = None
     if rule.negatable:
-        found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared)
+        found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared, rule)
         first = canon.token_at(match.start())
         # The object first, a cue before it: "nel caso in cui l'account venga bloccato".
         if found is None and first < token and not _NOT_WORD.search(canon.text, canon.starts[first],
                                                                      canon.starts[token]):
-            found = _negated(canon, first, canon.token_after(match.end()), rules.negation)
+            found = _negated(canon, first, canon.token_after(match.end()), rules.negation, rule)
+    else:  # a topic no "non" denies, yet one a message that asks for nothing only tells about
+        found = _reported(canon, token, rules, declared)
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
+    if found is None and rule.net:
+        found = _net_not_requested(canon, token, rules)
     act, cue = found if found is not None else ("request", None)
-    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act)
+    reread: tuple[str, ...] = ()
+    if canon.reread:
+        span = range(canon.token_at(match.start()), canon.token_at(match.end() - 1) + 1)
+        reread = tuple(f"'{canon.reread[i]}' as '{canon.tokens[i]}'" for i in span if i in canon.reread)
+    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act, reread)
 
 
-def _not_requested(canon: _Canon, action: int, after: int, rules: Rules,
-                   declared: str | None) -> tuple[str, str] | None:
+def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declared: str | None,
+                   rule: Rule) -> tuple[str, str] | None:
     """(act, cue) when the action at token ``action`` is not asked for: negated, withdrawn, reported,
     or only asked about; None when it is requested."""
-    found = _negated(canon, action, after, rules.negation)
+    found = _negated(canon, action, after, rules.negation, rule)
     if found is not None:
         return found
     if "?" in canon.at:
         question = _question(canon, action, rules.acts)
         if question is not None:
             return "question", question
+    return _reported(canon, action, rules, declared)
+
+
+def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None) -> tuple[str, str] | None:
+    """("report", cue) when the message says it asks for nothing and no request cue stands in the clause."""
     if declared is None:
         return None
     back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
@@ -251,8 +337,20 @@ def _not_requested(canon: _Canon, action: int, after: int, rules: Rules,
     return "report", declared
 
 
-def _question(canon: _Canon, action: int, acts: Acts) -> str | None:
-    """The opener of the information question the action's sentence asks, or None."""
+def _net_not_requested(canon: _Canon, action: int, rules: Rules) -> tuple[str, str] | None:
+    """The net reads no yes/no question ("vengono chiuse automaticamente?") and no inability ("non posso
+    cancellare niente") as a request: what it catches, no frame explains."""
+    question = _question(canon, action, rules.acts, any_question=True)
+    if question is not None:
+        return "question", question
+    back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
+    unable = None if rules.negation.exceptions is None else rules.negation.exceptions.search(" ".join(reversed(back)))
+    return None if unable is None else ("negation", unable.group())
+
+
+def _question(canon: _Canon, action: int, acts: Acts, *, any_question: bool = False) -> str | None:
+    """The opener of the information question the action's sentence asks (with ``any_question``, "?" for a
+    yes/no question too), or None."""
     end = action
     while end < len(canon.tokens) and canon.tokens[end] not in _SENTENCE_END:
         end += 1
@@ -264,11 +362,14 @@ def _question(canon: _Canon, action: int, acts: Acts) -> str | None:
     if acts.request_cues.search(" ".join(canon.tokens[start:end])) is not None:
         return None
     opener = acts.question_openers.search(" ".join(canon.tokens[start:action]))
-    return None if opener is None else opener.group()
+    if opener is None:
+        return "?" if any_question else None
+    return opener.group()
 
 
-def _negated(canon: _Canon, action: int, after: int, negation: Negation) -> tuple[str, str] | None:
-    """(act, cue) of the cue that cancels the action at token ``action``, or None.
+def _negated(canon: _Canon, action: int, after: int, negation: Negation,
+             rule: Rule | None = None) -> tuple[str, str] | None:
+    """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None.
 
     Each group looks back over its own window; every window is a prefix of
     the widest one read backwards, so that clause is cut once, and a window
@@ -277,6 +378,10 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation) -> tupl
     back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
     windows: dict[int, str] = {}
     for group in negation.cues:
+        if (group.categories or group.rules) and (
+                rule is None or (group.categories and rule.category not in group.categories)
+                or (group.rules and rule.id not in group.rules)):
+            continue
         before = back[:group.window]
         if group.stops:
             before = _clause(before, group.stops)
@@ -364,8 +469,9 @@ def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
     scores: dict[Category, int] = {}
     for hit in best.values():
         where = _where(hit)
+        read = f", reading {', '.join(hit.reread)}" if hit.reread else ""
         reasons.append(f"{hit.rule.category.value}: act request, frame {hit.rule.id} '{hit.snippet}' in {where} "
-                       f"(weight {hit.rule.weight})")
+                       f"(weight {hit.rule.weight}{read})")
         scores[hit.rule.category] = scores.get(hit.rule.category, 0) + hit.rule.weight
     return scores
 
@@ -439,7 +545,7 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
         reasons.append(f"mixed request ({summary}): privileged {winner.value} wins (fail closed)")
     else:
         reasons.append(f"category {winner.value} ({summary})")
-    review = _review(winner, scores, from_subject, rules)
+    review = _review(winner, scores, from_subject, rules) or _reread_review(winner, (*body_hits, *subject_hits))
     if review:
         reasons.append(f"review: {review}")
     if winner.privileged:
@@ -455,6 +561,13 @@ def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool
     if rivals and scores[winner] - max(rivals) < rules.threshold:
         return f"narrow margin: {winner.value}={scores[winner]} against {max(rivals)}"
     return ""
+
+
+def _reread_review(winner: Category, hits: Iterable[_Hit]) -> str:
+    """Why to check a category read from a word written otherwise ("cancillatila"), or ""."""
+    read = list(dict.fromkeys(word for hit in hits if hit.rule.category is winner and hit.cue is None
+                              for word in hit.reread))
+    return f"category {winner.value} read from a regional or misspelt word: {', '.join(read)}" if read else ""
 
 
 def _weak_review(weak: Category | None, scores: Mapping[Category, int], reasons: list[str]) -> str:

@@ -211,7 +211,11 @@ def test_a_privileged_request_wins_over_a_non_privileged_one(body: str, expected
     ("Create a new mailing list for the physics seminars, please.", LIFECYCLE),
     ("Chiedo l'eliminazione della vecchia lista eventi-2023.", LIFECYCLE),
     ("Please delete the hr-announcements list, the project is over.", LIFECYCLE),
+    ("La lista eventi-2023 non serve piu e va eliminata.", LIFECYCLE),
+    ("The seminar list is not needed anymore and can be closed.", LIFECYCLE),
     ("Ci servirebbe una lista di distribuzione per il nuovo corso.", LIFECYCLE),
+    ("Modifiche alla lista docenti-fisica:\nAzione | Nome | Indirizzo\nAggiungere | Anna Neri | a.neri@example.org",
+     ANAGRAFICA),
 ])
 def test_list_membership_is_anagrafica_and_list_creation_or_deletion_is_lifecycle(
         body: str, expected: Category) -> None:
@@ -231,6 +235,7 @@ def test_list_membership_is_anagrafica_and_list_creation_or_deletion_is_lifecycl
     ("Si chiede il ripristino delle credenziali della casella PEC.", PASSWORD),
     ("My password expired while I was abroad, could you reset it?", PASSWORD),
     ("I'm locked out of webmail.", PASSWORD),
+    ("Stamattina mi si e bloccato l'account dopo tre tentativi: me lo sbloccate?", PASSWORD),
     ("Potete impostare l'inoltro della posta verso la mia casella personale?", ANAGRAFICA),
     ("Could you give me more storage? My mailbox is almost full.", ANAGRAFICA),
     ("Vorrei un alias mario.rossi@ateneo.example.it sulla mia casella.", ANAGRAFICA),
@@ -284,6 +289,8 @@ def test_language_falls_back_to_the_subject_when_the_body_is_empty() -> None:
     ("Please scratch my request to close the seminar list, we still need it.", "withdrawal"),
     ("A febbraio avevo chiesto lo sblocco della casella e ci sono voluti due giorni.", "report"),
     ("Per la cronaca: la reimpostazione della password ha funzionato al primo colpo.", "report"),
+    ("Ieri abbiamo chiuso la vecchia lista del convegno dal pannello di gestione.", "report"),
+    ("Solo per conoscenza: in rubrica c'era il mio vecchio interno, l'ho sistemato io dal portale.", "report"),
 ])
 def test_an_action_only_asked_about_withdrawn_or_told_is_not_a_request(body: str, act: str) -> None:
     result = run(body)
@@ -311,6 +318,21 @@ def test_the_subject_does_not_ask_what_the_body_only_asks_about() -> None:
     assert any(r.startswith("subject names the topic the body does not ask for") for r in result.reasons)
 
 
+def test_a_state_told_is_no_request_when_the_sender_declines_the_action() -> None:
+    result = run("Non procedete con lo sblocco! L'account si e bloccato per colpa mia, aspetto e riprovo.")
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+    assert any(r.startswith("state told, not asked for:") for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "L'account risulta bloccato: non chiudete la casella, procedete con lo sblocco.",
+    "La password e scaduta. Non disattivate l'account, per favore.",
+])
+def test_a_state_stays_a_request_when_another_action_is_declined(body: str) -> None:
+    assert run(body).category is PASSWORD, run(body).reasons
+
+
 def test_a_label_and_its_verdict_negate_the_labelled_action() -> None:
     result = run("Riepilogo:\n- reset della password: non serve piu\n- alias m.rossi sulla mia casella: si, grazie")
     assert result.category is ANAGRAFICA, result.reasons
@@ -328,6 +350,26 @@ def test_a_frame_below_the_threshold_is_kept_as_privileged_evidence() -> None:
     assert result.category is OTHER
     assert result.privileged_evidence is LIFECYCLE
     assert result.review.startswith("requested lifecycle evidence below the threshold")
+
+
+def test_the_net_keeps_an_action_near_a_mailbox_as_privileged_evidence() -> None:
+    result = run("La lista del coro, per piacere, cancellare entro venerdi.")
+    assert result.privileged_evidence is LIFECYCLE, result.reasons
+    assert any("frame lifecycle.net" in r for r in result.reasons), result.reasons
+    assert result.review.startswith("requested lifecycle evidence below the threshold")
+
+
+@pytest.mark.parametrize("body", [
+    "Please remove me from the seminar mailing list.",  # another rule read the action: membership
+    "Le caselle dei pensionati vengono chiuse automaticamente?",  # a yes/no question
+    "La casella e piena e non posso cancellare niente.",  # an inability
+    "La casella e lenta quando cancello le mail vecchie.",  # the action is on the mail
+    "Please confirm that the list you created last week works.",  # a deed told
+])
+def test_the_net_leaves_what_is_no_request_for_a_privileged_action(body: str) -> None:
+    result = run(body)
+    assert not result.category.privileged, result.reasons
+    assert result.privileged_evidence is None, result.reasons
 
 
 def test_a_topic_mention_is_no_privileged_evidence() -> None:
@@ -349,6 +391,37 @@ def test_a_narrow_margin_is_marked_for_review() -> None:
 
 def test_a_clear_request_is_not_marked_for_review() -> None:
     assert run("Potete eliminare la casella del laboratorio di fisica?").review == ""
+
+
+# -- tolerance: regional and misspelt forms of the privileged actions ---------------
+
+
+@pytest.mark.parametrize(("word", "read"), [
+    ("cancillatila", "cancellatela"),  # Sicilian: e written i
+    ("sbluccatimilla", "sbloccatemilla"),  # o written u, then the rest of the word
+    ("sblocar", "sbloccar"),  # Venetian: a single consonant for a double one
+    ("scurdato", "scordato"),
+    ("disattivatila", "disattivatela"),  # a whole word beats the stem it also starts with
+])
+def test_tolerance_reads_a_regional_form_as_the_term(word: str, read: str) -> None:
+    tolerance = rules().tolerance
+    assert tolerance is not None
+    assert tolerance.reread(frozenset({word})) == {word: read}
+
+
+@pytest.mark.parametrize("word", ["chiedete", "eliminarli", "ristorante", "elementi", "cancellatela", "suspended",
+                                  "casa", "segreteria"])
+def test_tolerance_leaves_other_words_as_they_are(word: str) -> None:
+    tolerance = rules().tolerance
+    assert tolerance is not None
+    assert tolerance.reread(frozenset({word})) == {}
+
+
+def test_a_category_read_from_a_regional_word_says_so_and_is_marked_for_review() -> None:
+    result = run("A lista do coru un servi cchiu. Cancillatila, pi favuri.")
+    assert result.category is LIFECYCLE, result.reasons
+    assert "'cancillatila' as 'cancellatela'" in result.review
+    assert any("reading 'cancillatila' as 'cancellatela'" in r for r in result.reasons), result.reasons
 
 
 # -- reasons and text ------------------------------------------------------------
@@ -373,7 +446,8 @@ def test_text_is_the_cleaned_text_that_was_classified() -> None:
 def _tokens_one_match_at_a_time(text: str, abbreviations: frozenset[str]) -> list[str]:
     """The clause-mark rules of ``_tokens`` spelled out: each mark looks at the character after it."""
     out: list[str] = []
-    for match in re.finditer(r"[a-z0-9]+|[.,;:!?|\u2022]|(?<!\S)-+(?!\S)", text):
+    text = text.replace("|", " , ")  # a table cell ends a clause of its row, not a paragraph
+    for match in re.finditer(r"[a-z0-9]+|[.,;:!?\u2022]|(?<!\S)-+(?!\S)", text):
         token = match.group()
         if token[0].isalnum():
             out.append(token)
@@ -420,6 +494,13 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('"<{lc_verb}> {mods*} {lc_object}",', '"<{lc_verbs}> {mods*} {lc_object}",',
      "rule[0] (lifecycle.action_object).patterns[0]"),
     ('"<{lc_verb}> {mods*} {lc_object}",', '"{mods*} <{lc_verb}>",', "rule[0] (lifecycle.action_object).patterns[0]"),
+    ('"<{lc_verb}> {mods*} {lc_object}",', '"{!adj} <{lc_verb}> {lc_object}",',
+     "rule[0] (lifecycle.action_object).patterns[0]"),
+    ('"<{lc_verb}> {mods*} {lc_object}",', '"{lc_object} <{!adj}>",', "rule[0] (lifecycle.action_object).patterns[0]"),
+    ('"<{lc_verb}> {mods*} {lc_object}",', '"<{lc_verb}> {lc_object?} {!adj}",',
+     "rule[0] (lifecycle.action_object).patterns[0]"),
+    ('"<{lc_verb}> {mods*} {lc_object}",', '"<{lc_verb}> {lc_object} {!adjs}",',
+     "rule[0] (lifecycle.action_object).patterns[0]"),
     ("quote_line = '^\\s*>'", "quote_line = '^(>'", "cleaning.quote_line"),
     ('zones = ["subject", "body"]', 'zones = ["subject", "footer"]', "rule[0] (lifecycle.action_object).zones"),
     ('id = "lifecycle.object_modal_action"', 'id = "lifecycle.action_object"', "rule[1].id"),
@@ -428,8 +509,15 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('it = ["il",', 'it = ["il two",', "language.it[0]"),
     ('precedence = ["lifecycle", "password_reset", "anagrafica", "other"]',
      'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
-    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[3].window"),
+    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[6].window"),
     ("version = 1", "version = 2", "version"),
+    ('"rigener*", "scorda*"', '"rigener*", "scorda re*"', "tolerance.terms[18]"),
+    ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitics", "@pw_infinitive"]', "tolerance.terms[22]"),
+    ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitic", "@lc_lift"]', "vocab.lc_lift[0]"),
+    ("min_length = 6", "min_length = 0", "tolerance.min_length"),
+    ('rules = ["lifecycle.net", "password.net"]', 'rules = ["lifecycle.nett", "password.net"]',
+     "negation.cues[4].rules[0]"),
+    ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[2].categories[0]"),
 ])
 def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:
     path = _broken(tmp_path, old, new)

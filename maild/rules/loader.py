@@ -14,15 +14,17 @@ Schema (every table and key is checked; unknown keys are errors)::
     [subject]    reply_prefix, strip      regexes on the folded subject
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words)
-    [[negation.cues]]  name, window, terms (templates), optional stops (words), optional act
+    [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
     [acts]       question_openers, request_cues, no_request (templates)
     [adoption]   phrases, blockers (templates)
     [cleaning]   quote_line, header_line, closing, closing_max_lines,
                  closing_max_chars, separator, and arrays of {name, pattern}
                  tables: history, signatures, disclaimers
     [vocab]      <class> = [terms]        "@other" includes another class
+    [tolerance]  terms (one-word terms or "@class"), min_length: regional and misspelt forms (optional)
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
-                 (templates), optional negatable (default true), optional mention and clause_start (default false),
+                 (templates), optional negatable (default true), optional mention, state, net and
+                 clause_start (default false),
                  optional examples and counter_examples (sentences the tests run the rule on)
 
 Terms are folded words; a trailing ``*`` on a word means "any continuation"
@@ -35,6 +37,7 @@ clause:
     {class*}        up to three of a class  {~N}            up to N other words
     {~N!class}      up to N words, none of them a term of the class
     {~~N}           up to N words or punctuation marks: crosses clauses, not paragraphs
+    {!class}        the next word is not a term of the class (matches no word): "firma" but not "firma digitale"
     <piece>         marks the action: negation cues are looked for before it
 """
 
@@ -63,6 +66,7 @@ from maild.rules.patterns import (
     lexicon,
 )
 from maild.rules.textclean import CleanRules, Marker, any_marker, fold
+from maild.rules.tolerance import Tolerance, tolerance
 
 ZONES = frozenset({"subject", "body"})
 ACTS = frozenset({"negation", "question", "withdrawal", "report", "thanks"})
@@ -86,6 +90,12 @@ class Rule:
     """Look-alike sentences it must not count."""
     clause_start: bool = False
     """True when a match counts only where a clause starts: a verbless need is a clause of its own."""
+    state: bool = False
+    """True when a hit tells a state that implies the request ("l'account si e bloccato"): it yields when the
+    sender declines the action itself ("non procedete con lo sblocco")."""
+    net: bool = False
+    """True for the wide net under the frames: an action and a privileged object near each other in any order.
+    It counts only where no other rule read the action, and not in a question or beside an inability."""
     mention: bool = False
     """True when a hit names a topic ("password", "nuova casella") without an action on an object: such
     evidence below the threshold is a topic, not a request, and does not make triage fail closed."""
@@ -107,6 +117,11 @@ class CueGroup:
     """Words that end this group's window, besides the shared terminators."""
     act: str = "negation"
     """What the sender does with the action instead of asking for it: negation, question, withdrawal, report."""
+    categories: frozenset[Category] = frozenset()
+    """The categories whose actions the group cancels; all when empty ("ho chiuso la lista" is a deed told,
+    "ho dimenticato la password" a request)."""
+    rules: frozenset[str] = frozenset()
+    """The rules (ids) whose actions the group cancels; all when empty."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +190,8 @@ class Rules:
     templates: tuple[tuple[Rule, Template], ...]
     """Every rule's templates in file order, each with its rule; ``index`` holds the same order."""
     index: TemplateIndex
+    tolerance: Tolerance | None = None
+    """How a word the rules do not know may still be read as one of a few privileged actions."""
 
     def compile(self) -> Rules:
         """Compile every template's regex now (``RulesError`` if one will not); returns ``self``.
@@ -210,13 +227,17 @@ class _Loader:
         self.path = path
         self.vocab: dict[str, str] = {}
         self.vocab_leads: dict[str, frozenset[str]] = {}
+        self.raw_vocab: dict[str, list[str]] = {}
+        self.rule_ids: set[str] = set()
+        self.spelled: set[str] = set()
+        """Every one-word vocabulary term, a stem with its "*"."""
 
     def fail(self, key: str, reason: str) -> RulesError:
         return RulesError(f"{self.path}: {key}: {reason}")
 
     def rules(self, data: Mapping[str, Any]) -> Rules:
         self.known(data, "", {"version", "engine", "text", "subject", "language", "negation", "acts", "adoption",
-                              "cleaning", "vocab", "rule"})
+                              "cleaning", "vocab", "rule", "tolerance"})
         if data.get("version") != 1:
             raise self.fail("version", "must be 1")
         self.vocab = self.load_vocab(self.table(data, "vocab"))
@@ -230,6 +251,7 @@ class _Loader:
         rules = self.rule_list(data.get("rule"))
         templates = tuple((rule, template) for rule in rules for template in rule.patterns)
         every = (*adoption.phrases, *(template for _rule, template in templates))
+        stopwords = self.stopwords(self.table(data, "language"))
         return Rules(
             source=self.path,
             threshold=self.positive(engine, "engine", "threshold"),
@@ -238,7 +260,7 @@ class _Loader:
             abbreviations=frozenset(self.words(text, "text", "abbreviations")),
             reply_prefix=self.regex(subject, "subject", "reply_prefix"),
             subject_strip=self.regex(subject, "subject", "strip"),
-            stopwords=self.stopwords(self.table(data, "language")),
+            stopwords=stopwords,
             negation=self.negation(self.table(data, "negation")),
             acts=self.acts(self.table(data, "acts")),
             adoption=adoption,
@@ -247,6 +269,7 @@ class _Loader:
             lexicon=lexicon(key for template in every for need in template.needs for key in need),
             templates=templates,
             index=TemplateIndex.of([template for _rule, template in templates]),
+            tolerance=self.tolerance(data, {word for _code, words in stopwords for word in words}),
         )
 
     # -- generic readers ---------------------------------------------------
@@ -317,6 +340,9 @@ class _Loader:
             if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
                 raise self.fail(f"vocab.{name}", "class names are lower-case identifiers")
             raw[name] = self.strings(table, "vocab", name)
+            folded = (fold(term).strip() for term in raw[name])
+            self.spelled.update(term for term in folded if re.fullmatch(r"[a-z0-9]+\*?", term))
+        self.raw_vocab = raw
         vocab = {}
         for name in raw:
             terms = self.expand(name, raw, ())
@@ -380,7 +406,17 @@ class _Loader:
         parts: list[str] = []
         gaps: list[tuple[str, int] | None] = []
         actions = 0
+        unless: list[str | None] = [m["unless"] if (m := PIECE.match(piece)) is not None else None
+                                    for piece in pieces]
+        last = max((i for i, name in enumerate(unless) if name is None), default=0)
         for index, piece in enumerate(pieces):
+            name = unless[index]
+            if name is not None:
+                if index == 0:
+                    raise self.fail(key, f"piece {piece!r}: a template cannot start with what must not follow")
+                parts.append(f"(?! {self.class_regex(name, key)}(?!{WORD}))")
+                gaps.append(None)
+                continue
             action = piece.startswith("<") and piece.endswith(">")
             body, quantifier, leads = self.piece(piece[1:-1] if action else piece, key)
             gap = None if action else self.gap(piece, key)
@@ -392,7 +428,7 @@ class _Loader:
             gaps.append(gap)
             if needs is not None and not quantifier and leads:
                 needs.append(leads)
-            edge = index in (0, len(pieces) - 1)
+            edge = index in (0, last)
             if quantifier and (edge or action):
                 raise self.fail(key, f"piece {piece!r}: the first, last and action pieces must be required")
             if action:
@@ -413,8 +449,10 @@ class _Loader:
         """
         match = PIECE.match(piece)
         if match is None:
-            raise self.fail(key, f"piece {piece!r} is not a word, {{class}}, {{class?}}, {{class*}}, {{~N}} "
-                                 "or {~N!class}")
+            raise self.fail(key, f"piece {piece!r} is not a word, {{class}}, {{class?}}, {{class*}}, {{~N}}, "
+                                 "{~N!class} or {!class}")
+        if match["unless"] is not None:
+            raise self.fail(key, f"piece {piece!r}: what must not follow is no action")
         gap = self.gap(piece, key)
         if gap is not None:
             return gap_regex(*gap), "?", frozenset()
@@ -442,6 +480,24 @@ class _Loader:
         return self.vocab[name]
 
     # -- sections ----------------------------------------------------------
+
+    def tolerance(self, data: Mapping[str, Any], stopwords: set[str]) -> Tolerance | None:
+        if "tolerance" not in data:
+            return None
+        table = self.table(data, "tolerance")
+        self.known(table, "tolerance", {"terms", "min_length"})
+        terms = []
+        for i, raw in enumerate(self.strings(table, "tolerance", "terms")):
+            key = f"tolerance.terms[{i}]"
+            if raw.startswith("@") and raw[1:] not in self.raw_vocab:
+                raise self.fail(key, f"unknown class {raw!r}")
+            expanded = self.expand(raw[1:], self.raw_vocab, ()) if raw.startswith("@") else [(raw, key)]
+            for term, where in expanded:
+                word = fold(term).strip()
+                if not re.fullmatch(r"[a-z0-9]+\*?", word):
+                    raise self.fail(where, f"{term!r} must be one word of letters and digits, optional trailing *")
+                terms.append(word)
+        return tolerance(terms, self.spelled | stopwords, self.positive(table, "tolerance", "min_length"))
 
     def precedence(self, engine: Mapping[str, Any]) -> tuple[Category, ...]:
         names = self.strings(engine, "engine", "precedence")
@@ -479,15 +535,20 @@ class _Loader:
     def cue_group(self, item: object, key: str) -> CueGroup:
         if not isinstance(item, dict):
             raise self.fail(key, "must be a table with name, window and terms")
-        self.known(item, key, {"name", "window", "terms", "stops", "act"})
+        self.known(item, key, {"name", "window", "terms", "stops", "act", "categories", "rules"})
         pattern = self.template_list(item, key, "terms", required=True)
         assert pattern is not None
         stops = frozenset(self.words(item, key, "stops")) if "stops" in item else frozenset()
         act = self.value(item, key, "act", str) if "act" in item else "negation"
         if act not in ACTS:
             raise self.fail(f"{key}.act", f"must be one of {', '.join(sorted(ACTS))}, not {act!r}")
+        categories = frozenset(self.category_names(item, key, "categories")) if "categories" in item else frozenset()
+        rules = frozenset(self.strings(item, key, "rules")) if "rules" in item else frozenset()
+        for i, rule_id in enumerate(sorted(rules)):
+            if rule_id not in self.rule_ids:
+                raise self.fail(f"{key}.rules[{i}]", f"unknown rule {rule_id!r}")
         return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
-                        pattern=pattern, stops=stops, act=act)
+                        pattern=pattern, stops=stops, act=act, categories=categories, rules=rules)
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
@@ -555,11 +616,12 @@ class _Loader:
                 raise self.fail(f"rule[{i}].id", f"duplicate rule id {rule.id!r}")
             seen.add(rule.id)
             out.append(rule)
+        self.rule_ids = seen
         return tuple(out)
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
         self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention", "examples",
-                               "counter_examples", "clause_start"})
+                               "counter_examples", "clause_start", "state", "net"})
         rule_id: str = self.value(item, key, "id", str)
         key = f"{key} ({rule_id})"
         category = self.category(item, key)
@@ -574,9 +636,20 @@ class _Loader:
             negatable=self.value(item, key, "negatable", bool) if "negatable" in item else True,
             mention=self.value(item, key, "mention", bool) if "mention" in item else False,
             clause_start=self.value(item, key, "clause_start", bool) if "clause_start" in item else False,
+            state=self.value(item, key, "state", bool) if "state" in item else False,
+            net=self.value(item, key, "net", bool) if "net" in item else False,
             examples=tuple(self.strings(item, key, "examples")) if "examples" in item else (),
             counter_examples=tuple(self.strings(item, key, "counter_examples")) if "counter_examples" in item else (),
         )
+
+    def category_names(self, table: Mapping[str, Any], prefix: str, key: str) -> list[Category]:
+        choices = [c.value for c in Category]
+        out = []
+        for i, name in enumerate(self.strings(table, prefix, key)):
+            if name not in choices:
+                raise self.fail(f"{_dot(prefix, key)}[{i}]", f"must be one of {', '.join(choices)}, not {name!r}")
+            out.append(Category(name))
+        return out
 
     def category(self, table: Mapping[str, Any], prefix: str) -> Category:
         value: str = self.value(table, prefix, "category", str)

@@ -12,7 +12,8 @@ from maild.rules.textclean import fold
 WORD = "[a-z0-9]"
 TERM_WORD = re.compile(r"^[a-z0-9]+\*?$")
 PIECE = re.compile(
-    r"^\{(?:~(?P<wide>~?)(?P<gap>\d+)(?:!(?P<but>[a-z_][a-z0-9_]*))?|(?P<cls>[a-z_][a-z0-9_]*)(?P<cq>[?*]?))\}$"
+    r"^\{(?:~(?P<wide>~?)(?P<gap>\d+)(?:!(?P<but>[a-z_][a-z0-9_]*))?|(?P<cls>[a-z_][a-z0-9_]*)(?P<cq>[?*]?)"
+    r"|!(?P<unless>[a-z_][a-z0-9_]*))\}$"
     r"|^(?P<lit>[a-z0-9]+\*?)(?P<lq>\??)$"
 )
 MAX_GAP = 12

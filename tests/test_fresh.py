@@ -1,0 +1,77 @@
+"""The triage pipeline over the two fresh batches: the same bar as the corpus and the held-out set.
+
+tests/data/fresh1 and tests/data/fresh2 were written in styles the rules had
+not met and scored before any rule change (FIRST-LOOK.md in each). The
+general fixes were then made from their misses, so they measure no
+generalization any more: they are regression sets, held to the bar of the
+others (at least 97% of decisions and 95% of categories right, zero
+privileged requests accepted without authorization, zero ignored messages
+answered). No file is special-cased.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import pytest
+
+from maild.records import Disposition
+from tests.factories import REPO
+from tests.labelled import (
+    Labels,
+    assert_consistent_shape,
+    assert_meets_the_bar,
+    assert_no_ignored_answered,
+    assert_no_privileged_accepted_without_authorization,
+    load_labels,
+    triage_all,
+)
+
+BATCHES = ("fresh1", "fresh2")
+
+
+@cache
+def labels(batch: str) -> Labels:
+    return load_labels(REPO / "tests" / "data" / batch)
+
+
+@cache
+def results(batch: str) -> dict[str, Disposition]:
+    return triage_all(REPO / "tests" / "data" / batch, labels(batch))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_every_message_of_the_batch_is_labelled(batch: str) -> None:
+    folder = REPO / "tests" / "data" / batch
+    assert len(labels(batch)) >= 100
+    assert {p.name for p in folder.glob("*.eml")} == set(labels(batch))
+    assert (folder / "FIRST-LOOK.md").is_file()
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_decisions_and_categories_meet_the_bar(batch: str) -> None:
+    assert_meets_the_bar(results(batch), labels(batch))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_no_privileged_request_is_accepted_without_authorization(batch: str) -> None:
+    assert_no_privileged_accepted_without_authorization(results(batch), labels(batch))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_no_labelled_privileged_request_is_downgraded(batch: str) -> None:
+    """Fail closed: a privileged request must never come out as anagrafica or other."""
+    downgraded = {n: (d.category.value, labels(batch)[n]["note"]) for n, d in results(batch).items()
+                  if labels(batch)[n]["category"] in {"password_reset", "lifecycle"} and not d.privileged}
+    assert downgraded == {}
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_no_ignored_message_is_answered(batch: str) -> None:
+    assert_no_ignored_answered(results(batch), labels(batch))
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+def test_every_result_carries_reasons_and_a_consistent_shape(batch: str) -> None:
+    for disposition in results(batch).values():
+        assert_consistent_shape(disposition)
