@@ -520,3 +520,17 @@ def test_the_pipeline_ignores_html_bulk_mail_and_accepts_a_person_forwarding_it(
     asking = triager.triage(html_raw("Mario Rossi <mario.rossi@comune.example.it>", "Fwd: My dream", forward),
                             now=NOW)
     assert asking.decision is Decision.ACCEPTED and asking.screen_kind is None, asking.reasons
+
+
+@pytest.mark.parametrize("date", ["Wed, 16 Aug 2006 20:52:12 +0360", "Mon, 3 Mar 2025 10:00:00 +1900"])
+def test_a_date_in_a_time_zone_that_does_not_exist_is_bulk_mail_software(date: str) -> None:
+    result = from_person(headers={"date": date}, subject="Hey", body_text="Thought you would want to check this out.")
+    assert_automatic(result, ScreenKind.SPAM, "its Date has a time zone that does not exist")
+
+
+@pytest.mark.parametrize("date", ["Mon, 7 Dec 2026 09:12:00 +0100", "Fri, 2 Jan 2004 11:43:19 -0330",
+                                  "Sat, 1 Mar 2025 10:00:00 +1400", "Mon, 7 Dec 2026 09:12:00 +0545 (NPT)",
+                                  "Mon, 7 Dec 2026 09:12 -1200", "7 Dec 2026 09:12 GMT", "lunedì 7 dicembre"])
+def test_a_date_in_any_real_time_zone_changes_nothing(date: str) -> None:
+    body = "Vi chiedo di aggiornare il mio numero."
+    assert_human(from_person(headers={"date": date}, subject="Rubrica", body_text=body))

@@ -23,6 +23,7 @@ SCREENED_FIELD_NAMES = (
     "List-Id", "List-Unsubscribe", "List-Post", "List-Help", "List-Subscribe", "List-Owner", "List-Archive",
     "Mailing-List", "X-Failed-Recipients", "X-Auto-Response-Suppress",
     "X-Spam-Flag", "X-Spam-Status", "X-Spam", "X-MS-Exchange-Organization-SCL", "X-Forefront-Antispam-Report",
+    "Date",
 )
 """The header fields kept for the screening data's ``header:<name>`` rules: a fixed list, so a hostile
 message cannot make the record carry more. Spelled as the programs that write them do, for reasons."""
