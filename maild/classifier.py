@@ -91,6 +91,8 @@ class _Hit:
     """"request" when the action counts; else what the sender does with it (question, withdrawal...)."""
     reread: tuple[str, ...] = ()
     """The sender's words in the match that the tolerance read as another ("cancillatila")."""
+    span: range = range(0)
+    """The tokens the match covers: the words this frame has read."""
 
 
 _SENTENCE_END = frozenset({".", "!", "?", _PARAGRAPH})
@@ -250,7 +252,7 @@ def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -
 def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,
               declared: str | None) -> list[_Hit]:
     """The net's hits on actions no other rule read; run only when no privileged frame already decides."""
-    read = {hit.token for hit in hits if not hit.rule.mention}
+    read = {token for hit in hits if not hit.rule.mention for token in hit.span}
     found = [_hit(canon, zone, rule, match, rules, declared) for rule, template in nets
              for match in template.matches(canon.text, canon.words, canon.at)]
     return [hit for hit in found if hit.token not in read]
@@ -307,10 +309,10 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
         found = _net_not_requested(canon, token, rules)
     act, cue = found if found is not None else ("request", None)
     reread: tuple[str, ...] = ()
+    span = range(canon.token_at(match.start()), canon.token_at(match.end() - 1) + 1)
     if canon.reread:
-        span = range(canon.token_at(match.start()), canon.token_at(match.end() - 1) + 1)
         reread = tuple(f"'{canon.reread[i]}' as '{canon.tokens[i]}'" for i in span if i in canon.reread)
-    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act, reread)
+    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act, reread, span)
 
 
 def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declared: str | None,
@@ -454,11 +456,19 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
 
 
 def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
-    """Sum of weights per category; one word counts once per category (its best rule)."""
+    """Sum of weights per category; one word counts once per category (its best rule).
+
+    A mention inside a requested frame of its category is that frame's object, not a second signal.
+    """
+    hits = list(hits)
+    framed = {(hit.rule.category, token) for hit in hits if hit.cue is None and not hit.rule.mention
+              for token in hit.span}
     best: dict[tuple[Category, int], _Hit] = {}
     negated: dict[tuple[Category, int], _Hit] = {}
     for hit in hits:
         key = (hit.rule.category, hit.token)
+        if hit.rule.mention and hit.cue is None and key in framed:
+            continue
         kept = negated if hit.cue is not None else best
         if key not in kept or hit.rule.weight > kept[key].rule.weight:
             kept[key] = hit
