@@ -123,6 +123,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                        "only actions with a request cue in their clause count")
     body_hits = _declined_states(_hits(_canon(lines, rules) if adopted else own, "body", rules,
                                        None if declared is None else declared.group()), reasons)
+    body_hits = _done_items(body_hits, lines, rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
@@ -282,6 +283,27 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
             out.append(replace(hit, cue=told.cue, act="report"))
         else:
             out.append(hit)
+    return out
+
+
+def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
+    """An action on a list item marked done ("3. disattivazione vecchie caselle ✔") is told, not asked for."""
+    pattern = rules.acts.done_item
+    if pattern is None or not hits:
+        return hits
+    asked = {hit.line for hit in hits if hit.cue is None}
+    done = {ln.number: found.group().strip() for ln in lines if ln.number in asked
+            for found in (pattern.search(ln.folded),) if found is not None}
+    if not done:
+        return hits
+    out = []
+    for hit in hits:
+        mark = done.get(hit.line) if hit.cue is None and hit.zone == "body" else None
+        if mark is None:
+            out.append(hit)
+            continue
+        reasons.append(f"item marked done: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}'")
+        out.append(replace(hit, cue=mark, act="report"))
     return out
 
 
