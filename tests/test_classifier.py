@@ -416,6 +416,27 @@ def test_a_message_that_says_no_action_is_asked_reports_its_actions(body: str) -
     assert result.privileged_evidence is None, result.reasons
 
 
+@pytest.mark.parametrize("body", [
+    "Verbale, punto 2: il Direttore ricorda inoltre che il reset delle password scadute si chiede con il modulo.",
+    "At the meeting the chair reminded everyone that locked accounts are unblocked by the referente.",
+])
+def test_what_a_third_party_says_is_reported(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+
+
+def test_the_sender_reminding_still_asks() -> None:
+    result = run("Vi ricordo che la casella del convegno va chiusa entro venerdi.")
+    assert result.category is LIFECYCLE, result.reasons
+
+
+def test_a_clitic_taking_up_the_request_closes_no_mailbox() -> None:
+    result = run("ho cambiato la password da solo, la richiesta di ieri non serve piu potete chiuderla grazie")
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+
+
 def test_a_polite_conditional_asks() -> None:
     result = run("Vi sarei riconoscente se poteste aggiungere l'alias segreteria.corso alla mia casella.")
     assert result.category is ANAGRAFICA, result.reasons
