@@ -448,7 +448,13 @@ def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
         reasons.append("subject not used: a reply/forward subject is quoted context")
         return []
     stripped = rules.subject_strip.sub("", folded)
-    return _hits(_canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
+    hits = _hits(_canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
+    if not stripped.rstrip().endswith("?") or rules.acts.request_cues.search(stripped) is not None:
+        return hits
+    # A subject that is a question names the topic asked about ("Quota massima caselle PEC?"); a frame in
+    # it still counts (fail closed), a bare topic does not.
+    return [replace(hit, cue="?", act="question") if hit.rule.mention and hit.cue is None else hit
+            for hit in hits]
 
 
 # -- adoption ------------------------------------------------------------------

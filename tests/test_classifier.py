@@ -437,6 +437,18 @@ def test_a_clitic_taking_up_the_request_closes_no_mailbox() -> None:
     assert result.privileged_evidence is None, result.reasons
 
 
+def test_a_subject_that_is_a_question_names_a_topic_not_a_request() -> None:
+    result = run("Grazie,\nMario Zanetti", subject="Quota massima delle caselle PEC?")
+    assert result.category is OTHER, result.reasons
+    assert any(r.startswith("not requested, act question: '?") for r in result.reasons), result.reasons
+    assert run("Grazie,\nMario Zanetti", subject="Quota massima delle caselle PEC").category is ANAGRAFICA
+
+
+def test_a_privileged_frame_in_a_question_subject_still_counts() -> None:
+    result = run("", subject="Sbloccate la casella di Rossi?")
+    assert result.category is LIFECYCLE, result.reasons
+
+
 def test_a_polite_conditional_asks() -> None:
     result = run("Vi sarei riconoscente se poteste aggiungere l'alias segreteria.corso alla mia casella.")
     assert result.category is ANAGRAFICA, result.reasons
