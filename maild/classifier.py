@@ -287,13 +287,17 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
 
 
 def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
-    """An action on a list item marked done ("3. disattivazione vecchie caselle ✔") is told, not asked for."""
+    """An action on a list item marked done ("3. disattivazione vecchie caselle ✔") is told, not asked for.
+
+    Unless the item asks in words: "1. backup fatto, potete chiudere la casella" still asks.
+    """
     pattern = rules.acts.done_item
     if pattern is None or not hits:
         return hits
     asked = {hit.line for hit in hits if hit.cue is None}
     done = {ln.number: found.group().strip() for ln in lines if ln.number in asked
-            for found in (pattern.search(ln.folded),) if found is not None}
+            for found in (pattern.search(ln.folded),)
+            if found is not None and rules.acts.request_cues.search(ln.folded) is None}
     if not done:
         return hits
     out = []

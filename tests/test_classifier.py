@@ -404,6 +404,11 @@ def test_an_item_not_marked_done_is_still_asked_for() -> None:
     assert result.category is LIFECYCLE, result.reasons
 
 
+def test_an_item_that_asks_in_words_is_asked_for_even_beside_a_done_mark() -> None:
+    result = run("Stato:\n1. backup fatto, potete chiudere la casella m.neri?\n2. rubrica: interno 4410 - fatto")
+    assert result.category is LIFECYCLE, result.reasons
+
+
 @pytest.mark.parametrize("body", [
     "Vi inoltro il verbale per conoscenza: la chiusura delle caselle dei corsi e prevista a settembre. "
     "Per ora nessuna azione da parte vostra.",
