@@ -459,6 +459,11 @@ def test_a_polite_conditional_asks() -> None:
     assert result.category is ANAGRAFICA, result.reasons
 
 
+def test_a_hypothesis_on_ones_own_will_is_no_polite_conditional() -> None:
+    result = run("Se volessi cancellare la mia casella, come dovrei fare?")
+    assert result.category is OTHER, result.reasons
+
+
 def test_a_topic_mention_is_no_privileged_evidence() -> None:
     result = run("Outlook mi chiede la password ogni mattina, come mai?")
     assert result.privileged_evidence is None
