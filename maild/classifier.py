@@ -91,6 +91,8 @@ class _Hit:
     """"request" when the action counts; else what the sender does with it (question, withdrawal...)."""
     reread: tuple[str, ...] = ()
     """The sender's words in the match that the tolerance read as another ("cancillatila")."""
+    span: range = range(0)
+    """The tokens the match covers: the words this frame has read."""
 
 
 _SENTENCE_END = frozenset({".", "!", "?", _PARAGRAPH})
@@ -121,6 +123,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                        "only actions with a request cue in their clause count")
     body_hits = _declined_states(_hits(_canon(lines, rules) if adopted else own, "body", rules,
                                        None if declared is None else declared.group()), reasons)
+    body_hits = _done_items(body_hits, lines, rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
@@ -250,7 +253,7 @@ def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -
 def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,
               declared: str | None) -> list[_Hit]:
     """The net's hits on actions no other rule read; run only when no privileged frame already decides."""
-    read = {hit.token for hit in hits if not hit.rule.mention}
+    read = {token for hit in hits if not hit.rule.mention for token in hit.span}
     found = [_hit(canon, zone, rule, match, rules, declared) for rule, template in nets
              for match in template.matches(canon.text, canon.words, canon.at)]
     return [hit for hit in found if hit.token not in read]
@@ -283,6 +286,31 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
     return out
 
 
+def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
+    """An action on a list item marked done ("3. disattivazione vecchie caselle ✔") is told, not asked for.
+
+    Unless the item asks in words: "1. backup fatto, potete chiudere la casella" still asks.
+    """
+    pattern = rules.acts.done_item
+    if pattern is None or not hits:
+        return hits
+    asked = {hit.line for hit in hits if hit.cue is None}
+    done = {ln.number: found.group().strip() for ln in lines if ln.number in asked
+            for found in (pattern.search(ln.folded),)
+            if found is not None and rules.acts.request_cues.search(ln.folded) is None}
+    if not done:
+        return hits
+    out = []
+    for hit in hits:
+        mark = done.get(hit.line) if hit.cue is None and hit.zone == "body" else None
+        if mark is None:
+            out.append(hit)
+            continue
+        reasons.append(f"item marked done: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}'")
+        out.append(replace(hit, cue=mark, act="report"))
+    return out
+
+
 def _starts_clause(canon: _Canon, token: int) -> bool:
     return token == 0 or _is_boundary(canon.tokens[token - 1])
 
@@ -307,10 +335,10 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
         found = _net_not_requested(canon, token, rules)
     act, cue = found if found is not None else ("request", None)
     reread: tuple[str, ...] = ()
+    span = range(canon.token_at(match.start()), canon.token_at(match.end() - 1) + 1)
     if canon.reread:
-        span = range(canon.token_at(match.start()), canon.token_at(match.end() - 1) + 1)
         reread = tuple(f"'{canon.reread[i]}' as '{canon.tokens[i]}'" for i in span if i in canon.reread)
-    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act, reread)
+    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act, reread, span)
 
 
 def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declared: str | None,
@@ -424,7 +452,13 @@ def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
         reasons.append("subject not used: a reply/forward subject is quoted context")
         return []
     stripped = rules.subject_strip.sub("", folded)
-    return _hits(_canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
+    hits = _hits(_canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
+    if not stripped.rstrip().endswith("?") or rules.acts.request_cues.search(stripped) is not None:
+        return hits
+    # A subject that is a question names the topic asked about ("Quota massima caselle PEC?"); a frame in
+    # it still counts (fail closed), a bare topic does not.
+    return [replace(hit, cue="?", act="question") if hit.rule.mention and hit.cue is None else hit
+            for hit in hits]
 
 
 # -- adoption ------------------------------------------------------------------
@@ -454,11 +488,19 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
 
 
 def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
-    """Sum of weights per category; one word counts once per category (its best rule)."""
+    """Sum of weights per category; one word counts once per category (its best rule).
+
+    A mention inside a requested frame of its category is that frame's object, not a second signal.
+    """
+    hits = list(hits)
+    framed = {(hit.rule.category, token) for hit in hits if hit.cue is None and not hit.rule.mention
+              for token in hit.span}
     best: dict[tuple[Category, int], _Hit] = {}
     negated: dict[tuple[Category, int], _Hit] = {}
     for hit in hits:
         key = (hit.rule.category, hit.token)
+        if hit.rule.mention and hit.cue is None and key in framed:
+            continue
         kept = negated if hit.cue is not None else best
         if key not in kept or hit.rule.weight > kept[key].rule.weight:
             kept[key] = hit

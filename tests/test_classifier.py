@@ -372,6 +372,98 @@ def test_the_net_leaves_what_is_no_request_for_a_privileged_action(body: str) ->
     assert result.privileged_evidence is None, result.reasons
 
 
+@pytest.mark.parametrize("body", [
+    "I would like to be removed from the seminar list, is possible?",  # the net's words inside a frame
+    "Could you take me off the choir mailing list?",
+])
+def test_the_net_does_not_read_again_the_words_of_a_frame(body: str) -> None:
+    result = run(body)
+    assert result.category is ANAGRAFICA, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+
+
+def test_a_mention_inside_a_frame_of_its_category_adds_nothing() -> None:
+    result = run("Potete attivare la casella eventi@ateneo.example.it? Mandate le credenziali a me.")
+    assert result.category is LIFECYCLE, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Riepilogo:\n1. creazione casella m.neri \u2714\n2. reset password iniziale - fatto\n"
+    "3. rubrica: interno 4410 da aggiornare",
+    "Stato:\n- [FATTO] disattivazione vecchie caselle\n- [DA FARE] telefono in rubrica: 051 123",
+    "Status:\n* mailbox created: done\n* please update my office in the address book to B21",
+])
+def test_an_item_marked_done_is_told_not_asked_for(body: str) -> None:
+    result = run(body)
+    assert result.category is ANAGRAFICA, result.reasons
+    assert any(r.startswith("item marked done:") for r in result.reasons), result.reasons
+
+
+def test_an_item_not_marked_done_is_still_asked_for() -> None:
+    result = run("Da fare:\n1. disattivazione della casella m.neri\n2. rubrica: interno 4410 - fatto")
+    assert result.category is LIFECYCLE, result.reasons
+
+
+def test_an_item_that_asks_in_words_is_asked_for_even_beside_a_done_mark() -> None:
+    result = run("Stato:\n1. backup fatto, potete chiudere la casella m.neri?\n2. rubrica: interno 4410 - fatto")
+    assert result.category is LIFECYCLE, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Vi inoltro il verbale per conoscenza: la chiusura delle caselle dei corsi e prevista a settembre. "
+    "Per ora nessuna azione da parte vostra.",
+    "Circolare: la password scadra ogni 180 giorni. Nessun adempimento e richiesto all'help desk.",
+    "FYI the old lists will be deleted in September; no action is needed on your side.",
+])
+def test_a_message_that_says_no_action_is_asked_reports_its_actions(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Verbale, punto 2: il Direttore ricorda inoltre che il reset delle password scadute si chiede con il modulo.",
+    "At the meeting the chair reminded everyone that locked accounts are unblocked by the referente.",
+])
+def test_what_a_third_party_says_is_reported(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+
+
+def test_the_sender_reminding_still_asks() -> None:
+    result = run("Vi ricordo che la casella del convegno va chiusa entro venerdi.")
+    assert result.category is LIFECYCLE, result.reasons
+
+
+def test_a_clitic_taking_up_the_request_closes_no_mailbox() -> None:
+    result = run("ho cambiato la password da solo, la richiesta di ieri non serve piu potete chiuderla grazie")
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
+
+
+def test_a_subject_that_is_a_question_names_a_topic_not_a_request() -> None:
+    result = run("Grazie,\nMario Zanetti", subject="Quota massima delle caselle PEC?")
+    assert result.category is OTHER, result.reasons
+    assert any(r.startswith("not requested, act question: '?") for r in result.reasons), result.reasons
+    assert run("Grazie,\nMario Zanetti", subject="Quota massima delle caselle PEC").category is ANAGRAFICA
+
+
+def test_a_privileged_frame_in_a_question_subject_still_counts() -> None:
+    result = run("", subject="Sbloccate la casella di Rossi?")
+    assert result.category is LIFECYCLE, result.reasons
+
+
+def test_a_polite_conditional_asks() -> None:
+    result = run("Vi sarei riconoscente se poteste aggiungere l'alias segreteria.corso alla mia casella.")
+    assert result.category is ANAGRAFICA, result.reasons
+
+
+def test_a_hypothesis_on_ones_own_will_is_no_polite_conditional() -> None:
+    result = run("Se volessi cancellare la mia casella, come dovrei fare?")
+    assert result.category is OTHER, result.reasons
+
+
 def test_a_topic_mention_is_no_privileged_evidence() -> None:
     result = run("Outlook mi chiede la password ogni mattina, come mai?")
     assert result.privileged_evidence is None

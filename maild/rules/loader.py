@@ -15,7 +15,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words)
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
-    [acts]       question_openers, request_cues, no_request (templates)
+    [acts]       question_openers, request_cues, no_request (templates), done_item (regex on a folded line)
     [adoption]   phrases, blockers (templates)
     [cleaning]   quote_line, header_line, closing, closing_max_lines,
                  closing_max_chars, separator, and arrays of {name, pattern}
@@ -152,12 +152,14 @@ class Acts:
     ("potete", "could you") asks about an action, it does not ask for it. A
     message that declares it asks for nothing ("non chiedo nulla", "just so
     you know") reports what it names, except where a request cue stands in
-    the same clause as the action.
+    the same clause as the action. An item of a list marked done ("✔",
+    "[FATTO]", "- reset password: done") tells what was done.
     """
 
     question_openers: re.Pattern[str]
     request_cues: re.Pattern[str]
     no_request: re.Pattern[str]
+    done_item: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,10 +554,11 @@ class _Loader:
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
-        self.known(table, p, {"question_openers", "request_cues", "no_request"})
+        self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
-                    no_request=self.required_templates(table, p, "no_request"))
+                    no_request=self.required_templates(table, p, "no_request"),
+                    done_item=self.regex(table, p, "done_item") if "done_item" in table else None)
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)
