@@ -246,6 +246,8 @@ DO \$\$BEGIN
     ALTER ROLE $PG_ROLE LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
   END IF;
 END\$\$;
+-- A test's DROP DATABASE ... WITH (FORCE) must be able to end an autovacuum worker in its database.
+GRANT pg_signal_backend TO $PG_ROLE;
 SQL
     if [ -z "$(pg_psql -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'")" ]; then
         pg_psql -c "CREATE DATABASE $PG_DB OWNER $PG_ROLE"
