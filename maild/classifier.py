@@ -260,7 +260,8 @@ def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits:
 
 
 def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
-    """A state told ("l'account si e bloccato") is no request when the sender declines the action on it.
+    """A state told ("l'account si e bloccato") or a topic named ("la password e giusta") is no request when
+    the sender declines the action on it ("non si tratta di resettarla").
 
     Only when every requested frame of that category is a state: an action
     asked for elsewhere in the message keeps the category.
@@ -276,9 +277,10 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
     out = []
     for hit in hits:
         told = declined.get(hit.rule.category)
-        if told is not None and hit.cue is None and hit.rule.state and all(
-                h.rule.state for h in requested[hit.rule.category]):
-            reasons.append(f"state told, not asked for: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}): "
+        if told is not None and hit.cue is None and (hit.rule.state or hit.rule.mention) and all(
+                h.rule.state for h in requested.get(hit.rule.category, ())):
+            reasons.append(f"{'topic named' if hit.rule.mention else 'state told'}, not asked for: '{hit.snippet}' "
+                           f"in {_where(hit)} ({hit.rule.id}): "
                            f"the sender declines '{told.cue} ... {told.snippet}'")
             out.append(replace(hit, cue=told.cue, act="report"))
         else:

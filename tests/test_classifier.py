@@ -115,6 +115,18 @@ def test_negation_stops_at_the_clause_boundary() -> None:
     assert run("Don't worry about the list. Please delete the mailbox of the old lab.").category is LIFECYCLE
 
 
+def test_topics_named_beside_a_declined_action_are_not_a_request() -> None:
+    result = run("Outlook mi chiede la password ogni ora. La password e giusta, quindi non si tratta di resettarla. "
+                 "Nelle impostazioni ho messo la password normale: devo cambiare porta?")
+    assert result.category is OTHER, result.reasons
+    assert any(r.startswith("topic named, not asked for:") for r in result.reasons), result.reasons
+
+
+def test_a_request_verb_starts_a_clause_without_punctuation() -> None:
+    assert category("salve mi dice che la pass word e scaduta e non me la fa cambiare potete resettarmela "
+                    "grazie") is PASSWORD
+
+
 def test_thanks_for_a_done_action_is_not_a_new_request() -> None:
     assert category("Grazie mille per la disattivazione della vecchia casella, tutto a posto.") is OTHER
     assert category("Thanks a lot for creating the list so quickly!") is OTHER
