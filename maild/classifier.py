@@ -243,11 +243,32 @@ def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -
         for match in template.matches(canon.text, canon.words, canon.at):
             if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
                 continue
-            hits.append(_hit(canon, zone, rule, match, rules, declared))
+            hits.extend(_hit_and_inner(canon, zone, rule, template, match, rules, declared))
     if nets and not any(hit.cue is None and hit.rule.category.privileged and not hit.rule.mention
                         and hit.rule.weight >= rules.threshold for hit in hits):
         hits.extend(_net_hits(canon, zone, nets, hits, rules, declared))
     return hits
+
+
+def _hit_and_inner(canon: _Canon, zone: str, rule: Rule, template: Template, match: re.Match[str], rules: Rules,
+                   declared: str | None) -> list[_Hit]:
+    """The match's hit and, when its action is not asked for, the hits of matches starting inside it.
+
+    "la casella NON va cancellata, chiedo solo di togliere dalla lista X": the match from the negated
+    "cancellata" to "lista" must not hide the request that starts at "togliere".
+    """
+    hit = _hit(canon, zone, rule, match, rules, declared)
+    out = [hit]
+    while hit.cue is not None:
+        inner = template.first_match_within(canon.text, canon.words, canon.at, match.start(), match.end())
+        if inner is None:
+            break
+        match = inner
+        if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
+            break
+        hit = _hit(canon, zone, rule, match, rules, declared)
+        out.append(hit)
+    return out
 
 
 def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,

@@ -127,6 +127,12 @@ def test_a_request_verb_starts_a_clause_without_punctuation() -> None:
                     "grazie") is PASSWORD
 
 
+def test_a_negated_match_does_not_hide_a_request_starting_inside_it() -> None:
+    result = run("La casella lab@example.it NON va cancellata, la usiamo. Chiedevo solo di togliere dalla lista "
+                 "lab-utenti@example.it il dott. Neri.", subject="Cancellazione casella")
+    assert result.category is ANAGRAFICA, result.reasons
+
+
 def test_thanks_for_a_done_action_is_not_a_new_request() -> None:
     assert category("Grazie mille per la disattivazione della vecchia casella, tutto a posto.") is OTHER
     assert category("Thanks a lot for creating the list so quickly!") is OTHER
