@@ -123,7 +123,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                        "only actions with a request cue in their clause count")
     body_hits = _declined_states(_hits(_canon(lines, rules) if adopted else own, "body", rules,
                                        None if declared is None else declared.group()), reasons)
-    body_hits = _done_items(body_hits, lines, rules, reasons)
+    body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons), lines, rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
@@ -332,6 +332,33 @@ def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: 
         reasons.append(f"item marked done: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}'")
         out.append(replace(hit, cue=mark, act="report"))
     return out
+
+
+def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
+    """A topic named on a line that reports a tool's fault ("il modulo per la rubrica da errore 500") is the
+    tool's purpose, not a request; an action in a frame, a line that asks, a privileged topic still count."""
+    pattern = rules.acts.malfunction
+    named = {hit.line for hit in hits if _tool_topic(hit)}
+    if pattern is None or not named:
+        return hits
+    faults = {ln.number: found.group() for ln in lines if ln.number in named
+              for found in (pattern.search(ln.folded),)
+              if found is not None and rules.acts.request_cues.search(ln.folded) is None}
+    if not faults:
+        return hits
+    out = []
+    for hit in hits:
+        fault = faults.get(hit.line) if _tool_topic(hit) else None
+        if fault is None:
+            out.append(hit)
+            continue
+        reasons.append(f"tool fault reported: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{fault}'")
+        out.append(replace(hit, cue=fault, act="report"))
+    return out
+
+
+def _tool_topic(hit: _Hit) -> bool:
+    return hit.cue is None and hit.rule.mention and not hit.rule.category.privileged and hit.zone == "body"
 
 
 def _starts_clause(canon: _Canon, token: int) -> bool:
