@@ -335,13 +335,14 @@ def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: 
 
 
 def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
-    """A topic named on a line that reports a tool's fault ("il modulo per la rubrica da errore 500") is the
-    tool's purpose, not a request; an action in a frame, a line that asks, a privileged topic still count."""
+    """What a line reporting a tool's fault names between the tool and the fault ("il modulo per le variazioni
+    di rubrica da errore 500", "the form for alias requests returns an error") is the tool's purpose, not a
+    request; a line that asks, and a privileged action, still count (fail closed)."""
     pattern = rules.acts.malfunction
     named = {hit.line for hit in hits if _tool_topic(hit)}
     if pattern is None or not named:
         return hits
-    faults = {ln.number: found.group() for ln in lines if ln.number in named
+    faults = {ln.number: " ".join(_tokens(found.group(), rules.abbreviations)) for ln in lines if ln.number in named
               for found in (pattern.search(ln.folded),)
               if found is not None and rules.acts.request_cues.search(ln.folded) is None}
     if not faults:
@@ -349,7 +350,7 @@ def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons:
     out = []
     for hit in hits:
         fault = faults.get(hit.line) if _tool_topic(hit) else None
-        if fault is None:
+        if fault is None or hit.snippet.removesuffix("...") not in fault:
             out.append(hit)
             continue
         reasons.append(f"tool fault reported: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{fault}'")
@@ -358,7 +359,7 @@ def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons:
 
 
 def _tool_topic(hit: _Hit) -> bool:
-    return hit.cue is None and hit.rule.mention and not hit.rule.category.privileged and hit.zone == "body"
+    return hit.cue is None and not hit.rule.category.privileged and hit.zone == "body"
 
 
 def _starts_clause(canon: _Canon, token: int) -> bool:

@@ -134,7 +134,8 @@ def test_a_negated_match_does_not_hide_a_request_starting_inside_it() -> None:
 
 
 @pytest.mark.parametrize("body", ["Il modulo online per le modifiche alla rubrica da \"Errore 500\" quando invio.",
-                                  "The staff directory page is not working since this morning."])
+                                  "The staff directory page is not working since this morning.",
+                                  "The form for alias requests returns an error when I press Send."])
 def test_a_topic_named_in_a_tool_fault_report_is_not_a_request(body: str) -> None:
     result = run(body)
     assert result.category is OTHER, result.reasons

@@ -156,7 +156,7 @@ class Acts:
     the same clause as the action. An item of a list marked done ("✔",
     "[FATTO]", "- reset password: done") tells what was done. A line that
     reports a fault of a tool ("il modulo per la rubrica da errore") names
-    topics as the tool's purpose, not as requests.
+    the tool's purpose between the two, not a request.
     """
 
     question_openers: re.Pattern[str]
