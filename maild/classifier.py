@@ -123,7 +123,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                        "only actions with a request cue in their clause count")
     body_hits = _declined_states(_hits(_canon(lines, rules) if adopted else own, "body", rules,
                                        None if declared is None else declared.group()), reasons)
-    body_hits = _done_items(body_hits, lines, rules, reasons)
+    body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons), lines, rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
     words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
@@ -243,11 +243,32 @@ def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -
         for match in template.matches(canon.text, canon.words, canon.at):
             if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
                 continue
-            hits.append(_hit(canon, zone, rule, match, rules, declared))
+            hits.extend(_hit_and_inner(canon, zone, rule, template, match, rules, declared))
     if nets and not any(hit.cue is None and hit.rule.category.privileged and not hit.rule.mention
                         and hit.rule.weight >= rules.threshold for hit in hits):
         hits.extend(_net_hits(canon, zone, nets, hits, rules, declared))
     return hits
+
+
+def _hit_and_inner(canon: _Canon, zone: str, rule: Rule, template: Template, match: re.Match[str], rules: Rules,
+                   declared: str | None) -> list[_Hit]:
+    """The match's hit and, when its action is not asked for, the hits of matches starting inside it.
+
+    "la casella NON va cancellata, chiedo solo di togliere dalla lista X": the match from the negated
+    "cancellata" to "lista" must not hide the request that starts at "togliere".
+    """
+    hit = _hit(canon, zone, rule, match, rules, declared)
+    out = [hit]
+    while hit.cue is not None:
+        inner = template.first_match_within(canon.text, canon.words, canon.at, match.start(), match.end())
+        if inner is None:
+            break
+        match = inner
+        if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
+            break
+        hit = _hit(canon, zone, rule, match, rules, declared)
+        out.append(hit)
+    return out
 
 
 def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,
@@ -260,7 +281,8 @@ def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits:
 
 
 def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
-    """A state told ("l'account si e bloccato") is no request when the sender declines the action on it.
+    """A state told ("l'account si e bloccato") or a topic named ("la password e giusta") is no request when
+    the sender declines the action on it ("non si tratta di resettarla").
 
     Only when every requested frame of that category is a state: an action
     asked for elsewhere in the message keeps the category.
@@ -276,9 +298,10 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
     out = []
     for hit in hits:
         told = declined.get(hit.rule.category)
-        if told is not None and hit.cue is None and hit.rule.state and all(
-                h.rule.state for h in requested[hit.rule.category]):
-            reasons.append(f"state told, not asked for: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}): "
+        if told is not None and hit.cue is None and (hit.rule.state or hit.rule.mention) and all(
+                h.rule.state for h in requested.get(hit.rule.category, ())):
+            reasons.append(f"{'topic named' if hit.rule.mention else 'state told'}, not asked for: '{hit.snippet}' "
+                           f"in {_where(hit)} ({hit.rule.id}): "
                            f"the sender declines '{told.cue} ... {told.snippet}'")
             out.append(replace(hit, cue=told.cue, act="report"))
         else:
@@ -309,6 +332,34 @@ def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: 
         reasons.append(f"item marked done: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}'")
         out.append(replace(hit, cue=mark, act="report"))
     return out
+
+
+def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
+    """What a line reporting a tool's fault names between the tool and the fault ("il modulo per le variazioni
+    di rubrica da errore 500", "the form for alias requests returns an error") is the tool's purpose, not a
+    request; a line that asks, and a privileged action, still count (fail closed)."""
+    pattern = rules.acts.malfunction
+    named = {hit.line for hit in hits if _tool_topic(hit)}
+    if pattern is None or not named:
+        return hits
+    faults = {ln.number: " ".join(_tokens(found.group(), rules.abbreviations)) for ln in lines if ln.number in named
+              for found in (pattern.search(ln.folded),)
+              if found is not None and rules.acts.request_cues.search(ln.folded) is None}
+    if not faults:
+        return hits
+    out = []
+    for hit in hits:
+        fault = faults.get(hit.line) if _tool_topic(hit) else None
+        if fault is None or hit.snippet.removesuffix("...") not in fault:
+            out.append(hit)
+            continue
+        reasons.append(f"tool fault reported: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{fault}'")
+        out.append(replace(hit, cue=fault, act="report"))
+    return out
+
+
+def _tool_topic(hit: _Hit) -> bool:
+    return hit.cue is None and not hit.rule.category.privileged and hit.zone == "body"
 
 
 def _starts_clause(canon: _Canon, token: int) -> bool:

@@ -115,6 +115,45 @@ def test_negation_stops_at_the_clause_boundary() -> None:
     assert run("Don't worry about the list. Please delete the mailbox of the old lab.").category is LIFECYCLE
 
 
+def test_topics_named_beside_a_declined_action_are_not_a_request() -> None:
+    result = run("Outlook mi chiede la password ogni ora. La password e giusta, quindi non si tratta di resettarla. "
+                 "Nelle impostazioni ho messo la password normale: devo cambiare porta?")
+    assert result.category is OTHER, result.reasons
+    assert any(r.startswith("topic named, not asked for:") for r in result.reasons), result.reasons
+
+
+def test_a_request_verb_starts_a_clause_without_punctuation() -> None:
+    assert category("salve mi dice che la pass word e scaduta e non me la fa cambiare potete resettarmela "
+                    "grazie") is PASSWORD
+
+
+def test_a_negated_match_does_not_hide_a_request_starting_inside_it() -> None:
+    result = run("La casella lab@example.it NON va cancellata, la usiamo. Chiedevo solo di togliere dalla lista "
+                 "lab-utenti@example.it il dott. Neri.", subject="Cancellazione casella")
+    assert result.category is ANAGRAFICA, result.reasons
+
+
+@pytest.mark.parametrize("body", ["Il modulo online per le modifiche alla rubrica da \"Errore 500\" quando invio.",
+                                  "The staff directory page is not working since this morning.",
+                                  "The form for alias requests returns an error when I press Send."])
+def test_a_topic_named_in_a_tool_fault_report_is_not_a_request(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert any(r.startswith("tool fault reported:") for r in result.reasons), result.reasons
+
+
+def test_a_framed_action_beside_a_tool_fault_still_counts() -> None:
+    assert category("Il modulo da errore, quindi vi chiedo di aggiornare il mio numero di telefono "
+                    "in rubrica.") is ANAGRAFICA
+    assert category("Il modulo da errore 500: potete reimpostare la mia password?") is PASSWORD
+
+
+def test_a_thing_already_in_place_told_in_thanks_is_not_a_request() -> None:
+    quoted = "\n\nIl giorno 8 set 2027 Help Desk <hd@example.it> ha scritto:\n> l'alias e stato associato.\n"
+    assert category("Funziona, ricevo gia le mail sull'alias. Grazie!" + quoted, subject="Re: alias") is OTHER
+    assert category("Ricevo gia le mail sull'alias, ma vorrei un secondo alias per la segreteria.") is ANAGRAFICA
+
+
 def test_thanks_for_a_done_action_is_not_a_new_request() -> None:
     assert category("Grazie mille per la disattivazione della vecchia casella, tutto a posto.") is OTHER
     assert category("Thanks a lot for creating the list so quickly!") is OTHER

@@ -15,7 +15,8 @@ Schema (every table and key is checked; unknown keys are errors)::
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words)
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
-    [acts]       question_openers, request_cues, no_request (templates), done_item (regex on a folded line)
+    [acts]       question_openers, request_cues, no_request (templates), done_item and malfunction
+                 (regexes on a folded line)
     [adoption]   phrases, blockers (templates)
     [cleaning]   quote_line, header_line, closing, closing_max_lines,
                  closing_max_chars, separator, and arrays of {name, pattern}
@@ -153,13 +154,16 @@ class Acts:
     message that declares it asks for nothing ("non chiedo nulla", "just so
     you know") reports what it names, except where a request cue stands in
     the same clause as the action. An item of a list marked done ("✔",
-    "[FATTO]", "- reset password: done") tells what was done.
+    "[FATTO]", "- reset password: done") tells what was done. A line that
+    reports a fault of a tool ("il modulo per la rubrica da errore") names
+    the tool's purpose between the two, not a request.
     """
 
     question_openers: re.Pattern[str]
     request_cues: re.Pattern[str]
     no_request: re.Pattern[str]
     done_item: re.Pattern[str] | None = None
+    malfunction: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -554,11 +558,12 @@ class _Loader:
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
-        self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item"})
+        self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
-                    done_item=self.regex(table, p, "done_item") if "done_item" in table else None)
+                    done_item=self.regex(table, p, "done_item") if "done_item" in table else None,
+                    malfunction=self.regex(table, p, "malfunction") if "malfunction" in table else None)
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)

@@ -72,6 +72,16 @@ class Template:
                 end = match.end()
         return found
 
+    def first_match_within(self, text: str, words: frozenset[str], at: Mapping[str, Sequence[int]], after: int,
+                           before: int) -> re.Match[str] | None:
+        """The first match that starts after offset ``after`` and before ``before`` (see ``matches``)."""
+        starts = sorted(offset for word in self.first & words for offset in at[word] if after < offset < before)
+        for start in starts:
+            match = self.pattern.match(text, start)
+            if match is not None:
+                return match
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class TemplateIndex:
