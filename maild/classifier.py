@@ -32,6 +32,7 @@ from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
 from maild.rules import Acts, Negation, Rule, Rules, Template
+from maild.rules.clitics import enclitics
 from maild.rules.textclean import Line, clean, fold
 
 # The look-behind starts an address only where a run of address characters starts: linear, not
@@ -166,16 +167,18 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
     canon = _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
-    return canon if rules.tolerance is None else _reread(canon, rules)
+    return _reread(canon, rules)
 
 
 def _reread(canon: _Canon, rules: Rules) -> _Canon:
-    """The zone with the words the tolerance reads as a privileged action ("cancillatila") replaced."""
-    assert rules.tolerance is not None
-    new = rules.tolerance.reread(canon.words)
-    if not new:
+    """The zone with pronoun clusters reduced ("cambiatemela": "cambiatela") and the words the tolerance
+    reads as a privileged action ("cancillatila") replaced; only the latter are marked as reread."""
+    grammar = enclitics(canon.words, rules.lexicon.longest_stem)
+    words = frozenset(grammar.get(word, word) for word in canon.words) if grammar else canon.words
+    new = {} if rules.tolerance is None else rules.tolerance.reread(words)
+    if not new and not grammar:
         return canon
-    tokens = [new.get(token, token) for token in canon.tokens]
+    tokens = [new.get(token, token) for token in (grammar.get(token, token) for token in canon.tokens)]
     starts = []
     position = 0
     for token in tokens:
@@ -183,7 +186,7 @@ def _reread(canon: _Canon, rules: Rules) -> _Canon:
         position += len(token) + 1
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
-    reread = MappingProxyType({i: token for i, token in enumerate(canon.tokens) if token in new})
+    reread = MappingProxyType({i: token for i, token in enumerate(canon.tokens) if grammar.get(token, token) in new})
     return _Canon(text, tuple(tokens), tuple(starts), canon.lines, at, frozenset(at), reread)
 
 
