@@ -49,6 +49,8 @@ _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compil
 _TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?\u2022]|(?<!\S)-+(?!\S)")
 _PARAGRAPH = "|"
 _SNIPPET = 60
+_EDGE = 4
+"""Words before a cue window read for an exception that ends inside it."""
 
 
 _NOTHING_REREAD: Mapping[int, str] = MappingProxyType({})
@@ -443,9 +445,7 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
             continue  # every cue needs at least one word
         window = windows.get(len(before))
         if window is None:
-            window = " ".join(reversed(before))
-            if negation.exceptions is not None:
-                window = negation.exceptions.sub(" ", window)
+            window = _cleared(back, len(before), negation.exceptions)
             windows[len(before)] = window
         cue = group.pattern.search(window)
         if cue is not None:
@@ -457,6 +457,25 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     following = " ".join(_clause(canon.tokens[after:after + negation.post_window], negation.terminators))
     post = negation.post.search(following)
     return None if post is None else ("negation", post.group())
+
+
+def _cleared(back: Sequence[str], size: int, exceptions: re.Pattern[str] | None) -> str:
+    """The last ``size`` words before an action (``back`` reads backwards), cleared of exceptions, also of one
+    the window's edge cuts ("grateful | if ...", "appreciate it | if ...")."""
+    window = " ".join(reversed(back[:size]))
+    if exceptions is None:
+        return window
+    wider = " ".join(reversed(back[:size + _EDGE]))
+    edge = len(wider) - len(window)
+    out, last = [], edge
+    for match in exceptions.finditer(wider):
+        if match.end() <= edge:
+            continue
+        out.append(wider[last:max(match.start(), edge)])
+        out.append(" ")
+        last = match.end()
+    out.append(wider[last:])
+    return "".join(out)
 
 
 def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:

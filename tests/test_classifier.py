@@ -324,6 +324,10 @@ def test_an_action_only_asked_about_withdrawn_or_told_is_not_a_request(body: str
     "If you could, please delete the old seminar list this week.",
     "Se possibile sospendete la casella del tirocinante da domani.",
     "We would be grateful if you could close the old seminar list.",
+    "I would be grateful if the old seminar list could be closed this week.",
+    "We would appreciate it if the old seminar list could be deleted.",
+    "I was wondering if the seminar list could be closed now that the course is over.",
+    "Vi sarei grata se la casella del tirocinante potesse essere chiusa da domani.",
 ])
 def test_a_polite_condition_or_a_request_cue_keeps_the_request(body: str) -> None:
     assert run(body).category is LIFECYCLE
