@@ -413,7 +413,7 @@ def test_a_mention_inside_a_frame_of_its_category_adds_nothing() -> None:
     "Riepilogo:\n1. creazione casella m.neri \u2714\n2. reset password iniziale - fatto\n"
     "3. rubrica: interno 4410 da aggiornare",
     "Stato:\n- [FATTO] disattivazione vecchie caselle\n- [DA FARE] telefono in rubrica: 051 123",
-    "Status:\n* mailbox created: done\n* please update my office in the address book to B21",
+    "Status:\n* create the lab mailbox: done\n* please update my office in the address book to B21",
 ])
 def test_an_item_marked_done_is_told_not_asked_for(body: str) -> None:
     result = run(body)
