@@ -750,3 +750,9 @@ HELD_OUT: list[tuple[str, str, str, Category, str]] = [
 def test_held_out_message(name: str, subject: str, body: str, expected: Category, language: str) -> None:
     result = run(body, subject)
     assert (result.category, result.language) == (expected, language), (name, result.reasons)
+
+
+def test_an_action_that_takes_a_message_out_of_mailboxes_is_no_mailbox_deletion() -> None:
+    result = run("Ho mandato per errore una mail a tutto il dipartimento: potete cancellarla dalle loro caselle?")
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons
