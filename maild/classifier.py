@@ -32,6 +32,7 @@ from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
 from maild.rules import Acts, Negation, Rule, Rules, Template
+from maild.rules.clitics import enclitics
 from maild.rules.textclean import Line, clean, fold
 
 # The look-behind starts an address only where a run of address characters starts: linear, not
@@ -48,6 +49,8 @@ _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compil
 _TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?\u2022]|(?<!\S)-+(?!\S)")
 _PARAGRAPH = "|"
 _SNIPPET = 60
+_EDGE = 4
+"""Words before a cue window read for an exception that ends inside it."""
 
 
 _NOTHING_REREAD: Mapping[int, str] = MappingProxyType({})
@@ -166,16 +169,18 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
     canon = _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
-    return canon if rules.tolerance is None else _reread(canon, rules)
+    return _reread(canon, rules)
 
 
 def _reread(canon: _Canon, rules: Rules) -> _Canon:
-    """The zone with the words the tolerance reads as a privileged action ("cancillatila") replaced."""
-    assert rules.tolerance is not None
-    new = rules.tolerance.reread(canon.words)
-    if not new:
+    """The zone with pronoun clusters reduced ("cambiatemela": "cambiatela") and the words the tolerance
+    reads as a privileged action ("cancillatila") replaced; only the latter are marked as reread."""
+    grammar = enclitics(canon.words, rules.lexicon.longest_stem)
+    words = frozenset(grammar.get(word, word) for word in canon.words) if grammar else canon.words
+    new = {} if rules.tolerance is None else rules.tolerance.reread(words)
+    if not new and not grammar:
         return canon
-    tokens = [new.get(token, token) for token in canon.tokens]
+    tokens = [new.get(token, token) for token in (grammar.get(token, token) for token in canon.tokens)]
     starts = []
     position = 0
     for token in tokens:
@@ -183,7 +188,7 @@ def _reread(canon: _Canon, rules: Rules) -> _Canon:
         position += len(token) + 1
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
-    reread = MappingProxyType({i: token for i, token in enumerate(canon.tokens) if token in new})
+    reread = MappingProxyType({i: token for i, token in enumerate(canon.tokens) if grammar.get(token, token) in new})
     return _Canon(text, tuple(tokens), tuple(starts), canon.lines, at, frozenset(at), reread)
 
 
@@ -468,9 +473,7 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
             continue  # every cue needs at least one word
         window = windows.get(len(before))
         if window is None:
-            window = " ".join(reversed(before))
-            if negation.exceptions is not None:
-                window = negation.exceptions.sub(" ", window)
+            window = _cleared(back, len(before), negation.exceptions)
             windows[len(before)] = window
         cue = group.pattern.search(window)
         if cue is not None:
@@ -482,6 +485,25 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     following = " ".join(_clause(canon.tokens[after:after + negation.post_window], negation.terminators))
     post = negation.post.search(following)
     return None if post is None else ("negation", post.group())
+
+
+def _cleared(back: Sequence[str], size: int, exceptions: re.Pattern[str] | None) -> str:
+    """The last ``size`` words before an action (``back`` reads backwards), cleared of exceptions, also of one
+    the window's edge cuts ("grateful | if ...", "appreciate it | if ...")."""
+    window = " ".join(reversed(back[:size]))
+    if exceptions is None:
+        return window
+    wider = " ".join(reversed(back[:size + _EDGE]))
+    edge = len(wider) - len(window)
+    out, last = [], edge
+    for match in exceptions.finditer(wider):
+        if match.end() <= edge:
+            continue
+        out.append(wider[last:max(match.start(), edge)])
+        out.append(" ")
+        last = match.end()
+    out.append(wider[last:])
+    return "".join(out)
 
 
 def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:

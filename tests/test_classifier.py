@@ -345,6 +345,10 @@ def test_an_action_only_asked_about_withdrawn_or_told_is_not_a_request(body: str
     "If you could, please delete the old seminar list this week.",
     "Se possibile sospendete la casella del tirocinante da domani.",
     "We would be grateful if you could close the old seminar list.",
+    "I would be grateful if the old seminar list could be closed this week.",
+    "We would appreciate it if the old seminar list could be deleted.",
+    "I was wondering if the seminar list could be closed now that the course is over.",
+    "Vi sarei grata se la casella del tirocinante potesse essere chiusa da domani.",
 ])
 def test_a_polite_condition_or_a_request_cue_keeps_the_request(body: str) -> None:
     assert run(body).category is LIFECYCLE
@@ -430,7 +434,7 @@ def test_a_mention_inside_a_frame_of_its_category_adds_nothing() -> None:
     "Riepilogo:\n1. creazione casella m.neri \u2714\n2. reset password iniziale - fatto\n"
     "3. rubrica: interno 4410 da aggiornare",
     "Stato:\n- [FATTO] disattivazione vecchie caselle\n- [DA FARE] telefono in rubrica: 051 123",
-    "Status:\n* mailbox created: done\n* please update my office in the address book to B21",
+    "Status:\n* create the lab mailbox: done\n* please update my office in the address book to B21",
 ])
 def test_an_item_marked_done_is_told_not_asked_for(body: str) -> None:
     result = run(body)
@@ -767,3 +771,9 @@ HELD_OUT: list[tuple[str, str, str, Category, str]] = [
 def test_held_out_message(name: str, subject: str, body: str, expected: Category, language: str) -> None:
     result = run(body, subject)
     assert (result.category, result.language) == (expected, language), (name, result.reasons)
+
+
+def test_an_action_that_takes_a_message_out_of_mailboxes_is_no_mailbox_deletion() -> None:
+    result = run("Ho mandato per errore una mail a tutto il dipartimento: potete cancellarla dalle loro caselle?")
+    assert result.category is OTHER, result.reasons
+    assert result.privileged_evidence is None, result.reasons

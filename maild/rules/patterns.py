@@ -164,6 +164,11 @@ class Lexicon:
                     at.setdefault(stem, []).append(match.start())
         return at
 
+    def longest_stem(self, word: str) -> int:
+        """The length of the longest ``stem*`` term ``word`` starts with, 0 if none."""
+        match = None if self.stems is None else self.stems.match(word)
+        return 0 if match is None else len(match.group())
+
 
 def lead(term: str) -> str:
     """The first word of a (valid) term as the template needs write it: ``word`` or ``stem*``.

@@ -1,0 +1,35 @@
+"""A verb carrying a cluster of pronouns is read as the verb with its object pronoun alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from maild.rules.clitics import enclitic, enclitics
+
+
+@pytest.mark.parametrize(("word", "read"), [
+    ("cambiatemela", "cambiatela"),
+    ("cancellatemelo", "cancellatelo"),
+    ("sbloccarmela", "sbloccarla"),
+    ("resettategliela", "resettatela"),
+    ("chiudetecele", "chiudetele"),
+    ("crearmene", "crearne"),
+    ("eliminandola", "eliminarla"),
+    ("sospendendola", "sospenderla"),
+    ("chiudendomela", "chiuderla"),
+])
+def test_a_cluster_or_a_gerund_s_pronoun_is_read_as_the_verb_with_its_object(word: str, read: str) -> None:
+    found = enclitic(word)
+    assert found is not None
+    assert found[0] == read
+
+
+@pytest.mark.parametrize("word", ["cancellatela", "eliminarla", "cancellatemi", "parlatene", "quando",
+                                  "secondo", "caramella", "telefonate"])
+def test_a_word_without_a_cluster_stays_as_written(word: str) -> None:
+    assert enclitic(word) is None
+
+
+def test_a_word_the_rules_spell_beyond_its_verb_stays_as_written() -> None:
+    longest = {"sbloccarmela": len("sbloccarm"), "cambiatemela": len("cambiat")}
+    assert enclitics(longest, lambda word: longest[word]) == {"cambiatemela": "cambiatela"}
