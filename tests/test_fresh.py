@@ -6,7 +6,9 @@ general fixes were then made from their misses, so they measure no
 generalization any more: they are regression sets, held to the bar of the
 others (at least 97% of decisions and 95% of categories right, zero
 privileged requests accepted without authorization, zero ignored messages
-answered). No file is special-cased.
+answered). tests/data/fresh5 is fixed only as far as its privileged requests:
+it is held to the two safety measures, not yet to the whole bar (94% of its
+categories are right). No file is special-cased.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from tests.labelled import (
 )
 
 BATCHES = ("fresh1", "fresh2", "fresh3", "fresh4")
+SAFETY_BATCHES = (*BATCHES, "fresh5")
 
 
 @cache
@@ -53,7 +56,7 @@ def test_decisions_and_categories_meet_the_bar(batch: str) -> None:
     assert_meets_the_bar(results(batch), labels(batch))
 
 
-@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("batch", SAFETY_BATCHES)
 def test_no_privileged_request_is_accepted_without_authorization(batch: str) -> None:
     assert_no_privileged_accepted_without_authorization(results(batch), labels(batch))
 
@@ -66,12 +69,12 @@ def test_no_labelled_privileged_request_is_downgraded(batch: str) -> None:
     assert downgraded == {}
 
 
-@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("batch", SAFETY_BATCHES)
 def test_no_ignored_message_is_answered(batch: str) -> None:
     assert_no_ignored_answered(results(batch), labels(batch))
 
 
-@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("batch", SAFETY_BATCHES)
 def test_every_result_carries_reasons_and_a_consistent_shape(batch: str) -> None:
     for disposition in results(batch).values():
         assert_consistent_shape(disposition)
