@@ -6,7 +6,8 @@ general fixes were then made from their misses, so they measure no
 generalization any more: they are regression sets, held to the bar of the
 others (at least 97% of decisions and 95% of categories right, zero
 privileged requests accepted without authorization, zero ignored messages
-answered). tests/data/fresh5 is fixed only as far as its privileged requests:
+answered). tests/data/fresh6 met the bar when first scored and no rule was
+changed for it. tests/data/fresh5 is fixed only as far as its privileged requests:
 it is held to the two safety measures, not yet to the whole bar (94% of its
 categories are right). No file is special-cased.
 """
@@ -29,7 +30,7 @@ from tests.labelled import (
     triage_all,
 )
 
-BATCHES = ("fresh1", "fresh2", "fresh3", "fresh4")
+BATCHES = ("fresh1", "fresh2", "fresh3", "fresh4", "fresh6")
 SAFETY_BATCHES = (*BATCHES, "fresh5")
 
 
