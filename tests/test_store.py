@@ -633,6 +633,18 @@ def test_a_released_reply_passes_the_brake_and_only_it(store: Store) -> None:
     assert hold.reasons == (older.last_error,) and "max_replies_per_sender_per_hour" in hold.reasons[0]
 
 
+def test_a_reply_the_brake_let_through_is_not_held_on_its_retry(store: Store) -> None:
+    limits = Limits(max_replies_per_sender_per_hour=2, max_replies_per_sender_per_day=50)
+    _queue_acks(store, 2)
+    first, second = store.claim_outbox(NOW, 10, "s", 60, limits)
+    assert store.mark_sent(first.id, NOW)
+    later = NOW + timedelta(minutes=2)
+    assert store.mark_retry(second.id, "s", NOW, "421 busy", later)  # refused for now, passed the brake once
+    _queue_acks(store, 1, start=10)  # a third reply meanwhile takes the hour's last place
+    assert sorted(i.id for i in store.claim_outbox(later, 10, "s", 60, limits)) == [second.id, second.id + 1]
+    assert store.outbox(OutboxState.HELD) == ()  # the retry is the same reply, not one more
+
+
 def test_the_daily_brake_counts_the_whole_day(store: Store) -> None:
     limits = Limits(max_replies_per_sender_per_hour=5, max_replies_per_sender_per_day=6)
     _queue_acks(store, 5)

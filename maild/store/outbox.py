@@ -74,7 +74,7 @@ def _at(name: str) -> BindParameter[datetime]:
 
 _DUE_ROWS = (  # no ``data``: sorting every due row by time need not carry the messages along
     select(_O.id, _O.ticket_id, _O.source_message_id, _O.kind, _O.message_id, _O.state, _O.rcpt_key,
-           _O.released_at)
+           _O.released_at, _O.claimed_at)
     .where(or_(and_(_O.state == _PENDING, _O.next_attempt_at <= _at("now")),
                and_(_O.state == _SENDING, _O.lease_until < _at("now"))))
     .order_by(_O.next_attempt_at, _O.id).limit(bindparam("limit"))
@@ -213,8 +213,9 @@ def _references(conn: Connection, ticket_ids: set[int]) -> dict[int, str]:
 
 
 def _braked(row: AnyRow) -> bool:
-    """Whether the brake decides on this due row: a re-claim was counted when first claimed, a release is let go."""
-    return row.state == _PENDING and row.kind in BRAKED_KINDS and row.released_at is None
+    """Whether the brake decides on this due row: at its first claim only (a retry passed it), never after a release."""
+    return (row.state == _PENDING and row.kind in BRAKED_KINDS and row.released_at is None
+            and row.claimed_at is None)
 
 
 def _recent_counts(conn: Connection, rows: Sequence[AnyRow], now: datetime) -> dict[BrakeKey, tuple[int, int]]:
