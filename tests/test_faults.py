@@ -41,6 +41,7 @@ from tests.daemon_kit import (
     daemon,
     db_rows,
     imap_table,
+    replies_by_original,
     run_cli,
     smtp_table,
     spawn_daemon,
@@ -275,6 +276,34 @@ def test_a_database_outage_during_intake_quarantines_nothing(private_pg: Private
     assert in_folder(inbox / ".Quarantine") == 0
     assert db_rows(private_pg.url, "SELECT count(*), count(DISTINCT message_id) FROM messages") == [(250, 250)]
     assert db_rows(private_pg.url, "SELECT count(*) FROM quarantine") == [(0,)]
+
+
+def test_a_running_daemon_waits_out_a_database_outage_and_says_so(private_pg: PrivatePostgres,
+                                                                 smtp_server: SmtpCapture, tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    make_maildir(inbox)
+    config = write_config(tmp_path / "maild.toml", mailbox={"kind": "maildir", "path": str(inbox)},
+                          smtp=smtp_table(smtp_server), database_url=private_pg.url)
+    log = tmp_path / "maild.log"
+    process = spawn_daemon(config, log=log)
+    try:
+        deliver(inbox, range(20))
+        assert wait_until(lambda: len(smtp_server.messages) == 20, 60), log.read_text()[-3000:]
+        private_pg.stop()
+        deliver(inbox, range(20, 50))
+        # its mailbox lock went with the database session: it stands by, and the log blames the database
+        assert wait_until(lambda: "database unavailable" in log.read_text(), 60), log.read_text()[-3000:]
+        assert in_folder(inbox) == 30 and process.poll() is None  # left in the mailbox; the daemon lives on
+        private_pg.start()
+        assert wait_until(lambda: len(smtp_server.messages) == 50, 120), log.read_text()[-3000:]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    text_of_log = log.read_text()
+    assert "nothing quarantined" in text_of_log and "quarantining" not in text_of_log  # the log says whose fault
+    assert in_folder(inbox) == 0 and in_folder(inbox / ".Quarantine") == 0
+    assert db_rows(private_pg.url, "SELECT count(*) FROM quarantine") == [(0,)]
+    assert sorted(len(r) for r in replies_by_original(smtp_server.messages).values()) == [1] * 50  # each once
 
 
 def test_a_fault_of_the_data_is_told_from_a_fault_of_the_database(private_pg: PrivatePostgres) -> None:
