@@ -25,7 +25,6 @@ import waitress
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from maild.daemon.outbox.sender import OutboxSender
@@ -94,10 +93,13 @@ def fill(driver: webdriver.Chrome, *, pin: str, category: str = "anagrafica", em
 
 
 def submit(driver: webdriver.Chrome) -> None:
-    """Send the form and wait for the next page (the old one's elements go stale)."""
-    button = driver.find_element(By.CSS_SELECTOR, "button[type=submit]")
-    button.click()
-    WebDriverWait(driver, 10).until(expected_conditions.staleness_of(button))
+    """Send the form and wait for the next page: a mark on the old document is absent from the new one."""
+    # not the old button going stale: asked mid-navigation, chromedriver may fail with "Node with
+    # given id does not belong to the document" instead of reporting a stale element
+    driver.execute_script("document.documentElement.dataset.sent = 'yes'")
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && document.documentElement.dataset.sent === undefined"))
 
 
 def screenshot(driver: webdriver.Chrome, name: str, tmp_path: Path) -> None:
