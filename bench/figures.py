@@ -96,6 +96,10 @@ def targets(r: Results) -> list[Target]:
     growth = _rss_growth(r)
     if growth is not None:
         found.append(Target(growth[0], "≤ 1.20 ×", f"{growth[1]:.2f} ×", growth[1] <= 1.2))
+    refused = r.get("refusals_seconds")
+    if refused is not None and r.details.get("refusals", {}).get("replies") == 1000:
+        found.append(Target("1,000 replies, 1 DATA in 5 refused: all delivered", "< 60 s",
+                            f"{refused.median:.1f} s", refused.median < 60))
     added = r.get("rss_attachment_added")
     if added is not None:
         found.append(Target("RSS added by a 25 MiB attachment", "< 100 MB", f"{added.median / 1e6:.0f} MB",

@@ -128,14 +128,15 @@ def wait_for_dovecot(env: ServerEnv, timeout: float = 60.0) -> None:
 
 @contextmanager
 def world(env: ServerEnv, workdir: Path, database: str, *, limits: dict[str, Any] | None = None,
-          mailbox: dict[str, Any] | None = None) -> Iterator[World]:
-    """Everything a run needs, removed afterwards (the mail, the database, the sink)."""
+          mailbox: dict[str, Any] | None = None, refuse_one_in: int = 0, seed: int = 0) -> Iterator[World]:
+    """Everything a run needs, removed afterwards (the mail, the database, the sink); the sink refuses
+    one DATA in ``refuse_one_in`` for now, drawn from ``seed`` (0: it accepts everything)."""
     workdir.mkdir(parents=True, exist_ok=True)
     wait_for_dovecot(env)
     account = new_imap_account(env)
     pg_name = create_database(env, prefix="maild_bench") if database == "postgresql" else None
     url = env.pg_url(pg_name) if pg_name else f"sqlite:///{workdir / 'maild.db'}"
-    sink = SinkProcess(workdir)
+    sink = SinkProcess(workdir, refuse_one_in=refuse_one_in, seed=seed)
     try:
         smtp = {"kind": "smtp", "host": "127.0.0.1", "port": sink.port, "tls": "none", "timeout": 30.0}
         config = write_config(workdir / "maild.toml", mailbox=imap_table(account, **(mailbox or {})), smtp=smtp,

@@ -123,7 +123,21 @@ def _rows_table(r: Results) -> list[str]:
     for name, label in STAGE_NAMES.items():
         add(f"Stage: {label}", name, ".3f", unit=" ms/msg")
     _web_rows(r, add)
+    _refusal_rows(r, add)
     return [*rows, ""]
+
+
+def _refusal_rows(r: Results, add: Callable[..., None]) -> None:
+    """The SMTP server refusing some replies for now: how soon all are delivered, each exactly once."""
+    refused = r.details.get("refusals", {})
+    if not refused:
+        return
+    add(f"{refused['replies']:,} replies, 1 DATA in {refused['one_in']} refused (451): all delivered, from the "
+        "daemon's start", "refusals_seconds", ".1f", unit=" s")
+    add("… refusals meanwhile", "refusals_count", ".0f")
+    add("… most refusals of one reply", "refusals_most", ".0f")
+    add("… longest wait of one reply (first refusal → delivered)", "refusals_longest_wait", ".1f", unit=" s")
+    add("… replies delivered twice", "refusals_duplicates", ".0f")
 
 
 def _web_rows(r: Results, add: Callable[..., None]) -> None:

@@ -14,7 +14,9 @@ interleaved, so a slow minute of the machine hits all of them alike):
 - ``stages``: milliseconds per message of each intake stage (where the time goes);
 - ``web``: the web form's response time per submission (SQLite and PostgreSQL),
   and ``maild run --once`` over a small backlog alone and beside a steady
-  stream of submissions, alternated (does the form slow the intake?).
+  stream of submissions, alternated (does the form slow the intake?);
+- ``refusals``: ``maild run`` answering 1,000 messages through an SMTP server
+  that refuses one DATA in five for now: how soon every reply is delivered.
 
 The full run writes ``bench/results/results.{md,json}`` and ``chart.png``;
 ``--quick`` (one repeat, small sizes) writes to ``var/bench/quick/`` instead,
@@ -35,13 +37,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bench import backlog, latency, machine, report, web
+from bench import backlog, latency, machine, refusals, report, web
 from bench.figures import MIB, Results
 from bench.harness import server_env
 from tests.factories import REPO
 from tests.servers import ServerEnv
 
-SECTIONS = ("backlog", "latency", "memory", "stages", "web")
+SECTIONS = ("backlog", "latency", "memory", "stages", "web", "refusals")
 RESULTS = REPO / "bench" / "results"
 QUICK_RESULTS = REPO / "var" / "bench" / "quick"
 WORK = REPO / "var" / "bench" / "work"
@@ -54,6 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.repeat, args.sizes = 1, args.sizes or [200, 1000]
         args.latency_messages, args.stage_messages = min(args.latency_messages, 20), min(args.stage_messages, 300)
         args.web_submissions, args.web_backlog = min(args.web_submissions, 50), min(args.web_backlog, 1000)
+        args.refusal_replies = min(args.refusal_replies, 300)
     sizes = sorted(set(args.sizes or [1000, 10_000]))
     out: Path = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     env = server_env()
@@ -88,6 +91,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="messages of the backlog drained alone and beside the web form")
     parser.add_argument("--web-interval", type=float, default=0.5,
                         help="seconds between two submissions while the daemon drains the backlog")
+    parser.add_argument("--refusal-replies", type=int, default=refusals.REPLIES,
+                        help="replies sent through the SMTP server that refuses some for now")
+    parser.add_argument("--refuse-one-in", type=int, default=refusals.ONE_IN,
+                        help="that server refuses one DATA in N, at random (seeded by the repeat)")
     parser.add_argument("--out", type=Path, default=None, help="results folder")
     return parser
 
@@ -231,6 +238,18 @@ class _Bench:
                             "sqlite": [asdict(x) for x in sqlite], "postgresql": [asdict(x) for x in pg],
                             "intake": [{**asdict(p), "ratio": p.ratio} for p in pairs]}
 
+    def refusals(self) -> None:
+        count, one_in = self.args.refusal_replies, self.args.refuse_one_in
+        runs = self._repeat(f"refusals {count} replies, 1 DATA in {one_in} refused", lambda i: refusals.refusals_run(
+            self.env, WORK / f"refusals-{i}", replies=count, one_in=one_in, seed_value=i))
+        r = self.results
+        r.add("refusals_seconds", [x.seconds for x in runs])
+        r.add("refusals_count", [x.refusals for x in runs])
+        r.add("refusals_most", [x.most_refusals for x in runs])
+        r.add("refusals_longest_wait", [x.longest_wait for x in runs])
+        r.add("refusals_duplicates", [x.duplicates for x in runs])
+        r.details["refusals"] = {"replies": count, "one_in": one_in, "runs": [asdict(x) for x in runs]}
+
 
 def _brief(value: Any) -> str:
     if isinstance(value, backlog.FloorRun | backlog.BookkeepingRun | backlog.MaildRun):
@@ -244,6 +263,8 @@ def _brief(value: Any) -> str:
         return (f"alone {value.alone_rate:.0f} msg/s  beside {value.beside_rate:.0f} msg/s  = {value.ratio:.2f} ×  "
                 f"({value.submissions} submissions, median {value.beside_median * 1000:.1f} ms)  "
                 f"maild cpu {value.alone_cpu_ms:.2f} / {value.beside_cpu_ms:.2f} ms/msg")
+    if isinstance(value, refusals.RefusalRun):
+        return refusals.brief(value)
     if isinstance(value, dict):
         return "  ".join(f"{k} {v:.3f}" for k, v in value.items() if isinstance(v, float))
     return ""

@@ -166,8 +166,16 @@ class Smtp:
     password: str = field(default="", repr=False)
     timeout: float = 30.0
     ca_file: Path | None = None
+    first_retry_seconds: float = 1.0
+    """A reply refused for now waits about this long (jittered) before its second try; each later wait
+    grows exponentially, up to ``RETRY_CAP``: short, so that a few refusals by chance cost seconds."""
     give_up_after_hours: float = 120.0
     """A reply refused for now (4xx, server down) is retried until it is this old, then failed for good."""
+
+
+RETRY_CAP = timedelta(minutes=30)
+"""The longest wait between two tries of a reply refused for now: a relay down for days is still tried
+twice an hour."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -562,7 +570,11 @@ def _mailbox(table: Mapping[str, Any], env: Mapping[str, str]) -> Mailbox:
 
 def _smtp(table: Mapping[str, Any], env: Mapping[str, str]) -> Smtp:
     p = "smtp"
-    _known(table, p, _CONNECTION_KEYS | {"timeout", "give_up_after_hours"})
+    _known(table, p, _CONNECTION_KEYS | {"timeout", "first_retry_seconds", "give_up_after_hours"})
+    first_retry = _positive(table, p, "first_retry_seconds", Smtp().first_retry_seconds, float)
+    if first_retry > RETRY_CAP.total_seconds():
+        raise ConfigError(f"{p}.first_retry_seconds", f"must be at most {RETRY_CAP.total_seconds():.0f} "
+                          "(the longest wait between two tries)")
     tls = _choice(table, p, "tls", "none", ("ssl", "starttls", "none"))
     return Smtp(
         kind=_choice(table, p, "kind", "maildir", ("smtp", "maildir")),
@@ -571,6 +583,7 @@ def _smtp(table: Mapping[str, Any], env: Mapping[str, str]) -> Smtp:
         port=_port(table, p, 465 if tls == "ssl" else 25),
         tls=tls, username=_get(table, p, "username", str, ""), password=_secret(table, p, env),
         timeout=_positive(table, p, "timeout", 30.0, float), ca_file=_ca_file(table, p),
+        first_retry_seconds=first_retry,
         give_up_after_hours=_positive(table, p, "give_up_after_hours", 120.0, float),
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from maild.errors import StoreError, TransportDeferred, TransportError, Transpor
 from maild.mail.maildir import MaildirSink, file_name
 from maild.ops.digest import build_digest
 from maild.records import OutboxState, OutgoingMail
-from maild.settings import Limits
+from maild.settings import Limits, Smtp
 from maild.store import Store
 from tests.daemon_kit import FakeClock
 from tests.factories import settings
@@ -188,24 +189,56 @@ def test_a_reply_refused_for_now_waits_alone_by_its_own_backoff(store: Store) ->
 
     transport = Transport(greylist)
     clock = FakeClock(NOW)
-    backoff = Backoff(base=timedelta(seconds=30), jitter=lambda: 0.0)  # half the delay: the earliest
+    backoff = replace(Backoff.of(Smtp()), jitter=lambda: 0.0)  # half the delay: the earliest
     first = OutboxSender(store, transport, clock, Limits(), "host:1", backoff=backoff).drain()
     assert (first.sent, first.deferred, first.failed) == (3, 1, 0)
     assert transport.sent == [ids[0], ids[2], ids[3]]  # the others went on
     (waiting,) = store.outbox(OutboxState.PENDING)
-    assert (waiting.attempts, waiting.next_attempt_at) == (1, NOW + timedelta(seconds=15))
-    clock.advance(timedelta(seconds=15))
+    assert (waiting.attempts, waiting.next_attempt_at) == (1, NOW + timedelta(seconds=0.5))  # half of 1 s
+    clock.advance(timedelta(seconds=0.5))
     assert OutboxSender(store, transport, clock, Limits(), "host:1", backoff=backoff).drain().deferred == 1
     (waiting,) = store.outbox(OutboxState.PENDING)
-    assert waiting.next_attempt_at == NOW + timedelta(seconds=15 + 30)  # its own second try: twice as long
+    assert waiting.next_attempt_at == NOW + timedelta(seconds=0.5 + 0.75)  # its own second wait: half as long again
 
 
 def test_backoff_is_jittered_within_half_and_all_of_the_capped_delay() -> None:
     for jitter, expected in ((0.0, 0.5), (0.999, 0.9995)):
-        backoff = Backoff(base=timedelta(seconds=30), cap=timedelta(minutes=30),
-                          jitter=functools.partial(float, jitter))
-        assert backoff.next_try(NOW, 1) == NOW + timedelta(seconds=30) * expected
-        assert backoff.next_try(NOW, 40) == NOW + timedelta(minutes=30) * expected
+        backoff = Backoff(jitter=functools.partial(float, jitter))  # the defaults: 1 s, growing by half, 30 min
+        assert backoff.next_try(NOW, 1) == NOW + timedelta(seconds=1) * expected
+        assert backoff.next_try(NOW, 2) == NOW + timedelta(seconds=1.5) * expected
+        assert backoff.next_try(NOW, 3) == NOW + timedelta(seconds=2.25) * expected
+        assert backoff.next_try(NOW, 19) == NOW + timedelta(seconds=1.5 ** 18) * expected  # about 25 min
+        assert backoff.next_try(NOW, 20) == NOW + timedelta(minutes=30) * expected  # the cap, from then on
+        assert backoff.next_try(NOW, 10_000) == NOW + timedelta(minutes=30) * expected
+
+
+def test_backoff_starts_from_the_configured_first_retry() -> None:
+    backoff = Backoff.of(Smtp(first_retry_seconds=20.0, give_up_after_hours=6.0))
+    assert (backoff.base, backoff.give_up_after) == (timedelta(seconds=20), timedelta(hours=6))
+    early, late = (replace(backoff, jitter=functools.partial(float, j)) for j in (0.0, 0.999))
+    assert early.next_try(NOW, 2) == NOW + timedelta(seconds=15) and late.next_try(NOW, 2) < NOW + timedelta(seconds=30)
+
+
+def test_a_reply_refused_for_now_at_every_try_is_retried_ever_more_rarely_then_given_up(store: Store) -> None:
+    queue(store, 1)
+
+    def always(mail: OutgoingMail) -> None:
+        raise TransportDeferred("451 4.7.1 greylisted")
+
+    clock = FakeClock(NOW)
+    backoff = Backoff(give_up_after=timedelta(hours=2), jitter=lambda: 0.5)  # three quarters of each delay
+    waits: list[timedelta] = []
+    while OutboxSender(store, Transport(always), clock, Limits(), "host:1", backoff=backoff).drain().deferred:
+        (waiting,) = store.outbox(OutboxState.PENDING)
+        waits.append(waiting.next_attempt_at - clock.now())
+        clock.current = waiting.next_attempt_at  # tried again exactly when due
+    expected = [timedelta(seconds=min(1.5 ** k, 1800)) * 0.75 for k in range(len(waits))]
+    assert waits == expected and waits[-1] == timedelta(minutes=30) * 0.75  # capped well before the give-up
+    # 19 growing waits, 3 at the cap; given up at the first try once the reply is 2 h old:
+    assert len(waits) == 22 and sum(waits[:-1], timedelta()) < timedelta(hours=2) <= sum(waits, timedelta())
+    (outbox,) = store.outbox()
+    assert (outbox.state, outbox.attempts) == (OutboxState.FAILED, 23)
+    assert (outbox.last_error or "").startswith("given up after 2 h and 23 attempt")
 
 
 def test_a_reply_refused_for_now_too_long_is_given_up_and_shown_in_the_digest(store: Store) -> None:

@@ -44,6 +44,13 @@ def test_defaults() -> None:
     assert week[6] is None
     assert [s.priorities.of(c) for c in Category] == [3, 2, 1, 4]
     assert s.limits.max_replies_per_sender_per_hour == 20
+    assert (s.smtp.first_retry_seconds, s.smtp.give_up_after_hours) == (1.0, 120.0)
+
+
+def test_the_retry_of_a_reply_refused_for_now_is_configured_in_smtp() -> None:
+    s = parse_settings(with_table("smtp", {"first_retry_seconds": 30, "give_up_after_hours": 48}))
+    assert (s.smtp.first_retry_seconds, s.smtp.give_up_after_hours) == (30.0, 48.0)
+    assert parse_settings(with_table("smtp", {"first_retry_seconds": 1800})).smtp.first_retry_seconds == 1800.0
 
 
 def test_week_and_priorities_override() -> None:
@@ -83,6 +90,9 @@ def test_week_and_priorities_override() -> None:
         (with_table("mailbox", {"idle": "yes"}), "mailbox.idle", "must be true or false"),
         (with_table("mailbox", {"password": "a", "password_env": "B"}), "mailbox.password_env", "only one"),
         (with_table("mailbox", {"password_env": "MAILD_NO_SUCH_VARIABLE"}), "mailbox.password_env", "not set"),
+        (with_table("smtp", {"first_retry_seconds": 0}), "smtp.first_retry_seconds", "greater than zero"),
+        (with_table("smtp", {"first_retry_seconds": "1s"}), "smtp.first_retry_seconds", "must be a number"),
+        (with_table("smtp", {"first_retry_seconds": 3600}), "smtp.first_retry_seconds", "at most 1800"),
         (with_table("database", {"url": "mysql://x"}), "database.url", "must be a sqlite"),
         (with_table("limits", {"max_replies_per_sender_per_hour": -1}),
          "limits.max_replies_per_sender_per_hour", "greater than zero"),

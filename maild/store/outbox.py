@@ -137,10 +137,10 @@ _EVENT = insert(models.Event)
 
 
 def retry_at(now: datetime, attempts: int, base: timedelta = timedelta(minutes=1),
-             cap: timedelta = timedelta(hours=6)) -> datetime:
-    """Exponential backoff: ``base * 2**(attempts-1)``, at most ``cap``, from ``now``."""
-    exponent = max(0, min(attempts - 1, 30))
-    return now + min(cap, base * (1 << exponent))
+             cap: timedelta = timedelta(hours=6), factor: float = 2.0) -> datetime:
+    """Exponential backoff: ``base * factor**(attempts-1)``, at most ``cap``, from ``now``."""
+    exponent = max(0, min(attempts - 1, 64))  # in float seconds: a timedelta would overflow first
+    return now + timedelta(seconds=min(cap.total_seconds(), base.total_seconds() * factor ** exponent))
 
 
 def claim(

@@ -43,7 +43,7 @@ from maild.daemon.outbox.transport import MailTransport
 from maild.errors import StoreError, TransportDeferred, TransportError, TransportUnavailable
 from maild.logs import context
 from maild.records import OutboxItem, OutgoingMail
-from maild.settings import Limits, Smtp
+from maild.settings import RETRY_CAP, Limits, Smtp
 from maild.store import Store
 from maild.store.outbox import retry_at
 
@@ -57,6 +57,10 @@ SETTLE_RETRY = 1.0
 BATCH = 200
 """Replies claimed at once: one claim (one transaction, one fsync) serves them all, while each
 reply is still marked sent on its own right after its 250 (a commit, or a journal line)."""
+GROWTH = 1.5
+"""Each wait of a reply refused for now is half as long again as the one before (up to the cap), not
+twice: a relay refusing one message in five at random refuses a few of a thousand five or six times
+in a row by chance alone, and doubling would make those wait minutes."""
 LEASE_LEFT_TO_SEND = timedelta(seconds=LEASE_SECONDS / 2)
 """A reply is sent only while this much of its lease is left; a slow server makes the sender
 hand the rest of the batch back and claim it again, so a lease never runs out mid-send
@@ -120,19 +124,21 @@ class Backoff:
     """When a reply refused for now is tried again: its own exponential backoff, jittered, capped; and
     when it is given up. Injected, so that tests drive it with their clock instead of waiting."""
 
-    base: timedelta = timedelta(seconds=30)
-    cap: timedelta = timedelta(minutes=30)
-    give_up_after: timedelta = timedelta(hours=120)
+    base: timedelta = timedelta(seconds=Smtp().first_retry_seconds)
+    factor: float = GROWTH
+    cap: timedelta = RETRY_CAP
+    give_up_after: timedelta = timedelta(hours=Smtp().give_up_after_hours)
     jitter: Callable[[], float] = random.random
     """A fraction in [0, 1): the delay is between half and all of the exponential one, so replies
     refused together are not all tried again in the same second."""
 
     @classmethod
     def of(cls, smtp: Smtp) -> Backoff:
-        return cls(give_up_after=timedelta(hours=smtp.give_up_after_hours))
+        return cls(base=timedelta(seconds=smtp.first_retry_seconds),
+                   give_up_after=timedelta(hours=smtp.give_up_after_hours))
 
     def next_try(self, now: datetime, attempts: int) -> datetime:
-        delay = retry_at(now, attempts, base=self.base, cap=self.cap) - now
+        delay = retry_at(now, attempts, base=self.base, cap=self.cap, factor=self.factor) - now
         return now + delay * (0.5 + self.jitter() / 2)
 
 
