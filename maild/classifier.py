@@ -460,6 +460,7 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     shared by several groups is joined and cleared of exceptions once.
     """
     back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
+    present = frozenset(back)
     windows: dict[int, str] = {}
     for group in negation.cues:
         if (group.categories or group.rules) and (
@@ -471,6 +472,8 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
             before = _clause(before, group.stops)
         if not before:
             continue  # every cue needs at least one word
+        if group.words.isdisjoint(present) and not (group.stems and any(w.startswith(group.stems) for w in before)):
+            continue  # no word a cue of the group starts with: its pattern cannot match
         window = windows.get(len(before))
         if window is None:
             window = _cleared(back, len(before), negation.exceptions)
@@ -510,7 +513,7 @@ def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:
     """The leading run of ``tokens`` up to a clause boundary or terminator word."""
     out: list[str] = []
     for token in tokens:
-        if _is_boundary(token) or token in terminators:
+        if not token[0].isalnum() or token in terminators:  # _is_boundary, inlined: every window reads here
             break
         out.append(token)
     return out

@@ -123,6 +123,10 @@ class CueGroup:
     "ho dimenticato la password" a request)."""
     rules: frozenset[str] = frozenset()
     """The rules (ids) whose actions the group cancels; all when empty."""
+    words: frozenset[str] = frozenset()
+    """The words a cue of the group can start with: a window holding none of them is not searched."""
+    stems: tuple[str, ...] = ()
+    """The stems (``stem*`` leads, without the star) a cue of the group can start with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +401,16 @@ class _Loader:
         bodies = [self.template_body(src, f"{dotted}[{i}]", action_ok=False) for i, src in enumerate(sources)]
         return self.compile(f"(?<!{WORD})(?:" + "|".join(bodies) + f")(?!{WORD})", dotted)
 
+    def leads(self, table: Mapping[str, Any], prefix: str, key: str) -> frozenset[str]:
+        """The leads of the first pieces of a template list: every match of it starts at a word fitting one."""
+        dotted = _dot(prefix, key)
+        out: set[str] = set()
+        for i, src in enumerate(self.strings(table, prefix, key)):
+            needs: list[frozenset[str]] = []
+            self.template_body(src, f"{dotted}[{i}]", action_ok=False, needs=needs)
+            out.update(needs[0])  # the first piece is required (see template_body)
+        return frozenset(out)
+
     def template_body(self, source: str, key: str, *, action_ok: bool = True,
                       needs: list[frozenset[str]] | None = None) -> str:
         """The regex of a template; the leads of its required pieces are added to ``needs``.
@@ -544,6 +558,7 @@ class _Loader:
         self.known(item, key, {"name", "window", "terms", "stops", "act", "categories", "rules"})
         pattern = self.template_list(item, key, "terms", required=True)
         assert pattern is not None
+        leads = self.leads(item, key, "terms")
         stops = frozenset(self.words(item, key, "stops")) if "stops" in item else frozenset()
         act = self.value(item, key, "act", str) if "act" in item else "negation"
         if act not in ACTS:
@@ -554,7 +569,9 @@ class _Loader:
             if rule_id not in self.rule_ids:
                 raise self.fail(f"{key}.rules[{i}]", f"unknown rule {rule_id!r}")
         return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
-                        pattern=pattern, stops=stops, act=act, categories=categories, rules=rules)
+                        pattern=pattern, stops=stops, act=act, categories=categories, rules=rules,
+                        words=frozenset(w for w in leads if not w.endswith("*")),
+                        stems=tuple(sorted(w[:-1] for w in leads if w.endswith("*"))))
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
