@@ -460,9 +460,11 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     shared by several groups is joined and cleared of exceptions once.
     """
     back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
-    present = frozenset(back)
+    possible = negation.may_cancel(back)
     windows: dict[int, str] = {}
-    for group in negation.cues:
+    for number, group in enumerate(negation.cues):
+        if not possible >> number & 1:
+            continue  # no word a cue of the group starts with: its pattern cannot match
         if (group.categories or group.rules) and (
                 rule is None or (group.categories and rule.category not in group.categories)
                 or (group.rules and rule.id not in group.rules)):
@@ -472,8 +474,6 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
             before = _clause(before, group.stops)
         if not before:
             continue  # every cue needs at least one word
-        if group.words.isdisjoint(present) and not (group.stems and any(w.startswith(group.stems) for w in before)):
-            continue  # no word a cue of the group starts with: its pattern cannot match
         window = windows.get(len(before))
         if window is None:
             window = _cleared(back, len(before), negation.exceptions)

@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,24 @@ class Negation:
     terminators: frozenset[str]
     reach: int
     """The widest cue window."""
+    leading: Mapping[str, int] = field(default_factory=dict)
+    """For each word a cue can start with, the groups (bit ``i`` for ``cues[i]``) whose cues can."""
+    stems: tuple[tuple[str, int], ...] = ()
+    """The same for the stems a cue can start with (``stem*`` leads, without the star)."""
+    prefixes: tuple[str, ...] = ()
+    """The stems of ``stems`` alone, for one ``str.startswith`` test a word."""
+
+    def may_cancel(self, words: Iterable[str]) -> int:
+        """The groups (bits, as in ``leading``) whose cues can start at one of ``words``: only those are searched."""
+        found = 0
+        prefixes = self.prefixes
+        for word in words:
+            found |= self.leading.get(word, 0)
+            if prefixes and word.startswith(prefixes):
+                for stem, bits in self.stems:
+                    if word.startswith(stem):
+                        found |= bits
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,6 +561,7 @@ class _Loader:
         if not groups:
             raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
         cues = tuple(self.cue_group(item, f"{p}.cues[{i}]") for i, item in enumerate(groups))
+        stems = tuple(sorted(_bits((stem, i) for i, group in enumerate(cues) for stem in group.stems).items()))
         return Negation(
             cues=cues,
             post_window=self.positive(table, p, "post_window"),
@@ -550,6 +569,9 @@ class _Loader:
             post=self.template_list(table, p, "post"),
             terminators=frozenset(self.words(table, p, "terminators")),
             reach=max(group.window for group in cues),
+            leading=_bits((word, i) for i, group in enumerate(cues) for word in group.words),
+            stems=stems,
+            prefixes=tuple(stem for stem, _ in stems),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
@@ -686,3 +708,11 @@ class _Loader:
 
 def _dot(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
+
+
+def _bits(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Each key with the bits of the numbers paired with it."""
+    out: dict[str, int] = {}
+    for key, number in pairs:
+        out[key] = out.get(key, 0) | 1 << number
+    return out
