@@ -460,11 +460,12 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     shared by several groups is joined and cleared of exceptions once.
     """
     back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
-    possible = negation.may_cancel(back)
+    possible = negation.may_cancel(back)  # the groups whose cues can start at a word of the window
     windows: dict[int, str] = {}
-    for number, group in enumerate(negation.cues):
-        if not possible >> number & 1:
-            continue  # no word a cue of the group starts with: its pattern cannot match
+    while possible:
+        lowest = possible & -possible
+        possible ^= lowest
+        group = negation.cues[lowest.bit_length() - 1]
         if (group.categories or group.rules) and (
                 rule is None or (group.categories and rule.category not in group.categories)
                 or (group.rules and rule.id not in group.rules)):
@@ -485,8 +486,10 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
         return None
     if after < len(canon.tokens) and canon.tokens[after] == ":":
         after += 1  # a label and its verdict: "reset password: NON serve piu"
-    following = " ".join(_clause(canon.tokens[after:after + negation.post_window], negation.terminators))
-    post = negation.post.search(following)
+    following = _clause(canon.tokens[after:after + negation.post_window], negation.terminators)
+    if not negation.may_follow(following):
+        return None
+    post = negation.post.search(" ".join(following))
     return None if post is None else ("negation", post.group())
 
 
@@ -637,7 +640,7 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
     body = _scores(body_hits, reasons)
     from_subject = False
     if any(score >= rules.threshold for score in body.values()):
-        if _scores(subject_hits, []):
+        if any(hit.cue is None for hit in subject_hits):  # the subject would score: it is not needed
             reasons.append("subject ignored: body decides")
         scores = body
     else:

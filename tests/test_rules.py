@@ -213,8 +213,11 @@ def cue_groups_missed(text: str, tokens: tuple[str, ...]) -> list[str]:
     """Cue groups whose pattern finds a cue in ``text`` although ``may_cancel`` of its words rules them out."""
     negation = rules().negation
     possible = negation.may_cancel(tokens)
-    return [group.name for number, group in enumerate(negation.cues)
-            if not possible >> number & 1 and group.pattern.search(text)]
+    missed = [group.name for number, group in enumerate(negation.cues)
+              if not possible >> number & 1 and group.pattern.search(text)]
+    if negation.post is not None and not negation.may_follow(tokens) and negation.post.search(text):
+        missed.append("post")
+    return missed
 
 
 @pytest.mark.parametrize("folder", ["corpus", "heldout"])
@@ -238,3 +241,4 @@ def test_may_cancel_names_the_groups_whose_cues_start_with_a_word_or_a_stem() ->
     assert names and all("gratitude" in name for name in names)
     assert negation.may_cancel(["xyzzy", "qwerty"]) == 0
     assert negation.may_cancel(["non"]) & 1  # the first group: "non" and its kin
+    assert not negation.may_follow(["xyzzy", "qwerty"])

@@ -152,6 +152,15 @@ class Negation:
     """The same for the stems a cue can start with (``stem*`` leads, without the star)."""
     prefixes: tuple[str, ...] = ()
     """The stems of ``stems`` alone, for one ``str.startswith`` test a word."""
+    post_words: frozenset[str] = frozenset()
+    """The words a ``post`` phrase can start with (whole words)."""
+    post_stems: tuple[str, ...] = ()
+    """The stems a ``post`` phrase can start with."""
+
+    def may_follow(self, words: Iterable[str]) -> bool:
+        """False when no ``post`` phrase can start at any of ``words``: they are not searched."""
+        stems = self.post_stems
+        return any(word in self.post_words or (stems and word.startswith(stems)) for word in words)
 
     def may_cancel(self, words: Iterable[str]) -> int:
         """The groups (bits, as in ``leading``) whose cues can start at one of ``words``: only those are searched."""
@@ -423,7 +432,7 @@ class _Loader:
         """The leads of the first pieces of a template list: every match of it starts at a word fitting one."""
         dotted = _dot(prefix, key)
         out: set[str] = set()
-        for i, src in enumerate(self.strings(table, prefix, key)):
+        for i, src in enumerate(self.strings(table, prefix, key, empty_ok=True)):
             needs: list[frozenset[str]] = []
             self.template_body(src, f"{dotted}[{i}]", action_ok=False, needs=needs)
             out.update(needs[0])  # the first piece is required (see template_body)
@@ -562,6 +571,7 @@ class _Loader:
             raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
         cues = tuple(self.cue_group(item, f"{p}.cues[{i}]") for i, item in enumerate(groups))
         stems = tuple(sorted(_bits((stem, i) for i, group in enumerate(cues) for stem in group.stems).items()))
+        post_leads = self.leads(table, p, "post") if "post" in table else frozenset()
         return Negation(
             cues=cues,
             post_window=self.positive(table, p, "post_window"),
@@ -572,6 +582,8 @@ class _Loader:
             leading=_bits((word, i) for i, group in enumerate(cues) for word in group.words),
             stems=stems,
             prefixes=tuple(stem for stem, _ in stems),
+            post_words=frozenset(w for w in post_leads if not w.endswith("*")),
+            post_stems=tuple(sorted(w[:-1] for w in post_leads if w.endswith("*"))),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
