@@ -28,6 +28,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
@@ -129,7 +130,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons), lines, rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
-    words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
+    words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
     text = "\n".join(ln.text for ln in lines).strip()
@@ -147,8 +148,6 @@ def _subject_lines(subject: str) -> tuple[Line, ...]:
 def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
     tokens: list[str] = []
     numbers: list[int] = []
-    starts: list[int] = []
-    position = 0
     after_boundary = True  # no boundary at the start, nor two in a row
     budget = rules.max_chars
     for ln in lines:
@@ -157,15 +156,16 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
         folded = ln.folded[:budget]
         budget -= len(folded) + 1
         words = _tokens(folded, rules.abbreviations) if folded.strip() else [_PARAGRAPH]
+        kept = len(tokens)
         for word in words:
             boundary = not word[0].isalnum()  # _is_boundary, inlined: this loop sees every word
             if boundary and after_boundary:
                 continue
             after_boundary = boundary
             tokens.append(word)
-            numbers.append(ln.number)
-            starts.append(position)
-            position += len(word) + 1
+        numbers.extend([ln.number] * (len(tokens) - kept))
+    starts = list(accumulate([len(token) + 1 for token in tokens], initial=0))
+    starts.pop()  # the offset after the last token
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
     canon = _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
@@ -704,7 +704,7 @@ def _weak_review(weak: Category | None, scores: Mapping[Category, int], reasons:
 
 def _language(tokens: Sequence[str], hints: Sequence[str], rules: Rules, default: str) -> tuple[str, str]:
     """(language, reason): most stop-words wins; hints, then the default, break ties."""
-    counts = {code: sum(1 for t in tokens if t in words) for code, words in rules.stopwords}
+    counts = {code: sum(map(words.__contains__, tokens)) for code, words in rules.stopwords}
     ranked = sorted(((c, n) for c, n in counts.items() if n), key=lambda kv: -kv[1])
     if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
         return ranked[0][0], f"language {ranked[0][0]}: stop-words " + ", ".join(f"{c}={n}" for c, n in ranked)

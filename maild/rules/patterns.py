@@ -161,7 +161,11 @@ class Lexicon:
         """
         at: dict[str, list[int]] = {}
         for token, start in zip(tokens, starts, strict=True):
-            at.setdefault(token, []).append(start)
+            found = at.get(token)
+            if found is None:
+                at[token] = [start]
+            else:
+                found.append(start)
         if self.stems is not None:
             for match in self.stems.finditer(text):
                 for stem in self.implied[match.group()]:
