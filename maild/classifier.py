@@ -28,6 +28,7 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import accumulate
 from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
@@ -129,7 +130,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons), lines, rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
-    words = [t for t in own.tokens if not _is_boundary(t)] or _canon(_subject_lines(subject), rules).tokens
+    words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
     text = "\n".join(ln.text for ln in lines).strip()
@@ -147,8 +148,6 @@ def _subject_lines(subject: str) -> tuple[Line, ...]:
 def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
     tokens: list[str] = []
     numbers: list[int] = []
-    starts: list[int] = []
-    position = 0
     after_boundary = True  # no boundary at the start, nor two in a row
     budget = rules.max_chars
     for ln in lines:
@@ -157,15 +156,16 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
         folded = ln.folded[:budget]
         budget -= len(folded) + 1
         words = _tokens(folded, rules.abbreviations) if folded.strip() else [_PARAGRAPH]
+        kept = len(tokens)
         for word in words:
             boundary = not word[0].isalnum()  # _is_boundary, inlined: this loop sees every word
             if boundary and after_boundary:
                 continue
             after_boundary = boundary
             tokens.append(word)
-            numbers.append(ln.number)
-            starts.append(position)
-            position += len(word) + 1
+        numbers.extend([ln.number] * (len(tokens) - kept))
+    starts = list(accumulate([len(token) + 1 for token in tokens], initial=0))
+    starts.pop()  # the offset after the last token
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
     canon = _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
@@ -460,8 +460,12 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     shared by several groups is joined and cleared of exceptions once.
     """
     back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
+    possible = negation.may_cancel(back)  # the groups whose cues can start at a word of the window
     windows: dict[int, str] = {}
-    for group in negation.cues:
+    while possible:
+        lowest = possible & -possible
+        possible ^= lowest
+        group = negation.cues[lowest.bit_length() - 1]
         if (group.categories or group.rules) and (
                 rule is None or (group.categories and rule.category not in group.categories)
                 or (group.rules and rule.id not in group.rules)):
@@ -482,8 +486,10 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
         return None
     if after < len(canon.tokens) and canon.tokens[after] == ":":
         after += 1  # a label and its verdict: "reset password: NON serve piu"
-    following = " ".join(_clause(canon.tokens[after:after + negation.post_window], negation.terminators))
-    post = negation.post.search(following)
+    following = _clause(canon.tokens[after:after + negation.post_window], negation.terminators)
+    if not negation.may_follow(following):
+        return None
+    post = negation.post.search(" ".join(following))
     return None if post is None else ("negation", post.group())
 
 
@@ -510,7 +516,7 @@ def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:
     """The leading run of ``tokens`` up to a clause boundary or terminator word."""
     out: list[str] = []
     for token in tokens:
-        if _is_boundary(token) or token in terminators:
+        if not token[0].isalnum() or token in terminators:  # _is_boundary, inlined: every window reads here
             break
         out.append(token)
     return out
@@ -634,7 +640,7 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
     body = _scores(body_hits, reasons)
     from_subject = False
     if any(score >= rules.threshold for score in body.values()):
-        if _scores(subject_hits, []):
+        if any(hit.cue is None for hit in subject_hits):  # the subject would score: it is not needed
             reasons.append("subject ignored: body decides")
         scores = body
     else:
@@ -698,7 +704,7 @@ def _weak_review(weak: Category | None, scores: Mapping[Category, int], reasons:
 
 def _language(tokens: Sequence[str], hints: Sequence[str], rules: Rules, default: str) -> tuple[str, str]:
     """(language, reason): most stop-words wins; hints, then the default, break ties."""
-    counts = {code: sum(1 for t in tokens if t in words) for code, words in rules.stopwords}
+    counts = {code: sum(map(words.__contains__, tokens)) for code, words in rules.stopwords}
     ranked = sorted(((c, n) for c, n in counts.items() if n), key=lambda kv: -kv[1])
     if ranked and (len(ranked) == 1 or ranked[0][1] > ranked[1][1]):
         return ranked[0][0], f"language {ranked[0][0]}: stop-words " + ", ".join(f"{c}={n}" for c, n in ranked)

@@ -111,6 +111,7 @@ def test_no_administration_fails_closed() -> None:
 
 def test_strip_comments_handles_nesting_and_quotes() -> None:
     assert strip_comments('a (b (c) d) "x (y)" e').split() == ["a", '"x', '(y)"', "e"]
+    assert strip_comments('a "b\\" c" d) e') == 'a "b\\" c" d) e'  # no comment opens: unchanged
 
 
 def test_parse_auth_results_reads_properties() -> None:

@@ -207,3 +207,38 @@ def test_rules_loaded_uncompiled_compile_each_template_on_first_use_or_all_at_on
     eager = load_rules(DEFAULT_RULES)
     assert all(t.compiled for t in [*eager.adoption.phrases, *(template for _rule, template in eager.templates)])
     assert [t.pattern.pattern for t in templates] == [t.source for t in templates]
+
+
+def cue_groups_missed(text: str, tokens: tuple[str, ...]) -> list[str]:
+    """Cue groups whose pattern finds a cue in ``text`` although ``may_cancel`` of its words rules them out."""
+    negation = rules().negation
+    possible = negation.may_cancel(tokens)
+    missed = [group.name for number, group in enumerate(negation.cues)
+              if not possible >> number & 1 and group.pattern.search(text)]
+    if negation.post is not None and not negation.may_follow(tokens) and negation.post.search(text):
+        missed.append("post")
+    return missed
+
+
+@pytest.mark.parametrize("folder", ["corpus", "heldout"])
+def test_a_cue_group_ruled_out_by_the_words_of_a_real_message_finds_nothing_in_it(folder: str) -> None:
+    path = CORPUS if folder == "corpus" else REPO / "tests" / "data" / "heldout"
+    for message in sorted(path.glob("*.eml")):
+        text, tokens = canonical(message.read_text(encoding="utf-8", errors="replace"))
+        assert cue_groups_missed(text, tokens) == [], message.name
+
+
+@settings(max_examples=400, deadline=None)
+@given(rule_texts())
+def test_a_cue_group_ruled_out_by_the_words_of_a_text_finds_nothing_in_it(text: str) -> None:
+    canon, tokens = canonical(text)
+    assert cue_groups_missed(canon, tokens) == []
+
+
+def test_may_cancel_names_the_groups_whose_cues_start_with_a_word_or_a_stem() -> None:
+    negation = rules().negation
+    names = [g.name for n, g in enumerate(negation.cues) if negation.may_cancel(["ringraziamo"]) >> n & 1]
+    assert names and all("gratitude" in name for name in names)
+    assert negation.may_cancel(["xyzzy", "qwerty"]) == 0
+    assert negation.may_cancel(["non"]) & 1  # the first group: "non" and its kin
+    assert not negation.may_follow(["xyzzy", "qwerty"])

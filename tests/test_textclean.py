@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.rules import load_rules
-from maild.rules.textclean import _PUNCTUATION, CleanedText, CleanRules, Marker, any_marker, clean, fold
+from maild.rules.textclean import _PUNCTUATION, CleanedText, CleanRules, Marker, any_marker, clean, fold, split_lines
 from maild.settings import DEFAULT_RULES
 
 
@@ -243,3 +243,9 @@ def test_line_endings_and_numbers_follow_the_original_body() -> None:
     result = cleaned(body)
     assert [(ln.number, ln.text) for ln in result.own] == [(1, "Riga uno"), (2, "Riga due"), (4, "Riga quattro")]
     assert [(ln.number, ln.text) for ln in result.quoted] == [(3, "citata")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from(list("aB `'\r\n\x0b\x0c\x1c\x1d\x1e\x85Z.è")), max_size=60))
+def test_split_lines_folds_each_line_as_fold_does_whatever_the_line_breaks(body: str) -> None:
+    assert [(ln.text, ln.folded) for ln in split_lines(body)] == [(raw, fold(raw)) for raw in body.splitlines()]

@@ -36,6 +36,8 @@ class AuthResults:
 
 def strip_comments(value: str) -> str:
     """Remove RFC 5322 comments (nested, with quoted-pairs), keeping quoted strings."""
+    if "(" not in value:
+        return value  # no comment opens: every character is kept
     out: list[str] = []
     depth = 0
     in_quote = False

@@ -18,6 +18,9 @@ from collections.abc import Callable, Iterable
 _INDIRECT = "me|te|ce|ve|se|glie"
 _DIRECT = "lo|la|li|le|ne"
 _CLUSTER = re.compile(rf"(?P<verb>[a-z]{{3,}}?(?:ar|er|ir|ate|ete|ite))(?:{_INDIRECT})(?P<object>{_DIRECT})")
+_DIRECT_ENDS = frozenset(_DIRECT.split("|"))
+_BEFORE_DIRECT = frozenset({*(p[-2:] for p in _INDIRECT.split("|")), "do"})
+"""The two letters before the object pronoun: an indirect pronoun's last two, or the gerund's "-do"."""
 _GERUND = re.compile(rf"(?P<stem>[a-z]{{3,}}?)(?P<vowel>a|e)ndo(?:{_INDIRECT})?(?P<object>{_DIRECT})")
 
 
@@ -40,6 +43,8 @@ def enclitics(words: Iterable[str], spelled: Callable[[str], int]) -> dict[str, 
     """
     out = {}
     for word in words:
-        if len(word) > 7 and (found := enclitic(word)) is not None and spelled(word) <= found[1]:
+        if len(word) <= 7 or word[-2:] not in _DIRECT_ENDS or word[-4:-2] not in _BEFORE_DIRECT:
+            continue  # every reading below ends so: most words are not even tried
+        if (found := enclitic(word)) is not None and spelled(word) <= found[1]:
             out[word] = found[0]
     return out

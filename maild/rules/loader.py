@@ -46,8 +46,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,10 @@ class CueGroup:
     "ho dimenticato la password" a request)."""
     rules: frozenset[str] = frozenset()
     """The rules (ids) whose actions the group cancels; all when empty."""
+    words: frozenset[str] = frozenset()
+    """The words a cue of the group can start with: a window holding none of them is not searched."""
+    stems: tuple[str, ...] = ()
+    """The stems (``stem*`` leads, without the star) a cue of the group can start with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,33 @@ class Negation:
     terminators: frozenset[str]
     reach: int
     """The widest cue window."""
+    leading: Mapping[str, int] = field(default_factory=dict)
+    """For each word a cue can start with, the groups (bit ``i`` for ``cues[i]``) whose cues can."""
+    stems: tuple[tuple[str, int], ...] = ()
+    """The same for the stems a cue can start with (``stem*`` leads, without the star)."""
+    prefixes: tuple[str, ...] = ()
+    """The stems of ``stems`` alone, for one ``str.startswith`` test a word."""
+    post_words: frozenset[str] = frozenset()
+    """The words a ``post`` phrase can start with (whole words)."""
+    post_stems: tuple[str, ...] = ()
+    """The stems a ``post`` phrase can start with."""
+
+    def may_follow(self, words: Iterable[str]) -> bool:
+        """False when no ``post`` phrase can start at any of ``words``: they are not searched."""
+        stems = self.post_stems
+        return any(word in self.post_words or (stems and word.startswith(stems)) for word in words)
+
+    def may_cancel(self, words: Iterable[str]) -> int:
+        """The groups (bits, as in ``leading``) whose cues can start at one of ``words``: only those are searched."""
+        found = 0
+        prefixes = self.prefixes
+        for word in words:
+            found |= self.leading.get(word, 0)
+            if prefixes and word.startswith(prefixes):
+                for stem, bits in self.stems:
+                    if word.startswith(stem):
+                        found |= bits
+        return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -397,6 +428,16 @@ class _Loader:
         bodies = [self.template_body(src, f"{dotted}[{i}]", action_ok=False) for i, src in enumerate(sources)]
         return self.compile(f"(?<!{WORD})(?:" + "|".join(bodies) + f")(?!{WORD})", dotted)
 
+    def leads(self, table: Mapping[str, Any], prefix: str, key: str) -> frozenset[str]:
+        """The leads of the first pieces of a template list: every match of it starts at a word fitting one."""
+        dotted = _dot(prefix, key)
+        out: set[str] = set()
+        for i, src in enumerate(self.strings(table, prefix, key, empty_ok=True)):
+            needs: list[frozenset[str]] = []
+            self.template_body(src, f"{dotted}[{i}]", action_ok=False, needs=needs)
+            out.update(needs[0])  # the first piece is required (see template_body)
+        return frozenset(out)
+
     def template_body(self, source: str, key: str, *, action_ok: bool = True,
                       needs: list[frozenset[str]] | None = None) -> str:
         """The regex of a template; the leads of its required pieces are added to ``needs``.
@@ -529,6 +570,8 @@ class _Loader:
         if not groups:
             raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
         cues = tuple(self.cue_group(item, f"{p}.cues[{i}]") for i, item in enumerate(groups))
+        stems = tuple(sorted(_bits((stem, i) for i, group in enumerate(cues) for stem in group.stems).items()))
+        post_leads = self.leads(table, p, "post") if "post" in table else frozenset()
         return Negation(
             cues=cues,
             post_window=self.positive(table, p, "post_window"),
@@ -536,6 +579,11 @@ class _Loader:
             post=self.template_list(table, p, "post"),
             terminators=frozenset(self.words(table, p, "terminators")),
             reach=max(group.window for group in cues),
+            leading=_bits((word, i) for i, group in enumerate(cues) for word in group.words),
+            stems=stems,
+            prefixes=tuple(stem for stem, _ in stems),
+            post_words=frozenset(w for w in post_leads if not w.endswith("*")),
+            post_stems=tuple(sorted(w[:-1] for w in post_leads if w.endswith("*"))),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
@@ -544,6 +592,7 @@ class _Loader:
         self.known(item, key, {"name", "window", "terms", "stops", "act", "categories", "rules"})
         pattern = self.template_list(item, key, "terms", required=True)
         assert pattern is not None
+        leads = self.leads(item, key, "terms")
         stops = frozenset(self.words(item, key, "stops")) if "stops" in item else frozenset()
         act = self.value(item, key, "act", str) if "act" in item else "negation"
         if act not in ACTS:
@@ -554,7 +603,9 @@ class _Loader:
             if rule_id not in self.rule_ids:
                 raise self.fail(f"{key}.rules[{i}]", f"unknown rule {rule_id!r}")
         return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
-                        pattern=pattern, stops=stops, act=act, categories=categories, rules=rules)
+                        pattern=pattern, stops=stops, act=act, categories=categories, rules=rules,
+                        words=frozenset(w for w in leads if not w.endswith("*")),
+                        stems=tuple(sorted(w[:-1] for w in leads if w.endswith("*"))))
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
@@ -669,3 +720,11 @@ class _Loader:
 
 def _dot(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
+
+
+def _bits(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
+    """Each key with the bits of the numbers paired with it."""
+    out: dict[str, int] = {}
+    for key, number in pairs:
+        out[key] = out.get(key, 0) | 1 << number
+    return out

@@ -62,7 +62,11 @@ class Template:
         instead of scanning the whole text is most of the matching saved. Overlaps
         are skipped as ``finditer`` skips them (a match is never empty).
         """
-        starts = sorted(offset for word in self.first & words for offset in at[word])
+        leads = self.first & words
+        if not leads:
+            return []
+        # Each word's offsets are in order already: only several words need merging.
+        starts = at[next(iter(leads))] if len(leads) == 1 else sorted(o for word in leads for o in at[word])
         pattern = self.pattern
         found: list[re.Match[str]] = []
         end = 0
@@ -157,7 +161,11 @@ class Lexicon:
         """
         at: dict[str, list[int]] = {}
         for token, start in zip(tokens, starts, strict=True):
-            at.setdefault(token, []).append(start)
+            found = at.get(token)
+            if found is None:
+                at[token] = [start]
+            else:
+                found.append(start)
         if self.stems is not None:
             for match in self.stems.finditer(text):
                 for stem in self.implied[match.group()]:

@@ -131,7 +131,10 @@ class CleanedText:
 
 def split_lines(text: str, first_number: int = 1) -> tuple[Line, ...]:
     """Number and fold every line once; all later steps reuse the folded copy."""
-    return tuple(Line(first_number + i, raw, fold(raw)) for i, raw in enumerate(text.splitlines()))
+    raws = text.splitlines()
+    # ASCII text folds as a whole into the same lines (lower case keeps every line break where it is).
+    folded = fold(text).splitlines() if text.isascii() else [fold(raw) for raw in raws]
+    return tuple(Line(first_number + i, raw, low) for i, (raw, low) in enumerate(zip(raws, folded, strict=True)))
 
 
 def clean(body: str, rules: CleanRules) -> CleanedText:
