@@ -52,6 +52,8 @@ _PARAGRAPH = "|"
 _SNIPPET = 60
 _EDGE = 4
 """Words before a cue window read for an exception that ends inside it."""
+_LIMIT_REACH = 2
+"""Words between "proceed only with" and the frame it names: an article, an adjective ("con la nuova ...")."""
 
 
 _NOTHING_REREAD: Mapping[int, str] = MappingProxyType({})
@@ -556,11 +558,31 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
         for match in template.matches(own.text, own.words, own.at):
             token = own.token_at(match.start("act") if "act" in template.pattern.groupindex else match.start())
             found = _negated(own, token, own.token_after(match.end()), rules.negation)
-            if found is None:
-                reasons.append(f"quoted request adopted: '{match.group()}' in body line {own.lines[token]}")
-                return True
-            reasons.append(f"negated: '{found[1]} ... {match.group()}' in body line {own.lines[token]} (adoption)")
+            if found is not None:
+                reasons.append(f"negated: '{found[1]} ... {match.group()}' in body line {own.lines[token]} (adoption)")
+                continue
+            frame = _limited_to(own, match, rules)
+            if frame is not None:
+                reasons.append(f"quoted text not adopted by '{match.group()}': it is limited to the sender's own "
+                               f"'{frame.snippet}' in body line {frame.line}")
+                continue
+            reasons.append(f"quoted request adopted: '{match.group()}' in body line {own.lines[token]}")
+            return True
     return False
+
+
+def _limited_to(own: _Canon, match: re.Match[str], rules: Rules) -> _Hit | None:
+    """The sender's own frame an adoption phrase is limited to ("procedete solo con l'inserimento di X nella
+    lista"), or None; a limit that names no frame ("procedete solo con la pratica") still adopts (fail closed)."""
+    limits = rules.adoption.limits
+    if limits is None or match.end() >= len(own.text):
+        return None
+    found = limits.match(own.text, match.end() + 1)
+    if found is None:
+        return None
+    first = own.token_after(found.end())
+    return next((hit for hit in _hits(own, "body", rules) if hit.cue is None and not hit.rule.mention
+                 and first <= hit.span.start <= first + _LIMIT_REACH), None)
 
 
 # -- decision ------------------------------------------------------------------

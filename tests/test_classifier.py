@@ -188,6 +188,37 @@ def test_adoption_can_be_negated() -> None:
     assert run("Non autorizzo questa richiesta." + QUOTED_RESET).category is OTHER
 
 
+QUOTED_CREATION = ("\n\nIl giorno mar 2 feb 2027 alle 17:50 Anna Riva <a.riva@example.it> ha scritto:\n"
+                   "> Ci servirebbe una nuova casella turni@example.it e andrebbe messo anche nella lista.\n")
+
+
+@pytest.mark.parametrize("own", ["Per ora procedete solo con l'inserimento di Luca Neri nella lista turni@example.it.",
+                                 "Please go ahead only with adding Luca Neri to the shifts list."])
+def test_a_proceed_limited_to_the_senders_own_request_adopts_nothing_quoted(own: str) -> None:
+    result = run(own + " Per la casella ne parliamo col referente." + QUOTED_CREATION)
+    assert result.category is ANAGRAFICA, result.reasons
+    assert any(r.startswith("quoted text not adopted by") for r in result.reasons), result.reasons
+    assert "nuova casella" not in result.text
+
+
+@pytest.mark.parametrize("own", ["Procedete con il reset della password della collega, confermato.",
+                                 "Procedete solo con la pratica qui sotto."])
+def test_a_proceed_that_confirms_or_names_no_request_of_its_own_adopts_the_quote(own: str) -> None:
+    result = run(own + QUOTED_RESET)
+    assert result.category is PASSWORD, result.reasons
+    assert any(r.startswith("quoted request adopted") for r in result.reasons), result.reasons
+
+
+def test_without_limits_a_limited_proceed_adopts_the_quote(tmp_path: Path) -> None:
+    path = tmp_path / "rules.toml"
+    shipped = DEFAULT_RULES.read_text(encoding="utf-8")
+    path.write_text(re.sub(r"(?m)^limits = .*\n", "", shipped), encoding="utf-8")
+    body = "Per ora procedete solo con l'inserimento di Luca Neri nella lista turni@example.it." + QUOTED_CREATION
+    result = classify_text("", body, (), load_rules(path))
+    assert load_rules(path).adoption.limits is None
+    assert result.category is LIFECYCLE, result.reasons
+
+
 def test_forwarded_phishing_lure_is_other_even_if_it_says_suspended() -> None:
     body = ("Vi inoltro questo messaggio, chiaramente phishing. Vedi sotto.\n\n---------- Forwarded message ---------\n"
             "From: Admin <admin@verify.example.net>\nSubject: Account suspension\n\n"
@@ -324,6 +355,8 @@ def test_language_falls_back_to_the_subject_when_the_body_is_empty() -> None:
     ("Nel caso in cui la casella di un tirocinante venga sospesa, le mail restano in archivio?", "question"),
     ("Quanto ci vuole, in media, per attivare una casella nuova?", "question"),
     ("Hypothetically, if someone asked you to delete our team list, would the archive survive?", "question"),
+    ("Una domanda: le caselle dei pensionati le chiudete voi o serve il modulo?", "question"),
+    ("Quick question: do you close the mailboxes of retired staff yourselves?", "question"),
     ("Lasciate perdere la chiusura della casella di cui vi scrivevo lunedi.", "withdrawal"),
     ("Please scratch my request to close the seminar list, we still need it.", "withdrawal"),
     ("A febbraio avevo chiesto lo sblocco della casella e ci sono voluti due giorni.", "report"),
@@ -352,6 +385,14 @@ def test_an_action_only_asked_about_withdrawn_or_told_is_not_a_request(body: str
 ])
 def test_a_polite_condition_or_a_request_cue_keeps_the_request(body: str) -> None:
     assert run(body).category is LIFECYCLE
+
+
+@pytest.mark.parametrize("body", [
+    "Una domanda: potete chiudere la casella del tirocinante?",  # a request cue in the question
+    "Ho fatto una domanda di pensione: la casella me la chiudete voi dal 1 marzo?",  # an application, not a question
+])
+def test_a_question_announced_keeps_a_request_in_it(body: str) -> None:
+    assert run(body).category is LIFECYCLE, run(body).reasons
 
 
 def test_the_subject_does_not_ask_what_the_body_only_asks_about() -> None:
@@ -653,6 +694,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('rules = ["lifecycle.net", "password.net"]', 'rules = ["lifecycle.nett", "password.net"]',
      "negation.cues[4].rules[0]"),
     ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[2].categories[0]"),
+    ('limits = ["{only} {proceed_prep}"', 'limits = ["{onlyy} {proceed_prep}"', "adoption.limits[0]"),
 ])
 def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:
     path = _broken(tmp_path, old, new)

@@ -17,7 +17,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
     [acts]       question_openers, request_cues, no_request (templates), done_item and malfunction
                  (regexes on a folded line)
-    [adoption]   phrases, blockers (templates)
+    [adoption]   phrases, blockers, optional limits (templates)
     [cleaning]   quote_line, header_line, closing, closing_max_lines,
                  closing_max_chars, separator, and arrays of {name, pattern}
                  tables: history, signatures, disclaimers
@@ -204,6 +204,8 @@ class Adoption:
     phrases: tuple[Template, ...]
     blockers: re.Pattern[str] | None
     index: TemplateIndex
+    limits: re.Pattern[str] | None = None
+    """What, right after a phrase, limits it to an object of the sender's own ("procedete solo con ...")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -623,13 +625,14 @@ class _Loader:
 
     def adoption(self, table: Mapping[str, Any]) -> Adoption:
         p = "adoption"
-        self.known(table, p, {"phrases", "blockers"})
+        self.known(table, p, {"phrases", "blockers", "limits"})
         phrases = self.strings(table, p, "phrases")
         templates = tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases))
         return Adoption(
             phrases=templates,
             blockers=self.template_list(table, p, "blockers"),
             index=TemplateIndex.of(templates),
+            limits=self.template_list(table, p, "limits") if "limits" in table else None,
         )
 
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:
