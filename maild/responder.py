@@ -268,7 +268,7 @@ class NameWords:
 
     @classmethod
     def load(cls, path: Path = DEFAULT_NAMES) -> NameWords:
-        """Read the word lists (``maild/defaults/names.toml``); a broken file is a ``TemplateError``."""
+        """Read the word lists (``config/names.toml``); a broken file is a ``TemplateError``."""
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
             titles, roles = data["titles"], data["roles"]

@@ -9,7 +9,7 @@ sign, so the digest and the stats can tell a bounce storm from a list.
 Two sorts of sign. The headers RFC 3834 section 2 names (Auto-Submitted,
 Precedence, multipart/report, a null Return-Path...) and the mailboxes that are
 never a person are enough alone. What real gateways, filters and old auto-
-responders put only in the subject and the body (maild/defaults/screening.toml) is not:
+responders put only in the subject and the body (config/screening.toml) is not:
 people write "Messaggio non consegnato" too, and paste the error they got. Such a
 sign counts only with another one it names (a bounce subject with an SMTP status,
 an auto-reply subject with out-of-office words) and only when nothing shows a
@@ -142,7 +142,7 @@ def _header_signs(message: ParsedMessage, own: frozenset[str]) -> Iterator[Sign]
 
 
 # --------------------------------------------------------------------------
-# Data signs (maild/defaults/screening.toml), weighed together
+# Data signs (config/screening.toml), weighed together
 
 
 def _data_signs(message: ParsedMessage, rules: ScreeningRules, headers: Mapping[str, str],

@@ -1,7 +1,7 @@
 """Removal of quoted history, signatures and legal disclaimers, in Italian and English.
 
 The cleaner runs with the shipped rules data, so these tests also pin the
-markers in maild/defaults/rules.toml.
+markers in config/rules.toml.
 """
 
 from __future__ import annotations

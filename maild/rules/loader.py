@@ -1,4 +1,4 @@
-"""Load and validate the classification rules data (maild/defaults/rules.toml).
+"""Load and validate the classification rules data (config/rules.toml).
 
 The classifier is a generic engine; what it looks for lives in data so that
 the help desk can extend vocabulary without touching code. Everything is

@@ -1,4 +1,4 @@
-"""Load and validate the screening data (maild/defaults/screening.toml): what automatic mail looks like.
+"""Load and validate the screening data (config/screening.toml): what automatic mail looks like.
 
 The screener is a small engine; the words, patterns and local parts it looks for
 live in data, each with the reason ``maild triage`` shows, examples it must match
