@@ -355,8 +355,6 @@ def test_language_falls_back_to_the_subject_when_the_body_is_empty() -> None:
     ("Nel caso in cui la casella di un tirocinante venga sospesa, le mail restano in archivio?", "question"),
     ("Quanto ci vuole, in media, per attivare una casella nuova?", "question"),
     ("Hypothetically, if someone asked you to delete our team list, would the archive survive?", "question"),
-    ("Una domanda: le caselle dei pensionati le chiudete voi o serve il modulo?", "question"),
-    ("Quick question: do you close the mailboxes of retired staff yourselves?", "question"),
     ("Lasciate perdere la chiusura della casella di cui vi scrivevo lunedi.", "withdrawal"),
     ("Please scratch my request to close the seminar list, we still need it.", "withdrawal"),
     ("A febbraio avevo chiesto lo sblocco della casella e ci sono voluti due giorni.", "report"),
@@ -388,11 +386,14 @@ def test_a_polite_condition_or_a_request_cue_keeps_the_request(body: str) -> Non
 
 
 @pytest.mark.parametrize("body", [
-    "Una domanda: potete chiudere la casella del tirocinante?",  # a request cue in the question
-    "Ho fatto una domanda di pensione: la casella me la chiudete voi dal 1 marzo?",  # an application, not a question
+    "Una domanda: mi resettate la password della casella?",
+    "Quick question: do you reset my password today?",
+    "Come da accordi, mi resettate la password della casella?",
+    "Come detto al telefono, mi reimpostate la password entro oggi?",
 ])
-def test_a_question_announced_keeps_a_request_in_it(body: str) -> None:
-    assert run(body).category is LIFECYCLE, run(body).reasons
+def test_a_yes_no_question_announced_as_a_question_still_asks_for_a_privileged_action(body: str) -> None:
+    """Fail closed: an announced yes/no question to the desk ("una domanda: mi resettate…?") is a request."""
+    assert run(body).category is PASSWORD, run(body).reasons
 
 
 def test_the_subject_does_not_ask_what_the_body_only_asks_about() -> None:
