@@ -498,11 +498,26 @@ def test_an_item_that_asks_in_words_is_asked_for_even_beside_a_done_mark() -> No
     "Per ora nessuna azione da parte vostra.",
     "Circolare: la password scadra ogni 180 giorni. Nessun adempimento e richiesto all'help desk.",
     "FYI the old lists will be deleted in September; no action is needed on your side.",
+    "Per la relazione annuale ci servono i tempi medi di disattivazione delle caselle e del reset delle password. "
+    "Non e necessario alcun intervento sulle utenze.",
+    "For the report we would like the number of mailboxes closed last year. No operation is required.",
+    "Quando un collega dimentica la password, il reset lo chiede lui o posso farlo io? "
+    "Oggi funziona tutto, chiedo per il futuro.",
+    "If a student locks his account during exams, who unblocks it? Just asking for next time.",
 ])
 def test_a_message_that_says_no_action_is_asked_reports_its_actions(body: str) -> None:
     result = run(body)
     assert result.category is OTHER, result.reasons
     assert result.privileged_evidence is None, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Non e richiesta alcuna modifica alla rubrica, ma potete resettare la password di m.neri?",
+    "Chiedo per il futuro, ma intanto vi prego di chiudere la casella del convegno.",
+])
+def test_a_request_cue_still_asks_beside_a_declaration_of_no_work(body: str) -> None:
+    result = run(body)
+    assert result.category in {LIFECYCLE, PASSWORD}, result.reasons
 
 
 @pytest.mark.parametrize("body", [
