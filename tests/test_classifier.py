@@ -834,3 +834,20 @@ def test_an_action_that_takes_a_message_out_of_mailboxes_is_no_mailbox_deletion(
     result = run("Ho mandato per errore una mail a tutto il dipartimento: potete cancellarla dalle loro caselle?")
     assert result.category is OTHER, result.reasons
     assert result.privileged_evidence is None, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Dal 12 aprile l'indirizzo per i giornalisti e stampa@ateneo.example.it, che Giorgio vi ha gia chiesto di "
+    "attivare come alias. Una sola domanda: il limite degli allegati e ancora 25 MB?",
+    "The new list Anna has already asked you to create will be announced on Monday.",
+])
+def test_what_another_has_already_asked_of_the_help_desk_is_told_not_asked(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert any("act report: 'vi ha gia chiesto" in r or "act report: 'has already asked you" in r
+               for r in result.reasons), result.reasons
+
+
+def test_the_sender_asking_beside_another_s_past_request_still_asks() -> None:
+    result = run("Giorgio vi ha gia chiesto l'alias; io vi chiedo di aggiungere Anna alla lista stampa.")
+    assert result.category is ANAGRAFICA, result.reasons
