@@ -851,3 +851,15 @@ def test_what_another_has_already_asked_of_the_help_desk_is_told_not_asked(body:
 def test_the_sender_asking_beside_another_s_past_request_still_asks() -> None:
     result = run("Giorgio vi ha gia chiesto l'alias; io vi chiedo di aggiungere Anna alla lista stampa.")
     assert result.category is ANAGRAFICA, result.reasons
+
+
+def test_others_troubles_reported_are_not_asked_for() -> None:
+    result = run("Ci arrivano lamentele di docenti che trovano la casella piena. Possiamo vederci per parlarne?")
+    assert result.category is OTHER, result.reasons
+
+
+def test_a_request_after_others_troubles_still_asks() -> None:
+    result = run("Ci arrivano segnalazioni di colleghi che la casella condivisa e piena: potete aumentare lo spazio?")
+    assert result.category is ANAGRAFICA, result.reasons
+    result = run("Segnalazioni di studenti: la casella di m.rossi e bloccata, potete sbloccarla?")
+    assert result.category is LIFECYCLE, result.reasons
