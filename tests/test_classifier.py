@@ -499,11 +499,26 @@ def test_an_item_that_asks_in_words_is_asked_for_even_beside_a_done_mark() -> No
     "Per ora nessuna azione da parte vostra.",
     "Circolare: la password scadra ogni 180 giorni. Nessun adempimento e richiesto all'help desk.",
     "FYI the old lists will be deleted in September; no action is needed on your side.",
+    "Per la relazione annuale ci servono i tempi medi di disattivazione delle caselle e del reset delle password. "
+    "Non e necessario alcun intervento sulle utenze.",
+    "For the report we would like the number of mailboxes closed last year. No operation is required.",
+    "Quando un collega dimentica la password, il reset lo chiede lui o posso farlo io? "
+    "Oggi funziona tutto, chiedo per il futuro.",
+    "If a student locks his account during exams, who unblocks it? Just asking for next time.",
 ])
 def test_a_message_that_says_no_action_is_asked_reports_its_actions(body: str) -> None:
     result = run(body)
     assert result.category is OTHER, result.reasons
     assert result.privileged_evidence is None, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Non e richiesta alcuna modifica alla rubrica, ma potete resettare la password di m.neri?",
+    "Chiedo per il futuro, ma intanto vi prego di chiudere la casella del convegno.",
+])
+def test_a_request_cue_still_asks_beside_a_declaration_of_no_work(body: str) -> None:
+    result = run(body)
+    assert result.category in {LIFECYCLE, PASSWORD}, result.reasons
 
 
 @pytest.mark.parametrize("body", [
@@ -820,3 +835,32 @@ def test_an_action_that_takes_a_message_out_of_mailboxes_is_no_mailbox_deletion(
     result = run("Ho mandato per errore una mail a tutto il dipartimento: potete cancellarla dalle loro caselle?")
     assert result.category is OTHER, result.reasons
     assert result.privileged_evidence is None, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Dal 12 aprile l'indirizzo per i giornalisti e stampa@ateneo.example.it, che Giorgio vi ha gia chiesto di "
+    "attivare come alias. Una sola domanda: il limite degli allegati e ancora 25 MB?",
+    "The new list Anna has already asked you to create will be announced on Monday.",
+])
+def test_what_another_has_already_asked_of_the_help_desk_is_told_not_asked(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert any("act report: 'vi ha gia chiesto" in r or "act report: 'has already asked you" in r
+               for r in result.reasons), result.reasons
+
+
+def test_the_sender_asking_beside_another_s_past_request_still_asks() -> None:
+    result = run("Giorgio vi ha gia chiesto l'alias; io vi chiedo di aggiungere Anna alla lista stampa.")
+    assert result.category is ANAGRAFICA, result.reasons
+
+
+def test_others_troubles_reported_are_not_asked_for() -> None:
+    result = run("Ci arrivano lamentele di docenti che trovano la casella piena. Possiamo vederci per parlarne?")
+    assert result.category is OTHER, result.reasons
+
+
+def test_a_request_after_others_troubles_still_asks() -> None:
+    result = run("Ci arrivano segnalazioni di colleghi che la casella condivisa e piena: potete aumentare lo spazio?")
+    assert result.category is ANAGRAFICA, result.reasons
+    result = run("Segnalazioni di studenti: la casella di m.rossi e bloccata, potete sbloccarla?")
+    assert result.category is LIFECYCLE, result.reasons
