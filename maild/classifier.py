@@ -378,14 +378,14 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
     token = canon.token_at(match.start("act") if has_action else match.start())
     found = None
     if rule.negatable:
-        found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared, rule)
+        found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared, rule, zone)
         first = canon.token_at(match.start())
         # The object first, a cue before it: "nel caso in cui l'account venga bloccato".
         if found is None and first < token and not _NOT_WORD.search(canon.text, canon.starts[first],
                                                                      canon.starts[token]):
             found = _negated(canon, first, canon.token_after(match.end()), rules.negation, rule)
     else:  # a topic no "non" denies, yet one a message that asks for nothing only tells about
-        found = _reported(canon, token, rules, declared)
+        found = _reported(canon, token, rules, declared, zone)
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
@@ -400,7 +400,7 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
 
 
 def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declared: str | None,
-                   rule: Rule) -> tuple[str, str] | None:
+                   rule: Rule, zone: str) -> tuple[str, str] | None:
     """(act, cue) when the action at token ``action`` is not asked for: negated, withdrawn, reported,
     or only asked about; None when it is requested."""
     found = _negated(canon, action, after, rules.negation, rule)
@@ -410,15 +410,19 @@ def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declare
         question = _question(canon, action, rules.acts)
         if question is not None:
             return "question", question
-    return _reported(canon, action, rules, declared)
+    return _reported(canon, action, rules, declared, zone)
 
 
-def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None) -> tuple[str, str] | None:
-    """("report", cue) when the message says it asks for nothing and no request cue stands in the clause."""
+def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zone: str) -> tuple[str, str] | None:
+    """("report", cue) when the message says it asks for nothing and no request cue stands in the clause, nor
+    does the action open a clause of the body as a command ("... nessuna azione sulla lista. Resettate la
+    password": fail closed); a subject opening with its topic ("Sospensione della casella") commands nothing."""
     if declared is None:
         return None
     back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
     if rules.acts.request_cues.search(" ".join(reversed(back))) is not None:
+        return None
+    if zone == "body" and all(word in rules.acts.command_lead for word in back):
         return None
     return "report", declared
 

@@ -396,6 +396,25 @@ def test_a_yes_no_question_announced_as_a_question_still_asks_for_a_privileged_a
     assert run(body).category is PASSWORD, run(body).reasons
 
 
+@pytest.mark.parametrize(("body", "category"), [
+    ("Non è richiesta alcuna operazione sulla lista. Resettate la password della casella di Mario.", PASSWORD),
+    ("Solo per sapere. Mi resettate la password?", PASSWORD),
+    ("Nessuna azione sulla lista. Intanto cancellate la casella mario.rossi.", LIFECYCLE),
+    ("Just so you know, no action is needed. Reset my password anyway.", PASSWORD),
+])
+def test_a_command_still_asks_in_a_message_that_says_it_asks_for_nothing(body: str, category: Category) -> None:
+    """Fail closed: an action opening its clause as a command is asked for, whatever the message declares."""
+    assert run(body).category is category, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Per vostra informazione, nessuna azione richiesta: la casella e stata chiusa ieri dal referente.",
+    "Non è richiesta alcuna operazione: la password è stata resettata ieri, grazie.",
+])
+def test_a_deed_told_in_a_message_that_asks_for_nothing_stays_told(body: str) -> None:
+    assert run(body).category is OTHER, run(body).reasons
+
+
 def test_the_subject_does_not_ask_what_the_body_only_asks_about() -> None:
     result = run("Quanto tempo serve di solito per creare una casella? Devo pianificare.",
                  subject="Creazione casella")

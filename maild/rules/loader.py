@@ -184,7 +184,9 @@ class Acts:
     ("potete", "could you") asks about an action, it does not ask for it. A
     message that declares it asks for nothing ("non chiedo nulla", "just so
     you know") reports what it names, except where a request cue stands in
-    the same clause as the action. An item of a list marked done ("✔",
+    the same clause as the action, or the action opens its clause as a
+    command ("Resettate la password", "mi cancellate la casella?": only
+    ``command_lead`` words before it). An item of a list marked done ("✔",
     "[FATTO]", "- reset password: done") tells what was done. A line that
     reports a fault of a tool ("il modulo per la rubrica da errore") names
     the tool's purpose between the two, not a request.
@@ -195,6 +197,8 @@ class Acts:
     no_request: re.Pattern[str]
     done_item: re.Pattern[str] | None = None
     malfunction: re.Pattern[str] | None = None
+    command_lead: frozenset[str] = frozenset()
+    """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -611,12 +615,15 @@ class _Loader:
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
-        self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction"})
+        self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
+                              "command_lead"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
                     done_item=self.regex(table, p, "done_item") if "done_item" in table else None,
-                    malfunction=self.regex(table, p, "malfunction") if "malfunction" in table else None)
+                    malfunction=self.regex(table, p, "malfunction") if "malfunction" in table else None,
+                    command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
+                    else frozenset())
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)
