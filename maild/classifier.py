@@ -166,8 +166,7 @@ def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
             after_boundary = boundary
             tokens.append(word)
         numbers.extend([ln.number] * (len(tokens) - kept))
-    starts = list(accumulate([len(token) + 1 for token in tokens], initial=0))
-    starts.pop()  # the offset after the last token
+    starts = _starts(tokens)
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
     canon = _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
@@ -183,15 +182,18 @@ def _reread(canon: _Canon, rules: Rules) -> _Canon:
     if not new and not grammar:
         return canon
     tokens = [new.get(token, token) for token in (grammar.get(token, token) for token in canon.tokens)]
-    starts = []
-    position = 0
-    for token in tokens:
-        starts.append(position)
-        position += len(token) + 1
+    starts = _starts(tokens)
     text = " ".join(tokens)
     at = rules.lexicon.positions(text, tokens, starts)
     reread = MappingProxyType({i: token for i, token in enumerate(canon.tokens) if grammar.get(token, token) in new})
     return _Canon(text, tuple(tokens), tuple(starts), canon.lines, at, frozenset(at), reread)
+
+
+def _starts(tokens: Sequence[str]) -> list[int]:
+    """Where each token starts in the tokens joined by single spaces."""
+    starts = list(accumulate([len(token) + 1 for token in tokens], initial=0))
+    starts.pop()  # the offset after the last token
+    return starts
 
 
 def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:

@@ -588,8 +588,8 @@ class _Loader:
             leading=_bits((word, i) for i, group in enumerate(cues) for word in group.words),
             stems=stems,
             prefixes=tuple(stem for stem, _ in stems),
-            post_words=frozenset(w for w in post_leads if not w.endswith("*")),
-            post_stems=tuple(sorted(w[:-1] for w in post_leads if w.endswith("*"))),
+            post_words=_whole(post_leads),
+            post_stems=_stems(post_leads),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
@@ -610,8 +610,7 @@ class _Loader:
                 raise self.fail(f"{key}.rules[{i}]", f"unknown rule {rule_id!r}")
         return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
                         pattern=pattern, stops=stops, act=act, categories=categories, rules=rules,
-                        words=frozenset(w for w in leads if not w.endswith("*")),
-                        stems=tuple(sorted(w[:-1] for w in leads if w.endswith("*"))))
+                        words=_whole(leads), stems=_stems(leads))
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
@@ -738,3 +737,13 @@ def _bits(pairs: Iterable[tuple[str, int]]) -> dict[str, int]:
     for key, number in pairs:
         out[key] = out.get(key, 0) | 1 << number
     return out
+
+
+def _whole(leads: Iterable[str]) -> frozenset[str]:
+    """The leads that are whole words."""
+    return frozenset(lead for lead in leads if not lead.endswith("*"))
+
+
+def _stems(leads: Iterable[str]) -> tuple[str, ...]:
+    """The ``stem*`` leads, without their star, in order."""
+    return tuple(sorted(lead[:-1] for lead in leads if lead.endswith("*")))
