@@ -75,8 +75,10 @@ def missed_by_the_index(text: str, tokens: tuple[str, ...]) -> list[str]:
 def test_every_template_has_needs_and_is_filed_in_the_index() -> None:
     templates = every_template()
     assert templates and all(template.needs for template in templates)
-    filed = {position for found in rules().index.filed.values() for position in found}
-    assert filed == set(range(len(templates)))
+    filed = 0
+    for found in rules().index.filed_of.values():
+        filed |= found
+    assert filed == (1 << len(templates)) - 1  # bit p: the template at position p
 
 
 @pytest.mark.parametrize("folder", ["corpus", "heldout"])
@@ -143,6 +145,48 @@ def test_templates_tried_at_their_first_words_find_what_a_plain_search_finds_in_
 def test_templates_tried_at_their_first_words_find_what_a_plain_search_finds(text: str) -> None:
     canon, tokens = canonical(text)
     assert found_by_a_plain_search(canon, tokens) == []
+
+
+def template_lists() -> list[re.Pattern[str]]:
+    """Every template list of the rules: each regex opens with a lookahead on the words it can start with."""
+    r = rules()
+    lists = [r.acts.question_openers, r.acts.request_cues, r.acts.no_request, r.adoption.blockers,
+             r.adoption.limits, r.negation.exceptions, r.negation.post, *(group.pattern for group in r.negation.cues)]
+    return [pattern for pattern in lists if pattern is not None]
+
+
+def without_lookahead(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """The same template list as a bare alternation: the lookahead on its first words removed."""
+    source = pattern.pattern
+    start = source.index("(?=")
+    depth = 0
+    for end in range(start, len(source)):
+        depth += {"(": 1, ")": -1}.get(source[end], 0) if source[end - 1] != "\\" else 0
+        if depth == 0:
+            return re.compile(source[:start] + source[end + 1:], pattern.flags)
+    raise AssertionError(f"unbalanced lookahead in {source[:80]}")
+
+
+def lists_finding_otherwise(text: str) -> list[str]:
+    return [p.pattern[:80] for p in template_lists()
+            if [m.span() for m in p.finditer(text)] != [m.span() for m in without_lookahead(p).finditer(text)]]
+
+
+@pytest.mark.parametrize("folder", ["corpus", "heldout"])
+def test_a_template_list_finds_what_its_bare_alternation_finds_in_real_messages(folder: str) -> None:
+    path = CORPUS if folder == "corpus" else REPO / "tests" / "data" / "heldout"
+    found = 0
+    for message in sorted(path.glob("*.eml")):
+        text, _tokens = canonical(message.read_text(encoding="utf-8", errors="replace"))
+        assert lists_finding_otherwise(text) == [], message.name
+        found += sum(1 for p in template_lists() if p.search(text))
+    assert found > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_texts())
+def test_a_template_list_finds_what_its_bare_alternation_finds(text: str) -> None:
+    assert lists_finding_otherwise(text) == []
 
 
 @settings(max_examples=200, deadline=None)

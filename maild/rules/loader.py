@@ -426,13 +426,18 @@ class _Loader:
 
     def template_list(self, table: Mapping[str, Any], prefix: str, key: str,
                       *, required: bool = False) -> re.Pattern[str] | None:
-        """Templates without <action> joined into one bounded alternation (None when empty)."""
+        """Templates without <action> joined into one bounded alternation (None when empty).
+
+        A lookahead trie of the words the templates start with goes first: at most offsets it fails on
+        a letter or two, where the alternation would try each template in turn.
+        """
         dotted = _dot(prefix, key)
         sources = self.strings(table, prefix, key, empty_ok=not required)
         if not sources:
             return None
         bodies = [self.template_body(src, f"{dotted}[{i}]", action_ok=False) for i, src in enumerate(sources)]
-        return self.compile(f"(?<!{WORD})(?:" + "|".join(bodies) + f")(?!{WORD})", dotted)
+        starts = guard(self.leads(table, prefix, key))
+        return self.compile(f"(?<!{WORD})(?={starts})(?:" + "|".join(bodies) + f")(?!{WORD})", dotted)
 
     def leads(self, table: Mapping[str, Any], prefix: str, key: str) -> frozenset[str]:
         """The leads of the first pieces of a template list: every match of it starts at a word fitting one."""

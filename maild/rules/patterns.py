@@ -92,52 +92,55 @@ class TemplateIndex:
     """Finds the templates that may match a text without trying each one.
 
     Templates share needs (one vocabulary class opens many of them), so each
-    distinct need is numbered once and a text's words name the needs it meets
-    in one pass; a template may match when all of its own are met. Each
-    template is filed under its smallest need, so only those filed under a
-    met need are looked at.
+    distinct need is numbered once, as one bit of an integer, and a text's
+    words name the needs they meet in one pass; a template may match when all
+    of its own are met. Each template is filed under its smallest need, so
+    only those filed under a met need are looked at. Every template needs a
+    word: its first piece is required.
     """
 
     templates: tuple[Template, ...]
-    needs_of: Mapping[str, tuple[int, ...]]
-    """The numbers of the needs each word meets."""
+    needs_of: Mapping[str, int]
+    """The needs each word meets (bit ``n`` for need ``n``)."""
+    filed_of: Mapping[str, int]
+    """The templates (bit ``p`` for position ``p``) filed under a need each word meets."""
     keys: frozenset[str]
     """The words of ``needs_of``."""
-    wants: tuple[frozenset[int], ...]
-    """The numbers of each template's needs."""
-    filed: Mapping[int, tuple[int, ...]]
-    """The templates filed under each need."""
-    always: tuple[int, ...]
-    """Templates that need no particular word (none today: the first piece is always required)."""
+    wants: tuple[int, ...]
+    """The needs of each template, as bits."""
 
     @classmethod
     def of(cls, templates: Sequence[Template]) -> TemplateIndex:
         numbers: dict[frozenset[str], int] = {}
-        wants: list[frozenset[int]] = []
-        filed: dict[int, list[int]] = {}
-        always: list[int] = []
+        wants: list[int] = []
+        filed: dict[int, int] = {}
         for position, template in enumerate(templates):
-            wants.append(frozenset(numbers.setdefault(need, len(numbers)) for need in template.needs))
-            if not template.needs:
-                always.append(position)
-                continue
-            filed.setdefault(numbers[min(template.needs, key=len)], []).append(position)
-        needs_of: dict[str, list[int]] = {}
+            wants.append(sum({1 << numbers.setdefault(need, len(numbers)) for need in template.needs}))
+            smallest = numbers[min(template.needs, key=len)]
+            filed[smallest] = filed.get(smallest, 0) | 1 << position
+        needs_of: dict[str, int] = {}
+        filed_of: dict[str, int] = {}
         for need, number in numbers.items():
             for word in need:
-                needs_of.setdefault(word, []).append(number)
-        return cls(tuple(templates), {word: tuple(found) for word, found in needs_of.items()}, frozenset(needs_of),
-                   tuple(wants), {need: tuple(found) for need, found in filed.items()}, tuple(always))
+                needs_of[word] = needs_of.get(word, 0) | 1 << number
+                filed_of[word] = filed_of.get(word, 0) | filed.get(number, 0)
+        return cls(tuple(templates), needs_of, filed_of, frozenset(needs_of), tuple(wants))
 
     def candidates(self, words: frozenset[str]) -> list[int]:
         """Positions, in file order, of the templates that may match a text holding ``words``."""
-        met: set[int] = set()
+        met = found = 0
         for word in words & self.keys:
-            met.update(self.needs_of[word])
-        found = set(self.always)
-        for need in met:
-            found.update(self.filed.get(need, ()))
-        return [p for p in sorted(found) if self.wants[p] <= met]
+            met |= self.needs_of[word]
+            found |= self.filed_of[word]
+        out = []
+        wants = self.wants
+        while found:
+            lowest = found & -found
+            found ^= lowest
+            position = lowest.bit_length() - 1
+            if not wants[position] & ~met:
+                out.append(position)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
