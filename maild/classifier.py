@@ -121,7 +121,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     cleaned = clean(body, rules.cleaning)
     reasons = list(cleaned.notes)
     own = _canon(cleaned.own, rules)
-    adopted = bool(cleaned.quoted) and _adopted(own, rules, reasons)
+    adopted = bool(cleaned.quoted or cleaned.quoted_subject) and _adopted(own, rules, reasons)
     lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if adopted else cleaned.own
     declared = rules.acts.no_request.search(own.text)
     if declared is not None:
@@ -131,6 +131,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                                        None if declared is None else declared.group()), reasons)
     body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons), lines, rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
+    if adopted and cleaned.quoted_subject:
+        subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, declared)
     decided = _decide(body_hits, subject_hits, rules, reasons, own)
     words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
@@ -546,6 +548,15 @@ def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
     # it still counts (fail closed), a bare topic does not.
     return [replace(hit, cue="?", act="question") if hit.rule.mention and hit.cue is None else hit
             for hit in hits]
+
+
+def _quoted_subject_hits(quoted_subject: str, rules: Rules, reasons: list[str],
+                         declared: re.Match[str] | None) -> list[_Hit]:
+    """The adopted message's own subject is part of its request: read like a subject, after the body."""
+    hits = _subject_hits(quoted_subject, True, rules, reasons, None if declared is None else declared.group())
+    if hits:
+        reasons.append(f"adopted message's subject read: '{quoted_subject[:_SNIPPET]}'")
+    return hits
 
 
 # -- adoption ------------------------------------------------------------------

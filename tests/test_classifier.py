@@ -188,6 +188,46 @@ def test_adoption_can_be_negated() -> None:
     assert run("Non autorizzo questa richiesta." + QUOTED_RESET).category is OTHER
 
 
+FORWARD_OF_A_SUBJECT = ("\n\n---------- Messaggio inoltrato ---------\nDa: Pia Sanna <p.sanna@example.it>\n"
+                        "Data: lunedì 3 maggio 2027 10:00\nOggetto: {subject}\nA: Referente <ref@example.it>\n\n\n")
+
+
+def test_an_adopted_forward_whose_only_content_is_its_subject_is_read_by_that_subject() -> None:
+    result = run("Procedete." + FORWARD_OF_A_SUBJECT.format(subject="Reset password casella p.sanna, scaduta"),
+                 subject="I: reset")
+    assert result.category is PASSWORD, result.reasons
+    assert "adopted message's subject read: 'Reset password casella p.sanna, scaduta'" in result.reasons
+
+
+def test_a_forwarded_subject_not_adopted_is_context_only() -> None:
+    result = run("Vi giro per conoscenza." + FORWARD_OF_A_SUBJECT.format(subject="Reset password casella p.sanna"),
+                 subject="I: reset")
+    assert result.category is OTHER, result.reasons
+    assert not any(r.startswith("adopted message's subject") for r in result.reasons)
+
+
+QUOTED_LIST_REQUEST = ("\n\nIl giorno mer 12 mag 2027 alle ore 09:10 Anna Riva <a.riva@example.it> ha scritto:\n"
+                       "> Buongiorno,\n> potete aggiungermi alla lista turni@example.it?\n> Grazie\n")
+
+
+@pytest.mark.parametrize("own", ["Idem per me, grazie.", "Lo stesso per me, per favore.", "Same for me, thanks."])
+def test_the_same_again_adopts_the_quoted_request(own: str) -> None:
+    result = run(own + QUOTED_LIST_REQUEST, subject="R: lista turni")
+    assert result.category is ANAGRAFICA, result.reasons
+    assert any(r.startswith("quoted request adopted") for r in result.reasons), result.reasons
+
+
+def test_the_same_again_over_a_forwarded_confirmation_asks_the_same_action() -> None:
+    done = FORWARD_OF_A_SUBJECT.format(subject="[HD-1] Sospensione casella m.rossi - eseguita") + (
+        "la casella m.rossi@example.it è stata sospesa da oggi.\n")
+    result = run("Idem per la Bianchi (l.bianchi@example.it), per favore." + done, subject="I: [HD-1] Sospensione")
+    assert result.category is LIFECYCLE, result.reasons
+
+
+def test_the_same_again_without_quoted_text_adopts_nothing() -> None:
+    assert run("Idem per me, grazie.", subject="R: lista turni").category is OTHER
+
+
 QUOTED_CREATION = ("\n\nIl giorno mar 2 feb 2027 alle 17:50 Anna Riva <a.riva@example.it> ha scritto:\n"
                    "> Ci servirebbe una nuova casella turni@example.it e andrebbe messo anche nella lista.\n")
 
