@@ -133,7 +133,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     if adopted and cleaned.quoted_subject:
         subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, declared)
-    decided = _decide(body_hits, subject_hits, rules, reasons, own)
+    lead = () if adopted or rules.reply_prefix.match(fold(subject)) else _lead_hits(subject, cleaned.own, rules)
+    decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
     words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
@@ -559,6 +560,35 @@ def _quoted_subject_hits(quoted_subject: str, rules: Rules, reasons: list[str],
     return hits
 
 
+_ELLIPTIC_WORDS = 4
+"""The longest opening clause of the body read as an action whose object is the subject."""
+_CLAUSE_END = re.compile(r"[.;:!?\u2026]")
+_EDGE_PUNCT = re.compile(r"^[\s.,;:\u2026-]+|[\s.,;:\u2026-]+$")
+
+
+def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[_Hit, ...]:
+    """Frames that run from the subject into the body's opening clause, either way round: "Add me please" /
+    "...to the tutors list"; "Casella di Anna Ricci" / "da sospendere: e in aspettativa". Only a frame that
+    takes words from both counts, and only when neither alone reaches the threshold (see ``_decide``)."""
+    title = _EDGE_PUNCT.sub("", rules.subject_strip.sub("", fold(subject)))
+    first = next((ln for ln in own if ln.folded.strip()), None)
+    if not title or first is None:
+        return ()
+    opening = _EDGE_PUNCT.sub("", first.folded)
+    clause = _EDGE_PUNCT.sub("", _CLAUSE_END.split(opening, maxsplit=1)[0])
+    readings = [(Line(0, title, title), Line(first.number, opening, opening))]
+    if len(clause.split()) <= _ELLIPTIC_WORDS:  # "da sospendere", "to be deleted": an action without its object
+        readings.append((Line(first.number, clause, clause), Line(0, title, title)))
+    hits: list[_Hit] = []
+    for lines in readings:
+        canon = _canon(lines, rules)
+        for hit in _hits(canon, "body", rules):
+            if (hit.cue is None and not hit.rule.mention and not hit.rule.net
+                    and len({canon.lines[i] for i in hit.span}) == 2):
+                hits.append(replace(hit, zone="subject and body", line=first.number))
+    return tuple(hits)
+
+
 # -- adoption ------------------------------------------------------------------
 
 
@@ -664,6 +694,8 @@ def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list
 
 
 def _where(hit: _Hit) -> str:
+    if hit.zone == "subject and body":
+        return f"the subject read on into body line {hit.line}"
     return f"body line {hit.line}" if hit.zone == "body" else hit.zone
 
 
@@ -675,9 +707,10 @@ class _Decided:
 
 
 def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str],
-            own: _Canon) -> _Decided:
+            own: _Canon, lead: Sequence[_Hit] = ()) -> _Decided:
     body = _scores(body_hits, reasons)
     from_subject = False
+    source = "the subject alone"
     if any(score >= rules.threshold for score in body.values()):
         if any(hit.cue is None for hit in subject_hits):  # the subject would score: it is not needed
             reasons.append("subject ignored: body decides")
@@ -688,6 +721,10 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
         if subject:
             reasons.append("subject used: the body carries no decisive signal")
         scores = {c: body.get(c, 0) + subject.get(c, 0) for c in {*body, *subject}}
+        if lead and not any(s >= rules.threshold for s in scores.values()):
+            read_on = _scores(_new_evidence(list(lead), body_hits, reasons, asks), reasons)
+            source = "the subject read on into the body" if read_on else source
+            scores = {c: scores.get(c, 0) + read_on.get(c, 0) for c in {*scores, *read_on}}
         from_subject = any(s >= rules.threshold for s in scores.values())
     present = {c: s for c, s in scores.items() if s >= rules.threshold}
     below = [c for c in scores if c.privileged and c not in present]
@@ -705,7 +742,7 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
         reasons.append(f"mixed request ({summary}): privileged {winner.value} wins (fail closed)")
     else:
         reasons.append(f"category {winner.value} ({summary})")
-    review = _review(winner, scores, from_subject, rules) or _reread_review(winner, (*body_hits, *subject_hits))
+    review = _review(winner, scores, from_subject, rules, source) or _reread_review(winner, (*body_hits, *subject_hits))
     if review:
         reasons.append(f"review: {review}")
     if winner.privileged:
@@ -713,10 +750,11 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
     return _Decided(winner, review or _weak_review(weak, scores, reasons), weak)
 
 
-def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool, rules: Rules) -> str:
+def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool, rules: Rules,
+            source: str = "the subject alone") -> str:
     """Why an operator should check the category first, or "" when the evidence is clear."""
     if from_subject:
-        return f"category {winner.value} decided from the subject alone"
+        return f"category {winner.value} decided from {source}"
     rivals = [s for c, s in scores.items() if c is not winner and s >= rules.threshold]
     if rivals and scores[winner] - max(rivals) < rules.threshold:
         return f"narrow margin: {winner.value}={scores[winner]} against {max(rivals)}"

@@ -923,3 +923,31 @@ def test_a_request_after_others_troubles_still_asks() -> None:
     assert result.category is ANAGRAFICA, result.reasons
     result = run("Segnalazioni di studenti: la casella di m.rossi e bloccata, potete sbloccarla?")
     assert result.category is LIFECYCLE, result.reasons
+
+
+# -- the subject read on into the body ---------------------------------------------
+
+
+@pytest.mark.parametrize(("subject", "body", "expected"), [
+    ("Please add me", "...to the reading-group@example.it list, I joined this term.", ANAGRAFICA),
+    ("Casella del laboratorio di chimica (piano terra)", "da chiudere: il progetto e finito.", LIFECYCLE),
+    ("Lista del convegno 2026", "Da eliminare, grazie.", LIFECYCLE),
+])
+def test_a_request_running_from_the_subject_into_the_body_is_read_across(
+        subject: str, body: str, expected: Category) -> None:
+    result = run(body, subject=subject)
+    assert result.category is expected, result.reasons
+    assert any("the subject read on into body line 1" in r for r in result.reasons), result.reasons
+    assert result.review == f"category {expected.value} decided from the subject read on into the body"
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Casella del laboratorio", "Non da chiudere: serve ancora per il progetto."),
+    ("Re: casella del laboratorio", "da chiudere: il progetto e finito."),
+    ("Casella del laboratorio", "Vorrei sapere quanto tempo resta prima che venga chiusa per inattività, "
+                                "non chiedo di chiuderla."),
+])
+def test_the_subject_is_not_read_on_into_a_negated_or_long_opening_or_from_a_reply(subject: str, body: str) -> None:
+    result = run(body, subject=subject)
+    assert result.category is OTHER, result.reasons
+    assert not any("read on into" in r for r in result.reasons), result.reasons
