@@ -108,7 +108,9 @@ _NOT_WORD = re.compile(r"[^a-z0-9 ]")
 
 def classify(message: ParsedMessage, rules: Rules, default_language: str = "it") -> Classification:
     """Classify a parsed message (see ``classify_text``)."""
-    result = classify_text(message.subject, message.body_text, message.language_hints, rules, default_language)
+    names = tuple(a.filename for a in message.attachments if a.filename)
+    result = classify_text(message.subject, message.body_text, message.language_hints, rules, default_language,
+                           names)
     if not message.body_from_html:
         return result
     return replace(result, reasons=("body read from the HTML part: no text part, or one holding a fraction "
@@ -116,7 +118,7 @@ def classify(message: ParsedMessage, rules: Rules, default_language: str = "it")
 
 
 def classify_text(subject: str, body: str, language_hints: Sequence[str], rules: Rules,
-                  default_language: str = "it") -> Classification:
+                  default_language: str = "it", attachment_names: Sequence[str] = ()) -> Classification:
     """Classify from plain strings: the pure core of ``classify``."""
     cleaned = clean(body, rules.cleaning)
     reasons = list(cleaned.notes)
@@ -133,6 +135,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     if adopted and cleaned.quoted_subject:
         subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, declared)
+    if attachment_names and sum(t[0].isalnum() for t in own.tokens) <= _SHORT_BODY_WORDS:
+        subject_hits += _attachment_name_hits(attachment_names, rules, declared)
     lead = () if adopted or rules.reply_prefix.match(fold(subject)) else _lead_hits(subject, cleaned.own, rules)
     decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
     words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
@@ -560,6 +564,24 @@ def _quoted_subject_hits(quoted_subject: str, rules: Rules, reasons: list[str],
     return hits
 
 
+_SHORT_BODY_WORDS = 8
+"""A body this short ("Come da allegato.", "Questi tre, da cancellare.") leaves the request to its attachments."""
+_FILE_NAME_GLUE = re.compile(r"[_.+-]+")
+_FILE_EXTENSION = re.compile(r"\.[a-z0-9]{1,5}$", re.IGNORECASE)
+
+
+def _attachment_name_hits(names: Sequence[str], rules: Rules, declared: re.Match[str] | None) -> list[_Hit]:
+    """What the attachments' file names ask ("richiesta_reset_password_PEC.pdf"), read like a subject: a short
+    body points to them. Only the names: no attachment's content is read."""
+    hits: list[_Hit] = []
+    for name in names:
+        words = fold(_FILE_NAME_GLUE.sub(" ", _FILE_EXTENSION.sub("", name)))
+        for hit in _hits(_canon((Line(0, words, words),), rules), "subject", rules,
+                         None if declared is None else declared.group()):
+            hits.append(replace(hit, zone=f"the attachment's file name '{name[:_SNIPPET]}'"))
+    return hits
+
+
 _ELLIPTIC_WORDS = 4
 """The longest opening clause of the body read as an action whose object is the subject."""
 _CLAUSE_END = re.compile(r"[.;:!?\u2026]")
@@ -718,6 +740,8 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
     else:
         asks = bool(subject_hits) and rules.acts.request_cues.search(own.text) is not None
         subject = _scores(_new_evidence(subject_hits, body_hits, reasons, asks), reasons)
+        if any(hit.zone.startswith("the attachment") for hit in subject_hits if hit.cue is None):
+            source = "the subject and the attachments' file names"
         if subject:
             reasons.append("subject used: the body carries no decisive signal")
         scores = {c: body.get(c, 0) + subject.get(c, 0) for c in {*body, *subject}}

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from maild.classifier import _tokens, classify, classify_text
 from maild.errors import RulesError
 from maild.mail.parsing import parse_message
-from maild.records import Category, Classification
+from maild.records import Attachment, Category, Classification
 from maild.rules import Rules, load_rules
 from maild.settings import DEFAULT_RULES, Limits
 from tests.factories import CORPUS, message
@@ -951,3 +951,33 @@ def test_the_subject_is_not_read_on_into_a_negated_or_long_opening_or_from_a_rep
     result = run(body, subject=subject)
     assert result.category is OTHER, result.reasons
     assert not any("read on into" in r for r in result.reasons), result.reasons
+
+
+# -- attachments' file names under a short body ---------------------------------------
+
+
+def _with_attachment(body: str, filename: str) -> Classification:
+    return classify(message(body_text=body, subject="richiesta",
+                            attachments=(Attachment(filename, "application/pdf", 2048),)), rules())
+
+
+@pytest.mark.parametrize(("body", "filename", "expected"), [
+    ("Come da allegato.", "richiesta_reset_password_PEC_ufficio.pdf", PASSWORD),
+    ("Questi tre, da cancellare.", "caselle_da_eliminare_cessati_marzo.csv", LIFECYCLE),
+])
+def test_a_short_body_leaves_the_request_to_the_attachments_file_names(
+        body: str, filename: str, expected: Category) -> None:
+    result = _with_attachment(body, filename)
+    assert result.category is expected, result.reasons
+    assert any(f"in the attachment's file name '{filename}'" in r for r in result.reasons), result.reasons
+    assert result.review == f"category {expected.value} decided from the subject and the attachments' file names"
+
+
+def test_a_long_body_is_not_overruled_by_an_attachments_file_name() -> None:
+    body = ("Buongiorno, vi mando il verbale della riunione di ieri sulla migrazione delle caselle, "
+            "da leggere con calma prima di giovedì.")
+    assert _with_attachment(body, "richiesta_reset_password_PEC_ufficio.pdf").category is OTHER
+
+
+def test_a_file_name_that_asks_nothing_adds_nothing() -> None:
+    assert _with_attachment("Come da allegato.", "verbale_riunione_12_maggio.pdf").category is OTHER

@@ -101,3 +101,19 @@ def test_an_address_in_the_old_form_comment_still_refuses() -> None:
     d = TRIAGER.triage(raw, now=NOW)
     assert (d.decision, d.category) == (Decision.REJECTED, Category.PASSWORD_RESET), d.reasons
     assert any("more than one way" in r for r in d.reasons), d.reasons
+
+
+ATTACHED_REQUEST = (b"From: Mario Rossi <mario.rossi@ateneo.example.it>\r\nTo: helpdesk-posta@servizi.example.it\r\n"
+                    b"Subject: richiesta\r\nMessage-ID: <a1@ateneo.example.it>\r\n"
+                    b"Date: Mon, 04 Jan 2027 09:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+                    b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n"
+                    b"Content-Type: text/plain; charset=utf-8\r\n\r\nCome da allegato.\r\n\r\nM. Rossi\r\n--b1\r\n"
+                    b"Content-Type: application/pdf; name=\"richiesta_reset_password_PEC_ufficio.pdf\"\r\n"
+                    b"Content-Disposition: attachment; filename=\"richiesta_reset_password_PEC_ufficio.pdf\"\r\n"
+                    b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n")
+
+
+def test_a_request_only_in_an_attachments_file_name_still_meets_authorization() -> None:
+    d = TRIAGER.triage(ATTACHED_REQUEST, now=NOW)
+    assert (d.decision, d.category) == (Decision.REJECTED, Category.PASSWORD_RESET), d.reasons
+    assert any("in the attachment's file name" in r for r in d.reasons), d.reasons
