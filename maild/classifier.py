@@ -108,7 +108,9 @@ _NOT_WORD = re.compile(r"[^a-z0-9 ]")
 
 def classify(message: ParsedMessage, rules: Rules, default_language: str = "it") -> Classification:
     """Classify a parsed message (see ``classify_text``)."""
-    result = classify_text(message.subject, message.body_text, message.language_hints, rules, default_language)
+    names = tuple(a.filename for a in message.attachments if a.filename)
+    result = classify_text(message.subject, message.body_text, message.language_hints, rules, default_language,
+                           names)
     if not message.body_from_html:
         return result
     return replace(result, reasons=("body read from the HTML part: no text part, or one holding a fraction "
@@ -116,12 +118,12 @@ def classify(message: ParsedMessage, rules: Rules, default_language: str = "it")
 
 
 def classify_text(subject: str, body: str, language_hints: Sequence[str], rules: Rules,
-                  default_language: str = "it") -> Classification:
+                  default_language: str = "it", attachment_names: Sequence[str] = ()) -> Classification:
     """Classify from plain strings: the pure core of ``classify``."""
     cleaned = clean(body, rules.cleaning)
     reasons = list(cleaned.notes)
     own = _canon(cleaned.own, rules)
-    adopted = bool(cleaned.quoted) and _adopted(own, rules, reasons)
+    adopted = bool(cleaned.quoted or cleaned.quoted_subject) and _adopted(own, rules, reasons)
     lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if adopted else cleaned.own
     declared = rules.acts.no_request.search(own.text)
     if declared is not None:
@@ -131,7 +133,12 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                                        None if declared is None else declared.group()), reasons)
     body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons), lines, rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
-    decided = _decide(body_hits, subject_hits, rules, reasons, own)
+    if adopted and cleaned.quoted_subject:
+        subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, declared)
+    if attachment_names and sum(t[0].isalnum() for t in own.tokens) <= _SHORT_BODY_WORDS:
+        subject_hits += _attachment_name_hits(attachment_names, rules, declared)
+    lead = () if adopted or rules.reply_prefix.match(fold(subject)) else _lead_hits(subject, cleaned.own, rules)
+    decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
     words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
@@ -548,6 +555,62 @@ def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
             for hit in hits]
 
 
+def _quoted_subject_hits(quoted_subject: str, rules: Rules, reasons: list[str],
+                         declared: re.Match[str] | None) -> list[_Hit]:
+    """The adopted message's own subject is part of its request: read like a subject, after the body."""
+    hits = _subject_hits(quoted_subject, True, rules, reasons, None if declared is None else declared.group())
+    if hits:
+        reasons.append(f"adopted message's subject read: '{quoted_subject[:_SNIPPET]}'")
+    return hits
+
+
+_SHORT_BODY_WORDS = 8
+"""A body this short ("Come da allegato.", "Questi tre, da cancellare.") leaves the request to its attachments."""
+_FILE_NAME_GLUE = re.compile(r"[_.+-]+")
+_FILE_EXTENSION = re.compile(r"\.[a-z0-9]{1,5}$", re.IGNORECASE)
+
+
+def _attachment_name_hits(names: Sequence[str], rules: Rules, declared: re.Match[str] | None) -> list[_Hit]:
+    """What the attachments' file names ask ("richiesta_reset_password_PEC.pdf"), read like a subject: a short
+    body points to them. Only the names: no attachment's content is read."""
+    hits: list[_Hit] = []
+    for name in names:
+        words = fold(_FILE_NAME_GLUE.sub(" ", _FILE_EXTENSION.sub("", name)))
+        for hit in _hits(_canon((Line(0, words, words),), rules), "subject", rules,
+                         None if declared is None else declared.group()):
+            hits.append(replace(hit, zone=f"the attachment's file name '{name[:_SNIPPET]}'"))
+    return hits
+
+
+_ELLIPTIC_WORDS = 4
+"""The longest opening clause of the body read as an action whose object is the subject."""
+_CLAUSE_END = re.compile(r"[.;:!?\u2026]")
+_EDGE_PUNCT = re.compile(r"^[\s.,;:\u2026-]+|[\s.,;:\u2026-]+$")
+
+
+def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[_Hit, ...]:
+    """Frames that run from the subject into the body's opening clause, either way round: "Add me please" /
+    "...to the tutors list"; "Casella di Anna Ricci" / "da sospendere: e in aspettativa". Only a frame that
+    takes words from both counts, and only when neither alone reaches the threshold (see ``_decide``)."""
+    title = _EDGE_PUNCT.sub("", rules.subject_strip.sub("", fold(subject)))
+    first = next((ln for ln in own if ln.folded.strip()), None)
+    if not title or first is None:
+        return ()
+    opening = _EDGE_PUNCT.sub("", first.folded)
+    clause = _EDGE_PUNCT.sub("", _CLAUSE_END.split(opening, maxsplit=1)[0])
+    readings = [(Line(0, title, title), Line(first.number, opening, opening))]
+    if len(clause.split()) <= _ELLIPTIC_WORDS:  # "da sospendere", "to be deleted": an action without its object
+        readings.append((Line(first.number, clause, clause), Line(0, title, title)))
+    hits: list[_Hit] = []
+    for lines in readings:
+        canon = _canon(lines, rules)
+        for hit in _hits(canon, "body", rules):
+            if (hit.cue is None and not hit.rule.mention and not hit.rule.net
+                    and len({canon.lines[i] for i in hit.span}) == 2):
+                hits.append(replace(hit, zone="subject and body", line=first.number))
+    return tuple(hits)
+
+
 # -- adoption ------------------------------------------------------------------
 
 
@@ -653,6 +716,8 @@ def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list
 
 
 def _where(hit: _Hit) -> str:
+    if hit.zone == "subject and body":
+        return f"the subject read on into body line {hit.line}"
     return f"body line {hit.line}" if hit.zone == "body" else hit.zone
 
 
@@ -664,9 +729,10 @@ class _Decided:
 
 
 def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str],
-            own: _Canon) -> _Decided:
+            own: _Canon, lead: Sequence[_Hit] = ()) -> _Decided:
     body = _scores(body_hits, reasons)
     from_subject = False
+    source = "the subject alone"
     if any(score >= rules.threshold for score in body.values()):
         if any(hit.cue is None for hit in subject_hits):  # the subject would score: it is not needed
             reasons.append("subject ignored: body decides")
@@ -674,9 +740,15 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
     else:
         asks = bool(subject_hits) and rules.acts.request_cues.search(own.text) is not None
         subject = _scores(_new_evidence(subject_hits, body_hits, reasons, asks), reasons)
+        if any(hit.zone.startswith("the attachment") for hit in subject_hits if hit.cue is None):
+            source = "the subject and the attachments' file names"
         if subject:
             reasons.append("subject used: the body carries no decisive signal")
         scores = {c: body.get(c, 0) + subject.get(c, 0) for c in {*body, *subject}}
+        if lead and not any(s >= rules.threshold for s in scores.values()):
+            read_on = _scores(_new_evidence(list(lead), body_hits, reasons, asks), reasons)
+            source = "the subject read on into the body" if read_on else source
+            scores = {c: scores.get(c, 0) + read_on.get(c, 0) for c in {*scores, *read_on}}
         from_subject = any(s >= rules.threshold for s in scores.values())
     present = {c: s for c, s in scores.items() if s >= rules.threshold}
     below = [c for c in scores if c.privileged and c not in present]
@@ -694,7 +766,7 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
         reasons.append(f"mixed request ({summary}): privileged {winner.value} wins (fail closed)")
     else:
         reasons.append(f"category {winner.value} ({summary})")
-    review = _review(winner, scores, from_subject, rules) or _reread_review(winner, (*body_hits, *subject_hits))
+    review = _review(winner, scores, from_subject, rules, source) or _reread_review(winner, (*body_hits, *subject_hits))
     if review:
         reasons.append(f"review: {review}")
     if winner.privileged:
@@ -702,10 +774,11 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
     return _Decided(winner, review or _weak_review(weak, scores, reasons), weak)
 
 
-def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool, rules: Rules) -> str:
+def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool, rules: Rules,
+            source: str = "the subject alone") -> str:
     """Why an operator should check the category first, or "" when the evidence is clear."""
     if from_subject:
-        return f"category {winner.value} decided from the subject alone"
+        return f"category {winner.value} decided from {source}"
     rivals = [s for c, s in scores.items() if c is not winner and s >= rules.threshold]
     if rivals and scores[winner] - max(rivals) < rules.threshold:
         return f"narrow margin: {winner.value}={scores[winner]} against {max(rivals)}"

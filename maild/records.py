@@ -118,7 +118,8 @@ class ParsedMessage:
 
     ``from_addresses`` holds every address of every From header. When two
     readings of the From header could disagree (a display name that is itself
-    an address, comments, several From headers), ``from_ambiguous`` is set and
+    an address, comments other than the plain name after one bare address,
+    several From headers), ``from_ambiguous`` is set and
     the authorizer treats the message as not having exactly one sender.
     """
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from maild.classifier import _tokens, classify, classify_text
 from maild.errors import RulesError
 from maild.mail.parsing import parse_message
-from maild.records import Category, Classification
+from maild.records import Attachment, Category, Classification
 from maild.rules import Rules, load_rules
 from maild.settings import DEFAULT_RULES, Limits
 from tests.factories import CORPUS, message
@@ -186,6 +186,46 @@ def test_adopted_quoted_request_counts_as_the_senders_own(own: str) -> None:
 
 def test_adoption_can_be_negated() -> None:
     assert run("Non autorizzo questa richiesta." + QUOTED_RESET).category is OTHER
+
+
+FORWARD_OF_A_SUBJECT = ("\n\n---------- Messaggio inoltrato ---------\nDa: Pia Sanna <p.sanna@example.it>\n"
+                        "Data: lunedì 3 maggio 2027 10:00\nOggetto: {subject}\nA: Referente <ref@example.it>\n\n\n")
+
+
+def test_an_adopted_forward_whose_only_content_is_its_subject_is_read_by_that_subject() -> None:
+    result = run("Procedete." + FORWARD_OF_A_SUBJECT.format(subject="Reset password casella p.sanna, scaduta"),
+                 subject="I: reset")
+    assert result.category is PASSWORD, result.reasons
+    assert "adopted message's subject read: 'Reset password casella p.sanna, scaduta'" in result.reasons
+
+
+def test_a_forwarded_subject_not_adopted_is_context_only() -> None:
+    result = run("Vi giro per conoscenza." + FORWARD_OF_A_SUBJECT.format(subject="Reset password casella p.sanna"),
+                 subject="I: reset")
+    assert result.category is OTHER, result.reasons
+    assert not any(r.startswith("adopted message's subject") for r in result.reasons)
+
+
+QUOTED_LIST_REQUEST = ("\n\nIl giorno mer 12 mag 2027 alle ore 09:10 Anna Riva <a.riva@example.it> ha scritto:\n"
+                       "> Buongiorno,\n> potete aggiungermi alla lista turni@example.it?\n> Grazie\n")
+
+
+@pytest.mark.parametrize("own", ["Idem per me, grazie.", "Lo stesso per me, per favore.", "Same for me, thanks."])
+def test_the_same_again_adopts_the_quoted_request(own: str) -> None:
+    result = run(own + QUOTED_LIST_REQUEST, subject="R: lista turni")
+    assert result.category is ANAGRAFICA, result.reasons
+    assert any(r.startswith("quoted request adopted") for r in result.reasons), result.reasons
+
+
+def test_the_same_again_over_a_forwarded_confirmation_asks_the_same_action() -> None:
+    done = FORWARD_OF_A_SUBJECT.format(subject="[HD-1] Sospensione casella m.rossi - eseguita") + (
+        "la casella m.rossi@example.it è stata sospesa da oggi.\n")
+    result = run("Idem per la Bianchi (l.bianchi@example.it), per favore." + done, subject="I: [HD-1] Sospensione")
+    assert result.category is LIFECYCLE, result.reasons
+
+
+def test_the_same_again_without_quoted_text_adopts_nothing() -> None:
+    assert run("Idem per me, grazie.", subject="R: lista turni").category is OTHER
 
 
 QUOTED_CREATION = ("\n\nIl giorno mar 2 feb 2027 alle 17:50 Anna Riva <a.riva@example.it> ha scritto:\n"
@@ -883,3 +923,61 @@ def test_a_request_after_others_troubles_still_asks() -> None:
     assert result.category is ANAGRAFICA, result.reasons
     result = run("Segnalazioni di studenti: la casella di m.rossi e bloccata, potete sbloccarla?")
     assert result.category is LIFECYCLE, result.reasons
+
+
+# -- the subject read on into the body ---------------------------------------------
+
+
+@pytest.mark.parametrize(("subject", "body", "expected"), [
+    ("Please add me", "...to the reading-group@example.it list, I joined this term.", ANAGRAFICA),
+    ("Casella del laboratorio di chimica (piano terra)", "da chiudere: il progetto e finito.", LIFECYCLE),
+    ("Lista del convegno 2026", "Da eliminare, grazie.", LIFECYCLE),
+])
+def test_a_request_running_from_the_subject_into_the_body_is_read_across(
+        subject: str, body: str, expected: Category) -> None:
+    result = run(body, subject=subject)
+    assert result.category is expected, result.reasons
+    assert any("the subject read on into body line 1" in r for r in result.reasons), result.reasons
+    assert result.review == f"category {expected.value} decided from the subject read on into the body"
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Casella del laboratorio", "Non da chiudere: serve ancora per il progetto."),
+    ("Re: casella del laboratorio", "da chiudere: il progetto e finito."),
+    ("Casella del laboratorio", "Vorrei sapere quanto tempo resta prima che venga chiusa per inattività, "
+                                "non chiedo di chiuderla."),
+])
+def test_the_subject_is_not_read_on_into_a_negated_or_long_opening_or_from_a_reply(subject: str, body: str) -> None:
+    result = run(body, subject=subject)
+    assert result.category is OTHER, result.reasons
+    assert not any("read on into" in r for r in result.reasons), result.reasons
+
+
+# -- attachments' file names under a short body ---------------------------------------
+
+
+def _with_attachment(body: str, filename: str) -> Classification:
+    return classify(message(body_text=body, subject="richiesta",
+                            attachments=(Attachment(filename, "application/pdf", 2048),)), rules())
+
+
+@pytest.mark.parametrize(("body", "filename", "expected"), [
+    ("Come da allegato.", "richiesta_reset_password_PEC_ufficio.pdf", PASSWORD),
+    ("Questi tre, da cancellare.", "caselle_da_eliminare_cessati_marzo.csv", LIFECYCLE),
+])
+def test_a_short_body_leaves_the_request_to_the_attachments_file_names(
+        body: str, filename: str, expected: Category) -> None:
+    result = _with_attachment(body, filename)
+    assert result.category is expected, result.reasons
+    assert any(f"in the attachment's file name '{filename}'" in r for r in result.reasons), result.reasons
+    assert result.review == f"category {expected.value} decided from the subject and the attachments' file names"
+
+
+def test_a_long_body_is_not_overruled_by_an_attachments_file_name() -> None:
+    body = ("Buongiorno, vi mando il verbale della riunione di ieri sulla migrazione delle caselle, "
+            "da leggere con calma prima di giovedì.")
+    assert _with_attachment(body, "richiesta_reset_password_PEC_ufficio.pdf").category is OTHER
+
+
+def test_a_file_name_that_asks_nothing_adds_nothing() -> None:
+    assert _with_attachment("Come da allegato.", "verbale_riunione_12_maggio.pdf").category is OTHER

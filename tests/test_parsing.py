@@ -331,6 +331,8 @@ def test_raw_8bit_latin1_header_becomes_replacement_character() -> None:
     ("mario.rossi@ateneo.example.it", ["mario.rossi@ateneo.example.it"]),
     ("=?utf-8?q?Vitali=2C_Chiara?= <v@ateneo.example.it>", ["v@ateneo.example.it"]),
     ('"A" <a@x.it>, "B" <b@x.it>', ["a@x.it", "b@x.it"]),
+    ("referente.tecnico@ateneo.example.it (Referente tecnico - L. Bassani)", ["referente.tecnico@ateneo.example.it"]),
+    ("mario.rossi@ateneo.example.it(Rossi, Mario)", ["mario.rossi@ateneo.example.it"]),
 ])
 def test_unambiguous_from(value: str, addresses: list[str]) -> None:
     result = parse_message(hostile.ambiguous_from(value), LIMITS)
@@ -343,6 +345,13 @@ def test_unambiguous_from(value: str, addresses: list[str]) -> None:
     "referente.tecnico@ateneo.example.it <evil@x.example>",
     "=?utf-8?q?referente.tecnico=40ateneo.example.it?= <evil@x.example>",
     "evil@x.example (referente.tecnico@ateneo.example.it)",
+    "evil@x.example (=?utf-8?q?referente.tecnico=40ateneo.example.it?=)",
+    "evil@x.example (Evil) (a second comment)",
+    "evil@x.example (Evil (nested))",
+    "evil(comment)@x.example",
+    "(Evil) evil@x.example",
+    "Evil <evil@x.example> (comment)",
+    "evil@x.example (Evil), other@x.example",
     "Evil (a (nested) comment) <evil@x.example>",
     "staff: a@x.example, b@x.example;",
     '"unbalanced <evil@x.example>',

@@ -79,3 +79,41 @@ def test_a_negative_spam_verdict_changes_nothing(field: bytes) -> None:
 def test_the_same_request_without_the_list_field_is_accepted() -> None:
     d = TRIAGER.triage(LIST_MAIL % b"", now=NOW)
     assert (d.decision, d.screen_kind) == (Decision.ACCEPTED, None)
+
+
+OLD_FORM_MAIL = (b"From: referente.tecnico@ateneo.example.it (Referente tecnico - A. Guidi)\r\n"
+                 b"To: helpdesk-posta@servizi.example.it\r\nSubject: Reset password\r\n"
+                 b"Authentication-Results: mx.servizi.example.it; dkim=pass header.d=ateneo.example.it; "
+                 b"dmarc=pass header.from=ateneo.example.it\r\n"
+                 b"Message-ID: <o1@ateneo.example.it>\r\nDate: Mon, 04 Jan 2027 09:00:00 +0100\r\n\r\n"
+                 b"Buongiorno, vi chiedo di reimpostare la password della casella segreteria@ateneo.example.it.\r\n")
+
+
+def test_the_old_address_comment_form_of_the_referente_is_one_sender_and_authorized() -> None:
+    d = TRIAGER.triage(OLD_FORM_MAIL, now=NOW)
+    assert (d.decision, d.category) == (Decision.ACCEPTED, Category.PASSWORD_RESET), d.reasons
+    assert "auth: From referente.tecnico@ateneo.example.it is an authorized sender of Ateneo" in d.reasons
+
+
+def test_an_address_in_the_old_form_comment_still_refuses() -> None:
+    raw = OLD_FORM_MAIL.replace(b"(Referente tecnico - A. Guidi)", b"(vice.referente@ateneo.example.it)")
+    raw = raw.replace(b"From: referente.tecnico@", b"From: utente.qualsiasi@")
+    d = TRIAGER.triage(raw, now=NOW)
+    assert (d.decision, d.category) == (Decision.REJECTED, Category.PASSWORD_RESET), d.reasons
+    assert any("more than one way" in r for r in d.reasons), d.reasons
+
+
+ATTACHED_REQUEST = (b"From: Mario Rossi <mario.rossi@ateneo.example.it>\r\nTo: helpdesk-posta@servizi.example.it\r\n"
+                    b"Subject: richiesta\r\nMessage-ID: <a1@ateneo.example.it>\r\n"
+                    b"Date: Mon, 04 Jan 2027 09:00:00 +0100\r\nMIME-Version: 1.0\r\n"
+                    b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n"
+                    b"Content-Type: text/plain; charset=utf-8\r\n\r\nCome da allegato.\r\n\r\nM. Rossi\r\n--b1\r\n"
+                    b"Content-Type: application/pdf; name=\"richiesta_reset_password_PEC_ufficio.pdf\"\r\n"
+                    b"Content-Disposition: attachment; filename=\"richiesta_reset_password_PEC_ufficio.pdf\"\r\n"
+                    b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--b1--\r\n")
+
+
+def test_a_request_only_in_an_attachments_file_name_still_meets_authorization() -> None:
+    d = TRIAGER.triage(ATTACHED_REQUEST, now=NOW)
+    assert (d.decision, d.category) == (Decision.REJECTED, Category.PASSWORD_RESET), d.reasons
+    assert any("in the attachment's file name" in r for r in d.reasons), d.reasons

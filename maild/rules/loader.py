@@ -18,7 +18,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [acts]       question_openers, request_cues, no_request (templates), done_item and malfunction
                  (regexes on a folded line)
     [adoption]   phrases, blockers, optional limits (templates)
-    [cleaning]   quote_line, header_line, closing, closing_max_lines,
+    [cleaning]   quote_line, header_line, optional subject_line, closing, closing_max_lines,
                  closing_max_chars, separator, and arrays of {name, pattern}
                  tables: history, signatures, disclaimers
     [vocab]      <class> = [terms]        "@other" includes another class
@@ -649,7 +649,7 @@ class _Loader:
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:
         p = "cleaning"
         self.known(table, p, {"quote_line", "header_line", "closing", "closing_max_lines", "closing_max_chars",
-                              "separator", "history", "signatures", "disclaimers"})
+                              "separator", "history", "signatures", "disclaimers", "subject_line"})
         cleaning = CleanRules(
             quote_line=self.regex(table, p, "quote_line"),
             history=self.markers(table, "history", re.MULTILINE),
@@ -660,6 +660,7 @@ class _Loader:
             closing_max_chars=self.positive(table, p, "closing_max_chars"),
             separator=self.regex(table, p, "separator"),
             disclaimers=self.markers(table, "disclaimers"),
+            subject_line=self.regex(table, p, "subject_line", re.IGNORECASE) if "subject_line" in table else None,
         )
         return replace(cleaning, history_any=any_marker(cleaning.history),
                        signatures_any=any_marker(cleaning.signatures))

@@ -92,6 +92,8 @@ class CleanRules:
     disclaimers: tuple[Marker, ...]
     history_any: re.Pattern[str] | None = None
     signatures_any: re.Pattern[str] | None = None
+    subject_line: re.Pattern[str] | None = None
+    """A quoted header block's subject line; its group 1 is the subject as written."""
 
 
 def any_marker(markers: Sequence[Marker]) -> re.Pattern[str] | None:
@@ -127,6 +129,8 @@ class CleanedText:
     own: tuple[Line, ...]
     quoted: tuple[Line, ...]
     notes: tuple[str, ...]
+    quoted_subject: str = ""
+    """The subject in the header block of the quoted/forwarded message: part of its request when adopted."""
 
 
 def split_lines(text: str, first_number: int = 1) -> tuple[Line, ...]:
@@ -144,7 +148,19 @@ def clean(body: str, rules: CleanRules) -> CleanedText:
     own, inline_quotes = _take_quote_lines(own, rules, notes)
     own = _strip_trailers(own, rules, notes)
     quoted = _clean_quoted(history + inline_quotes, rules)
-    return CleanedText(own=tuple(own), quoted=tuple(quoted), notes=tuple(notes))
+    return CleanedText(own=tuple(own), quoted=tuple(quoted), notes=tuple(notes),
+                       quoted_subject=_quoted_subject(history, rules))
+
+
+def _quoted_subject(history: Sequence[Line], rules: CleanRules) -> str:
+    """The subject line of the header block that opens the history, or ""."""
+    if rules.subject_line is None:
+        return ""
+    for ln in history[:_skip_history_header(history, rules)]:
+        found = rules.subject_line.match(ln.text)
+        if found is not None:
+            return found.group(1).strip()
+    return ""
 
 
 def _cut_history(lines: list[Line], rules: CleanRules, notes: list[str]) -> tuple[list[Line], list[Line]]:

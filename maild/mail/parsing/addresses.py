@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 from mailparser.utils import get_addresses
 
 from maild.mail.parsing.defects import CONTROL, Defects, clean_header
 from maild.mail.parsing.encoded_words import decode_words
 from maild.mail.parsing.headers import Headers
 from maild.records import Address
+
+_OLD_FORM = re.compile(r"\s*([^\s()<>\[\]\",;:@\\]+@[A-Za-z0-9.-]+)\s*\([^()<>\"@\\\uff20\ufe6b]*\)\s*")
+"""RFC 5322's obsolete ``address (Full Name)``: one bare address, then one plain comment holding no address."""
 
 
 def read_address_list(headers: Headers, name: str, defects: Defects) -> tuple[Address, ...]:
@@ -51,6 +56,8 @@ def read_from(headers: Headers, defects: Defects) -> tuple[tuple[Address, ...], 
         found, parse_reasons = _parse_addresses(value, defects)
         addresses.extend(found)
         reasons |= parse_reasons | _lexical_ambiguity(value)
+        if _is_old_form(value, found):
+            reasons.discard("comment")
         if not found:
             reasons.add("no-address")
     if any(at in a.name for a in addresses for at in ("@", "\uff20", "\ufe6b")):
@@ -59,6 +66,13 @@ def read_from(headers: Headers, defects: Defects) -> tuple[tuple[Address, ...], 
     for reason in sorted(reasons):
         defects.add("from-ambiguous", reason)
     return tuple(addresses), bool(reasons)
+
+
+def _is_old_form(value: str, found: list[Address]) -> bool:
+    """The comment names the one bare address before it: no reader can take another sender from it."""
+    match = _OLD_FORM.fullmatch(value)
+    return (match is not None and len(found) == 1
+            and found[0].addr.lower() == match.group(1).lower())
 
 
 def _lexical_ambiguity(value: str) -> set[str]:
