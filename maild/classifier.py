@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from itertools import accumulate
 from types import MappingProxyType
 
@@ -137,7 +138,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
         subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, declared)
     if attachment_names and sum(t[0].isalnum() for t in own.tokens) <= _SHORT_BODY_WORDS:
         subject_hits += _attachment_name_hits(attachment_names, rules, declared)
-    lead = () if adopted or rules.reply_prefix.match(fold(subject)) else _lead_hits(subject, cleaned.own, rules)
+    lead = None if adopted or rules.reply_prefix.match(fold(subject)) else partial(_lead_hits, subject, cleaned.own,
+                                                                                     rules)
     decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
     words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
@@ -729,7 +731,7 @@ class _Decided:
 
 
 def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str],
-            own: _Canon, lead: Sequence[_Hit] = ()) -> _Decided:
+            own: _Canon, lead: Callable[[], tuple[_Hit, ...]] | None = None) -> _Decided:
     body = _scores(body_hits, reasons)
     from_subject = False
     source = "the subject alone"
@@ -745,8 +747,8 @@ def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reaso
         if subject:
             reasons.append("subject used: the body carries no decisive signal")
         scores = {c: body.get(c, 0) + subject.get(c, 0) for c in {*body, *subject}}
-        if lead and not any(s >= rules.threshold for s in scores.values()):
-            read_on = _scores(_new_evidence(list(lead), body_hits, reasons, asks), reasons)
+        if not any(s >= rules.threshold for s in scores.values()) and lead is not None and (read := lead()):
+            read_on = _scores(_new_evidence(list(read), body_hits, reasons, asks), reasons)
             source = "the subject read on into the body" if read_on else source
             scores = {c: scores.get(c, 0) + read_on.get(c, 0) for c in {*scores, *read_on}}
         from_subject = any(s >= rules.threshold for s in scores.values())
