@@ -187,6 +187,26 @@ def test_closing_followed_by_a_real_question_is_kept() -> None:
     assert "eliminare la vecchia casella" in own(body)
 
 
+@pytest.mark.parametrize("postscript", ["P.S. riattivate la casella eventi", "PS: anche la lista coro",
+                                        "P. S. please delete the old list", "P.P.S. grazie"])
+def test_a_postscript_after_the_signature_delimiter_is_kept(postscript: str) -> None:
+    body = f"Vi scrivo per la lista.\n-- \nMario Rossi\nUfficio Personale\n\n{postscript}\n"
+    assert own(body) == f"Vi scrivo per la lista.\n\n{postscript}"
+
+
+def test_a_short_postscript_after_a_closing_block_is_kept_and_the_signature_cut() -> None:
+    body = ("Grazie per la lista.\nBuona giornata,\nMarta Bernardi\nSegreteria didattica\n\n"
+            "PS: riattivate la casella eventi\n")
+    result = cleaned(body)
+    assert own(body) == "Grazie per la lista.\n\nPS: riattivate la casella eventi"
+    assert any("closing formula" in note for note in result.notes)
+
+
+def test_a_signature_line_that_starts_with_ps_but_is_no_postscript_is_cut() -> None:
+    body = "Vi scrivo per la lista.\n-- \nMario Rossi\nPS Cardiologia, tel. 051 123\n"
+    assert own(body) == "Vi scrivo per la lista."
+
+
 def test_closing_followed_by_a_sentence_is_kept() -> None:
     assert own("Thanks!\nPlease also delete the old seminars list.\n") == (
         "Thanks!\nPlease also delete the old seminars list.")

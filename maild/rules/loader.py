@@ -19,8 +19,8 @@ Schema (every table and key is checked; unknown keys are errors)::
                  (regexes on a folded line)
     [adoption]   phrases, blockers, optional limits (templates)
     [cleaning]   quote_line, header_line, optional subject_line, closing, closing_max_lines,
-                 closing_max_chars, separator, and arrays of {name, pattern}
-                 tables: history, signatures, disclaimers
+                 closing_max_chars, separator, optional postscript, and arrays of
+                 {name, pattern} tables: history, signatures, disclaimers
     [vocab]      <class> = [terms]        "@other" includes another class
     [tolerance]  terms (one-word terms or "@class"), min_length: regional and misspelt forms (optional)
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
@@ -649,7 +649,7 @@ class _Loader:
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:
         p = "cleaning"
         self.known(table, p, {"quote_line", "header_line", "closing", "closing_max_lines", "closing_max_chars",
-                              "separator", "history", "signatures", "disclaimers", "subject_line"})
+                              "separator", "postscript", "history", "signatures", "disclaimers", "subject_line"})
         cleaning = CleanRules(
             quote_line=self.regex(table, p, "quote_line"),
             history=self.markers(table, "history", re.MULTILINE),
@@ -661,6 +661,7 @@ class _Loader:
             separator=self.regex(table, p, "separator"),
             disclaimers=self.markers(table, "disclaimers"),
             subject_line=self.regex(table, p, "subject_line", re.IGNORECASE) if "subject_line" in table else None,
+            postscript=self.regex(table, p, "postscript") if "postscript" in table else None,
         )
         return replace(cleaning, history_any=any_marker(cleaning.history),
                        signatures_any=any_marker(cleaning.signatures))

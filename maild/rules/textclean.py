@@ -94,6 +94,8 @@ class CleanRules:
     signatures_any: re.Pattern[str] | None = None
     subject_line: re.Pattern[str] | None = None
     """A quoted header block's subject line; its group 1 is the subject as written."""
+    postscript: re.Pattern[str] | None = None
+    """A line that opens a P.S.: the sender's text again, kept after a signature or a closing block."""
 
 
 def any_marker(markers: Sequence[Marker]) -> re.Pattern[str] | None:
@@ -290,15 +292,31 @@ def _line_at(block: Sequence[Line], offset: int) -> int:
 
 
 def _cut_signature(lines: list[Line], rules: CleanRules, notes: list[str]) -> list[Line]:
-    """Cut at the first signature marker ("-- ", "Inviato da iPhone") to the end."""
+    """Cut at the first signature marker ("-- ", "Inviato da iPhone") to the end, or to a P.S. after it."""
     for i, ln in enumerate(lines):
         if rules.signatures_any is not None and rules.signatures_any.search(ln.folded) is None:
             continue
         for marker in rules.signatures:
             if marker.pattern.search(ln.folded):
                 notes.append(f"signature removed from line {ln.number} ({marker.name})")
-                return lines[:i]
+                return lines[:i] + _kept_postscript(lines, _postscript(lines, i + 1, rules))
     return lines
+
+
+def _kept_postscript(lines: Sequence[Line], start: int) -> list[Line]:
+    """The P.S. from ``start`` on, as a paragraph of its own (the signature before it is gone), or nothing."""
+    if start >= len(lines):
+        return []
+    return [Line(lines[start].number, "", ""), *lines[start:]]
+
+
+def _postscript(lines: Sequence[Line], start: int, rules: CleanRules) -> int:
+    """The index of the first line from ``start`` that opens a P.S., or ``len(lines)``."""
+    if rules.postscript is not None:
+        for i in range(start, len(lines)):
+            if rules.postscript.match(lines[i].folded):
+                return i
+    return len(lines)
 
 
 def _cut_closing(lines: list[Line], rules: CleanRules, notes: list[str]) -> list[Line]:
@@ -306,15 +324,16 @@ def _cut_closing(lines: list[Line], rules: CleanRules, notes: list[str]) -> list
 
     The tail must look like a signature: few, short lines, none of them a
     sentence. So "Thanks!" followed by "Please also delete the old list." is
-    kept, and so is a "Grazie." followed by a real P.S. with a request.
+    kept; a P.S. after the signature is the sender's text, kept however short.
     """
     for i, ln in enumerate(lines):
         if not rules.closing.match(ln.folded):
             continue
-        tail = [t.folded.strip() for t in lines[i + 1:] if t.folded.strip()]
+        end = _postscript(lines, i + 1, rules)
+        tail = [t.folded.strip() for t in lines[i + 1:end] if t.folded.strip()]
         if len(tail) <= rules.closing_max_lines and all(_signature_like(t, rules) for t in tail):
             notes.append(f"signature removed from line {ln.number} (closing formula)")
-            return lines[:i]
+            return lines[:i] + _kept_postscript(lines, end)
     return lines
 
 
