@@ -597,10 +597,11 @@ def _limited_to(own: _Canon, match: re.Match[str], rules: Rules) -> _Hit | None:
 def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
     """Sum of weights per category; one word counts once per category (its best rule).
 
-    A mention inside a requested frame of its category is that frame's object, not a second signal.
+    A mention inside a frame of its category is that frame's object, not a second signal: asked for, it adds
+    nothing; negated or told ("my password will get expired"), it is not asked for either.
     """
     hits = list(hits)
-    framed = {(hit.rule.category, token) for hit in hits if hit.cue is None and not hit.rule.mention
+    framed = {(hit.rule.category, token) for hit in hits if not hit.rule.mention
               for token in hit.span}
     best: dict[tuple[Category, int], _Hit] = {}
     negated: dict[tuple[Category, int], _Hit] = {}

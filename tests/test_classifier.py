@@ -883,3 +883,36 @@ def test_a_request_after_others_troubles_still_asks() -> None:
     assert result.category is ANAGRAFICA, result.reasons
     result = run("Segnalazioni di studenti: la casella di m.rossi e bloccata, potete sbloccarla?")
     assert result.category is LIFECYCLE, result.reasons
+
+
+def test_a_mention_inside_a_frame_not_asked_for_is_not_asked_for_either() -> None:
+    result = run("The notice says my password will get expired on Friday. I would like to know how to change the "
+                 "password myself.")
+    assert result.category is OTHER, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Per il collega Verdi lasciate stare lo sblocco che vi avevo chiesto ieri: e riuscito a entrare.",
+    "Il mese prossimo vi chiederemo di disattivare le caselle dei borsisti; vi mandero l'elenco.",
+    "Next month I will ask you to delete the old project lists, once the audit is over.",
+    "Vi avviso che cambiera il responsabile della lista: per ora non fate nulla, vi scrivo io con i nomi.",
+    "The lab will move in June. For now do nothing about the shared mailbox; I will write again.",
+    "Non uso quasi mai la webmail perche dimentico sempre la password, ma non e un problema.",
+    "In case my account gets locked while I am abroad, what should I do? It's just to be prepared.",
+])
+def test_an_action_taken_back_announced_or_habitual_is_not_asked_for(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("La casella eventi@ateneo.example.it manda spam da stanotte. Non sarebbe il caso di bloccarla?", LIFECYCLE),
+    ("The old choir list is never used. Shouldn't we delete it?", LIFECYCLE),
+    ("Sarebbe possibile avere una nuova password per la casella del laboratorio?", PASSWORD),
+    ("Il mese prossimo vi chiedero di chiudere la casella; intanto potete sospenderla?", LIFECYCLE),
+    ("Dimentico sempre la password: ho dimenticato anche quella nuova, potete resettarla?", PASSWORD),
+    ("Non e il caso di chiudere la casella: serve ancora.", OTHER),
+])
+def test_a_rhetorical_or_polite_request_is_asked_for_and_a_denial_is_not(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
