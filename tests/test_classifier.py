@@ -916,3 +916,23 @@ def test_an_action_taken_back_announced_or_habitual_is_not_asked_for(body: str) 
 def test_a_rhetorical_or_polite_request_is_asked_for_and_a_denial_is_not(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Richiesta (segnare con una X):\n[ ] Creazione casella\n[ ] Cancellazione casella\n[X] Aggiornamento rubrica\n"
+     "Dettagli: il mio interno nuovo e 4410", ANAGRAFICA),
+    ("Request type:\n\u2610 New mailbox\n\u2612 Password reset for my account\n\u2610 Directory update", PASSWORD),
+    ("Tipo:\n(x) Aumento spazio casella\n( ) Chiusura della casella\n( ) Reset della password", ANAGRAFICA),
+])
+def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Cose da fare:\n[ ] reset della password di m.neri\n[ ] interno 4410 in rubrica", PASSWORD),
+    ("Checklist:\n- [x] add Anna to the staff list\n- [ ] please delete the old-lab mailbox", LIFECYCLE),
+])
+def test_empty_boxes_without_a_ticked_one_or_under_bullets_are_things_to_do(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
