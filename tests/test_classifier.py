@@ -899,6 +899,7 @@ def test_a_mention_inside_a_frame_not_asked_for_is_not_asked_for_either() -> Non
     "The lab will move in June. For now do nothing about the shared mailbox; I will write again.",
     "Non uso quasi mai la webmail perche dimentico sempre la password, ma non e un problema.",
     "In case my account gets locked while I am abroad, what should I do? It's just to be prepared.",
+    "I forgot my password. Is the reset page on the portal the official one? If so I will do it myself.",
 ])
 def test_an_action_taken_back_announced_or_habitual_is_not_asked_for(body: str) -> None:
     result = run(body)
