@@ -132,7 +132,9 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                        "only actions with a request cue in their clause count")
     body_hits = _declined_states(_hits(_canon(lines, rules) if adopted else own, "body", rules,
                                        None if declared is None else declared.group()), reasons)
-    body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons), lines, rules, reasons)
+    boxes = _form_boxes(lines, rules.acts)
+    body_hits = _tool_faults(_done_items(_unticked(body_hits, boxes, reasons), lines, rules, reasons, boxes), lines,
+                             rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     if adopted and cleaned.quoted_subject:
         subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, declared)
@@ -327,15 +329,59 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
     return out
 
 
-def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
+@dataclass(frozen=True, slots=True)
+class _Boxes:
+    """The lines of a tick-box form: boxes ticked and left empty, by line number, with the box as written."""
+
+    ticked: Mapping[int, str]
+    unticked: Mapping[int, str]
+
+
+_NO_FORM = _Boxes(MappingProxyType({}), MappingProxyType({}))
+
+
+def _form_boxes(lines: Sequence[Line], acts: Acts) -> _Boxes:
+    """The boxes of a form: only when the sender's text ticks one box and leaves another empty; a list of empty
+    boxes alone ("[ ] reset della password") may be a list of things to do (fail closed)."""
+    if acts.ticked_box is None or acts.unticked_box is None:
+        return _NO_FORM
+    ticked, unticked = {}, {}
+    for ln in lines:
+        if (found := acts.ticked_box.match(ln.folded)) is not None:
+            ticked[ln.number] = found.group().strip()
+        elif (found := acts.unticked_box.match(ln.folded)) is not None:
+            unticked[ln.number] = found.group().strip()
+    if not ticked or not unticked:
+        return _NO_FORM
+    return _Boxes(MappingProxyType(ticked), MappingProxyType(unticked))
+
+
+def _unticked(hits: list[_Hit], boxes: _Boxes, reasons: list[str]) -> list[_Hit]:
+    """An action on a form's box left empty ("[ ] Reimpostazione password") is not chosen, so not asked for."""
+    if not boxes.unticked:
+        return hits
+    out = []
+    for hit in hits:
+        box = boxes.unticked.get(hit.line) if hit.cue is None and hit.zone == "body" else None
+        if box is None:
+            out.append(hit)
+            continue
+        reasons.append(f"box left empty: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{box}'")
+        out.append(replace(hit, cue=box, act="report"))
+    return out
+
+
+def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str],
+                boxes: _Boxes = _NO_FORM) -> list[_Hit]:
     """An action on a list item marked done ("3. disattivazione vecchie caselle ✔") is told, not asked for.
 
-    Unless the item asks in words: "1. backup fatto, potete chiudere la casella" still asks.
+    Unless the item asks in words: "1. backup fatto, potete chiudere la casella" still asks; nor is a form's
+    ticked box ("[X] Reimpostazione password") a thing done: it is the thing chosen.
     """
     pattern = rules.acts.done_item
     if pattern is None or not hits:
         return hits
-    asked = {hit.line for hit in hits if hit.cue is None}
+    asked = {hit.line for hit in hits if hit.cue is None and hit.line not in boxes.ticked}
     done = {ln.number: found.group().strip() for ln in lines if ln.number in asked
             for found in (pattern.search(ln.folded),)
             if found is not None and rules.acts.request_cues.search(ln.folded) is None}
@@ -662,10 +708,11 @@ def _limited_to(own: _Canon, match: re.Match[str], rules: Rules) -> _Hit | None:
 def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
     """Sum of weights per category; one word counts once per category (its best rule).
 
-    A mention inside a requested frame of its category is that frame's object, not a second signal.
+    A mention inside a frame of its category is that frame's object, not a second signal: asked for, it adds
+    nothing; negated or told ("my password will get expired"), it is not asked for either.
     """
     hits = list(hits)
-    framed = {(hit.rule.category, token) for hit in hits if hit.cue is None and not hit.rule.mention
+    framed = {(hit.rule.category, token) for hit in hits if not hit.rule.mention
               for token in hit.span}
     best: dict[tuple[Category, int], _Hit] = {}
     negated: dict[tuple[Category, int], _Hit] = {}

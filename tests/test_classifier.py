@@ -981,3 +981,57 @@ def test_a_long_body_is_not_overruled_by_an_attachments_file_name() -> None:
 
 def test_a_file_name_that_asks_nothing_adds_nothing() -> None:
     assert _with_attachment("Come da allegato.", "verbale_riunione_12_maggio.pdf").category is OTHER
+
+
+def test_a_mention_inside_a_frame_not_asked_for_is_not_asked_for_either() -> None:
+    result = run("The notice says my password will get expired on Friday. I would like to know how to change the "
+                 "password myself.")
+    assert result.category is OTHER, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Per il collega Verdi lasciate stare lo sblocco che vi avevo chiesto ieri: e riuscito a entrare.",
+    "Il mese prossimo vi chiederemo di disattivare le caselle dei borsisti; vi mandero l'elenco.",
+    "Next month I will ask you to delete the old project lists, once the audit is over.",
+    "Vi avviso che cambiera il responsabile della lista: per ora non fate nulla, vi scrivo io con i nomi.",
+    "The lab will move in June. For now do nothing about the shared mailbox; I will write again.",
+    "Non uso quasi mai la webmail perche dimentico sempre la password, ma non e un problema.",
+    "In case my account gets locked while I am abroad, what should I do? It's just to be prepared.",
+    "I forgot my password. Is the reset page on the portal the official one? If so I will do it myself.",
+])
+def test_an_action_taken_back_announced_or_habitual_is_not_asked_for(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("La casella eventi@ateneo.example.it manda spam da stanotte. Non sarebbe il caso di bloccarla?", LIFECYCLE),
+    ("The old choir list is never used. Shouldn't we delete it?", LIFECYCLE),
+    ("Sarebbe possibile avere una nuova password per la casella del laboratorio?", PASSWORD),
+    ("Il mese prossimo vi chiedero di chiudere la casella; intanto potete sospenderla?", LIFECYCLE),
+    ("Dimentico sempre la password: ho dimenticato anche quella nuova, potete resettarla?", PASSWORD),
+    ("Non e il caso di chiudere la casella: serve ancora.", OTHER),
+])
+def test_a_rhetorical_or_polite_request_is_asked_for_and_a_denial_is_not(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Richiesta (segnare con una X):\n[ ] Creazione casella\n[ ] Cancellazione casella\n[X] Aggiornamento rubrica\n"
+     "Dettagli: il mio interno nuovo e 4410", ANAGRAFICA),
+    ("Request type:\n\u2610 New mailbox\n\u2612 Password reset for my account\n\u2610 Directory update", PASSWORD),
+    ("Tipo:\n(x) Aumento spazio casella\n( ) Chiusura della casella\n( ) Reset della password", ANAGRAFICA),
+])
+def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Cose da fare:\n[ ] reset della password di m.neri\n[ ] interno 4410 in rubrica", PASSWORD),
+    ("Checklist:\n- [x] add Anna to the staff list\n- [ ] please delete the old-lab mailbox", LIFECYCLE),
+])
+def test_empty_boxes_without_a_ticked_one_or_under_bullets_are_things_to_do(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

@@ -187,7 +187,9 @@ class Acts:
     the same clause as the action, or the action opens its clause as a
     command ("Resettate la password", "mi cancellate la casella?": only
     ``command_lead`` words before it). An item of a list marked done ("✔",
-    "[FATTO]", "- reset password: done") tells what was done. A line that
+    "[FATTO]", "- reset password: done") tells what was done; in a form with a
+    ticked box ("[X] Modifica rubrica"), a box left empty ("[ ] Reset password")
+    names nothing asked, and a ticked one is chosen, not done. A line that
     reports a fault of a tool ("il modulo per la rubrica da errore") names
     the tool's purpose between the two, not a request.
     """
@@ -197,6 +199,10 @@ class Acts:
     no_request: re.Pattern[str]
     done_item: re.Pattern[str] | None = None
     malfunction: re.Pattern[str] | None = None
+    ticked_box: re.Pattern[str] | None = None
+    """A form's box ticked at the start of a line ("[X] Reimpostazione password"): the item is chosen."""
+    unticked_box: re.Pattern[str] | None = None
+    """A form's box left empty ("[ ] Attivazione nuova casella"): in a form with a ticked box, not chosen."""
     command_lead: frozenset[str] = frozenset()
     """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
 
@@ -620,12 +626,14 @@ class _Loader:
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
-                              "command_lead"})
+                              "ticked_box", "unticked_box", "command_lead"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
                     done_item=self.regex(table, p, "done_item") if "done_item" in table else None,
                     malfunction=self.regex(table, p, "malfunction") if "malfunction" in table else None,
+                    ticked_box=self.regex(table, p, "ticked_box") if "ticked_box" in table else None,
+                    unticked_box=self.regex(table, p, "unticked_box") if "unticked_box" in table else None,
                     command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
                     else frozenset())
 
