@@ -212,6 +212,54 @@ def test_closing_followed_by_a_sentence_is_kept() -> None:
         "Thanks!\nPlease also delete the old seminars list.")
 
 
+@pytest.mark.parametrize("kind", ["notices", "requests"])
+def test_signature_markers_find_their_examples_and_none_of_their_counter_examples(kind: str) -> None:
+    found = getattr(markers(), kind)
+    assert found, kind
+    for marker in found:
+        assert marker.examples and marker.counter_examples, marker.name
+        for line in marker.examples:
+            assert marker.pattern.search(fold(line)), (marker.name, line)
+        for line in marker.counter_examples:
+            assert not marker.pattern.search(fold(line)), (marker.name, line)
+
+
+def test_a_standing_notice_in_the_signature_block_goes_with_it() -> None:
+    body = ("Potete correggere il mio interno in rubrica?\nGrazie\n\nSonia Neri\nUfficio del personale\n"
+            "Tel. 0861 770 3146\n\nPer le richieste di creazione o cancellazione delle caselle e per il ripristino "
+            "delle password il personale deve rivolgersi esclusivamente al referente tecnico.\n")
+    result = cleaned(body)
+    assert own(body) == "Potete correggere il mio interno in rubrica?"
+    assert any("standing notice" in note for note in result.notes)
+
+
+def test_an_english_standing_notice_in_the_signature_block_goes_with_it() -> None:
+    body = ("Please fix my phone number in the directory.\nKind regards,\nTom Baker\nLibrary\n"
+            "For mailbox creations, deletions or password resets please contact your technical referent.\n")
+    assert own(body) == "Please fix my phone number in the directory."
+
+
+def test_a_notice_that_also_asks_the_help_desk_is_the_senders_text() -> None:
+    body = ("Grazie\nSonia Neri\nUfficio del personale\n"
+            "Per le richieste di cancellazione rivolgersi al referente; vi chiedo pero di chiudere la casella eventi."
+            "\n")
+    assert "chiudere la casella eventi" in own(body)
+
+
+def test_a_request_typed_in_a_signature_line_is_kept() -> None:
+    body = ("Buongiorno,\nvedete sotto, grazie.\n\n--\nIrina Popescu\nUfficio Registro imprese\n"
+            "Interno 2214 (nuovo dal 10/01, vi prego aggiornare la rubrica)\nwww.example.it\n")
+    result = cleaned(body)
+    assert own(body) == ("Buongiorno,\nvedete sotto, grazie.\n\n"
+                         "Interno 2214 (nuovo dal 10/01, vi prego aggiornare la rubrica)")
+    assert any("request kept from the signature" in note for note in result.notes)
+
+
+def test_a_request_in_the_lines_after_a_closing_stays_and_the_signature_goes() -> None:
+    body = "Grazie\nMarta Bernardi\nInterno 2214 (nuovo, vi prego aggiornare la rubrica)\nSegreteria\n"
+    assert own(body) == "Interno 2214 (nuovo, vi prego aggiornare la rubrica)"
+
+
 def test_closing_followed_by_a_long_tail_is_kept() -> None:
     tail = "\n".join(f"riga {i} con un contenuto" for i in range(10))
     body = f"Buongiorno.\nGrazie\n{tail}\n"

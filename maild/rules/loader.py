@@ -20,7 +20,8 @@ Schema (every table and key is checked; unknown keys are errors)::
     [adoption]   phrases, blockers, optional limits (templates)
     [cleaning]   quote_line, header_line, optional subject_line, closing, closing_max_lines,
                  closing_max_chars, separator, optional postscript, and arrays of
-                 {name, pattern} tables: history, signatures, disclaimers
+                 {name, pattern} tables: history, signatures, disclaimers; optional arrays of
+                 {name, pattern, examples, counter_examples} tables (lines): notices, requests
     [vocab]      <class> = [terms]        "@other" includes another class
     [tolerance]  terms (one-word terms or "@class"), min_length: regional and misspelt forms (optional)
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
@@ -657,7 +658,8 @@ class _Loader:
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:
         p = "cleaning"
         self.known(table, p, {"quote_line", "header_line", "closing", "closing_max_lines", "closing_max_chars",
-                              "separator", "postscript", "history", "signatures", "disclaimers", "subject_line"})
+                              "separator", "postscript", "history", "signatures", "disclaimers", "subject_line",
+                              "notices", "requests"})
         cleaning = CleanRules(
             quote_line=self.regex(table, p, "quote_line"),
             history=self.markers(table, "history", re.MULTILINE),
@@ -670,20 +672,29 @@ class _Loader:
             disclaimers=self.markers(table, "disclaimers"),
             subject_line=self.regex(table, p, "subject_line", re.IGNORECASE) if "subject_line" in table else None,
             postscript=self.regex(table, p, "postscript") if "postscript" in table else None,
+            notices=self.markers(table, "notices", examples=True) if "notices" in table else (),
+            requests=self.markers(table, "requests", examples=True) if "requests" in table else (),
         )
         return replace(cleaning, history_any=any_marker(cleaning.history),
                        signatures_any=any_marker(cleaning.signatures))
 
-    def markers(self, table: Mapping[str, Any], key: str, flags: int = 0) -> tuple[Marker, ...]:
+    def markers(self, table: Mapping[str, Any], key: str, flags: int = 0, *,
+                examples: bool = False) -> tuple[Marker, ...]:
+        """The marker tables under ``cleaning.key``; with ``examples``, each carries the lines that justify it."""
         items = self.value(table, "cleaning", key, list)
         out = []
         for i, item in enumerate(items):
             k = f"cleaning.{key}[{i}]"
             if not isinstance(item, dict):
                 raise self.fail(k, "must be a table with name and pattern")
-            self.known(item, k, {"name", "pattern"})
-            name: str = self.value(item, k, "name", str)
-            out.append(Marker(name, self.regex(item, k, "pattern", flags)))
+            if not examples:
+                self.known(item, k, {"name", "pattern"})
+                out.append(Marker(self.value(item, k, "name", str), self.regex(item, k, "pattern", flags)))
+                continue
+            self.known(item, k, {"name", "pattern", "examples", "counter_examples"})
+            out.append(Marker(self.value(item, k, "name", str), self.regex(item, k, "pattern", flags),
+                              tuple(self.strings(item, k, "examples")),
+                              tuple(self.strings(item, k, "counter_examples"))))
         return tuple(out)
 
     def rule_list(self, value: object) -> tuple[Rule, ...]:

@@ -63,6 +63,10 @@ class Marker:
 
     name: str
     pattern: re.Pattern[str]
+    examples: tuple[str, ...] = ()
+    """Lines the pattern must find (the tests run it on them, folded)."""
+    counter_examples: tuple[str, ...] = ()
+    """Lines it must not find."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,11 @@ class CleanRules:
     """A quoted header block's subject line; its group 1 is the subject as written."""
     postscript: re.Pattern[str] | None = None
     """A line that opens a P.S.: the sender's text again, kept after a signature or a closing block."""
+    notices: tuple[Marker, ...] = ()
+    """A standing notice in a signature block ("per le richieste di ... rivolgersi a ..."): part of the
+    signature however long, never a request of the sender's."""
+    requests: tuple[Marker, ...] = ()
+    """A request to the help desk typed inside a signature block ("vi prego aggiornare la rubrica"): kept."""
 
 
 def any_marker(markers: Sequence[Marker]) -> re.Pattern[str] | None:
@@ -292,15 +301,41 @@ def _line_at(block: Sequence[Line], offset: int) -> int:
 
 
 def _cut_signature(lines: list[Line], rules: CleanRules, notes: list[str]) -> list[Line]:
-    """Cut at the first signature marker ("-- ", "Inviato da iPhone") to the end, or to a P.S. after it."""
+    """Cut at the first signature marker ("-- ", "Inviato da iPhone") to the end, or to a P.S. after it;
+    a request typed inside the signature stays."""
     for i, ln in enumerate(lines):
         if rules.signatures_any is not None and rules.signatures_any.search(ln.folded) is None:
             continue
         for marker in rules.signatures:
             if marker.pattern.search(ln.folded):
                 notes.append(f"signature removed from line {ln.number} ({marker.name})")
-                return lines[:i] + _kept_postscript(lines, _postscript(lines, i + 1, rules))
+                end = _postscript(lines, i + 1, rules)
+                return _then(lines[:i], _kept_requests(lines[i + 1:end], rules, notes)) + _kept_postscript(lines, end)
     return lines
+
+
+def _kept_requests(block: Sequence[Line], rules: CleanRules, notes: list[str]) -> list[Line]:
+    """The lines of a signature block that ask the help desk for something."""
+    found = [(ln, name) for ln in block if (name := _request_in_signature(ln.folded, rules)) is not None]
+    notes.extend(f"request kept from the signature, line {ln.number} ({name})" for ln, name in found)
+    return [ln for ln, _name in found]
+
+
+def _then(before: list[Line], paragraph: list[Line]) -> list[Line]:
+    """``paragraph`` after ``before``, a blank line between them unless one is there already."""
+    if not paragraph or not before or not before[-1].folded.strip():
+        return before + paragraph
+    return [*before, Line(paragraph[0].number, "", ""), *paragraph]
+
+
+def _request_in_signature(folded: str, rules: CleanRules) -> str | None:
+    """The name of the request marker that finds ``folded``, or None."""
+    return next((m.name for m in rules.requests if m.pattern.search(folded)), None)
+
+
+def _notice(folded: str, rules: CleanRules) -> bool:
+    """A standing notice that asks the help desk for nothing."""
+    return any(m.pattern.search(folded) for m in rules.notices) and _request_in_signature(folded, rules) is None
 
 
 def _kept_postscript(lines: Sequence[Line], start: int) -> list[Line]:
@@ -325,15 +360,24 @@ def _cut_closing(lines: list[Line], rules: CleanRules, notes: list[str]) -> list
     The tail must look like a signature: few, short lines, none of them a
     sentence. So "Thanks!" followed by "Please also delete the old list." is
     kept; a P.S. after the signature is the sender's text, kept however short.
+    A standing notice is part of the signature whatever its length; a request
+    typed in a signature line stays, as the sender's text.
     """
     for i, ln in enumerate(lines):
         if not rules.closing.match(ln.folded):
             continue
         end = _postscript(lines, i + 1, rules)
-        tail = [t.folded.strip() for t in lines[i + 1:end] if t.folded.strip()]
+        block = lines[i + 1:end]
+        asked = {t.number for t in block if _request_in_signature(t.folded, rules) is not None}
+        rest = [t for t in block if t.folded.strip() and t.number not in asked]
+        if asked and not rest:
+            continue  # only the sender's requests follow the thanks: no signature to cut
+        notices = [t.number for t in rest if _notice(t.folded, rules)]
+        tail = [t.folded.strip() for t in rest if t.number not in notices]
         if len(tail) <= rules.closing_max_lines and all(_signature_like(t, rules) for t in tail):
             notes.append(f"signature removed from line {ln.number} (closing formula)")
-            return lines[:i] + _kept_postscript(lines, end)
+            notes.extend(f"standing notice in the signature at line {n}: context, not a request" for n in notices)
+            return _then(lines[:i], _kept_requests(block, rules, notes)) + _kept_postscript(lines, end)
     return lines
 
 
