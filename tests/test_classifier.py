@@ -259,6 +259,61 @@ def test_without_limits_a_limited_proceed_adopts_the_quote(tmp_path: Path) -> No
     assert result.category is LIFECYCLE, result.reasons
 
 
+QUOTED_DESK_QUESTION = ("\n\nIl 9 mar 2027 alle 11:02 Help Desk <helpdesk@example.it> ha scritto:\n"
+                        "> Gentile utente,\n> abbiamo aggiornato il suo numero in rubrica.\n>\n"
+                        "> Ci risulta anche la richiesta di chiudere la vecchia casella archivio@example.it e di\n"
+                        "> lasciare l'alias sulla lista docenti: vuole che procediamo con la chiusura?\n>\n"
+                        "> Il reset delle password si chiede al referente.\n")
+
+
+@pytest.mark.parametrize("own", ["Sì, confermo.\n\nMarta", "Yes please.", "Certo, grazie.", "Ok.", "Sì grazie!"])
+def test_a_bare_yes_to_a_quoted_question_asks_what_the_question_names(own: str) -> None:
+    result = run(own + QUOTED_DESK_QUESTION, subject="R: [HD-7] casella archivio")
+    assert result.category is LIFECYCLE, result.reasons
+    assert any(r.startswith("act adoption:") for r in result.reasons), result.reasons
+    assert "vuole che procediamo con la chiusura?" in result.text
+    assert "Il reset delle password" not in result.text  # only the paragraph of the question is answered
+
+
+def test_a_bare_yes_turns_what_the_question_asks_about_into_a_request() -> None:
+    quoted = ("\n\nOn 3 May 2027, Help Desk <helpdesk@example.it> wrote:\n"
+              "> The registry office wrote to us about the mailbox exams@example.it.\n"
+              "> As the procedure asks, shall we date the suspension of the mailbox from Monday 10 May?\n")
+    result = run("Yes, confirmed." + quoted)
+    assert result.category is LIFECYCLE, result.reasons
+    assert any(r.startswith("asked by the answer:") for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("own", ["No, solo l'alias sulla lista.", "No, just the alias on the list, thanks."])
+def test_a_bare_no_declines_the_quoted_question_but_what_it_keeps(own: str) -> None:
+    result = run(own + QUOTED_DESK_QUESTION)
+    assert result.category is ANAGRAFICA, result.reasons
+    assert any(r.startswith("declined by the answer: 'no ... chiudere la vecchia casella") for r in result.reasons)
+
+
+@pytest.mark.parametrize("own", ["No.", "No grazie, non serve.", "Nope."])
+def test_a_bare_no_declines_everything_the_quoted_question_names(own: str) -> None:
+    assert run(own + QUOTED_DESK_QUESTION).category is OTHER
+
+
+@pytest.mark.parametrize("own", [
+    # A first clause that goes on is no bare answer; nor is a longer reply, a question, or a specimen.
+    "Si prega di attendere, ne parlo con il responsabile.",
+    "Ok, grazie per l'aggiornamento della rubrica. Per il resto ci sentiamo la settimana prossima con il referente.",
+    "Sì, ma prima: chi ha chiesto la chiusura?",
+    "Sì, è phishing.",
+])
+def test_what_is_no_bare_answer_adopts_nothing(own: str) -> None:
+    result = run(own + QUOTED_DESK_QUESTION)
+    assert result.category is not LIFECYCLE, result.reasons
+    assert not any(r.startswith("act adoption:") for r in result.reasons), result.reasons
+
+
+def test_a_bare_yes_over_quoted_text_without_a_question_adopts_nothing() -> None:
+    quoted = "\n\nIl 9 mar 2027 Help Desk ha scritto:\n> La casella archivio@example.it sarà chiusa venerdì.\n"
+    assert run("Sì, grazie." + quoted).category is OTHER
+
+
 def test_forwarded_phishing_lure_is_other_even_if_it_says_suspended() -> None:
     body = ("Vi inoltro questo messaggio, chiaramente phishing. Vedi sotto.\n\n---------- Forwarded message ---------\n"
             "From: Admin <admin@verify.example.net>\nSubject: Account suspension\n\n"

@@ -17,7 +17,8 @@ Schema (every table and key is checked; unknown keys are errors)::
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
     [acts]       question_openers, request_cues, no_request (templates), done_item and malfunction
                  (regexes on a folded line)
-    [adoption]   phrases, blockers, optional limits (templates)
+    [adoption]   phrases, blockers, optional limits, answers_yes, answers_no (templates) and
+                 answer_max_words
     [cleaning]   quote_line, header_line, optional subject_line, closing, closing_max_lines,
                  closing_max_chars, separator, optional postscript, and arrays of
                  {name, pattern} tables: history, signatures, disclaimers
@@ -216,6 +217,12 @@ class Adoption:
     index: TemplateIndex
     limits: re.Pattern[str] | None = None
     """What, right after a phrase, limits it to an object of the sender's own ("procedete solo con ...")."""
+    answers_yes: re.Pattern[str] | None = None
+    """A bare yes opening a short reply ("Sì, confermo."): it adopts the quoted question it answers."""
+    answers_no: re.Pattern[str] | None = None
+    """A bare no opening a short reply ("No, solo la lista."): it declines the quoted question but what it keeps."""
+    answer_max_words: int = 0
+    """The most words of the sender's own text read as a bare answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -644,7 +651,7 @@ class _Loader:
 
     def adoption(self, table: Mapping[str, Any]) -> Adoption:
         p = "adoption"
-        self.known(table, p, {"phrases", "blockers", "limits"})
+        self.known(table, p, {"phrases", "blockers", "limits", "answers_yes", "answers_no", "answer_max_words"})
         phrases = self.strings(table, p, "phrases")
         templates = tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases))
         return Adoption(
@@ -652,6 +659,9 @@ class _Loader:
             blockers=self.template_list(table, p, "blockers"),
             index=TemplateIndex.of(templates),
             limits=self.template_list(table, p, "limits") if "limits" in table else None,
+            answers_yes=self.template_list(table, p, "answers_yes") if "answers_yes" in table else None,
+            answers_no=self.template_list(table, p, "answers_no") if "answers_no" in table else None,
+            answer_max_words=self.positive(table, p, "answer_max_words") if "answer_max_words" in table else 0,
         )
 
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:
