@@ -556,10 +556,21 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     if after < len(canon.tokens) and canon.tokens[after] == ":":
         after += 1  # a label and its verdict: "reset password: NON serve piu"
     following = _clause(canon.tokens[after:after + negation.post_window], negation.terminators)
+    relative = next((i for i, word in enumerate(following[:_RELATIVE_OPENS]) if word in negation.relatives), None)
+    if relative is not None:
+        following = _clause(canon.tokens[after:after + negation.relative_window],
+                            negation.terminators | negation.relative_stops)[relative + _RELATIVE_OWN:]
     if not negation.may_follow(following):
         return None
     post = negation.post.search(" ".join(following))
     return None if post is None else ("negation", post.group())
+
+
+_RELATIVE_OPENS = 2
+"""Where a relative clause after an action's object may open: "che", "di cui"."""
+_RELATIVE_OWN = 3
+"""The pronoun and the two words after it: a verdict there is the relative clause's own, about the object ("la
+casella che non serve piu", "the mailbox which is no longer needed"), not about the action."""
 
 
 def _cleared(back: Sequence[str], size: int, exceptions: re.Pattern[str] | None) -> str:

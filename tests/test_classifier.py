@@ -103,6 +103,23 @@ def test_keeping_a_mailbox_active_is_not_a_lifecycle_request(body: str) -> None:
     assert category(body) is ANAGRAFICA
 
 
+@pytest.mark.parametrize("body", [
+    "Lo sblocco della casella di cui vi avevo parlato al telefono la settimana scorsa non serve più.",
+    "The reset that I asked for on the phone last week is not needed any more.",
+])
+def test_a_verdict_after_a_relative_clause_judges_the_action(body: str) -> None:
+    assert category(body) is OTHER
+
+
+@pytest.mark.parametrize("body", [
+    "Eliminate la casella che non serve più.",
+    "Please delete the list which is no longer needed.",
+    "Chiudete la casella di cui vi ho parlato ieri perché non serve più.",
+])
+def test_a_verdict_on_the_object_in_a_relative_clause_leaves_the_action_asked(body: str) -> None:
+    assert category(body) is LIFECYCLE
+
+
 def test_inability_is_not_negation() -> None:
     assert category("Non riesco a eliminare la lista da solo: potete farlo voi? Si tratta della lista "
                     "progetto-x, potete eliminarla?") is LIFECYCLE

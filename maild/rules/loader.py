@@ -13,7 +13,8 @@ Schema (every table and key is checked; unknown keys are errors)::
     [text]       abbreviations            words whose "." does not end a sentence
     [subject]    reply_prefix, strip      regexes on the folded subject
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
-    [negation]   post_window, exceptions, post (templates), terminators (words)
+    [negation]   post_window, exceptions, post (templates), terminators (words), optional relatives and
+                 relative_stops (words), relative_window
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
     [acts]       question_openers, request_cues, no_request (templates), done_item and malfunction
                  (regexes on a folded line)
@@ -157,6 +158,13 @@ class Negation:
     """The words a ``post`` phrase can start with (whole words)."""
     post_stems: tuple[str, ...] = ()
     """The stems a ``post`` phrase can start with."""
+    relatives: frozenset[str] = frozenset()
+    """Words that open a relative clause after the action's object ("che", "cui", "which")."""
+    relative_window: int = 0
+    """How far past a relative clause a ``post`` phrase still judges the action ("lo sblocco di cui vi avevo
+    parlato al telefono ... non serve piu")."""
+    relative_stops: frozenset[str] = frozenset()
+    """Words that end that longer window: a reason or a second clause ("perche", "e")."""
 
     def may_follow(self, words: Iterable[str]) -> bool:
         """False when no ``post`` phrase can start at any of ``words``: they are not searched."""
@@ -589,7 +597,8 @@ class _Loader:
 
     def negation(self, table: Mapping[str, Any]) -> Negation:
         p = "negation"
-        self.known(table, p, {"post_window", "cues", "exceptions", "post", "terminators"})
+        self.known(table, p, {"post_window", "cues", "exceptions", "post", "terminators", "relatives",
+                              "relative_window", "relative_stops"})
         groups = self.value(table, p, "cues", list)
         if not groups:
             raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
@@ -608,6 +617,10 @@ class _Loader:
             prefixes=tuple(stem for stem, _ in stems),
             post_words=_whole(post_leads),
             post_stems=_stems(post_leads),
+            relatives=frozenset(self.words(table, p, "relatives")) if "relatives" in table else frozenset(),
+            relative_window=self.positive(table, p, "relative_window") if "relative_window" in table else 0,
+            relative_stops=frozenset(self.words(table, p, "relative_stops")) if "relative_stops" in table
+            else frozenset(),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
