@@ -473,7 +473,42 @@ def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declare
         question = _question(canon, action, rules.acts)
         if question is not None:
             return "question", question
+    retracted = _retracted(canon, after, rules.acts)
+    if retracted is not None:
+        return "withdrawal", retracted
     return _reported(canon, action, rules, declared, zone)
+
+
+_RETRACTION_WORDS = 4
+"""The longest retraction read at the start of the next clause ("on second thought")."""
+
+
+def _retracted(canon: _Canon, after: int, acts: Acts) -> str | None:
+    """The retraction that opens one of the clauses right after the action's ("Could you reset it? - actually
+    no, ignore that", "chiudete la lista, no, lasciate stare"), or None: the sender takes the action back at once.
+    A short clause between ("actually no", "anzi no") may lead to it; alone it may correct a value, not the action."""
+    if acts.retractions is None:
+        return None
+    end = after
+    for _ in range(_RETRACTION_CLAUSES):
+        while end < len(canon.tokens) and canon.tokens[end][0].isalnum():
+            end += 1
+        if end + 1 >= len(canon.tokens) or canon.tokens[end] == _PARAGRAPH:
+            return None
+        following = _clause(canon.tokens[end + 1:end + 2 + _RETRACTION_WORDS], frozenset())
+        found = acts.retractions.match(" ".join(following))
+        # Whole: it ends its clause ("never mind, I found it"), it does not go on ("never mind the delay").
+        if found is not None and len(found.group().split()) == len(following):
+            return found.group()
+        if len(following) > _LEAD_IN_WORDS:
+            return None
+        end += 1
+    return None
+
+
+_RETRACTION_CLAUSES = 2
+_LEAD_IN_WORDS = 2
+"""The longest clause read past on the way to a retraction ("actually no", "anzi no", "oh wait")."""
 
 
 def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zone: str) -> tuple[str, str] | None:

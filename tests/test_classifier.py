@@ -120,6 +120,28 @@ def test_a_verdict_on_the_object_in_a_relative_clause_leaves_the_action_asked(bo
     assert category(body) is LIFECYCLE
 
 
+@pytest.mark.parametrize("body", [
+    "Could you unlock my account? - actually no, ignore that: it works again.",
+    "Chiudete la lista corso-2019, anzi no, lasciate stare.",
+    "Please delete the list old-staff. Never mind, I found another way.",
+    "Mi resettate la password? Come non detto, l'ho ritrovata.",
+])
+def test_a_retraction_right_after_an_action_takes_it_back(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert any("act withdrawal" in r for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # It goes on, so it is no retraction of the action; nor is a correction of a value alone.
+    ("Please reset my password, never mind the delay.", PASSWORD),
+    ("Aggiornate la descrizione della lista docenti in 2027 - anzi no, scusate: 2026.", ANAGRAFICA),
+    ("Resettate la password di Marco. Grazie, lasciate stare il resto.", PASSWORD),
+])
+def test_what_is_no_whole_retraction_leaves_the_action_asked(body: str, expected: Category) -> None:
+    assert category(body) is expected
+
+
 def test_inability_is_not_negation() -> None:
     assert category("Non riesco a eliminare la lista da solo: potete farlo voi? Si tratta della lista "
                     "progetto-x, potete eliminarla?") is LIFECYCLE

@@ -16,7 +16,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [negation]   post_window, exceptions, post (templates), terminators (words), optional relatives and
                  relative_stops (words), relative_window
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
-    [acts]       question_openers, request_cues, no_request (templates), done_item and malfunction
+    [acts]       question_openers, request_cues, no_request, optional retractions (templates), done_item and malfunction
                  (regexes on a folded line)
     [adoption]   phrases, blockers, optional limits, answers_yes, answers_no (templates) and
                  answer_max_words
@@ -214,6 +214,8 @@ class Acts:
     """A form's box left empty ("[ ] Attivazione nuova casella"): in a form with a ticked box, not chosen."""
     command_lead: frozenset[str] = frozenset()
     """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
+    retractions: re.Pattern[str] | None = None
+    """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -646,7 +648,7 @@ class _Loader:
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
-                              "ticked_box", "unticked_box", "command_lead"})
+                              "ticked_box", "unticked_box", "command_lead", "retractions"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -655,7 +657,8 @@ class _Loader:
                     ticked_box=self.regex(table, p, "ticked_box") if "ticked_box" in table else None,
                     unticked_box=self.regex(table, p, "unticked_box") if "unticked_box" in table else None,
                     command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
-                    else frozenset())
+                    else frozenset(),
+                    retractions=self.template_list(table, p, "retractions") if "retractions" in table else None)
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)
