@@ -125,13 +125,19 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     reasons = list(cleaned.notes)
     own = _canon(cleaned.own, rules)
     adopted = bool(cleaned.quoted or cleaned.quoted_subject) and _adopted(own, rules, reasons)
+    answer = None if adopted or not cleaned.quoted else _answer(own, cleaned.quoted, rules, reasons)
     lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if adopted else cleaned.own
+    if answer is not None:
+        lines = (*cleaned.own, Line(0, "", ""), *answer.question)
     declared = rules.acts.no_request.search(own.text)
     if declared is not None:
         reasons.append(f"act report: '{declared.group()}' says the message asks for nothing; "
                        "only actions with a request cue in their clause count")
-    body_hits = _declined_states(_hits(_canon(lines, rules) if adopted else own, "body", rules,
-                                       None if declared is None else declared.group()), reasons)
+    read = _canon(lines, rules) if adopted or answer else own
+    body_hits = _hits(read, "body", rules, None if declared is None else declared.group())
+    if answer is not None:
+        body_hits = _answered(body_hits, answer, read, reasons)
+    body_hits = _declined_states(body_hits, reasons)
     boxes = _form_boxes(lines, rules.acts)
     body_hits = _tool_faults(_done_items(_unticked(body_hits, boxes, reasons), lines, rules, reasons, boxes), lines,
                              rules, reasons)
@@ -140,8 +146,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
         subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, declared)
     if attachment_names and sum(t[0].isalnum() for t in own.tokens) <= _SHORT_BODY_WORDS:
         subject_hits += _attachment_name_hits(attachment_names, rules, declared)
-    lead = None if adopted or rules.reply_prefix.match(fold(subject)) else partial(_lead_hits, subject, cleaned.own,
-                                                                                     rules)
+    replied = adopted or answer is not None or rules.reply_prefix.match(fold(subject)) is not None
+    lead = None if replied else partial(_lead_hits, subject, cleaned.own, rules)
     decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
     words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
@@ -467,7 +473,42 @@ def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declare
         question = _question(canon, action, rules.acts)
         if question is not None:
             return "question", question
+    retracted = _retracted(canon, after, rules.acts)
+    if retracted is not None:
+        return "withdrawal", retracted
     return _reported(canon, action, rules, declared, zone)
+
+
+_RETRACTION_WORDS = 4
+"""The longest retraction read at the start of the next clause ("on second thought")."""
+
+
+def _retracted(canon: _Canon, after: int, acts: Acts) -> str | None:
+    """The retraction that opens one of the clauses right after the action's ("Could you reset it? - actually
+    no, ignore that", "chiudete la lista, no, lasciate stare"), or None: the sender takes the action back at once.
+    A short clause between ("actually no", "anzi no") may lead to it; alone it may correct a value, not the action."""
+    if acts.retractions is None:
+        return None
+    end = after
+    for _ in range(_RETRACTION_CLAUSES):
+        while end < len(canon.tokens) and canon.tokens[end][0].isalnum():
+            end += 1
+        if end + 1 >= len(canon.tokens) or canon.tokens[end] == _PARAGRAPH:
+            return None
+        following = _clause(canon.tokens[end + 1:end + 2 + _RETRACTION_WORDS], frozenset())
+        found = acts.retractions.match(" ".join(following))
+        # Whole: it ends its clause ("never mind, I found it"), it does not go on ("never mind the delay").
+        if found is not None and len(found.group().split()) == len(following):
+            return found.group()
+        if len(following) > _LEAD_IN_WORDS:
+            return None
+        end += 1
+    return None
+
+
+_RETRACTION_CLAUSES = 2
+_LEAD_IN_WORDS = 2
+"""The longest clause read past on the way to a retraction ("actually no", "anzi no", "oh wait")."""
 
 
 def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zone: str) -> tuple[str, str] | None:
@@ -550,10 +591,21 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
     if after < len(canon.tokens) and canon.tokens[after] == ":":
         after += 1  # a label and its verdict: "reset password: NON serve piu"
     following = _clause(canon.tokens[after:after + negation.post_window], negation.terminators)
+    relative = next((i for i, word in enumerate(following[:_RELATIVE_OPENS]) if word in negation.relatives), None)
+    if relative is not None:
+        following = _clause(canon.tokens[after:after + negation.relative_window],
+                            negation.terminators | negation.relative_stops)[relative + _RELATIVE_OWN:]
     if not negation.may_follow(following):
         return None
     post = negation.post.search(" ".join(following))
     return None if post is None else ("negation", post.group())
+
+
+_RELATIVE_OPENS = 2
+"""Where a relative clause after an action's object may open: "che", "di cui"."""
+_RELATIVE_OWN = 3
+"""The pronoun and the two words after it: a verdict there is the relative clause's own, about the object ("la
+casella che non serve piu", "the mailbox which is no longer needed"), not about the action."""
 
 
 def _cleared(back: Sequence[str], size: int, exceptions: re.Pattern[str] | None) -> str:
@@ -686,6 +738,109 @@ def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
             reasons.append(f"quoted request adopted: '{match.group()}' in body line {own.lines[token]}")
             return True
     return False
+
+
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A short reply that answers the quoted question: yes adopts what it names, no declines it."""
+
+    said: str
+    """The answer as written, folded ("si", "no")."""
+    yes: bool
+    question: tuple[Line, ...]
+    """The quoted paragraphs that hold a question: what the answer answers."""
+    kept: frozenset[str]
+    """With a no, the words the answer keeps ("No, solo la lista"): a frame on them is still asked for."""
+
+
+def _answer(own: _Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> _Answer | None:
+    """The bare answer ("Sì, confermo.", "Yes please, both.", "No, solo la lista.") that opens a short reply to a
+    quoted question, or None; a question by the sender, a blocker ("phishing") or a longer text answers nothing."""
+    adoption = rules.adoption
+    words = [t for t in own.tokens if t[0].isalnum()]
+    if not words or len(words) > adoption.answer_max_words or "?" in own.at:
+        return None
+    if adoption.blockers is not None and adoption.blockers.search(own.text) is not None:
+        return None
+    first = " ".join(_clause(own.tokens, frozenset()))
+    yes = adoption.answers_yes is not None and adoption.answers_yes.fullmatch(first) is not None
+    if not yes and (adoption.answers_no is None or adoption.answers_no.fullmatch(first) is None):
+        return None
+    question = _question_paragraphs(quoted)
+    if not question:
+        return None
+    rest = _sentence(own.tokens[len(first.split()):])
+    kept = frozenset() if yes else frozenset(t for t in rest if t[0].isalnum() and len(t) >= _KEPT_MIN)
+    reasons.append(f"act {'adoption' if yes else 'refusal'}: '{first}' in body line {own.lines[0]} answers the "
+                   f"quoted question in line {question[0].number}"
+                   + (f", keeping '{' '.join(t for t in rest if t[0].isalnum())}'" if kept else ""))
+    return _Answer(first, yes, question, kept)
+
+
+_KEPT_MIN = 4
+"""The shortest word a no keeps ("lista", "alias"): articles and prepositions name nothing."""
+
+
+def _sentence(tokens: Sequence[str]) -> list[str]:
+    """The words up to the end of the first sentence (commas do not end it)."""
+    out: list[str] = []
+    for token in tokens:
+        if token in _SENTENCE_END:
+            break
+        out.append(token)
+    return out
+
+
+def _question_paragraphs(quoted: Sequence[Line]) -> tuple[Line, ...]:
+    """The quoted paragraphs that hold a "?": the question a bare answer answers, with what it explains."""
+    out: list[Line] = []
+    paragraph: list[Line] = []
+    for ln in (*quoted, Line(0, "", "")):
+        if ln.folded.strip():
+            paragraph.append(ln)
+            continue
+        if any("?" in p.folded for p in paragraph):
+            out.extend(paragraph)
+        paragraph = []
+    return tuple(out)
+
+
+def _answered(hits: list[_Hit], answer: _Answer, canon: _Canon, reasons: list[str]) -> list[_Hit]:
+    """A yes asks for what the quoted question names, even what it asks about ("ci conferma la sospensione?");
+    a no declines it, but for a frame whose sentence holds a word the no keeps ("No, solo la lista")."""
+    asked = {ln.number for ln in answer.question}
+    out = []
+    for hit in hits:
+        if hit.line not in asked or hit.act not in ("request", "question") or (hit.cue is None) is answer.yes:
+            out.append(hit)
+        elif answer.yes:
+            out.append(_reread_by_answer(replace(hit, cue=None, act="request"), reasons,
+                                         f"asked by the answer: '{answer.said}' to '{hit.cue} ... {hit.snippet}'"))
+        elif answer.kept & _sentence_words(canon, hit):
+            out.append(hit)
+        else:
+            out.append(_reread_by_answer(replace(hit, cue=answer.said, act="negation"), reasons,
+                                         f"declined by the answer: '{answer.said} ... {hit.snippet}'"))
+    return out
+
+
+def _reread_by_answer(hit: _Hit, reasons: list[str], note: str) -> _Hit:
+    """The hit as the answer reads it, its reason given once (several rules may match the same words)."""
+    if (line := f"{note} in {_where(hit)} ({hit.rule.id})") not in reasons:
+        reasons.append(line)
+    return hit
+
+
+def _sentence_words(canon: _Canon, hit: _Hit) -> set[str]:
+    """The words of a hit's match in the sentence of its action: a frame linked across a sentence keeps only
+    its own sentence's words."""
+    words = set()
+    for step in (-1, 1):
+        i = hit.token
+        while i in hit.span and canon.tokens[i] not in _SENTENCE_END:
+            words.add(canon.tokens[i])
+            i += step
+    return words
 
 
 def _limited_to(own: _Canon, match: re.Match[str], rules: Rules) -> _Hit | None:

@@ -103,6 +103,45 @@ def test_keeping_a_mailbox_active_is_not_a_lifecycle_request(body: str) -> None:
     assert category(body) is ANAGRAFICA
 
 
+@pytest.mark.parametrize("body", [
+    "Lo sblocco della casella di cui vi avevo parlato al telefono la settimana scorsa non serve più.",
+    "The reset that I asked for on the phone last week is not needed any more.",
+])
+def test_a_verdict_after_a_relative_clause_judges_the_action(body: str) -> None:
+    assert category(body) is OTHER
+
+
+@pytest.mark.parametrize("body", [
+    "Eliminate la casella che non serve più.",
+    "Please delete the list which is no longer needed.",
+    "Chiudete la casella di cui vi ho parlato ieri perché non serve più.",
+])
+def test_a_verdict_on_the_object_in_a_relative_clause_leaves_the_action_asked(body: str) -> None:
+    assert category(body) is LIFECYCLE
+
+
+@pytest.mark.parametrize("body", [
+    "Could you unlock my account? - actually no, ignore that: it works again.",
+    "Chiudete la lista corso-2019, anzi no, lasciate stare.",
+    "Please delete the list old-staff. Never mind, I found another way.",
+    "Mi resettate la password? Come non detto, l'ho ritrovata.",
+])
+def test_a_retraction_right_after_an_action_takes_it_back(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert any("act withdrawal" in r for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # It goes on, so it is no retraction of the action; nor is a correction of a value alone.
+    ("Please reset my password, never mind the delay.", PASSWORD),
+    ("Aggiornate la descrizione della lista docenti in 2027 - anzi no, scusate: 2026.", ANAGRAFICA),
+    ("Resettate la password di Marco. Grazie, lasciate stare il resto.", PASSWORD),
+])
+def test_what_is_no_whole_retraction_leaves_the_action_asked(body: str, expected: Category) -> None:
+    assert category(body) is expected
+
+
 def test_inability_is_not_negation() -> None:
     assert category("Non riesco a eliminare la lista da solo: potete farlo voi? Si tratta della lista "
                     "progetto-x, potete eliminarla?") is LIFECYCLE
@@ -257,6 +296,61 @@ def test_without_limits_a_limited_proceed_adopts_the_quote(tmp_path: Path) -> No
     result = classify_text("", body, (), load_rules(path))
     assert load_rules(path).adoption.limits is None
     assert result.category is LIFECYCLE, result.reasons
+
+
+QUOTED_DESK_QUESTION = ("\n\nIl 9 mar 2027 alle 11:02 Help Desk <helpdesk@example.it> ha scritto:\n"
+                        "> Gentile utente,\n> abbiamo aggiornato il suo numero in rubrica.\n>\n"
+                        "> Ci risulta anche la richiesta di chiudere la vecchia casella archivio@example.it e di\n"
+                        "> lasciare l'alias sulla lista docenti: vuole che procediamo con la chiusura?\n>\n"
+                        "> Il reset delle password si chiede al referente.\n")
+
+
+@pytest.mark.parametrize("own", ["Sì, confermo.\n\nMarta", "Yes please.", "Certo, grazie.", "Ok.", "Sì grazie!"])
+def test_a_bare_yes_to_a_quoted_question_asks_what_the_question_names(own: str) -> None:
+    result = run(own + QUOTED_DESK_QUESTION, subject="R: [HD-7] casella archivio")
+    assert result.category is LIFECYCLE, result.reasons
+    assert any(r.startswith("act adoption:") for r in result.reasons), result.reasons
+    assert "vuole che procediamo con la chiusura?" in result.text
+    assert "Il reset delle password" not in result.text  # only the paragraph of the question is answered
+
+
+def test_a_bare_yes_turns_what_the_question_asks_about_into_a_request() -> None:
+    quoted = ("\n\nOn 3 May 2027, Help Desk <helpdesk@example.it> wrote:\n"
+              "> The registry office wrote to us about the mailbox exams@example.it.\n"
+              "> As the procedure asks, shall we date the suspension of the mailbox from Monday 10 May?\n")
+    result = run("Yes, confirmed." + quoted)
+    assert result.category is LIFECYCLE, result.reasons
+    assert any(r.startswith("asked by the answer:") for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize("own", ["No, solo l'alias sulla lista.", "No, just the alias on the list, thanks."])
+def test_a_bare_no_declines_the_quoted_question_but_what_it_keeps(own: str) -> None:
+    result = run(own + QUOTED_DESK_QUESTION)
+    assert result.category is ANAGRAFICA, result.reasons
+    assert any(r.startswith("declined by the answer: 'no ... chiudere la vecchia casella") for r in result.reasons)
+
+
+@pytest.mark.parametrize("own", ["No.", "No grazie, non serve.", "Nope."])
+def test_a_bare_no_declines_everything_the_quoted_question_names(own: str) -> None:
+    assert run(own + QUOTED_DESK_QUESTION).category is OTHER
+
+
+@pytest.mark.parametrize("own", [
+    # A first clause that goes on is no bare answer; nor is a longer reply, a question, or a specimen.
+    "Si prega di attendere, ne parlo con il responsabile.",
+    "Ok, grazie per l'aggiornamento della rubrica. Per il resto ci sentiamo la settimana prossima con il referente.",
+    "Sì, ma prima: chi ha chiesto la chiusura?",
+    "Sì, è phishing.",
+])
+def test_what_is_no_bare_answer_adopts_nothing(own: str) -> None:
+    result = run(own + QUOTED_DESK_QUESTION)
+    assert result.category is not LIFECYCLE, result.reasons
+    assert not any(r.startswith("act adoption:") for r in result.reasons), result.reasons
+
+
+def test_a_bare_yes_over_quoted_text_without_a_question_adopts_nothing() -> None:
+    quoted = "\n\nIl 9 mar 2027 Help Desk ha scritto:\n> La casella archivio@example.it sarà chiusa venerdì.\n"
+    assert run("Sì, grazie." + quoted).category is OTHER
 
 
 def test_forwarded_phishing_lure_is_other_even_if_it_says_suspended() -> None:

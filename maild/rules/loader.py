@@ -13,11 +13,13 @@ Schema (every table and key is checked; unknown keys are errors)::
     [text]       abbreviations            words whose "." does not end a sentence
     [subject]    reply_prefix, strip      regexes on the folded subject
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
-    [negation]   post_window, exceptions, post (templates), terminators (words)
+    [negation]   post_window, exceptions, post (templates), terminators (words), optional relatives and
+                 relative_stops (words), relative_window
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
-    [acts]       question_openers, request_cues, no_request (templates), done_item and malfunction
+    [acts]       question_openers, request_cues, no_request, optional retractions (templates), done_item and malfunction
                  (regexes on a folded line)
-    [adoption]   phrases, blockers, optional limits (templates)
+    [adoption]   phrases, blockers, optional limits, answers_yes, answers_no (templates) and
+                 answer_max_words
     [cleaning]   quote_line, header_line, optional subject_line, closing, closing_max_lines,
                  closing_max_chars, separator, optional postscript, and arrays of
                  {name, pattern} tables: history, signatures, disclaimers; optional arrays of
@@ -157,6 +159,13 @@ class Negation:
     """The words a ``post`` phrase can start with (whole words)."""
     post_stems: tuple[str, ...] = ()
     """The stems a ``post`` phrase can start with."""
+    relatives: frozenset[str] = frozenset()
+    """Words that open a relative clause after the action's object ("che", "cui", "which")."""
+    relative_window: int = 0
+    """How far past a relative clause a ``post`` phrase still judges the action ("lo sblocco di cui vi avevo
+    parlato al telefono ... non serve piu")."""
+    relative_stops: frozenset[str] = frozenset()
+    """Words that end that longer window: a reason or a second clause ("perche", "e")."""
 
     def may_follow(self, words: Iterable[str]) -> bool:
         """False when no ``post`` phrase can start at any of ``words``: they are not searched."""
@@ -206,6 +215,8 @@ class Acts:
     """A form's box left empty ("[ ] Attivazione nuova casella"): in a form with a ticked box, not chosen."""
     command_lead: frozenset[str] = frozenset()
     """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
+    retractions: re.Pattern[str] | None = None
+    """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +228,12 @@ class Adoption:
     index: TemplateIndex
     limits: re.Pattern[str] | None = None
     """What, right after a phrase, limits it to an object of the sender's own ("procedete solo con ...")."""
+    answers_yes: re.Pattern[str] | None = None
+    """A bare yes opening a short reply ("Sì, confermo."): it adopts the quoted question it answers."""
+    answers_no: re.Pattern[str] | None = None
+    """A bare no opening a short reply ("No, solo la lista."): it declines the quoted question but what it keeps."""
+    answer_max_words: int = 0
+    """The most words of the sender's own text read as a bare answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,7 +600,8 @@ class _Loader:
 
     def negation(self, table: Mapping[str, Any]) -> Negation:
         p = "negation"
-        self.known(table, p, {"post_window", "cues", "exceptions", "post", "terminators"})
+        self.known(table, p, {"post_window", "cues", "exceptions", "post", "terminators", "relatives",
+                              "relative_window", "relative_stops"})
         groups = self.value(table, p, "cues", list)
         if not groups:
             raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
@@ -602,6 +620,10 @@ class _Loader:
             prefixes=tuple(stem for stem, _ in stems),
             post_words=_whole(post_leads),
             post_stems=_stems(post_leads),
+            relatives=frozenset(self.words(table, p, "relatives")) if "relatives" in table else frozenset(),
+            relative_window=self.positive(table, p, "relative_window") if "relative_window" in table else 0,
+            relative_stops=frozenset(self.words(table, p, "relative_stops")) if "relative_stops" in table
+            else frozenset(),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
@@ -627,7 +649,7 @@ class _Loader:
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
-                              "ticked_box", "unticked_box", "command_lead"})
+                              "ticked_box", "unticked_box", "command_lead", "retractions"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -636,7 +658,8 @@ class _Loader:
                     ticked_box=self.regex(table, p, "ticked_box") if "ticked_box" in table else None,
                     unticked_box=self.regex(table, p, "unticked_box") if "unticked_box" in table else None,
                     command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
-                    else frozenset())
+                    else frozenset(),
+                    retractions=self.template_list(table, p, "retractions") if "retractions" in table else None)
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)
@@ -645,7 +668,7 @@ class _Loader:
 
     def adoption(self, table: Mapping[str, Any]) -> Adoption:
         p = "adoption"
-        self.known(table, p, {"phrases", "blockers", "limits"})
+        self.known(table, p, {"phrases", "blockers", "limits", "answers_yes", "answers_no", "answer_max_words"})
         phrases = self.strings(table, p, "phrases")
         templates = tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases))
         return Adoption(
@@ -653,6 +676,9 @@ class _Loader:
             blockers=self.template_list(table, p, "blockers"),
             index=TemplateIndex.of(templates),
             limits=self.template_list(table, p, "limits") if "limits" in table else None,
+            answers_yes=self.template_list(table, p, "answers_yes") if "answers_yes" in table else None,
+            answers_no=self.template_list(table, p, "answers_no") if "answers_no" in table else None,
+            answer_max_words=self.positive(table, p, "answer_max_words") if "answer_max_words" in table else 0,
         )
 
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:
