@@ -206,6 +206,37 @@ def test_lexicon_positions_are_where_each_token_and_each_stem_it_starts_with_sta
     assert rules().lexicon.positions(text, tokens, starts) == expected
 
 
+def stems_filed_otherwise(text: str, tokens: tuple[str, ...]) -> dict[str, list[int]]:
+    """The stems ``Lexicon.positions`` files otherwise than a plain ``finditer`` of ``stems`` over the text."""
+    lexicon = rules().lexicon
+    assert lexicon.stems is not None
+    plain: dict[str, list[int]] = {}
+    for match in lexicon.stems.finditer(text):
+        for stem in lexicon.implied[match.group()]:
+            plain.setdefault(stem, []).append(match.start())
+    filed = {word: found for word, found in positions(text, tokens).items() if word.endswith("*")}
+    return {} if filed == plain else {stem: filed.get(stem, []) for stem in {*filed, *plain}
+                                      if filed.get(stem) != plain.get(stem)}
+
+
+@pytest.mark.parametrize("folder", ["corpus", "heldout"])
+def test_stems_filed_after_spaces_are_those_a_plain_search_finds_in_real_messages(folder: str) -> None:
+    path = CORPUS if folder == "corpus" else REPO / "tests" / "data" / "heldout"
+    filed = 0
+    for message in sorted(path.glob("*.eml")):
+        text, tokens = canonical(message.read_text(encoding="utf-8", errors="replace"))
+        assert stems_filed_otherwise(text, tokens) == {}, message.name
+        filed += any(word.endswith("*") for word in positions(text, tokens))
+    assert filed > 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_texts())
+def test_stems_filed_after_spaces_are_those_a_plain_search_finds(text: str) -> None:
+    canon, tokens = canonical(text)
+    assert stems_filed_otherwise(canon, tokens) == {}
+
+
 # -- compilation of gaps -------------------------------------------------------------
 
 

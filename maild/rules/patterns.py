@@ -154,10 +154,13 @@ class Lexicon:
 
     stems: re.Pattern[str] | None
     implied: Mapping[str, frozenset[str]]
+    spaced: re.Pattern[str] | None
+    """``stems`` after a space: opening with a literal, it lets the regex engine skip from word to word."""
 
     def positions(self, text: str, tokens: Iterable[str], starts: Iterable[int]) -> dict[str, list[int]]:
-        """The words of ``text`` (its ``tokens``, each starting at its offset in ``starts``) and ``stem*``
-        for every stem one of them starts with, each with the offsets where it starts, in order.
+        """The words of ``text`` (its ``tokens`` joined by single spaces, each starting at its offset in
+        ``starts``) and ``stem*`` for every stem one of them starts with, each with the offsets where it
+        starts, in order.
 
         Worked out once per text: every template tried on it reads its start
         offsets here (``Template.matches``) instead of scanning the text.
@@ -169,11 +172,19 @@ class Lexicon:
                 at[token] = [start]
             else:
                 found.append(start)
-        if self.stems is not None:
-            for match in self.stems.finditer(text):
-                for stem in self.implied[match.group()]:
-                    at.setdefault(stem, []).append(match.start())
+        if self.stems is not None and self.spaced is not None:
+            # A canonical text's words start at its start and after each space (its tokens are joined by one).
+            first = self.stems.match(text)
+            if first is not None:
+                self._file(at, first.group(), 0)
+            for match in self.spaced.finditer(text):
+                self._file(at, match.group()[1:], match.start() + 1)
         return at
+
+    def _file(self, at: dict[str, list[int]], stem: str, start: int) -> None:
+        """File ``start`` under ``stem*`` and every shorter stem it implies."""
+        for implied in self.implied[stem]:
+            at.setdefault(implied, []).append(start)
 
     def longest_stem(self, word: str) -> int:
         """The length of the longest ``stem*`` term ``word`` starts with, 0 if none."""
@@ -193,9 +204,10 @@ def lead(term: str) -> str:
 def lexicon(leads: Iterable[str]) -> Lexicon:
     stems = {lead[:-1] for lead in leads if lead.endswith("*")}
     if not stems:
-        return Lexicon(None, {})
+        return Lexicon(None, {}, None)
     implied = {stem: frozenset(s + "*" for s in stems if stem.startswith(s)) for stem in stems}
-    return Lexicon(re.compile(f"(?<!{WORD})" + _trie(sorted(stems))), implied)
+    trie = _trie(sorted(stems))
+    return Lexicon(re.compile(f"(?<!{WORD})" + trie), implied, re.compile(" " + trie))
 
 
 def gap_regex(word: str, size: int) -> str:
