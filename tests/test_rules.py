@@ -92,6 +92,19 @@ def test_the_index_names_every_template_that_matches_a_real_message(folder: str)
     assert matched > 0
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(vocabulary()), min_size=1, max_size=30))
+def test_the_index_names_in_file_order_each_filed_template_whose_needs_the_words_meet(words: list[str]) -> None:
+    index = rules().index
+    present = frozenset(words)
+    met = [any(word in index.needs_of and index.needs_of[word] >> n & 1 for word in present)
+           for n in range(max(w.bit_length() for w in index.wants))]
+    filed = [any(index.filed_of.get(word, 0) >> p & 1 for word in present) for p in range(len(index.wants))]
+    plain = [p for p, wants in enumerate(index.wants)
+             if filed[p] and all(met[n] for n in range(wants.bit_length()) if wants >> n & 1)]
+    assert index.candidates(present) == plain
+
+
 @st.composite
 def rule_texts(draw: st.DrawFn) -> str:
     """Texts made of the rules' own words (stems with endings), some fillers and clause marks."""

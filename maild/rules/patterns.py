@@ -134,12 +134,13 @@ class TemplateIndex:
             found |= self.filed_of[word]
         out = []
         wants = self.wants
-        while found:
-            lowest = found & -found
-            found ^= lowest
-            position = lowest.bit_length() - 1
-            if not wants[position] & ~met:
+        unmet = ~met
+        bits = bin(found)[:1:-1]  # bit p at index p: "find" walks the set bits in C
+        position = bits.find("1")
+        while position >= 0:
+            if not wants[position] & unmet:
                 out.append(position)
+            position = bits.find("1", position + 1)
         return out
 
 
