@@ -137,7 +137,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     body_hits = _hits(read, "body", rules, None if declared is None else declared.group())
     if answer is not None:
         body_hits = _answered(body_hits, answer, read, reasons)
-    body_hits = _declined_states(body_hits, reasons)
+    body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
     boxes = _form_boxes(lines, rules.acts)
     body_hits = _tool_faults(_done_items(_unticked(body_hits, boxes, reasons), lines, rules, reasons, boxes), lines,
                              rules, reasons)
@@ -304,6 +304,23 @@ def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits:
     found = [_hit(canon, zone, rule, match, rules, declared) for rule, template in nets
              for match in template.matches(canon.text, canon.words, canon.at)]
     return [hit for hit in found if hit.token not in read]
+
+
+def _asked_states(hits: list[_Hit], declared: re.Match[str] | None, reasons: list[str]) -> list[_Hit]:
+    """A state told in a message that says it asks for nothing is still asked for when an action of its
+    category is ("per conoscenza, l'account si e bloccato: potete sbloccarlo?"): fail closed."""
+    if declared is None:
+        return hits
+    asked = {hit.rule.category for hit in hits if hit.act == "request" and not hit.rule.mention}
+    out = []
+    for hit in hits:
+        if hit.rule.state and hit.act == "report" and hit.cue == declared.group() and hit.rule.category in asked:
+            reasons.append(f"state asked for: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}): an action of "
+                           f"its category is asked, whatever '{declared.group()}' says")
+            out.append(replace(hit, cue=None, act="request"))
+        else:
+            out.append(hit)
+    return out
 
 
 def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:

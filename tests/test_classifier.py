@@ -535,6 +535,8 @@ def test_a_yes_no_question_announced_as_a_question_still_asks_for_a_privileged_a
     ("Solo per sapere. Mi resettate la password?", PASSWORD),
     ("Nessuna azione sulla lista. Intanto cancellate la casella mario.rossi.", LIFECYCLE),
     ("Just so you know, no action is needed. Reset my password anyway.", PASSWORD),
+    ("Per vostra conoscenza l'account di Verdi si è bloccato: potete sbloccarlo?", PASSWORD),
+    ("Non si chiede alcun intervento sulla lista. Cancellate la casella di Verdi.", LIFECYCLE),
 ])
 def test_a_command_still_asks_in_a_message_that_says_it_asks_for_nothing(body: str, category: Category) -> None:
     """Fail closed: an action opening its clause as a command is asked for, whatever the message declares."""
@@ -544,6 +546,9 @@ def test_a_command_still_asks_in_a_message_that_says_it_asks_for_nothing(body: s
 @pytest.mark.parametrize("body", [
     "Per vostra informazione, nessuna azione richiesta: la casella e stata chiusa ieri dal referente.",
     "Non è richiesta alcuna operazione: la password è stata resettata ieri, grazie.",
+    # Impersonal, as an office writes; a copy sent for knowledge.
+    "Si chiede il numero di caselle in attesa di cancellazione. Non si chiede alcun intervento sulle caselle.",
+    "Solo per vostra conoscenza: stanotte l'account di Verdi si è bloccato dopo molti tentativi falliti.",
 ])
 def test_a_deed_told_in_a_message_that_asks_for_nothing_stays_told(body: str) -> None:
     assert run(body).category is OTHER, run(body).reasons
