@@ -464,8 +464,9 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
         if found is None and first < token and not _NOT_WORD.search(canon.text, canon.starts[first],
                                                                      canon.starts[token]):
             found = _negated(canon, first, canon.token_after(match.end()), rules.negation, rule)
-    else:  # a topic no "non" denies, yet one a message that asks for nothing only tells about
-        found = _reported(canon, token, rules, declared, zone)
+    else:  # a topic no "non" denies, yet one a message that asks for nothing, or a cue naming the rule, tells about
+        found = _negated(canon, token, token, rules.negation, rule, named_only=True) or _reported(
+            canon, token, rules, declared, zone)
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
@@ -573,8 +574,9 @@ def _question(canon: _Canon, action: int, acts: Acts, *, any_question: bool = Fa
 
 
 def _negated(canon: _Canon, action: int, after: int, negation: Negation,
-             rule: Rule | None = None) -> tuple[str, str] | None:
-    """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None.
+             rule: Rule | None = None, *, named_only: bool = False) -> tuple[str, str] | None:
+    """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None; with
+    ``named_only`` (a rule no "non" denies), only the groups that name the rule, and no verdict after it.
 
     Each group looks back over its own window; every window is a prefix of
     the widest one read backwards, so that clause is cut once, and a window
@@ -591,6 +593,8 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
                 rule is None or (group.categories and rule.category not in group.categories)
                 or (group.rules and rule.id not in group.rules)):
             continue
+        if named_only and (rule is None or rule.id not in group.rules):
+            continue
         before = back[:group.window]
         if group.stops:
             before = _clause(before, group.stops)
@@ -603,7 +607,7 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
         cue = group.pattern.search(window)
         if cue is not None:
             return group.act, cue.group()
-    if negation.post is None:
+    if negation.post is None or named_only:
         return None
     if after < len(canon.tokens) and canon.tokens[after] == ":":
         after += 1  # a label and its verdict: "reset password: NON serve piu"

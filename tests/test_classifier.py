@@ -1134,3 +1134,23 @@ def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expec
 def test_empty_boxes_without_a_ticked_one_or_under_bullets_are_things_to_do(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Vi ringrazio per aver sistemato ieri il mio nome in rubrica, ora e giusto.",
+    "Thank you for fixing my name in the directory yesterday.",
+    "Incrociando l'esportazione della rubrica con l'anagrafica abbiamo trovato dodici caselle di cessati.",
+    "Il collega che ieri avete inserito nella lista non riceve le convocazioni: sapete dirmi perche?",
+])
+def test_a_directory_or_list_change_thanked_for_used_or_told_as_done_is_not_asked(body: str) -> None:
+    assert run(body).category is OTHER, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Il mio nome non compare in rubrica.",
+    "Grazie per la risposta, ma in rubrica il mio interno e ancora sbagliato.",
+    "Grazie per aver sistemato il nome; potete correggere anche il numero in rubrica?",
+    "Avete inserito Rossi nella lista? Inserite anche Bianchi nella lista giunta.",
+])
+def test_a_directory_or_list_change_beside_thanks_or_a_deed_told_is_still_asked(body: str) -> None:
+    assert run(body).category is ANAGRAFICA, run(body).reasons
