@@ -466,7 +466,7 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
             found = _negated(canon, first, canon.token_after(match.end()), rules.negation, rule)
     else:  # a topic no "non" denies, yet one a message that asks for nothing, or a cue naming the rule, tells about
         found = _negated(canon, token, token, rules.negation, rule, named_only=True) or _reported(
-            canon, token, rules, declared, zone)
+            canon, token, rules, declared, zone, rule)
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
@@ -494,7 +494,7 @@ def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declare
     retracted = _retracted(canon, after, rules.acts)
     if retracted is not None:
         return "withdrawal", retracted
-    return _reported(canon, action, rules, declared, zone)
+    return _reported(canon, action, rules, declared, zone, rule)
 
 
 _RETRACTION_WORDS = 4
@@ -524,19 +524,26 @@ def _retracted(canon: _Canon, after: int, acts: Acts) -> str | None:
     return None
 
 
+_OBLIGATION_WORDS = 3
+"""How far an obligation reaches back to its action: "va chiusa", "deve essere chiusa", "must be closed"."""
 _RETRACTION_CLAUSES = 2
 _LEAD_IN_WORDS = 2
 """The longest clause read past on the way to a retraction ("actually no", "anzi no", "oh wait")."""
 
 
-def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zone: str) -> tuple[str, str] | None:
+def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zone: str,
+              rule: Rule | None = None) -> tuple[str, str] | None:
     """("report", cue) when the message says it asks for nothing and no request cue stands in the clause, nor
     does the action open a clause of the body as a command ("... nessuna azione sulla lista. Resettate la
-    password": fail closed); a subject opening with its topic ("Sospensione della casella") commands nothing."""
+    password": fail closed), nor is a privileged one owed ("la casella di Rossi va chiusa"); a subject opening
+    with its topic ("Sospensione della casella") commands nothing."""
     if declared is None:
         return None
     back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
     if rules.acts.request_cues.search(" ".join(reversed(back))) is not None:
+        return None
+    if rule is not None and rule.category.privileged and any(
+            word in rules.acts.obligation_lead for word in back[:_OBLIGATION_WORDS]):
         return None
     if zone == "body" and all(word in rules.acts.command_lead for word in back):
         return None

@@ -537,6 +537,10 @@ def test_a_yes_no_question_announced_as_a_question_still_asks_for_a_privileged_a
     ("Just so you know, no action is needed. Reset my password anyway.", PASSWORD),
     ("Per vostra conoscenza l'account di Verdi si è bloccato: potete sbloccarlo?", PASSWORD),
     ("Non si chiede alcun intervento sulla lista. Cancellate la casella di Verdi.", LIFECYCLE),
+    ("Per la lista abbiamo risolto, non serve nulla. Potete sbloccare l'account di Verdi?", PASSWORD),
+    # An obligation asks as a command does.
+    ("Il backup è già fatto, non serve nulla: la casella di Rossi va chiusa.", LIFECYCLE),
+    ("No action is needed on the list. The mailbox of Rossi must be deleted.", LIFECYCLE),
 ])
 def test_a_command_still_asks_in_a_message_that_says_it_asks_for_nothing(body: str, category: Category) -> None:
     """Fail closed: an action opening its clause as a command is asked for, whatever the message declares."""
@@ -549,6 +553,10 @@ def test_a_command_still_asks_in_a_message_that_says_it_asks_for_nothing(body: s
     # Impersonal, as an office writes; a copy sent for knowledge.
     "Si chiede il numero di caselle in attesa di cancellazione. Non si chiede alcun intervento sulle caselle.",
     "Solo per vostra conoscenza: stanotte l'account di Verdi si è bloccato dopo molti tentativi falliti.",
+    # A matter settled, then nothing needed.
+    "Lo sblocco è già fatto, non serve nulla. La soglia dei tentativi falliti è configurabile?",
+    "Per la password abbiamo risolto, quindi non serve più nulla. La quota va benissimo.",
+    "We already sorted it out, nothing is needed: the password was found in the safe.",
 ])
 def test_a_deed_told_in_a_message_that_asks_for_nothing_stays_told(body: str) -> None:
     assert run(body).category is OTHER, run(body).reasons
