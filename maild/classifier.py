@@ -137,7 +137,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     body_hits = _hits(read, "body", rules, None if declared is None else declared.group())
     if answer is not None:
         body_hits = _answered(body_hits, answer, read, reasons)
-    body_hits = _declined_states(body_hits, reasons)
+    body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
     boxes = _form_boxes(lines, rules.acts)
     body_hits = _tool_faults(_done_items(_unticked(body_hits, boxes, reasons), lines, rules, reasons, boxes), lines,
                              rules, reasons)
@@ -306,6 +306,23 @@ def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits:
     return [hit for hit in found if hit.token not in read]
 
 
+def _asked_states(hits: list[_Hit], declared: re.Match[str] | None, reasons: list[str]) -> list[_Hit]:
+    """A state told in a message that says it asks for nothing is still asked for when an action of its
+    category is ("per conoscenza, l'account si e bloccato: potete sbloccarlo?"): fail closed."""
+    if declared is None:
+        return hits
+    asked = {hit.rule.category for hit in hits if hit.act == "request" and not hit.rule.mention}
+    out = []
+    for hit in hits:
+        if hit.rule.state and hit.act == "report" and hit.cue == declared.group() and hit.rule.category in asked:
+            reasons.append(f"state asked for: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}): an action of "
+                           f"its category is asked, whatever '{declared.group()}' says")
+            out.append(replace(hit, cue=None, act="request"))
+        else:
+            out.append(hit)
+    return out
+
+
 def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
     """A state told ("l'account si e bloccato") or a topic named ("la password e giusta") is no request when
     the sender declines the action on it ("non si tratta di resettarla").
@@ -447,8 +464,9 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
         if found is None and first < token and not _NOT_WORD.search(canon.text, canon.starts[first],
                                                                      canon.starts[token]):
             found = _negated(canon, first, canon.token_after(match.end()), rules.negation, rule)
-    else:  # a topic no "non" denies, yet one a message that asks for nothing only tells about
-        found = _reported(canon, token, rules, declared, zone)
+    else:  # a topic no "non" denies, yet one a message that asks for nothing, or a cue naming the rule, tells about
+        found = _negated(canon, token, token, rules.negation, rule, named_only=True) or _reported(
+            canon, token, rules, declared, zone, rule)
     snippet = match.group()
     if len(snippet) > _SNIPPET:
         snippet = snippet[:_SNIPPET] + "..."
@@ -476,7 +494,7 @@ def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declare
     retracted = _retracted(canon, after, rules.acts)
     if retracted is not None:
         return "withdrawal", retracted
-    return _reported(canon, action, rules, declared, zone)
+    return _reported(canon, action, rules, declared, zone, rule)
 
 
 _RETRACTION_WORDS = 4
@@ -506,19 +524,26 @@ def _retracted(canon: _Canon, after: int, acts: Acts) -> str | None:
     return None
 
 
+_OBLIGATION_WORDS = 3
+"""How far an obligation reaches back to its action: "va chiusa", "deve essere chiusa", "must be closed"."""
 _RETRACTION_CLAUSES = 2
 _LEAD_IN_WORDS = 2
 """The longest clause read past on the way to a retraction ("actually no", "anzi no", "oh wait")."""
 
 
-def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zone: str) -> tuple[str, str] | None:
+def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zone: str,
+              rule: Rule | None = None) -> tuple[str, str] | None:
     """("report", cue) when the message says it asks for nothing and no request cue stands in the clause, nor
     does the action open a clause of the body as a command ("... nessuna azione sulla lista. Resettate la
-    password": fail closed); a subject opening with its topic ("Sospensione della casella") commands nothing."""
+    password": fail closed), nor is a privileged one owed ("la casella di Rossi va chiusa"); a subject opening
+    with its topic ("Sospensione della casella") commands nothing."""
     if declared is None:
         return None
     back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
     if rules.acts.request_cues.search(" ".join(reversed(back))) is not None:
+        return None
+    if rule is not None and rule.category.privileged and any(
+            word in rules.acts.obligation_lead for word in back[:_OBLIGATION_WORDS]):
         return None
     if zone == "body" and all(word in rules.acts.command_lead for word in back):
         return None
@@ -556,8 +581,9 @@ def _question(canon: _Canon, action: int, acts: Acts, *, any_question: bool = Fa
 
 
 def _negated(canon: _Canon, action: int, after: int, negation: Negation,
-             rule: Rule | None = None) -> tuple[str, str] | None:
-    """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None.
+             rule: Rule | None = None, *, named_only: bool = False) -> tuple[str, str] | None:
+    """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None; with
+    ``named_only`` (a rule no "non" denies), only the groups that name the rule, and no verdict after it.
 
     Each group looks back over its own window; every window is a prefix of
     the widest one read backwards, so that clause is cut once, and a window
@@ -574,6 +600,8 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
                 rule is None or (group.categories and rule.category not in group.categories)
                 or (group.rules and rule.id not in group.rules)):
             continue
+        if named_only and (rule is None or rule.id not in group.rules):
+            continue
         before = back[:group.window]
         if group.stops:
             before = _clause(before, group.stops)
@@ -586,7 +614,7 @@ def _negated(canon: _Canon, action: int, after: int, negation: Negation,
         cue = group.pattern.search(window)
         if cue is not None:
             return group.act, cue.group()
-    if negation.post is None:
+    if negation.post is None or named_only:
         return None
     if after < len(canon.tokens) and canon.tokens[after] == ":":
         after += 1  # a label and its verdict: "reset password: NON serve piu"

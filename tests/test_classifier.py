@@ -535,6 +535,12 @@ def test_a_yes_no_question_announced_as_a_question_still_asks_for_a_privileged_a
     ("Solo per sapere. Mi resettate la password?", PASSWORD),
     ("Nessuna azione sulla lista. Intanto cancellate la casella mario.rossi.", LIFECYCLE),
     ("Just so you know, no action is needed. Reset my password anyway.", PASSWORD),
+    ("Per vostra conoscenza l'account di Verdi si è bloccato: potete sbloccarlo?", PASSWORD),
+    ("Non si chiede alcun intervento sulla lista. Cancellate la casella di Verdi.", LIFECYCLE),
+    ("Per la lista abbiamo risolto, non serve nulla. Potete sbloccare l'account di Verdi?", PASSWORD),
+    # An obligation asks as a command does.
+    ("Il backup è già fatto, non serve nulla: la casella di Rossi va chiusa.", LIFECYCLE),
+    ("No action is needed on the list. The mailbox of Rossi must be deleted.", LIFECYCLE),
 ])
 def test_a_command_still_asks_in_a_message_that_says_it_asks_for_nothing(body: str, category: Category) -> None:
     """Fail closed: an action opening its clause as a command is asked for, whatever the message declares."""
@@ -544,6 +550,13 @@ def test_a_command_still_asks_in_a_message_that_says_it_asks_for_nothing(body: s
 @pytest.mark.parametrize("body", [
     "Per vostra informazione, nessuna azione richiesta: la casella e stata chiusa ieri dal referente.",
     "Non è richiesta alcuna operazione: la password è stata resettata ieri, grazie.",
+    # Impersonal, as an office writes; a copy sent for knowledge.
+    "Si chiede il numero di caselle in attesa di cancellazione. Non si chiede alcun intervento sulle caselle.",
+    "Solo per vostra conoscenza: stanotte l'account di Verdi si è bloccato dopo molti tentativi falliti.",
+    # A matter settled, then nothing needed.
+    "Lo sblocco è già fatto, non serve nulla. La soglia dei tentativi falliti è configurabile?",
+    "Per la password abbiamo risolto, quindi non serve più nulla. La quota va benissimo.",
+    "We already sorted it out, nothing is needed: the password was found in the safe.",
 ])
 def test_a_deed_told_in_a_message_that_asks_for_nothing_stays_told(body: str) -> None:
     assert run(body).category is OTHER, run(body).reasons
@@ -1129,3 +1142,23 @@ def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expec
 def test_empty_boxes_without_a_ticked_one_or_under_bullets_are_things_to_do(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Vi ringrazio per aver sistemato ieri il mio nome in rubrica, ora e giusto.",
+    "Thank you for fixing my name in the directory yesterday.",
+    "Incrociando l'esportazione della rubrica con l'anagrafica abbiamo trovato dodici caselle di cessati.",
+    "Il collega che ieri avete inserito nella lista non riceve le convocazioni: sapete dirmi perche?",
+])
+def test_a_directory_or_list_change_thanked_for_used_or_told_as_done_is_not_asked(body: str) -> None:
+    assert run(body).category is OTHER, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Il mio nome non compare in rubrica.",
+    "Grazie per la risposta, ma in rubrica il mio interno e ancora sbagliato.",
+    "Grazie per aver sistemato il nome; potete correggere anche il numero in rubrica?",
+    "Avete inserito Rossi nella lista? Inserite anche Bianchi nella lista giunta.",
+])
+def test_a_directory_or_list_change_beside_thanks_or_a_deed_told_is_still_asked(body: str) -> None:
+    assert run(body).category is ANAGRAFICA, run(body).reasons

@@ -215,6 +215,8 @@ class Acts:
     """A form's box left empty ("[ ] Attivazione nuova casella"): in a form with a ticked box, not chosen."""
     command_lead: frozenset[str] = frozenset()
     """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
+    obligation_lead: frozenset[str] = frozenset()
+    """Words of an obligation just before a privileged action ("va chiusa", "should be deleted"): asked for."""
     retractions: re.Pattern[str] | None = None
     """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
 
@@ -649,7 +651,8 @@ class _Loader:
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
-                              "ticked_box", "unticked_box", "command_lead", "retractions"})
+                              "ticked_box", "unticked_box", "command_lead", "obligation_lead",
+                              "retractions"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -658,6 +661,8 @@ class _Loader:
                     ticked_box=self.regex(table, p, "ticked_box") if "ticked_box" in table else None,
                     unticked_box=self.regex(table, p, "unticked_box") if "unticked_box" in table else None,
                     command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
+                    else frozenset(),
+                    obligation_lead=frozenset(self.words(table, p, "obligation_lead")) if "obligation_lead" in table
                     else frozenset(),
                     retractions=self.template_list(table, p, "retractions") if "retractions" in table else None)
 
