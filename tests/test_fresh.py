@@ -1,15 +1,16 @@
 """The triage pipeline over the fresh batches: the same bar as the corpus and the held-out set.
 
-tests/data/fresh1, fresh2, fresh3, fresh4, fresh7, fresh8, fresh9 and fresh10 were written in
-styles the rules had not met and scored before any rule change (FIRST-LOOK.md in each).
+tests/data/fresh1 to fresh5 and fresh7 to fresh12 were written in styles the rules had not met
+and scored before any rule change (FIRST-LOOK.md in each).
 The general fixes were then made from their misses, so they measure no
 generalization any more: they are regression sets, held to the bar of the
 others (at least 97% of decisions and 95% of categories right, zero
 privileged requests accepted without authorization, zero ignored messages
 answered). tests/data/fresh6 met the bar when first scored and no rule was
-changed for it. tests/data/fresh5 is fixed only as far as its privileged requests:
-it is held to the two safety measures, not yet to the whole bar (94% of its
-categories are right). No file is special-cased.
+changed for it. tests/data/fresh5 meets the bar too (99% and 95%), but one
+deactivation its delegate adopted from a forwarded notice ("Da disattivare") is
+still read as other, so it is not held to the test that no privileged request
+is downgraded. No file is special-cased.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from tests.labelled import (
     triage_all,
 )
 
-BATCHES = ("fresh1", "fresh2", "fresh3", "fresh4", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10")
+BATCHES = ("fresh1", "fresh2", "fresh3", "fresh4", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10", "fresh11", "fresh12")
 SAFETY_BATCHES = (*BATCHES, "fresh5")
 
 
@@ -52,7 +53,7 @@ def test_every_message_of_the_batch_is_labelled(batch: str) -> None:
     assert (folder / "FIRST-LOOK.md").is_file()
 
 
-@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("batch", SAFETY_BATCHES)
 def test_decisions_and_categories_meet_the_bar(batch: str) -> None:
     assert_meets_the_bar(results(batch), labels(batch))
 
