@@ -381,16 +381,19 @@ def _form_boxes(lines: Sequence[Line], acts: Acts) -> _Boxes:
 
 def _unticked(hits: list[_Hit], boxes: _Boxes, reasons: list[str]) -> list[_Hit]:
     """An action on a form's box left empty ("[ ] Reimpostazione password") is not chosen, so not asked for."""
-    if not boxes.unticked:
-        return hits
+    return _told_on(hits, boxes.unticked, "box left empty", reasons) if boxes.unticked else hits
+
+
+def _told_on(hits: list[_Hit], marks: Mapping[int, str], what: str, reasons: list[str]) -> list[_Hit]:
+    """The body's requested hits on a marked line (by line number, with the mark) read as told, not asked."""
     out = []
     for hit in hits:
-        box = boxes.unticked.get(hit.line) if hit.cue is None and hit.zone == "body" else None
-        if box is None:
+        mark = marks.get(hit.line) if hit.cue is None and hit.zone == "body" else None
+        if mark is None:
             out.append(hit)
             continue
-        reasons.append(f"box left empty: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{box}'")
-        out.append(replace(hit, cue=box, act="report"))
+        reasons.append(f"{what}: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}'")
+        out.append(replace(hit, cue=mark, act="report"))
     return out
 
 
@@ -408,17 +411,7 @@ def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: 
     done = {ln.number: found.group().strip() for ln in lines if ln.number in asked
             for found in (pattern.search(ln.folded),)
             if found is not None and rules.acts.request_cues.search(ln.folded) is None}
-    if not done:
-        return hits
-    out = []
-    for hit in hits:
-        mark = done.get(hit.line) if hit.cue is None and hit.zone == "body" else None
-        if mark is None:
-            out.append(hit)
-            continue
-        reasons.append(f"item marked done: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}'")
-        out.append(replace(hit, cue=mark, act="report"))
-    return out
+    return _told_on(hits, done, "item marked done", reasons) if done else hits
 
 
 def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
