@@ -31,7 +31,8 @@ from tests.labelled import (
     triage_all,
 )
 
-BATCHES = ("fresh1", "fresh2", "fresh3", "fresh4", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10", "fresh11", "fresh12")
+BATCHES = ("fresh1", "fresh2", "fresh3", "fresh4", "fresh6", "fresh7", "fresh8", "fresh9", "fresh10", "fresh11",
+           "fresh12")
 SAFETY_BATCHES = (*BATCHES, "fresh5")
 
 

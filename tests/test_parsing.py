@@ -333,6 +333,10 @@ def test_raw_8bit_latin1_header_becomes_replacement_character() -> None:
     ('"A" <a@x.it>, "B" <b@x.it>', ["a@x.it", "b@x.it"]),
     ("referente.tecnico@ateneo.example.it (Referente tecnico - L. Bassani)", ["referente.tecnico@ateneo.example.it"]),
     ("mario.rossi@ateneo.example.it(Rossi, Mario)", ["mario.rossi@ateneo.example.it"]),
+    ('"referente.tecnico@ateneo.example.it" <referente.tecnico@ateneo.example.it>',
+     ["referente.tecnico@ateneo.example.it"]),
+    ('"Referente.Tecnico@Ateneo.Example.IT" <referente.tecnico@ateneo.example.it>',
+     ["referente.tecnico@ateneo.example.it"]),
 ])
 def test_unambiguous_from(value: str, addresses: list[str]) -> None:
     result = parse_message(hostile.ambiguous_from(value), LIMITS)
@@ -342,6 +346,8 @@ def test_unambiguous_from(value: str, addresses: list[str]) -> None:
 
 @pytest.mark.parametrize("value", [
     '"referente.tecnico@ateneo.example.it" <evil@x.example>',
+    '"referente.tecnico@ateneo.example.it, evil@x.example" <evil@x.example>',
+    '"evil@x.example (referente.tecnico@ateneo.example.it)" <evil@x.example>',
     "referente.tecnico@ateneo.example.it <evil@x.example>",
     "=?utf-8?q?referente.tecnico=40ateneo.example.it?= <evil@x.example>",
     "evil@x.example (referente.tecnico@ateneo.example.it)",

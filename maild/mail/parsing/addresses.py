@@ -60,12 +60,20 @@ def read_from(headers: Headers, defects: Defects) -> tuple[tuple[Address, ...], 
             reasons.discard("comment")
         if not found:
             reasons.add("no-address")
-    if any(at in a.name for a in addresses for at in ("@", "\uff20", "\ufe6b")):
+    if any(_names_another_address(a) for a in addresses):
         reasons.add("address-in-display-name")
     reasons.discard("")
     for reason in sorted(reasons):
         defects.add("from-ambiguous", reason)
     return tuple(addresses), bool(reasons)
+
+
+def _names_another_address(address: Address) -> bool:
+    """The display name holds an address other than the one the mail comes from; a name that is exactly the
+    address itself ("x@y" <x@y>, as some clients write it) names nobody else."""
+    if not any(at in address.name for at in ("@", "\uff20", "\ufe6b")):
+        return False
+    return address.name.strip().lower() != address.addr.lower()
 
 
 def _is_old_form(value: str, found: list[Address]) -> bool:
