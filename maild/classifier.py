@@ -1011,10 +1011,12 @@ def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool
 
 
 def _reread_review(winner: Category, hits: Iterable[_Hit]) -> str:
-    """Why to check a category read from a word written otherwise ("cancillatila"), or ""."""
+    """Why to check a category read from a word written otherwise ("cancillatila", "cacnellare"), or ""."""
     read = list(dict.fromkeys(word for hit in hits if hit.rule.category is winner and hit.cue is None
                               for word in hit.reread))
-    return f"category {winner.value} read from a regional or misspelt word: {', '.join(read)}" if read else ""
+    if not read:
+        return ""
+    return f"category {winner.value} read from a regional, misspelt or scrambled word: {', '.join(read)}"
 
 
 def _weak_review(weak: Category | None, scores: Mapping[Category, int], reasons: list[str]) -> str:

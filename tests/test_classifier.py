@@ -22,6 +22,7 @@ from maild.errors import RulesError
 from maild.mail.parsing import parse_message
 from maild.records import Attachment, Category, Classification
 from maild.rules import Rules, load_rules
+from maild.rules.tolerance import scrambled
 from maild.settings import DEFAULT_RULES, Limits
 from tests.factories import CORPUS, message
 
@@ -775,6 +776,41 @@ def test_tolerance_leaves_other_words_as_they_are(word: str) -> None:
     assert tolerance.reread(frozenset({word})) == {}
 
 
+@pytest.mark.parametrize(("word", "read"), [
+    ("cacnellare", "cancellare"),  # one swap of neighbours inside a spelled-out word
+    ("lsita", "lista"),  # a short word: one swap is enough to be read
+    ("rbruica", "rubrica"),  # a long word: any shuffle inside
+    ("pasworsd", "password"),
+    ("slboccarla", "sbloccarla"),  # a stem shuffled, then the ending as written
+])
+def test_tolerance_reads_a_word_with_its_inner_letters_shuffled(word: str, read: str) -> None:
+    tolerance = rules().tolerance
+    assert tolerance is not None
+    assert tolerance.reread(frozenset({word})) == {word: read}
+
+
+@pytest.mark.parametrize("word", ["lsiat", "ltsia", "aslita", "lista", "casella", "dllea"])
+def test_tolerance_reads_a_short_word_only_from_one_swap_of_neighbours(word: str) -> None:
+    tolerance = rules().tolerance
+    assert tolerance is not None
+    assert tolerance.reread(frozenset({word})) == {}
+
+
+def test_a_shuffle_two_spelled_words_share_is_read_as_neither() -> None:
+    scramble = scrambled(["torta", "trota", "rubrica"], 5, 7)
+    assert scramble.read("torta") is None  # a spelled word is never read as another
+    assert scramble.read("totra") is None
+    assert scramble.read("rbruica") == "rubrica"
+    assert scramble.read("rbu") is None
+
+
+def test_a_category_read_from_a_scrambled_word_says_so_and_is_marked_for_review() -> None:
+    result = run("Vorrei cacnellare la lsita progetto-serra@ateneo.example.it, non la usa nessuno.")
+    assert result.category is LIFECYCLE, result.reasons
+    assert "'cacnellare' as 'cancellare'" in result.review
+    assert any("reading 'cacnellare' as 'cancellare'" in r for r in result.reasons), result.reasons
+
+
 def test_a_category_read_from_a_regional_word_says_so_and_is_marked_for_review() -> None:
     result = run("A lista do coru un servi cchiu. Cancillatila, pi favuri.")
     assert result.category is LIFECYCLE, result.reasons
@@ -873,6 +909,8 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitics", "@pw_infinitive"]', "tolerance.terms[22]"),
     ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitic", "@lc_lift"]', "vocab.lc_lift[0]"),
     ("min_length = 6", "min_length = 0", "tolerance.min_length"),
+    ("swap_min_length = 5", "swap_min_length = 0", "tolerance.swap_min_length"),
+    ("shuffle_min_length = 7", "shuffle_min_length = -7", "tolerance.shuffle_min_length"),
     ('rules = ["lifecycle.net", "password.net"]', 'rules = ["lifecycle.nett", "password.net"]',
      "negation.cues[4].rules[0]"),
     ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[2].categories[0]"),

@@ -25,7 +25,8 @@ Schema (every table and key is checked; unknown keys are errors)::
                  {name, pattern} tables: history, signatures, disclaimers; optional arrays of
                  {name, pattern, examples, counter_examples} tables (lines): notices, requests
     [vocab]      <class> = [terms]        "@other" includes another class
-    [tolerance]  terms (one-word terms or "@class"), min_length: regional and misspelt forms (optional)
+    [tolerance]  terms (one-word terms or "@class"), min_length: regional and misspelt forms (optional);
+                 swap_min_length, shuffle_min_length: shuffled inner letters of any spelled word
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
                  (templates), optional negatable (default true), optional mention, state, net and
                  clause_start (default false),
@@ -569,7 +570,7 @@ class _Loader:
         if "tolerance" not in data:
             return None
         table = self.table(data, "tolerance")
-        self.known(table, "tolerance", {"terms", "min_length"})
+        self.known(table, "tolerance", {"terms", "min_length", "swap_min_length", "shuffle_min_length"})
         terms = []
         for i, raw in enumerate(self.strings(table, "tolerance", "terms")):
             key = f"tolerance.terms[{i}]"
@@ -581,7 +582,9 @@ class _Loader:
                 if not re.fullmatch(r"[a-z0-9]+\*?", word):
                     raise self.fail(where, f"{term!r} must be one word of letters and digits, optional trailing *")
                 terms.append(word)
-        return tolerance(terms, self.spelled | stopwords, self.positive(table, "tolerance", "min_length"))
+        scramble = (self.positive(table, "tolerance", "swap_min_length"),
+                    self.positive(table, "tolerance", "shuffle_min_length"))
+        return tolerance(terms, self.spelled | stopwords, self.positive(table, "tolerance", "min_length"), scramble)
 
     def precedence(self, engine: Mapping[str, Any]) -> tuple[Category, ...]:
         names = self.strings(engine, "engine", "precedence")

@@ -9,6 +9,14 @@ regional Italian and typing do: an "e" written "i" and an "o" written "u"
 (the southern vowels), a consonant doubled or single, "ll" written "dd"
 (Sicilian). Nothing else: every other letter must match, so ordinary words
 stay what they are ("chiedete" is not "chiudete").
+
+A word typed in a hurry or scrambled on purpose keeps its first and last
+letters and shuffles the rest ("cacnellare", "csaella", "rbruica"); the eye
+reads it as the word it stands for, and so must the rules. Any spelled-out word
+or stem is read back from such a form through a key (first letter, last
+letter, inner letters sorted, length): a long word from any shuffle, a short one
+only from one swap of neighbouring letters, and never when two spelled-out
+words share the key, so one real word is never taken for another.
 """
 
 from __future__ import annotations
@@ -17,11 +25,51 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import TypeAlias
 
 from maild.rules.patterns import guard
 
 _VOWELS = {"e": "[ei]", "o": "[ou]"}
 _MEMO_LIMIT = 100_000
+
+Key: TypeAlias = tuple[str, str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Scramble:
+    """The spelled-out words and stems by their scrambled key, and how short a scramble may be."""
+
+    words: Mapping[Key, str]
+    stems: Mapping[Key, str]
+    """By the key of the stem's letters; the word's letters after it are its ending, as written."""
+    stem_lengths: tuple[int, ...]
+    """The lengths of the stems, longest first."""
+    swap_length: int
+    """The shortest word read back from one swap of neighbouring inner letters."""
+    shuffle_length: int
+    """The shortest word read back from any shuffle of its inner letters."""
+
+    def read(self, word: str) -> str | None:
+        """What ``word`` stands for when it is a spelled-out word or stem with its inner letters shuffled."""
+        if len(word) < self.swap_length:
+            return None
+        term = self.words.get(_key(word))
+        if term is not None and self._fits(word, term):
+            return term
+        for length in self.stem_lengths:
+            if length <= len(word):
+                term = self.stems.get(_key(word[:length]))
+                if term is not None and self._fits(word[:length], term):
+                    return term + word[length:]
+        return None
+
+    def _fits(self, written: str, term: str) -> bool:
+        if written == term:
+            return False
+        if len(term) >= self.shuffle_length:
+            return True
+        diff = [i for i, (a, b) in enumerate(zip(written, term, strict=True)) if a != b]
+        return len(diff) == 2 and diff[1] == diff[0] + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +88,7 @@ class Tolerance:
     known: frozenset[str]
     """Words the rules or the stop-word lists spell out: read as written, never as another."""
     min_length: int
+    scramble: Scramble
     _plain: set[str] = field(default_factory=set, compare=False, repr=False)
     """The known words and the words already seen that stand for nothing else: most of any text, skipped
     in one set difference."""
@@ -56,6 +105,8 @@ class Tolerance:
             read = self._read.get(word)
             if read is None:
                 read = self._match(word) if len(word) >= self.min_length else None
+                if read is None and not self.exact.match(word):
+                    read = self.scramble.read(word)
                 if len(plain) + len(self._read) >= _MEMO_LIMIT:  # a bounded memo: start again from the known
                     plain.clear()
                     plain |= self.known
@@ -81,11 +132,14 @@ class Tolerance:
         return None if read == word else read
 
 
-def tolerance(terms: Iterable[str], spelled: Iterable[str], min_length: int) -> Tolerance:
+def tolerance(terms: Iterable[str], spelled: Iterable[str], min_length: int,
+              scramble: tuple[int, int]) -> Tolerance:
     """Compile ``terms`` (folded words, ``stem*`` for any continuation) into a ``Tolerance``.
 
     ``spelled`` are every one-word term of the rules and the stop-words: a word
-    they match as written ("suspended", "sospesa") is never reread.
+    they match as written ("suspended", "sospesa") is never reread, and a shuffle of
+    their inner letters is read back as them when at least ``scramble`` (one swap, any
+    shuffle) letters long.
     """
     ordered = sorted(set(terms), key=lambda t: (-len(t.rstrip("*")), t))
     # A whole word's last letter is its ending, written as is: "eliminarli" (them, masculine) is not
@@ -97,7 +151,30 @@ def tolerance(terms: Iterable[str], spelled: Iterable[str], min_length: int) -> 
     spelled = set(spelled)
     return Tolerance(words=_by_first(words), stems=_by_first(stems), terms=tuple(t.rstrip("*") for t in ordered),
                      exact=re.compile(guard(term for term in spelled if term.endswith("*")) or "(?!)"),
-                     known=frozenset(term for term in spelled if not term.endswith("*")), min_length=min_length)
+                     known=frozenset(term for term in spelled if not term.endswith("*")), min_length=min_length,
+                     scramble=scrambled(spelled, *scramble))
+
+
+def scrambled(spelled: Iterable[str], swap_length: int, shuffle_length: int) -> Scramble:
+    """The ``Scramble`` of ``spelled`` (words, ``stem*``): a key two of them share reads as neither."""
+    words: dict[Key, set[str]] = {}
+    stems: dict[Key, set[str]] = {}
+    for term in spelled:
+        letters = term.rstrip("*")
+        if len(letters) >= swap_length and letters.isalpha():
+            (stems if term.endswith("*") else words).setdefault(_key(letters), set()).add(letters)
+    return Scramble(words=_unique(words), stems=_unique(stems),
+                    stem_lengths=tuple(sorted({key[3] for key in stems}, reverse=True)),
+                    swap_length=swap_length, shuffle_length=shuffle_length)
+
+
+def _unique(keyed: Mapping[Key, set[str]]) -> Mapping[Key, str]:
+    return MappingProxyType({key: next(iter(terms)) for key, terms in keyed.items() if len(terms) == 1})
+
+
+def _key(word: str) -> Key:
+    """First letter, last letter, the letters between sorted, and length: the same for every shuffle inside."""
+    return word[0], word[-1], "".join(sorted(word[1:-1])), len(word)
 
 
 def _by_first(alternatives: Iterable[tuple[str, str]]) -> Mapping[str, re.Pattern[str]]:
