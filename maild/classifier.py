@@ -149,7 +149,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     replied = adopted or answer is not None or rules.reply_prefix.match(fold(subject)) is not None
     lead = None if replied else partial(_lead_hits, subject, cleaned.own, rules)
     decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
-    words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject), rules).tokens
+    words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject, rules), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
     text = "\n".join(ln.text for ln in lines).strip()
@@ -157,8 +157,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                           review=decided.review, privileged_evidence=decided.privileged_evidence)
 
 
-def _subject_lines(subject: str) -> tuple[Line, ...]:
-    return (Line(0, subject, fold(subject)),) if subject.strip() else ()
+def _subject_lines(subject: str, rules: Rules) -> tuple[Line, ...]:
+    return (Line(0, subject, fold(subject, rules.cleaning.symbols)),) if subject.strip() else ()
 
 
 # -- canonical text --------------------------------------------------------
@@ -660,7 +660,7 @@ def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:
 
 def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
                   declared: str | None = None) -> list[_Hit]:
-    folded = fold(subject)
+    folded = fold(subject, rules.cleaning.symbols)
     if not folded.strip():
         return []
     if rules.reply_prefix.match(folded) and not adopted:
@@ -713,7 +713,7 @@ def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[_Hit, .
     """Frames that run from the subject into the body's opening clause, either way round: "Add me please" /
     "...to the tutors list"; "Casella di Anna Ricci" / "da sospendere: e in aspettativa". Only a frame that
     takes words from both counts, and only when neither alone reaches the threshold (see ``_decide``)."""
-    title = _EDGE_PUNCT.sub("", rules.subject_strip.sub("", fold(subject)))
+    title = _EDGE_PUNCT.sub("", rules.subject_strip.sub("", fold(subject, rules.cleaning.symbols)))
     first = next((ln for ln in own if ln.folded.strip()), None)
     if not title or first is None:
         return ()

@@ -905,6 +905,10 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
      'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
     ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[6].window"),
     ("version = 1", "version = 2", "version"),
+    ('"🔑" = "password"', '"k" = "password"', "text.emoji.'k'"),
+    ('"🔑" = "password"', '"🔑🔒" = "password"', "text.emoji.'🔑🔒'"),
+    ('"🔑" = "password"', '"🔑" = "pass-word"', "text.emoji.'🔑'"),
+    ('"🔑" = "password"', '"🔑" = 3', "text.emoji.'🔑'"),
     ('"rigener*", "scorda*"', '"rigener*", "scorda re*"', "tolerance.terms[18]"),
     ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitics", "@pw_infinitive"]', "tolerance.terms[22]"),
     ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitic", "@lc_lift"]', "vocab.lc_lift[0]"),
@@ -930,6 +934,35 @@ def test_missing_or_invalid_rules_file_is_a_rules_error(tmp_path: Path) -> None:
     bad.write_text("[engine\n", encoding="utf-8")
     with pytest.raises(RulesError, match="not valid TOML"):
         load_rules(bad)
+
+
+@pytest.mark.parametrize(("subject", "body", "category"), [
+    # A lock on an address: block the mailbox.
+    ("", "Buongiorno,\n🔒 casella m.rossi@ateneo.example.it subito: manda spam da ieri.\nGrazie", LIFECYCLE),
+    # A mailbox, an arrow, a wastebasket: delete it.
+    ("", "Hello,\nthe 📧 old.lab@ateneo.example.it ➡️ 🗑️ please, nobody reads it any more\nthanks", LIFECYCLE),
+    # A full box and an up arrow: more space.
+    ("", "Hi,\nmy 📧 📦 is 💯% full ➡️ ⬆️ please\nthanks", ANAGRAFICA),
+    # A key with a cross before the reset: no reset, only the directory.
+    ("", "Ciao,\n🔑 ❌ non resettatela, va bene così\nin rubrica il mio interno ora è 4411\ngrazie", ANAGRAFICA),
+    # A key that is new: a new password.
+    ("", "Ciao,\nho sbagliato la 🔑 tre volte, potete darmi una 🔑 🆕?\nGrazie", PASSWORD),
+    # Faces and gestures say how the sender feels, not what they ask.
+    ("Riunione", "Ciao, la riunione è alle 15 👍 🎉 😅 grazie", OTHER),
+])
+def test_symbols_written_for_words_are_read_as_the_words(subject: str, body: str, category: Category) -> None:
+    assert classify_text(subject, body, (), rules()).category is category
+
+
+def test_a_rules_file_without_symbols_reads_none(tmp_path: Path) -> None:
+    text = DEFAULT_RULES.read_text(encoding="utf-8")
+    start = text.index("[text.emoji]")
+    path = tmp_path / "rules.toml"
+    path.write_text(text[:start] + text[text.index("\n[", start):], encoding="utf-8")
+    loaded = load_rules(path)
+    assert not loaded.cleaning.symbols
+    body = "Buongiorno,\n🔒 casella m.rossi@ateneo.example.it subito\nGrazie"
+    assert classify_text("", body, (), loaded).category is OTHER
 
 
 def test_shipped_rules_load_and_are_frozen() -> None:

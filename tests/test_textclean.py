@@ -61,6 +61,45 @@ def test_fold_agrees_with_its_definition_on_any_text(text: str) -> None:
     assert fold(text) == _fold_by_definition(text)
 
 
+@pytest.mark.parametrize(("raw", "words"), [
+    ("ho sbagliato la 🔑 e l'account è 🔒", ["ho", "sbagliato", "la", "password", "e", "l'account", "e", "bloccare"]),
+    ("📧 x@y.it ➡️ 🗑️ please", ["casella", "x@y.it", "va", "eliminare", "please"]),
+    ("📧 x@y.it ➡ 🗑 please", ["casella", "x@y.it", "va", "eliminare", "please"]),
+    ("🔒🔑😭", ["bloccare", "password", "😭"]),
+    ("🔑 ❌ non toccatela", ["password", "no", "non", "toccatela"]),
+])
+def test_fold_reads_a_symbol_of_the_rules_as_its_words(raw: str, words: list[str]) -> None:
+    assert fold(raw, markers().symbols).split() == words
+
+
+def test_every_shipped_symbol_is_read_alike_with_or_without_its_emoji_selector() -> None:
+    symbols = markers().symbols
+    assert len(symbols) > 1 and symbols[0xFE0F] == ""
+    for code, words in symbols.items():
+        if code == 0xFE0F:
+            continue
+        assert words.strip() and re.fullmatch(r" [a-z0-9 ]+ ", words), chr(code)
+        bare, styled = fold(f"a{chr(code)}b", symbols), fold(f"a{chr(code)}\ufe0fb", symbols)
+        assert bare == styled == f"a{words}b"
+
+
+def test_fold_without_symbols_leaves_them_as_they_are() -> None:
+    assert fold("la 🔑 è 🔒") == "la 🔑 e 🔒"
+    assert fold("Reset Password", markers().symbols) == "reset password"
+
+
+def test_cleaning_reads_symbols_in_the_folded_copy_and_keeps_the_text_as_written() -> None:
+    lines = cleaned("Ciao,\n🔒 casella m.rossi@ateneo.example.it subito\n> 🔓 dopo").own
+    assert [ln.text for ln in lines] == ["Ciao,", "🔒 casella m.rossi@ateneo.example.it subito"]
+    assert lines[1].folded.split()[:2] == ["bloccare", "casella"]
+    assert [ln.folded.split() for ln in cleaned("> 🔓 dopo").quoted] == [["sbloccare", "dopo"]]
+
+
+def test_split_lines_reads_symbols_only_when_given_them() -> None:
+    assert [ln.folded for ln in split_lines("🆕 lista")] == ["🆕 lista"]
+    assert [ln.folded.split() for ln in split_lines("🆕 lista", symbols=markers().symbols)] == [["nuova", "lista"]]
+
+
 MARKER_SAMPLES = st.lists(st.sampled_from([
     "-- ", "--", "Inviato da iPhone", "sent from my phone", "ciao", "\n", " ", "da: mario", "oggetto: x",
     "il giorno 3 marzo mario ha scritto:", "wrote:", "-----original message-----", "begin forwarded message:",

@@ -11,6 +11,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     version = 1
     [engine]     threshold, precedence, max_chars
     [text]       abbreviations            words whose "." does not end a sentence
+    [text.emoji] "<symbol>" = "<words>"   optional: a symbol written for words ("🔒" = "bloccare")
     [subject]    reply_prefix, strip      regexes on the folded subject
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words), optional relatives and
@@ -53,6 +54,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from maild.errors import RulesError
@@ -70,8 +72,11 @@ from maild.rules.patterns import (
     lead,
     lexicon,
 )
-from maild.rules.textclean import CleanRules, Marker, any_marker, fold
+from maild.rules.textclean import NO_SYMBOLS, CleanRules, Marker, any_marker, fold
 from maild.rules.tolerance import Tolerance, tolerance
+
+_EMOJI_STYLE = "\ufe0f"
+"""The variation selector that asks for a symbol's emoji picture: no word of its own."""
 
 ZONES = frozenset({"subject", "body"})
 ACTS = frozenset({"negation", "question", "withdrawal", "report", "thanks"})
@@ -316,7 +321,7 @@ class _Loader:
         subject = self.table(data, "subject")
         self.known(subject, "subject", {"reply_prefix", "strip"})
         text = self.table(data, "text")
-        self.known(text, "text", {"abbreviations"})
+        self.known(text, "text", {"abbreviations", "emoji"})
         adoption = self.adoption(self.table(data, "adoption"))
         rules = self.rule_list(data.get("rule"))
         templates = tuple((rule, template) for rule in rules for template in rule.patterns)
@@ -334,7 +339,7 @@ class _Loader:
             negation=self.negation(self.table(data, "negation")),
             acts=self.acts(self.table(data, "acts")),
             adoption=adoption,
-            cleaning=self.cleaning(self.table(data, "cleaning")),
+            cleaning=replace(self.cleaning(self.table(data, "cleaning")), symbols=self.symbols(text)),
             rules=rules,
             lexicon=lexicon(key for template in every for need in template.needs for key in need),
             templates=templates,
@@ -385,6 +390,26 @@ class _Loader:
                 raise self.fail(f"{_dot(prefix, key)}[{i}]", f"{raw!r} must be one word of letters and digits")
             out.append(word)
         return out
+
+    def symbols(self, text: Mapping[str, Any]) -> Mapping[int, str]:
+        """The ``str.translate`` table of ``[text.emoji]``: each symbol (with or without its emoji
+        variation selector) read as its words, spaced so it never glues to the word beside it."""
+        if "emoji" not in text:
+            return NO_SYMBOLS
+        table = text["emoji"]
+        if not isinstance(table, dict):
+            raise self.fail("text.emoji", "must be a table of symbol = words")
+        out: dict[int, str] = {}
+        for raw, words in table.items():
+            key = f"text.emoji.{raw!r}"
+            symbol = raw.removesuffix(_EMOJI_STYLE)
+            if len(symbol) != 1 or symbol.isascii() or symbol.isalnum():
+                raise self.fail(key, "must be one non-ASCII symbol (optionally followed by U+FE0F)")
+            folded = fold(words).strip() if isinstance(words, str) else ""
+            if not re.fullmatch(r"[a-z0-9]+(?: [a-z0-9]+)*", folded):
+                raise self.fail(key, f"{words!r} must be words of letters and digits")
+            out[ord(symbol)] = f" {folded} "
+        return MappingProxyType({**out, ord(_EMOJI_STYLE): ""}) if out else NO_SYMBOLS
 
     def regex(self, table: Mapping[str, Any], prefix: str, key: str, flags: int = 0) -> re.Pattern[str]:
         return self.compile(self.value(table, prefix, key, str), _dot(prefix, key), flags)

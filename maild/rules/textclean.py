@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
 _PUNCTUATION = str.maketrans({
     "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u201b": "'", "\u00b4": "'", "`": "'",
@@ -30,15 +31,22 @@ _PUNCTUATION = str.maketrans({
 })
 
 
-def fold(text: str) -> str:
+NO_SYMBOLS: Mapping[int, str] = MappingProxyType({})
+
+
+def fold(text: str, symbols: Mapping[int, str] = NO_SYMBOLS) -> str:
     """Lower-case, strip accents and normalise typographic punctuation.
 
     "SBLOCCO", "più", "piu'" and "PIÙ" must all reach the same rule, so both the
-    rules data and the message text go through this one function.
+    rules data and the message text go through this one function. ``symbols``
+    (a ``str.translate`` table from the rules data) reads a symbol written for
+    a word ("🔒") as that word; only non-ASCII text can hold one.
     """
     if text.isascii():  # the one ASCII character in the table is "`"
         return text.replace("`", "'").lower()
     text = text.translate(_PUNCTUATION)
+    if symbols:
+        text = text.translate(symbols)
     if text.isascii():
         return text.lower()
     decomposed = unicodedata.normalize("NFKD", text)
@@ -105,6 +113,8 @@ class CleanRules:
     signature however long, never a request of the sender's."""
     requests: tuple[Marker, ...] = ()
     """A request to the help desk typed inside a signature block ("vi prego aggiornare la rubrica"): kept."""
+    symbols: Mapping[int, str] = field(default_factory=lambda: NO_SYMBOLS)
+    """Symbols written for words ("🔑" for "password"): the ``fold`` table every line is read through."""
 
 
 def any_marker(markers: Sequence[Marker]) -> re.Pattern[str] | None:
@@ -144,18 +154,18 @@ class CleanedText:
     """The subject in the header block of the quoted/forwarded message: part of its request when adopted."""
 
 
-def split_lines(text: str, first_number: int = 1) -> tuple[Line, ...]:
+def split_lines(text: str, first_number: int = 1, symbols: Mapping[int, str] = NO_SYMBOLS) -> tuple[Line, ...]:
     """Number and fold every line once; all later steps reuse the folded copy."""
     raws = text.splitlines()
     # ASCII text folds as a whole into the same lines (lower case keeps every line break where it is).
-    folded = fold(text).splitlines() if text.isascii() else [fold(raw) for raw in raws]
+    folded = fold(text).splitlines() if text.isascii() else [fold(raw, symbols) for raw in raws]
     return tuple(Line(first_number + i, raw, low) for i, (raw, low) in enumerate(zip(raws, folded, strict=True)))
 
 
 def clean(body: str, rules: CleanRules) -> CleanedText:
     """Split ``body`` into the sender's own text and the quoted history."""
     notes: list[str] = []
-    own, history = _cut_history(list(split_lines(body)), rules, notes)
+    own, history = _cut_history(list(split_lines(body, symbols=rules.symbols)), rules, notes)
     own, inline_quotes = _take_quote_lines(own, rules, notes)
     own = _strip_trailers(own, rules, notes)
     quoted = _clean_quoted(history + inline_quotes, rules)
@@ -229,7 +239,7 @@ def _take_quote_lines(lines: list[Line], rules: CleanRules, notes: list[str]) ->
             own.append(ln)
             continue
         text = _unquote(ln.text)
-        quoted.append(Line(ln.number, text, fold(text)))
+        quoted.append(Line(ln.number, text, fold(text, rules.symbols)))
     if quoted:
         notes.append(f"{len(quoted)} quoted ('>') lines removed from line {quoted[0].number}")
     return own, quoted
@@ -399,7 +409,7 @@ def _clean_quoted(lines: list[Line], rules: CleanRules) -> list[Line]:
     older nested inside is cut, as are its signature and disclaimer.
     """
     start = _skip_history_header(lines, rules)
-    unquoted = [Line(ln.number, _unquote(ln.text), fold(_unquote(ln.text)))
+    unquoted = [Line(ln.number, _unquote(ln.text), fold(_unquote(ln.text), rules.symbols))
                 if rules.quote_line.match(ln.folded) else ln for ln in lines[start:]]
     nested: list[str] = []
     own, _older = _cut_history(unquoted, rules, nested)
