@@ -1132,6 +1132,8 @@ def test_a_rhetorical_or_polite_request_is_asked_for_and_a_denial_is_not(body: s
     ("Please don't unlock my account: I will change my password myself tomorrow.", OTHER),
     ("I do not want the old choir mailbox deleted, it is still read.", OTHER),
     ("I don't suppose the list needs deleting yet, so leave it for now.", OTHER),
+    ("I haven't managed to set up an automatic forward to my deputy myself; could you do it?", ANAGRAFICA),
+    ("I don't want an automatic forward set up to my deputy, thanks.", OTHER),
 ])
 def test_a_hedged_request_in_the_negative_is_asked_for_and_a_real_denial_is_not(body: str,
                                                                                 expected: Category) -> None:
