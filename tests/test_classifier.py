@@ -1196,6 +1196,23 @@ def test_a_rhetorical_or_polite_request_is_asked_for_and_a_denial_is_not(body: s
 
 
 @pytest.mark.parametrize(("body", "expected"), [
+    ("My mailbox got locked after a few wrong tries. You wouldn't be able to unlock my account, would you?",
+     PASSWORD),
+    ("The project list is dead now. I don't suppose you could delete the list for us?", LIFECYCLE),
+    ("You couldn't reset my password, could you? The portal keeps refusing it.", PASSWORD),
+    ("Please don't unlock my account: I will change my password myself tomorrow.", OTHER),
+    ("I do not want the old choir mailbox deleted, it is still read.", OTHER),
+    ("I don't suppose the list needs deleting yet, so leave it for now.", OTHER),
+    ("I haven't managed to set up an automatic forward to my deputy myself; could you do it?", ANAGRAFICA),
+    ("I don't want an automatic forward set up to my deputy, thanks.", OTHER),
+])
+def test_a_hedged_request_in_the_negative_is_asked_for_and_a_real_denial_is_not(body: str,
+                                                                                expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
     ("Richiesta (segnare con una X):\n[ ] Creazione casella\n[ ] Cancellazione casella\n[X] Aggiornamento rubrica\n"
      "Dettagli: il mio interno nuovo e 4410", ANAGRAFICA),
     ("Request type:\n\u2610 New mailbox\n\u2612 Password reset for my account\n\u2610 Directory update", PASSWORD),
