@@ -1250,3 +1250,17 @@ def test_a_directory_or_list_change_thanked_for_used_or_told_as_done_is_not_aske
 ])
 def test_a_directory_or_list_change_beside_thanks_or_a_deed_told_is_still_asked(body: str) -> None:
     assert run(body).category is ANAGRAFICA, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "la mail non so chi debba chiederla quindi in pratica servirebbe una casella per la nuova collega",
+    "I don't know who usually asks, therefore please create a mailbox for the new technician.",
+])
+def test_a_negation_ends_at_a_consequence_word(body: str) -> None:
+    """"quindi", "therefore" open a new clause: a "non" before them does not deny what follows (fail closed)."""
+    assert run(body).category is LIFECYCLE, run(body).reasons
+
+
+def test_a_negation_in_its_own_clause_still_denies() -> None:
+    assert run("Vi scrivo per la nuova collega: non serve creare una casella, usera quella del progetto.").category \
+        is OTHER
