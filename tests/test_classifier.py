@@ -1253,8 +1253,9 @@ def test_a_directory_or_list_change_beside_thanks_or_a_deed_told_is_still_asked(
 
 
 @pytest.mark.parametrize("body", [
-    "la mail non so chi debba chiederla quindi in pratica servirebbe una casella per la nuova collega",
-    "I don't know who usually asks, therefore please create a mailbox for the new technician.",
+    "il computer ce lo danno gli informatici ma la mail non so quindi in pratica servirebbe una casella a nome suo",
+    "non ho capito bene dunque servirebbe una casella nuova per lei",
+    "La casella non va quindi cancellata.",  # the doubt a "quindi" leaves is read the more privileged way
 ])
 def test_a_negation_ends_at_a_consequence_word(body: str) -> None:
     """"quindi", "therefore" open a new clause: a "non" before them does not deny what follows (fail closed)."""
