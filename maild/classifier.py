@@ -139,7 +139,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
         body_hits = _answered(body_hits, answer, read, reasons)
     body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
     boxes = _form_boxes(lines, rules.acts)
-    body_hits = _tool_faults(_done_items(_unticked(body_hits, boxes, reasons), lines, rules, reasons, boxes), lines,
+    body_hits = _ticked(_unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
+    body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons, boxes), lines,
                              rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     if adopted and cleaned.quoted_subject:
@@ -382,6 +383,20 @@ def _form_boxes(lines: Sequence[Line], acts: Acts) -> _Boxes:
 def _unticked(hits: list[_Hit], boxes: _Boxes, reasons: list[str]) -> list[_Hit]:
     """An action on a form's box left empty ("[ ] Reimpostazione password") is not chosen, so not asked for."""
     return _told_on(hits, boxes.unticked, "box left empty", reasons) if boxes.unticked else hits
+
+
+def _ticked(hits: list[_Hit], boxes: _Boxes, threshold: int, reasons: list[str]) -> list[_Hit]:
+    """A form's ticked box chooses what it names: a privileged object named there ("[X] Guest email account") is
+    asked for, though the line has no verb (fail closed)."""
+    out = []
+    for hit in hits:
+        mark = boxes.ticked.get(hit.line) if hit.zone == "body" and hit.cue is None else None
+        if mark is None or not hit.rule.mention or not hit.rule.category.privileged:
+            out.append(hit)
+            continue
+        reasons.append(f"box ticked: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}' is chosen")
+        out.append(replace(hit, rule=replace(hit.rule, mention=False, weight=max(hit.rule.weight, threshold))))
+    return out
 
 
 def _told_on(hits: list[_Hit], marks: Mapping[int, str], what: str, reasons: list[str]) -> list[_Hit]:

@@ -1129,6 +1129,9 @@ def test_a_rhetorical_or_polite_request_is_asked_for_and_a_denial_is_not(body: s
      "Dettagli: il mio interno nuovo e 4410", ANAGRAFICA),
     ("Request type:\n\u2610 New mailbox\n\u2612 Password reset for my account\n\u2610 Directory update", PASSWORD),
     ("Tipo:\n(x) Aumento spazio casella\n( ) Chiusura della casella\n( ) Reset della password", ANAGRAFICA),
+    # A ticked box that only names a new box chooses its creation; left empty, it asks for nothing.
+    ("Services wanted:\n[X] Visitor email account\n[ ] Parking permit", LIFECYCLE),
+    ("Servizi:\n[ ] Casella temporanea\n[X] Badge di accesso", OTHER),
 ])
 def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expected: Category) -> None:
     result = run(body)
