@@ -135,6 +135,12 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                        "only actions with a request cue in their clause count")
     read = _canon(lines, rules) if adopted or answer else own
     body_hits = _hits(read, "body", rules, None if declared is None else declared.group())
+    if adopted and cleaned.older and not any(h.act == "request" and not h.rule.mention for h in body_hits):
+        reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
+        lines = (*lines, Line(0, "", ""), *cleaned.older)
+        read = _canon(lines, rules)
+        body_hits = _withdrawn_below(_hits(read, "body", rules, None if declared is None else declared.group()),
+                                     reasons)
     if answer is not None:
         body_hits = _answered(body_hits, answer, read, reasons)
     body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
@@ -156,6 +162,24 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     text = "\n".join(ln.text for ln in lines).strip()
     return Classification(category=decided.category, language=language, reasons=tuple(reasons), text=text,
                           review=decided.review, privileged_evidence=decided.privileged_evidence)
+
+
+def _withdrawn_below(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
+    """A thread reads newest first: an action of a category withdrawn in a newer message ("scratch my bit about the
+    password") is withdrawn in the older ones below it too."""
+    first: dict[Category, int] = {}
+    for hit in hits:
+        if hit.act == "withdrawal":
+            first[hit.rule.category] = min(hit.token, first.get(hit.rule.category, hit.token))
+    out = []
+    for hit in hits:
+        above = first.get(hit.rule.category)
+        if above is None or hit.act != "request" or hit.token <= above:
+            out.append(hit)
+            continue
+        reasons.append(f"withdrawn in a newer message above: '{hit.snippet}' in {_where(hit)} ({hit.rule.id})")
+        out.append(replace(hit, cue="withdrawn above", act="withdrawal"))
+    return out
 
 
 def _subject_lines(subject: str) -> tuple[Line, ...]:

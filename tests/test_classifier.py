@@ -227,6 +227,31 @@ def test_adoption_can_be_negated() -> None:
     assert run("Non autorizzo questa richiesta." + QUOTED_RESET).category is OTHER
 
 
+THREAD = ("\n\nFrom: Anna Riva <a.riva@example.it>\nSent: Monday, 3 May 2027 10:00\nTo: Luca\nSubject: RE: lab\n\n"
+          "{newer}\n\nAnna\n\nFrom: Luca Bo <l.bo@example.it>\nSent: Monday, 3 May 2027 09:00\nTo: Anna\n"
+          "Subject: lab\n\n{older}\n\nLuca\n")
+
+
+def test_an_adopted_quote_that_only_agrees_adopts_the_older_request_below_it() -> None:
+    result = run("See below, please action." + THREAD.format(
+        newer="Fine by me.", older="Could the help desk delete the old lab mailbox lab-x@example.it?"))
+    assert result.category is LIFECYCLE, result.reasons
+    assert "the adopted quote asks nothing itself: the thread's older messages are read" in result.reasons
+
+
+def test_an_action_withdrawn_in_a_newer_message_stays_withdrawn_in_the_older_one() -> None:
+    result = run("See below, please action." + THREAD.format(
+        newer="Scratch the password bit, I sorted it myself.",
+        older="Could you reset my password? And please add Rita to the staff list staff@example.it."))
+    assert result.category is ANAGRAFICA, result.reasons
+
+
+def test_an_older_message_is_not_read_when_the_adopted_quote_asks_something() -> None:
+    result = run("See below, please action." + THREAD.format(
+        newer="Please add Rita to the staff list staff@example.it.", older="Could you reset my password?"))
+    assert result.category is ANAGRAFICA, result.reasons
+
+
 FORWARD_OF_A_SUBJECT = ("\n\n---------- Messaggio inoltrato ---------\nDa: Pia Sanna <p.sanna@example.it>\n"
                         "Data: lunedì 3 maggio 2027 10:00\nOggetto: {subject}\nA: Referente <ref@example.it>\n\n\n")
 
