@@ -146,6 +146,9 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
     boxes = _form_boxes(lines, rules.acts)
     body_hits = _ticked(_unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
+    stale = _stale_fields(cleaned.own, lines, rules.acts)
+    if stale:
+        body_hits = _told_on(body_hits, stale, "form field disowned as stale", reasons)
     body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons, boxes), lines,
                              rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
@@ -421,6 +424,23 @@ def _ticked(hits: list[_Hit], boxes: _Boxes, threshold: int, reasons: list[str])
         reasons.append(f"box ticked: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}' is chosen")
         out.append(replace(hit, rule=replace(hit.rule, mention=False, weight=max(hit.rule.weight, threshold))))
     return out
+
+
+_FIELD_LINE = re.compile(r"^\s*([^:\n]{1,40}?)\s*:")
+
+
+def _stale_fields(own: Sequence[Line], lines: Sequence[Line], acts: Acts) -> Mapping[int, str]:
+    """The field lines of a reused form whose fields the sender disowns by name, by line number, with the name."""
+    if acts.stale_fields is None:
+        return {}
+    names = {name.strip() for found in acts.stale_fields.finditer(" ".join(" ".join(ln.folded for ln in own).split()))
+             for name in re.findall(r'"([^"]+)"', found.group("names"))}
+    marks = {}
+    for ln in lines:
+        field = _FIELD_LINE.match(ln.folded)
+        if field is not None and field.group(1).strip() in names:
+            marks[ln.number] = field.group(1).strip()
+    return marks
 
 
 def _told_on(hits: list[_Hit], marks: Mapping[int, str], what: str, reasons: list[str]) -> list[_Hit]:

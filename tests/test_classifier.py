@@ -1164,6 +1164,20 @@ def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expec
 
 
 @pytest.mark.parametrize(("body", "expected"), [
+    ('Tipo di richiesta:   Cancellazione casella\nDescrizione:         interno 4410 in rubrica\n\n'
+     'Ho riusato il vecchio modulo: il campo "Tipo di richiesta" e rimasto quello di marzo.', ANAGRAFICA),
+    ('Azione:   Reset password\nNote:     aggiungere Rita alla lista staff@example.it\n\n'
+     'The fields "Azione" and "Casella" are left over from last month.', ANAGRAFICA),
+    # Named but not said to be old: the field still asks.
+    ('Azione:   Reset password\nNote:     aggiungere Rita alla lista staff@example.it\n\n'
+     'Il campo "Azione" e importante.', PASSWORD),
+])
+def test_a_reused_forms_fields_disowned_by_name_are_not_asked(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
     ("Cose da fare:\n[ ] reset della password di m.neri\n[ ] interno 4410 in rubrica", PASSWORD),
     ("Checklist:\n- [x] add Anna to the staff list\n- [ ] please delete the old-lab mailbox", LIFECYCLE),
 ])
