@@ -1163,6 +1163,12 @@ def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expec
     assert result.category is expected, result.reasons
 
 
+def test_a_first_person_ask_is_a_request_even_beside_what_is_not_asked() -> None:
+    result = run("We are not asking you to close any account. We ask you to remove Dr Ryan from the list "
+                 "staff@example.it.")
+    assert result.category is ANAGRAFICA, result.reasons
+
+
 @pytest.mark.parametrize(("body", "expected"), [
     ('Tipo di richiesta:   Cancellazione casella\nDescrizione:         interno 4410 in rubrica\n\n'
      'Ho riusato il vecchio modulo: il campo "Tipo di richiesta" e rimasto quello di marzo.', ANAGRAFICA),
