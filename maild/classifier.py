@@ -135,11 +135,21 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                        "only actions with a request cue in their clause count")
     read = _canon(lines, rules) if adopted or answer else own
     body_hits = _hits(read, "body", rules, None if declared is None else declared.group())
+    if adopted and cleaned.older and not any(h.act == "request" and not h.rule.mention for h in body_hits):
+        reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
+        lines = (*lines, Line(0, "", ""), *cleaned.older)
+        read = _canon(lines, rules)
+        body_hits = _withdrawn_below(_hits(read, "body", rules, None if declared is None else declared.group()),
+                                     reasons)
     if answer is not None:
         body_hits = _answered(body_hits, answer, read, reasons)
     body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
     boxes = _form_boxes(lines, rules.acts)
-    body_hits = _tool_faults(_done_items(_unticked(body_hits, boxes, reasons), lines, rules, reasons, boxes), lines,
+    body_hits = _ticked(_unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
+    stale = _stale_fields(cleaned.own, lines, rules.acts)
+    if stale:
+        body_hits = _told_on(body_hits, stale, "form field disowned as stale", reasons)
+    body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons, boxes), lines,
                              rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
     if adopted and cleaned.quoted_subject:
@@ -155,6 +165,24 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     text = "\n".join(ln.text for ln in lines).strip()
     return Classification(category=decided.category, language=language, reasons=tuple(reasons), text=text,
                           review=decided.review, privileged_evidence=decided.privileged_evidence)
+
+
+def _withdrawn_below(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
+    """A thread reads newest first: an action of a category withdrawn in a newer message ("scratch my bit about the
+    password") is withdrawn in the older ones below it too."""
+    first: dict[Category, int] = {}
+    for hit in hits:
+        if hit.act == "withdrawal":
+            first[hit.rule.category] = min(hit.token, first.get(hit.rule.category, hit.token))
+    out = []
+    for hit in hits:
+        above = first.get(hit.rule.category)
+        if above is None or hit.act != "request" or hit.token <= above:
+            out.append(hit)
+            continue
+        reasons.append(f"withdrawn in a newer message above: '{hit.snippet}' in {_where(hit)} ({hit.rule.id})")
+        out.append(replace(hit, cue="withdrawn above", act="withdrawal"))
+    return out
 
 
 def _subject_lines(subject: str, rules: Rules) -> tuple[Line, ...]:
@@ -382,6 +410,37 @@ def _form_boxes(lines: Sequence[Line], acts: Acts) -> _Boxes:
 def _unticked(hits: list[_Hit], boxes: _Boxes, reasons: list[str]) -> list[_Hit]:
     """An action on a form's box left empty ("[ ] Reimpostazione password") is not chosen, so not asked for."""
     return _told_on(hits, boxes.unticked, "box left empty", reasons) if boxes.unticked else hits
+
+
+def _ticked(hits: list[_Hit], boxes: _Boxes, threshold: int, reasons: list[str]) -> list[_Hit]:
+    """A form's ticked box chooses what it names: a privileged object named there ("[X] Guest email account") is
+    asked for, though the line has no verb (fail closed)."""
+    out = []
+    for hit in hits:
+        mark = boxes.ticked.get(hit.line) if hit.zone == "body" and hit.cue is None else None
+        if mark is None or not hit.rule.mention or not hit.rule.category.privileged:
+            out.append(hit)
+            continue
+        reasons.append(f"box ticked: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}' is chosen")
+        out.append(replace(hit, rule=replace(hit.rule, mention=False, weight=max(hit.rule.weight, threshold))))
+    return out
+
+
+_FIELD_LINE = re.compile(r"^\s*([^:\n]{1,40}?)\s*:")
+
+
+def _stale_fields(own: Sequence[Line], lines: Sequence[Line], acts: Acts) -> Mapping[int, str]:
+    """The field lines of a reused form whose fields the sender disowns by name, by line number, with the name."""
+    if acts.stale_fields is None:
+        return {}
+    names = {name.strip() for found in acts.stale_fields.finditer(" ".join(" ".join(ln.folded for ln in own).split()))
+             for name in re.findall(r'"([^"]+)"', found.group("names"))}
+    marks = {}
+    for ln in lines:
+        field = _FIELD_LINE.match(ln.folded)
+        if field is not None and field.group(1).strip() in names:
+            marks[ln.number] = field.group(1).strip()
+    return marks
 
 
 def _told_on(hits: list[_Hit], marks: Mapping[int, str], what: str, reasons: list[str]) -> list[_Hit]:

@@ -228,6 +228,31 @@ def test_adoption_can_be_negated() -> None:
     assert run("Non autorizzo questa richiesta." + QUOTED_RESET).category is OTHER
 
 
+THREAD = ("\n\nFrom: Anna Riva <a.riva@example.it>\nSent: Monday, 3 May 2027 10:00\nTo: Luca\nSubject: RE: lab\n\n"
+          "{newer}\n\nAnna\n\nFrom: Luca Bo <l.bo@example.it>\nSent: Monday, 3 May 2027 09:00\nTo: Anna\n"
+          "Subject: lab\n\n{older}\n\nLuca\n")
+
+
+def test_an_adopted_quote_that_only_agrees_adopts_the_older_request_below_it() -> None:
+    result = run("See below, please action." + THREAD.format(
+        newer="Fine by me.", older="Could the help desk delete the old lab mailbox lab-x@example.it?"))
+    assert result.category is LIFECYCLE, result.reasons
+    assert "the adopted quote asks nothing itself: the thread's older messages are read" in result.reasons
+
+
+def test_an_action_withdrawn_in_a_newer_message_stays_withdrawn_in_the_older_one() -> None:
+    result = run("See below, please action." + THREAD.format(
+        newer="Scratch the password bit, I sorted it myself.",
+        older="Could you reset my password? And please add Rita to the staff list staff@example.it."))
+    assert result.category is ANAGRAFICA, result.reasons
+
+
+def test_an_older_message_is_not_read_when_the_adopted_quote_asks_something() -> None:
+    result = run("See below, please action." + THREAD.format(
+        newer="Please add Rita to the staff list staff@example.it.", older="Could you reset my password?"))
+    assert result.category is ANAGRAFICA, result.reasons
+
+
 FORWARD_OF_A_SUBJECT = ("\n\n---------- Messaggio inoltrato ---------\nDa: Pia Sanna <p.sanna@example.it>\n"
                         "Data: lunedì 3 maggio 2027 10:00\nOggetto: {subject}\nA: Referente <ref@example.it>\n\n\n")
 
@@ -1217,8 +1242,31 @@ def test_a_hedged_request_in_the_negative_is_asked_for_and_a_real_denial_is_not(
      "Dettagli: il mio interno nuovo e 4410", ANAGRAFICA),
     ("Request type:\n\u2610 New mailbox\n\u2612 Password reset for my account\n\u2610 Directory update", PASSWORD),
     ("Tipo:\n(x) Aumento spazio casella\n( ) Chiusura della casella\n( ) Reset della password", ANAGRAFICA),
+    # A ticked box that only names a new box chooses its creation; left empty, it asks for nothing.
+    ("Services wanted:\n[X] Visitor email account\n[ ] Parking permit", LIFECYCLE),
+    ("Servizi:\n[ ] Casella temporanea\n[X] Badge di accesso", OTHER),
 ])
 def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+def test_a_first_person_ask_is_a_request_even_beside_what_is_not_asked() -> None:
+    result = run("We are not asking you to close any account. We ask you to remove Dr Ryan from the list "
+                 "staff@example.it.")
+    assert result.category is ANAGRAFICA, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('Tipo di richiesta:   Cancellazione casella\nDescrizione:         interno 4410 in rubrica\n\n'
+     'Ho riusato il vecchio modulo: il campo "Tipo di richiesta" e rimasto quello di marzo.', ANAGRAFICA),
+    ('Azione:   Reset password\nNote:     aggiungere Rita alla lista staff@example.it\n\n'
+     'The fields "Azione" and "Casella" are left over from last month.', ANAGRAFICA),
+    # Named but not said to be old: the field still asks.
+    ('Azione:   Reset password\nNote:     aggiungere Rita alla lista staff@example.it\n\n'
+     'Il campo "Azione" e importante.', PASSWORD),
+])
+def test_a_reused_forms_fields_disowned_by_name_are_not_asked(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
 

@@ -219,6 +219,9 @@ class Acts:
     """A form's box ticked at the start of a line ("[X] Reimpostazione password"): the item is chosen."""
     unticked_box: re.Pattern[str] | None = None
     """A form's box left empty ("[ ] Attivazione nuova casella"): in a form with a ticked box, not chosen."""
+    stale_fields: re.Pattern[str] | None = None
+    """The sender disowning a reused form's fields by name ('i campi "Azione" e "Note" sono rimasti quelli del mese
+    scorso'): group ``names`` holds the quoted names; what those fields say is not asked."""
     command_lead: frozenset[str] = frozenset()
     """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
     obligation_lead: frozenset[str] = frozenset()
@@ -680,7 +683,7 @@ class _Loader:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
                               "ticked_box", "unticked_box", "command_lead", "obligation_lead",
-                              "retractions"})
+                              "retractions", "stale_fields"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -688,6 +691,7 @@ class _Loader:
                     malfunction=self.regex(table, p, "malfunction") if "malfunction" in table else None,
                     ticked_box=self.regex(table, p, "ticked_box") if "ticked_box" in table else None,
                     unticked_box=self.regex(table, p, "unticked_box") if "unticked_box" in table else None,
+                    stale_fields=self.regex(table, p, "stale_fields") if "stale_fields" in table else None,
                     command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
                     else frozenset(),
                     obligation_lead=frozenset(self.words(table, p, "obligation_lead")) if "obligation_lead" in table

@@ -152,6 +152,9 @@ class CleanedText:
     notes: tuple[str, ...]
     quoted_subject: str = ""
     """The subject in the header block of the quoted/forwarded message: part of its request when adopted."""
+    older: tuple[Line, ...] = ()
+    """The thread's earlier messages below the quoted one, each cleaned the same way, nearest first: read when
+    an adopted quote asks nothing itself ("see below, please action" over an agreement to an older request)."""
 
 
 def split_lines(text: str, first_number: int = 1, symbols: Mapping[int, str] = NO_SYMBOLS) -> tuple[Line, ...]:
@@ -168,9 +171,9 @@ def clean(body: str, rules: CleanRules) -> CleanedText:
     own, history = _cut_history(list(split_lines(body, symbols=rules.symbols)), rules, notes)
     own, inline_quotes = _take_quote_lines(own, rules, notes)
     own = _strip_trailers(own, rules, notes)
-    quoted = _clean_quoted(history + inline_quotes, rules)
+    quoted, older = _clean_quoted(history + inline_quotes, rules)
     return CleanedText(own=tuple(own), quoted=tuple(quoted), notes=tuple(notes),
-                       quoted_subject=_quoted_subject(history, rules))
+                       quoted_subject=_quoted_subject(history, rules), older=tuple(older))
 
 
 def _quoted_subject(history: Sequence[Line], rules: CleanRules) -> str:
@@ -402,8 +405,13 @@ def _signature_like(text: str, rules: CleanRules) -> bool:
     return not text.endswith(".") or len(text.split()) <= 3
 
 
-def _clean_quoted(lines: list[Line], rules: CleanRules) -> list[Line]:
-    """Clean quoted history the way own text is cleaned, for when it is adopted.
+_MAX_THREAD_DEPTH = 8
+"""How many older messages of a thread are kept for adoption: a long thread's oldest ones ask nothing now."""
+
+
+def _clean_quoted(lines: list[Line], rules: CleanRules, depth: int = 0) -> tuple[list[Line], list[Line]]:
+    """Clean quoted history the way own text is cleaned, for when it is adopted: the nearest message and the
+    older ones below it (cleaned alike, a blank line between them).
 
     The leading markers and header lines (Da:/Inviato:/Oggetto:) go; anything
     older nested inside is cut, as are its signature and disclaimer.
@@ -412,9 +420,12 @@ def _clean_quoted(lines: list[Line], rules: CleanRules) -> list[Line]:
     unquoted = [Line(ln.number, _unquote(ln.text), fold(_unquote(ln.text), rules.symbols))
                 if rules.quote_line.match(ln.folded) else ln for ln in lines[start:]]
     nested: list[str] = []
-    own, _older = _cut_history(unquoted, rules, nested)
+    own, older = _cut_history(unquoted, rules, nested)
     own, _nested_quotes = _take_quote_lines(own, rules, nested)
-    return _strip_trailers(own, rules, nested)
+    if not older or depth >= _MAX_THREAD_DEPTH:
+        return _strip_trailers(own, rules, nested), []
+    next_one, below = _clean_quoted(older, rules, depth + 1)
+    return _strip_trailers(own, rules, nested), [*next_one, Line(0, "", ""), *below]
 
 
 def _skip_history_header(lines: Sequence[Line], rules: CleanRules) -> int:
