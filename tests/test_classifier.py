@@ -1306,7 +1306,7 @@ def test_a_directory_or_list_change_beside_thanks_or_a_deed_told_is_still_asked(
     "La casella non va quindi cancellata.",  # the doubt a "quindi" leaves is read the more privileged way
 ])
 def test_a_negation_ends_at_a_consequence_word(body: str) -> None:
-    """"quindi", "therefore" open a new clause: a "non" before them does not deny what follows (fail closed)."""
+    """"quindi", "dunque" open a new clause: a "non" before them does not deny what follows (fail closed)."""
     assert run(body).category is LIFECYCLE, run(body).reasons
 
 
