@@ -130,17 +130,17 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     if answer is not None:
         lines = (*cleaned.own, Line(0, "", ""), *answer.question)
     declared = rules.acts.no_request.search(own.text)
-    if declared is not None:
-        reasons.append(f"act report: '{declared.group()}' says the message asks for nothing; "
+    nothing = None if declared is None else declared.group()
+    if nothing is not None:
+        reasons.append(f"act report: '{nothing}' says the message asks for nothing; "
                        "only actions with a request cue in their clause count")
     read = _canon(lines, rules) if adopted or answer else own
-    body_hits = _hits(read, "body", rules, None if declared is None else declared.group())
+    body_hits = _hits(read, "body", rules, nothing)
     if adopted and cleaned.older and not any(h.act == "request" and not h.rule.mention for h in body_hits):
         reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
         lines = (*lines, Line(0, "", ""), *cleaned.older)
         read = _canon(lines, rules)
-        body_hits = _withdrawn_below(_hits(read, "body", rules, None if declared is None else declared.group()),
-                                     reasons)
+        body_hits = _withdrawn_below(_hits(read, "body", rules, nothing), reasons)
     if answer is not None:
         body_hits = _answered(body_hits, answer, read, reasons)
     body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
@@ -151,11 +151,11 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
         body_hits = _told_on(body_hits, stale, "form field disowned as stale", reasons)
     body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons, boxes), lines,
                              rules, reasons)
-    subject_hits = _subject_hits(subject, adopted, rules, reasons, None if declared is None else declared.group())
+    subject_hits = _subject_hits(subject, adopted, rules, reasons, nothing)
     if adopted and cleaned.quoted_subject:
-        subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, declared)
+        subject_hits += _quoted_subject_hits(cleaned.quoted_subject, rules, reasons, nothing)
     if attachment_names and sum(t[0].isalnum() for t in own.tokens) <= _SHORT_BODY_WORDS:
-        subject_hits += _attachment_name_hits(attachment_names, rules, declared)
+        subject_hits += _attachment_name_hits(attachment_names, rules, nothing)
     replied = adopted or answer is not None or rules.reply_prefix.match(fold(subject)) is not None
     lead = None if replied else partial(_lead_hits, subject, cleaned.own, rules)
     decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
@@ -735,10 +735,9 @@ def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
             for hit in hits]
 
 
-def _quoted_subject_hits(quoted_subject: str, rules: Rules, reasons: list[str],
-                         declared: re.Match[str] | None) -> list[_Hit]:
+def _quoted_subject_hits(quoted_subject: str, rules: Rules, reasons: list[str], declared: str | None) -> list[_Hit]:
     """The adopted message's own subject is part of its request: read like a subject, after the body."""
-    hits = _subject_hits(quoted_subject, True, rules, reasons, None if declared is None else declared.group())
+    hits = _subject_hits(quoted_subject, True, rules, reasons, declared)
     if hits:
         reasons.append(f"adopted message's subject read: '{quoted_subject[:_SNIPPET]}'")
     return hits
@@ -750,14 +749,13 @@ _FILE_NAME_GLUE = re.compile(r"[_.+-]+")
 _FILE_EXTENSION = re.compile(r"\.[a-z0-9]{1,5}$", re.IGNORECASE)
 
 
-def _attachment_name_hits(names: Sequence[str], rules: Rules, declared: re.Match[str] | None) -> list[_Hit]:
+def _attachment_name_hits(names: Sequence[str], rules: Rules, declared: str | None) -> list[_Hit]:
     """What the attachments' file names ask ("richiesta_reset_password_PEC.pdf"), read like a subject: a short
     body points to them. Only the names: no attachment's content is read."""
     hits: list[_Hit] = []
     for name in names:
         words = fold(_FILE_NAME_GLUE.sub(" ", _FILE_EXTENSION.sub("", name)))
-        for hit in _hits(_canon((Line(0, words, words),), rules), "subject", rules,
-                         None if declared is None else declared.group()):
+        for hit in _hits(_canon((Line(0, words, words),), rules), "subject", rules, declared):
             hits.append(replace(hit, zone=f"the attachment's file name '{name[:_SNIPPET]}'"))
     return hits
 
