@@ -25,65 +25,21 @@ own text, with the message's language hints only as a tie-breaker.
 from __future__ import annotations
 
 import re
-from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import partial
-from itertools import accumulate
 from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
 from maild.rules import Acts, Negation, Rule, Rules, Template
-from maild.rules.clitics import enclitics
+from maild.rules.canonical import PARAGRAPH, SENTENCE_END, Canon, canon, is_boundary, tokens
 from maild.rules.textclean import Line, clean, fold
 
-# The look-behind starts an address only where a run of address characters starts: linear, not
-# quadratic, on a long run of letters with no "@".
-_EMAIL = re.compile(r"(?<![a-z0-9._%+=-])[a-z0-9._%+=-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
-_URL = re.compile(r"(?:https?://|www\.|mailto:)\S+")
-_QUOTED = re.compile(r'"[^"\n]{1,200}"')
-_TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
-# (needed substring, pattern, replacement): a pattern is not run on a text without its substring.
-_CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compile(r"\bwon't\b"), "will not"),
-                 ("n't", re.compile(r"n't\b"), " not"), ("e-mail", re.compile(r"\be-mail"), "email"))
-# A "." "," or ":" right before a letter or digit ("3.000", "b.bonetti") joins, it does not separate:
-# it is no token at all. ``[^\W_]`` is what ``str.isalnum`` accepts, one character at a time.
-_TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?\u2022]|(?<!\S)-+(?!\S)")
-_PARAGRAPH = "|"
 _SNIPPET = 60
 _EDGE = 4
 """Words before a cue window read for an exception that ends inside it."""
 _LIMIT_REACH = 2
 """Words between "proceed only with" and the frame it names: an article, an adjective ("con la nuova ...")."""
-
-
-_NOTHING_REREAD: Mapping[int, str] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class _Canon:
-    """A zone as words and clause boundaries joined by single spaces.
-
-    ``starts[i]`` is the offset of token ``i`` in ``text`` and ``lines[i]`` the
-    body line it came from, so a regex match maps back to words and lines.
-    """
-
-    text: str
-    tokens: tuple[str, ...]
-    starts: tuple[int, ...]
-    lines: tuple[int, ...]
-    at: Mapping[str, Sequence[int]]
-    """Where each word starts (``Lexicon.positions``): the only offsets a template is tried at."""
-    words: frozenset[str]
-    """The words of ``at``: a template that needs another word cannot match and is not run."""
-    reread: Mapping[int, str] = field(default_factory=lambda: _NOTHING_REREAD)
-    """The words read as another (``rules.tolerance``), by token index: what the sender wrote."""
-
-    def token_at(self, offset: int) -> int:
-        return bisect_right(self.starts, offset) - 1
-
-    def token_after(self, offset: int) -> int:
-        return bisect_left(self.starts, offset)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +58,6 @@ class _Hit:
     """The tokens the match covers: the words this frame has read."""
 
 
-_SENTENCE_END = frozenset({".", "!", "?", _PARAGRAPH})
 _NOT_WORD = re.compile(r"[^a-z0-9 ]")
 """A clause boundary in canonical text: every other token is letters and digits."""
 
@@ -123,7 +78,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     """Classify from plain strings: the pure core of ``classify``."""
     cleaned = clean(body, rules.cleaning)
     reasons = list(cleaned.notes)
-    own = _canon(cleaned.own, rules)
+    own = canon(cleaned.own, rules)
     adopted = bool(cleaned.quoted or cleaned.quoted_subject) and _adopted(own, rules, reasons)
     answer = None if adopted or not cleaned.quoted else _answer(own, cleaned.quoted, rules, reasons)
     lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if adopted else cleaned.own
@@ -134,12 +89,12 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     if nothing is not None:
         reasons.append(f"act report: '{nothing}' says the message asks for nothing; "
                        "only actions with a request cue in their clause count")
-    read = _canon(lines, rules) if adopted or answer else own
+    read = canon(lines, rules) if adopted or answer else own
     body_hits = _hits(read, "body", rules, nothing)
     if adopted and cleaned.older and not any(h.act == "request" and not h.rule.mention for h in body_hits):
         reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
         lines = (*lines, Line(0, "", ""), *cleaned.older)
-        read = _canon(lines, rules)
+        read = canon(lines, rules)
         body_hits = _withdrawn_below(_hits(read, "body", rules, nothing), reasons)
     if answer is not None:
         body_hits = _answered(body_hits, answer, read, reasons)
@@ -159,7 +114,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     replied = adopted or answer is not None or rules.reply_prefix.match(fold(subject)) is not None
     lead = None if replied else partial(_lead_hits, subject, cleaned.own, rules)
     decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
-    words = [t for t in own.tokens if t[0].isalnum()] or _canon(_subject_lines(subject, rules), rules).tokens
+    words = [t for t in own.tokens if t[0].isalnum()] or canon(_subject_lines(subject, rules), rules).tokens
     language, why = _language(words, language_hints, rules, default_language)
     reasons.append(why)
     text = "\n".join(ln.text for ln in lines).strip()
@@ -189,102 +144,10 @@ def _subject_lines(subject: str, rules: Rules) -> tuple[Line, ...]:
     return (Line(0, subject, fold(subject, rules.cleaning.symbols)),) if subject.strip() else ()
 
 
-# -- canonical text --------------------------------------------------------
-
-
-def _canon(lines: Iterable[Line], rules: Rules) -> _Canon:
-    tokens: list[str] = []
-    numbers: list[int] = []
-    after_boundary = True  # no boundary at the start, nor two in a row
-    budget = rules.max_chars
-    for ln in lines:
-        if budget <= 0:
-            break
-        folded = ln.folded[:budget]
-        budget -= len(folded) + 1
-        words = _tokens(folded, rules.abbreviations) if folded.strip() else [_PARAGRAPH]
-        kept = len(tokens)
-        for word in words:
-            boundary = not word[0].isalnum()  # _is_boundary, inlined: this loop sees every word
-            if boundary and after_boundary:
-                continue
-            after_boundary = boundary
-            tokens.append(word)
-        numbers.extend([ln.number] * (len(tokens) - kept))
-    starts = _starts(tokens)
-    text = " ".join(tokens)
-    at = rules.lexicon.positions(text, tokens, starts)
-    canon = _Canon(text, tuple(tokens), tuple(starts), tuple(numbers), at, frozenset(at))
-    return _reread(canon, rules)
-
-
-def _reread(canon: _Canon, rules: Rules) -> _Canon:
-    """The zone with pronoun clusters reduced ("cambiatemela": "cambiatela") and the words the tolerance
-    reads as a privileged action ("cancillatila") replaced; only the latter are marked as reread."""
-    grammar = enclitics(canon.words, rules.lexicon.longest_stem)
-    words = frozenset(grammar.get(word, word) for word in canon.words) if grammar else canon.words
-    new = {} if rules.tolerance is None else rules.tolerance.reread(words)
-    if not new and not grammar:
-        return canon
-    tokens = [new.get(token, token) for token in (grammar.get(token, token) for token in canon.tokens)]
-    starts = _starts(tokens)
-    text = " ".join(tokens)
-    at = rules.lexicon.positions(text, tokens, starts)
-    reread = MappingProxyType({i: token for i, token in enumerate(canon.tokens) if grammar.get(token, token) in new})
-    return _Canon(text, tuple(tokens), tuple(starts), canon.lines, at, frozenset(at), reread)
-
-
-def _starts(tokens: Sequence[str]) -> list[int]:
-    """Where each token starts in the tokens joined by single spaces."""
-    starts = list(accumulate([len(token) + 1 for token in tokens], initial=0))
-    starts.pop()  # the offset after the last token
-    return starts
-
-
-def _tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
-    """Words, plus punctuation that really ends a clause.
-
-    A "." inside "3.000", "sig.ra" or "b.bonetti", or after "dott"/"Dr" or an
-    initial, is not a boundary; addresses and links become one placeholder
-    word so their parts ("pec", "lista") are not read as words. A span in
-    double quotes is a literal value or a quotation ("Noemi Marras", a lure's
-    "your account will be suspended"), never the sender's request. A table's
-    "|" separates the clauses of one row ("Aggiungere | Omar Haddad | omar@...").
-    """
-    text = folded
-    # Each pattern needs a character or string the test looks for first: most lines have none of them.
-    if "@" in text:
-        text = _EMAIL.sub(" emailaddr ", text)
-    if "://" in text or "www." in text or "mailto:" in text:
-        text = _URL.sub(" urladdr ", text)
-    if "<" in text:
-        text = _TAG.sub(" ", text)
-    if '"' in text:
-        text = _QUOTED.sub(" quotedtext ", text)
-    if "|" in text:
-        text = text.replace("|", " , ")  # a table's cells are clauses of one row, not paragraphs
-    for needed, pattern, replacement in _CONTRACTIONS:
-        if needed in text:
-            text = pattern.sub(replacement, text)
-    tokens = _TOKEN.findall(text)
-    if "." not in text and "-" not in text:
-        return tokens
-    out: list[str] = []
-    for token in tokens:
-        if token == "." and out and (out[-1] in abbreviations or (len(out[-1]) == 1 and out[-1].isalpha())):
-            continue
-        out.append("." if token[0] == "-" else token)
-    return out
-
-
-def _is_boundary(token: str) -> bool:
-    return not token[0].isalnum()
-
-
 # -- rule matching -----------------------------------------------------------
 
 
-def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -> list[_Hit]:
+def _hits(canon: Canon, zone: str, rules: Rules, declared: str | None = None) -> list[_Hit]:
     hits: list[_Hit] = []
     nets: list[tuple[Rule, Template]] = []
     for position in rules.index.candidates(canon.words):
@@ -304,7 +167,7 @@ def _hits(canon: _Canon, zone: str, rules: Rules, declared: str | None = None) -
     return hits
 
 
-def _hit_and_inner(canon: _Canon, zone: str, rule: Rule, template: Template, match: re.Match[str], rules: Rules,
+def _hit_and_inner(canon: Canon, zone: str, rule: Rule, template: Template, match: re.Match[str], rules: Rules,
                    declared: str | None) -> list[_Hit]:
     """The match's hit and, when its action is not asked for, the hits of matches starting inside it.
 
@@ -325,7 +188,7 @@ def _hit_and_inner(canon: _Canon, zone: str, rule: Rule, template: Template, mat
     return out
 
 
-def _net_hits(canon: _Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,
+def _net_hits(canon: Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,
               declared: str | None) -> list[_Hit]:
     """The net's hits on actions no other rule read; run only when no privileged frame already decides."""
     read = {token for hit in hits if not hit.rule.mention for token in hit.span}
@@ -481,7 +344,7 @@ def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons:
     named = {hit.line for hit in hits if _tool_topic(hit)}
     if pattern is None or not named:
         return hits
-    faults = {ln.number: " ".join(_tokens(found.group(), rules.abbreviations)) for ln in lines if ln.number in named
+    faults = {ln.number: " ".join(tokens(found.group(), rules.abbreviations)) for ln in lines if ln.number in named
               for found in (pattern.search(ln.folded),)
               if found is not None and rules.acts.request_cues.search(ln.folded) is None}
     if not faults:
@@ -501,11 +364,11 @@ def _tool_topic(hit: _Hit) -> bool:
     return hit.cue is None and not hit.rule.category.privileged and hit.zone == "body"
 
 
-def _starts_clause(canon: _Canon, token: int) -> bool:
-    return token == 0 or _is_boundary(canon.tokens[token - 1])
+def _starts_clause(canon: Canon, token: int) -> bool:
+    return token == 0 or is_boundary(canon.tokens[token - 1])
 
 
-def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rules, declared: str | None) -> _Hit:
+def _hit(canon: Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rules, declared: str | None) -> _Hit:
     has_action = "act" in match.re.groupindex and match.start("act") >= 0
     token = canon.token_at(match.start("act") if has_action else match.start())
     found = None
@@ -532,7 +395,7 @@ def _hit(canon: _Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rule
     return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act, reread, span)
 
 
-def _not_requested(canon: _Canon, action: int, after: int, rules: Rules, declared: str | None,
+def _not_requested(canon: Canon, action: int, after: int, rules: Rules, declared: str | None,
                    rule: Rule, zone: str) -> tuple[str, str] | None:
     """(act, cue) when the action at token ``action`` is not asked for: negated, withdrawn, reported,
     or only asked about; None when it is requested."""
@@ -553,7 +416,7 @@ _RETRACTION_WORDS = 4
 """The longest retraction read at the start of the next clause ("on second thought")."""
 
 
-def _retracted(canon: _Canon, after: int, acts: Acts) -> str | None:
+def _retracted(canon: Canon, after: int, acts: Acts) -> str | None:
     """The retraction that opens one of the clauses right after the action's ("Could you reset it? - actually
     no, ignore that", "chiudete la lista, no, lasciate stare"), or None: the sender takes the action back at once.
     A short clause between ("actually no", "anzi no") may lead to it; alone it may correct a value, not the action."""
@@ -563,7 +426,7 @@ def _retracted(canon: _Canon, after: int, acts: Acts) -> str | None:
     for _ in range(_RETRACTION_CLAUSES):
         while end < len(canon.tokens) and canon.tokens[end][0].isalnum():
             end += 1
-        if end + 1 >= len(canon.tokens) or canon.tokens[end] == _PARAGRAPH:
+        if end + 1 >= len(canon.tokens) or canon.tokens[end] == PARAGRAPH:
             return None
         following = _clause(canon.tokens[end + 1:end + 2 + _RETRACTION_WORDS], frozenset())
         found = acts.retractions.match(" ".join(following))
@@ -583,7 +446,7 @@ _LEAD_IN_WORDS = 2
 """The longest clause read past on the way to a retraction ("actually no", "anzi no", "oh wait")."""
 
 
-def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zone: str,
+def _reported(canon: Canon, action: int, rules: Rules, declared: str | None, zone: str,
               rule: Rule | None = None) -> tuple[str, str] | None:
     """("report", cue) when the message says it asks for nothing and no request cue stands in the clause, nor
     does the action open a clause of the body as a command ("... nessuna azione sulla lista. Resettate la
@@ -602,7 +465,7 @@ def _reported(canon: _Canon, action: int, rules: Rules, declared: str | None, zo
     return "report", declared
 
 
-def _net_not_requested(canon: _Canon, action: int, rules: Rules) -> tuple[str, str] | None:
+def _net_not_requested(canon: Canon, action: int, rules: Rules) -> tuple[str, str] | None:
     """The net reads no yes/no question ("vengono chiuse automaticamente?") and no inability ("non posso
     cancellare niente") as a request: what it catches, no frame explains."""
     question = _question(canon, action, rules.acts, any_question=True)
@@ -613,16 +476,16 @@ def _net_not_requested(canon: _Canon, action: int, rules: Rules) -> tuple[str, s
     return None if unable is None else ("negation", unable.group())
 
 
-def _question(canon: _Canon, action: int, acts: Acts, *, any_question: bool = False) -> str | None:
+def _question(canon: Canon, action: int, acts: Acts, *, any_question: bool = False) -> str | None:
     """The opener of the information question the action's sentence asks (with ``any_question``, "?" for a
     yes/no question too), or None."""
     end = action
-    while end < len(canon.tokens) and canon.tokens[end] not in _SENTENCE_END:
+    while end < len(canon.tokens) and canon.tokens[end] not in SENTENCE_END:
         end += 1
     if end == len(canon.tokens) or canon.tokens[end] != "?":
         return None
     start = action
-    while start > 0 and canon.tokens[start - 1] not in _SENTENCE_END:
+    while start > 0 and canon.tokens[start - 1] not in SENTENCE_END:
         start -= 1
     if acts.request_cues.search(" ".join(canon.tokens[start:end])) is not None:
         return None
@@ -632,7 +495,7 @@ def _question(canon: _Canon, action: int, acts: Acts, *, any_question: bool = Fa
     return opener.group()
 
 
-def _negated(canon: _Canon, action: int, after: int, negation: Negation,
+def _negated(canon: Canon, action: int, after: int, negation: Negation,
              rule: Rule | None = None, *, named_only: bool = False) -> tuple[str, str] | None:
     """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None; with
     ``named_only`` (a rule no "non" denies), only the groups that name the rule, and no verdict after it.
@@ -711,7 +574,7 @@ def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:
     """The leading run of ``tokens`` up to a clause boundary or terminator word."""
     out: list[str] = []
     for token in tokens:
-        if not token[0].isalnum() or token in terminators:  # _is_boundary, inlined: every window reads here
+        if not token[0].isalnum() or token in terminators:  # is_boundary, inlined: every window reads here
             break
         out.append(token)
     return out
@@ -726,7 +589,7 @@ def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
         reasons.append("subject not used: a reply/forward subject is quoted context")
         return []
     stripped = rules.subject_strip.sub("", folded)
-    hits = _hits(_canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
+    hits = _hits(canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
     if not stripped.rstrip().endswith("?") or rules.acts.request_cues.search(stripped) is not None:
         return hits
     # A subject that is a question names the topic asked about ("Quota massima caselle PEC?"); a frame in
@@ -755,7 +618,7 @@ def _attachment_name_hits(names: Sequence[str], rules: Rules, declared: str | No
     hits: list[_Hit] = []
     for name in names:
         words = fold(_FILE_NAME_GLUE.sub(" ", _FILE_EXTENSION.sub("", name)))
-        for hit in _hits(_canon((Line(0, words, words),), rules), "subject", rules, declared):
+        for hit in _hits(canon((Line(0, words, words),), rules), "subject", rules, declared):
             hits.append(replace(hit, zone=f"the attachment's file name '{name[:_SNIPPET]}'"))
     return hits
 
@@ -781,10 +644,10 @@ def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[_Hit, .
         readings.append((Line(first.number, clause, clause), Line(0, title, title)))
     hits: list[_Hit] = []
     for lines in readings:
-        canon = _canon(lines, rules)
-        for hit in _hits(canon, "body", rules):
+        joined = canon(lines, rules)
+        for hit in _hits(joined, "body", rules):
             if (hit.cue is None and not hit.rule.mention and not hit.rule.net
-                    and len({canon.lines[i] for i in hit.span}) == 2):
+                    and len({joined.lines[i] for i in hit.span}) == 2):
                 hits.append(replace(hit, zone="subject and body", line=first.number))
     return tuple(hits)
 
@@ -792,7 +655,7 @@ def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[_Hit, .
 # -- adoption ------------------------------------------------------------------
 
 
-def _adopted(own: _Canon, rules: Rules, reasons: list[str]) -> bool:
+def _adopted(own: Canon, rules: Rules, reasons: list[str]) -> bool:
     """True when the sender makes the quoted/forwarded request their own."""
     adoption = rules.adoption
     if adoption.blockers is not None:
@@ -831,7 +694,7 @@ class _Answer:
     """With a no, the words the answer keeps ("No, solo la lista"): a frame on them is still asked for."""
 
 
-def _answer(own: _Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> _Answer | None:
+def _answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> _Answer | None:
     """The bare answer ("Sì, confermo.", "Yes please, both.", "No, solo la lista.") that opens a short reply to a
     quoted question, or None; a question by the sender, a blocker ("phishing") or a longer text answers nothing."""
     adoption = rules.adoption
@@ -863,7 +726,7 @@ def _sentence(tokens: Sequence[str]) -> list[str]:
     """The words up to the end of the first sentence (commas do not end it)."""
     out: list[str] = []
     for token in tokens:
-        if token in _SENTENCE_END:
+        if token in SENTENCE_END:
             break
         out.append(token)
     return out
@@ -883,7 +746,7 @@ def _question_paragraphs(quoted: Sequence[Line]) -> tuple[Line, ...]:
     return tuple(out)
 
 
-def _answered(hits: list[_Hit], answer: _Answer, canon: _Canon, reasons: list[str]) -> list[_Hit]:
+def _answered(hits: list[_Hit], answer: _Answer, canon: Canon, reasons: list[str]) -> list[_Hit]:
     """A yes asks for what the quoted question names, even what it asks about ("ci conferma la sospensione?");
     a no declines it, but for a frame whose sentence holds a word the no keeps ("No, solo la lista")."""
     asked = {ln.number for ln in answer.question}
@@ -909,19 +772,19 @@ def _reread_by_answer(hit: _Hit, reasons: list[str], note: str) -> _Hit:
     return hit
 
 
-def _sentence_words(canon: _Canon, hit: _Hit) -> set[str]:
+def _sentence_words(canon: Canon, hit: _Hit) -> set[str]:
     """The words of a hit's match in the sentence of its action: a frame linked across a sentence keeps only
     its own sentence's words."""
     words = set()
     for step in (-1, 1):
         i = hit.token
-        while i in hit.span and canon.tokens[i] not in _SENTENCE_END:
+        while i in hit.span and canon.tokens[i] not in SENTENCE_END:
             words.add(canon.tokens[i])
             i += step
     return words
 
 
-def _limited_to(own: _Canon, match: re.Match[str], rules: Rules) -> _Hit | None:
+def _limited_to(own: Canon, match: re.Match[str], rules: Rules) -> _Hit | None:
     """The sender's own frame an adoption phrase is limited to ("procedete solo con l'inserimento di X nella
     lista"), or None; a limit that names no frame ("procedete solo con la pratica") still adopts (fail closed)."""
     limits = rules.adoption.limits
@@ -1011,7 +874,7 @@ class _Decided:
 
 
 def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str],
-            own: _Canon, lead: Callable[[], tuple[_Hit, ...]] | None = None) -> _Decided:
+            own: Canon, lead: Callable[[], tuple[_Hit, ...]] | None = None) -> _Decided:
     body = _scores(body_hits, reasons)
     from_subject = False
     source = "the subject alone"

@@ -17,11 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.classifier import _tokens, classify, classify_text
+from maild.classifier import classify, classify_text
 from maild.errors import RulesError
 from maild.mail.parsing import parse_message
 from maild.records import Attachment, Category, Classification
 from maild.rules import Rules, load_rules
+from maild.rules.canonical import tokens
 from maild.rules.tolerance import scrambled
 from maild.settings import DEFAULT_RULES, Limits
 from tests.factories import CORPUS, message
@@ -863,7 +864,7 @@ def test_text_is_the_cleaned_text_that_was_classified() -> None:
 
 
 def _tokens_one_match_at_a_time(text: str, abbreviations: frozenset[str]) -> list[str]:
-    """The clause-mark rules of ``_tokens`` spelled out: each mark looks at the character after it."""
+    """The clause-mark rules of ``tokens`` spelled out: each mark looks at the character after it."""
     out: list[str] = []
     text = text.replace("|", " , ")  # a table cell ends a clause of its row, not a paragraph
     for match in re.finditer(r"[a-z0-9]+|[.,;:!?\u2022]|(?<!\S)-+(?!\S)", text):
@@ -883,7 +884,7 @@ def _tokens_one_match_at_a_time(text: str, abbreviations: frozenset[str]) -> lis
 @given(st.lists(st.sampled_from([*"abez09 .,:;!?|-\u2022_'\t\u00e9\u03b1\u00b2\u00bd\u0663\u2028", "dott", "ing"]),
                 max_size=40).map("".join))
 def test_tokens_keep_the_clause_marks_the_rules_say(text: str) -> None:
-    assert _tokens(text, rules().abbreviations) == _tokens_one_match_at_a_time(text, rules().abbreviations)
+    assert tokens(text, rules().abbreviations) == _tokens_one_match_at_a_time(text, rules().abbreviations)
 
 
 @settings(max_examples=200, deadline=None)

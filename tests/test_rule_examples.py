@@ -12,8 +12,9 @@ from functools import cache
 
 import pytest
 
-from maild.classifier import _canon, _hit, _starts_clause
+from maild.classifier import _hit, _starts_clause
 from maild.rules import Rule, Rules, load_rules
+from maild.rules.canonical import canon
 from maild.rules.textclean import split_lines
 from maild.settings import DEFAULT_RULES
 
@@ -29,12 +30,12 @@ WITH_EXAMPLES = sorted(rule_id for rule_id, rule in RULES.items() if rule.exampl
 
 def requested(rule: Rule, sentence: str) -> set[int]:
     """Indexes of the rule's patterns that count ``sentence`` as a request, in any zone the rule reads."""
-    canon = _canon(split_lines(sentence), rules())
+    read = canon(split_lines(sentence), rules())
     zone = "body" if "body" in rule.zones else "subject"
     return {i for i, template in enumerate(rule.patterns)
-            for match in template.matches(canon.text, canon.words, canon.at)
-            if not rule.clause_start or _starts_clause(canon, canon.token_at(match.start()))
-            if _hit(canon, zone, rule, match, rules(), None).cue is None}
+            for match in template.matches(read.text, read.words, read.at)
+            if not rule.clause_start or _starts_clause(read, read.token_at(match.start()))
+            if _hit(read, zone, rule, match, rules(), None).cue is None}
 
 
 def test_every_rule_has_examples_and_counter_examples() -> None:
