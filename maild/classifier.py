@@ -31,35 +31,13 @@ from functools import partial
 from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
-from maild.rules import Acts, Negation, Rule, Rules, Template
-from maild.rules.canonical import PARAGRAPH, SENTENCE_END, Canon, canon, is_boundary, tokens
+from maild.rules import Acts, Rules
+from maild.rules.canonical import SENTENCE_END, Canon, canon, tokens
+from maild.rules.hits import SNIPPET, Hit, clause, hits, negated, where
 from maild.rules.textclean import Line, clean, fold
 
-_SNIPPET = 60
-_EDGE = 4
-"""Words before a cue window read for an exception that ends inside it."""
 _LIMIT_REACH = 2
 """Words between "proceed only with" and the frame it names: an article, an adjective ("con la nuova ...")."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Hit:
-    rule: Rule
-    zone: str
-    token: int
-    line: int
-    snippet: str
-    cue: str | None
-    act: str
-    """"request" when the action counts; else what the sender does with it (question, withdrawal...)."""
-    reread: tuple[str, ...] = ()
-    """The sender's words in the match that the tolerance read as another ("cancillatila")."""
-    span: range = range(0)
-    """The tokens the match covers: the words this frame has read."""
-
-
-_NOT_WORD = re.compile(r"[^a-z0-9 ]")
-"""A clause boundary in canonical text: every other token is letters and digits."""
 
 
 def classify(message: ParsedMessage, rules: Rules, default_language: str = "it") -> Classification:
@@ -90,12 +68,12 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
         reasons.append(f"act report: '{nothing}' says the message asks for nothing; "
                        "only actions with a request cue in their clause count")
     read = canon(lines, rules) if adopted or answer else own
-    body_hits = _hits(read, "body", rules, nothing)
+    body_hits = hits(read, "body", rules, nothing)
     if adopted and cleaned.older and not any(h.act == "request" and not h.rule.mention for h in body_hits):
         reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
         lines = (*lines, Line(0, "", ""), *cleaned.older)
         read = canon(lines, rules)
-        body_hits = _withdrawn_below(_hits(read, "body", rules, nothing), reasons)
+        body_hits = _withdrawn_below(hits(read, "body", rules, nothing), reasons)
     if answer is not None:
         body_hits = _answered(body_hits, answer, read, reasons)
     body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
@@ -122,7 +100,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
                           review=decided.review, privileged_evidence=decided.privileged_evidence)
 
 
-def _withdrawn_below(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
+def _withdrawn_below(hits: list[Hit], reasons: list[str]) -> list[Hit]:
     """A thread reads newest first: an action of a category withdrawn in a newer message ("scratch my bit about the
     password") is withdrawn in the older ones below it too."""
     first: dict[Category, int] = {}
@@ -135,7 +113,7 @@ def _withdrawn_below(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
         if above is None or hit.act != "request" or hit.token <= above:
             out.append(hit)
             continue
-        reasons.append(f"withdrawn in a newer message above: '{hit.snippet}' in {_where(hit)} ({hit.rule.id})")
+        reasons.append(f"withdrawn in a newer message above: '{hit.snippet}' in {where(hit)} ({hit.rule.id})")
         out.append(replace(hit, cue="withdrawn above", act="withdrawal"))
     return out
 
@@ -144,60 +122,7 @@ def _subject_lines(subject: str, rules: Rules) -> tuple[Line, ...]:
     return (Line(0, subject, fold(subject, rules.cleaning.symbols)),) if subject.strip() else ()
 
 
-# -- rule matching -----------------------------------------------------------
-
-
-def _hits(canon: Canon, zone: str, rules: Rules, declared: str | None = None) -> list[_Hit]:
-    hits: list[_Hit] = []
-    nets: list[tuple[Rule, Template]] = []
-    for position in rules.index.candidates(canon.words):
-        rule, template = rules.templates[position]
-        if zone not in rule.zones:
-            continue
-        if rule.net:
-            nets.append((rule, template))
-            continue
-        for match in template.matches(canon.text, canon.words, canon.at):
-            if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
-                continue
-            hits.extend(_hit_and_inner(canon, zone, rule, template, match, rules, declared))
-    if nets and not any(hit.cue is None and hit.rule.category.privileged and not hit.rule.mention
-                        and hit.rule.weight >= rules.threshold for hit in hits):
-        hits.extend(_net_hits(canon, zone, nets, hits, rules, declared))
-    return hits
-
-
-def _hit_and_inner(canon: Canon, zone: str, rule: Rule, template: Template, match: re.Match[str], rules: Rules,
-                   declared: str | None) -> list[_Hit]:
-    """The match's hit and, when its action is not asked for, the hits of matches starting inside it.
-
-    "la casella NON va cancellata, chiedo solo di togliere dalla lista X": the match from the negated
-    "cancellata" to "lista" must not hide the request that starts at "togliere".
-    """
-    hit = _hit(canon, zone, rule, match, rules, declared)
-    out = [hit]
-    while hit.cue is not None:
-        inner = template.first_match_within(canon.text, canon.words, canon.at, match.start(), match.end())
-        if inner is None:
-            break
-        match = inner
-        if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
-            break
-        hit = _hit(canon, zone, rule, match, rules, declared)
-        out.append(hit)
-    return out
-
-
-def _net_hits(canon: Canon, zone: str, nets: list[tuple[Rule, Template]], hits: list[_Hit], rules: Rules,
-              declared: str | None) -> list[_Hit]:
-    """The net's hits on actions no other rule read; run only when no privileged frame already decides."""
-    read = {token for hit in hits if not hit.rule.mention for token in hit.span}
-    found = [_hit(canon, zone, rule, match, rules, declared) for rule, template in nets
-             for match in template.matches(canon.text, canon.words, canon.at)]
-    return [hit for hit in found if hit.token not in read]
-
-
-def _asked_states(hits: list[_Hit], declared: re.Match[str] | None, reasons: list[str]) -> list[_Hit]:
+def _asked_states(hits: list[Hit], declared: re.Match[str] | None, reasons: list[str]) -> list[Hit]:
     """A state told in a message that says it asks for nothing is still asked for when an action of its
     category is ("per conoscenza, l'account si e bloccato: potete sbloccarlo?"): fail closed."""
     if declared is None:
@@ -206,7 +131,7 @@ def _asked_states(hits: list[_Hit], declared: re.Match[str] | None, reasons: lis
     out = []
     for hit in hits:
         if hit.rule.state and hit.act == "report" and hit.cue == declared.group() and hit.rule.category in asked:
-            reasons.append(f"state asked for: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}): an action of "
+            reasons.append(f"state asked for: '{hit.snippet}' in {where(hit)} ({hit.rule.id}): an action of "
                            f"its category is asked, whatever '{declared.group()}' says")
             out.append(replace(hit, cue=None, act="request"))
         else:
@@ -214,7 +139,7 @@ def _asked_states(hits: list[_Hit], declared: re.Match[str] | None, reasons: lis
     return out
 
 
-def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
+def _declined_states(hits: list[Hit], reasons: list[str]) -> list[Hit]:
     """A state told ("l'account si e bloccato") or a topic named ("la password e giusta") is no request when
     the sender declines the action on it ("non si tratta di resettarla").
 
@@ -225,7 +150,7 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
                 if hit.act in ("negation", "withdrawal") and not hit.rule.state and not hit.rule.mention}
     if not declined:
         return hits
-    requested: dict[Category, list[_Hit]] = {}
+    requested: dict[Category, list[Hit]] = {}
     for hit in hits:
         if hit.cue is None and not hit.rule.mention:
             requested.setdefault(hit.rule.category, []).append(hit)
@@ -235,7 +160,7 @@ def _declined_states(hits: list[_Hit], reasons: list[str]) -> list[_Hit]:
         if told is not None and hit.cue is None and (hit.rule.state or hit.rule.mention) and all(
                 h.rule.state for h in requested.get(hit.rule.category, ())):
             reasons.append(f"{'topic named' if hit.rule.mention else 'state told'}, not asked for: '{hit.snippet}' "
-                           f"in {_where(hit)} ({hit.rule.id}): "
+                           f"in {where(hit)} ({hit.rule.id}): "
                            f"the sender declines '{told.cue} ... {told.snippet}'")
             out.append(replace(hit, cue=told.cue, act="report"))
         else:
@@ -270,12 +195,12 @@ def _form_boxes(lines: Sequence[Line], acts: Acts) -> _Boxes:
     return _Boxes(MappingProxyType(ticked), MappingProxyType(unticked))
 
 
-def _unticked(hits: list[_Hit], boxes: _Boxes, reasons: list[str]) -> list[_Hit]:
+def _unticked(hits: list[Hit], boxes: _Boxes, reasons: list[str]) -> list[Hit]:
     """An action on a form's box left empty ("[ ] Reimpostazione password") is not chosen, so not asked for."""
     return _told_on(hits, boxes.unticked, "box left empty", reasons) if boxes.unticked else hits
 
 
-def _ticked(hits: list[_Hit], boxes: _Boxes, threshold: int, reasons: list[str]) -> list[_Hit]:
+def _ticked(hits: list[Hit], boxes: _Boxes, threshold: int, reasons: list[str]) -> list[Hit]:
     """A form's ticked box chooses what it names: a privileged object named there ("[X] Guest email account") is
     asked for, though the line has no verb (fail closed)."""
     out = []
@@ -284,7 +209,7 @@ def _ticked(hits: list[_Hit], boxes: _Boxes, threshold: int, reasons: list[str])
         if mark is None or not hit.rule.mention or not hit.rule.category.privileged:
             out.append(hit)
             continue
-        reasons.append(f"box ticked: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}' is chosen")
+        reasons.append(f"box ticked: '{hit.snippet}' in {where(hit)} ({hit.rule.id}) on '{mark}' is chosen")
         out.append(replace(hit, rule=replace(hit.rule, mention=False, weight=max(hit.rule.weight, threshold))))
     return out
 
@@ -306,7 +231,7 @@ def _stale_fields(own: Sequence[Line], lines: Sequence[Line], acts: Acts) -> Map
     return marks
 
 
-def _told_on(hits: list[_Hit], marks: Mapping[int, str], what: str, reasons: list[str]) -> list[_Hit]:
+def _told_on(hits: list[Hit], marks: Mapping[int, str], what: str, reasons: list[str]) -> list[Hit]:
     """The body's requested hits on a marked line (by line number, with the mark) read as told, not asked."""
     out = []
     for hit in hits:
@@ -314,13 +239,13 @@ def _told_on(hits: list[_Hit], marks: Mapping[int, str], what: str, reasons: lis
         if mark is None:
             out.append(hit)
             continue
-        reasons.append(f"{what}: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{mark}'")
+        reasons.append(f"{what}: '{hit.snippet}' in {where(hit)} ({hit.rule.id}) on '{mark}'")
         out.append(replace(hit, cue=mark, act="report"))
     return out
 
 
-def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str],
-                boxes: _Boxes = _NO_FORM) -> list[_Hit]:
+def _done_items(hits: list[Hit], lines: Sequence[Line], rules: Rules, reasons: list[str],
+                boxes: _Boxes = _NO_FORM) -> list[Hit]:
     """An action on a list item marked done ("3. disattivazione vecchie caselle ✔") is told, not asked for.
 
     Unless the item asks in words: "1. backup fatto, potete chiudere la casella" still asks; nor is a form's
@@ -336,7 +261,7 @@ def _done_items(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: 
     return _told_on(hits, done, "item marked done", reasons) if done else hits
 
 
-def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[_Hit]:
+def _tool_faults(hits: list[Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[Hit]:
     """What a line reporting a tool's fault names between the tool and the fault ("il modulo per le variazioni
     di rubrica da errore 500", "the form for alias requests returns an error") is the tool's purpose, not a
     request; a line that asks, and a privileged action, still count (fail closed)."""
@@ -355,233 +280,17 @@ def _tool_faults(hits: list[_Hit], lines: Sequence[Line], rules: Rules, reasons:
         if fault is None or hit.snippet.removesuffix("...") not in fault:
             out.append(hit)
             continue
-        reasons.append(f"tool fault reported: '{hit.snippet}' in {_where(hit)} ({hit.rule.id}) on '{fault}'")
+        reasons.append(f"tool fault reported: '{hit.snippet}' in {where(hit)} ({hit.rule.id}) on '{fault}'")
         out.append(replace(hit, cue=fault, act="report"))
     return out
 
 
-def _tool_topic(hit: _Hit) -> bool:
+def _tool_topic(hit: Hit) -> bool:
     return hit.cue is None and not hit.rule.category.privileged and hit.zone == "body"
 
 
-def _starts_clause(canon: Canon, token: int) -> bool:
-    return token == 0 or is_boundary(canon.tokens[token - 1])
-
-
-def _hit(canon: Canon, zone: str, rule: Rule, match: re.Match[str], rules: Rules, declared: str | None) -> _Hit:
-    has_action = "act" in match.re.groupindex and match.start("act") >= 0
-    token = canon.token_at(match.start("act") if has_action else match.start())
-    found = None
-    if rule.negatable:
-        found = _not_requested(canon, token, canon.token_after(match.end()), rules, declared, rule, zone)
-        first = canon.token_at(match.start())
-        # The object first, a cue before it: "nel caso in cui l'account venga bloccato".
-        if found is None and first < token and not _NOT_WORD.search(canon.text, canon.starts[first],
-                                                                     canon.starts[token]):
-            found = _negated(canon, first, canon.token_after(match.end()), rules.negation, rule)
-    else:  # a topic no "non" denies, yet one a message that asks for nothing, or a cue naming the rule, tells about
-        found = _negated(canon, token, token, rules.negation, rule, named_only=True) or _reported(
-            canon, token, rules, declared, zone, rule)
-    snippet = match.group()
-    if len(snippet) > _SNIPPET:
-        snippet = snippet[:_SNIPPET] + "..."
-    if found is None and rule.net:
-        found = _net_not_requested(canon, token, rules)
-    act, cue = found if found is not None else ("request", None)
-    reread: tuple[str, ...] = ()
-    span = range(canon.token_at(match.start()), canon.token_at(match.end() - 1) + 1)
-    if canon.reread:
-        reread = tuple(f"'{canon.reread[i]}' as '{canon.tokens[i]}'" for i in span if i in canon.reread)
-    return _Hit(rule, zone, token, canon.lines[token], snippet, cue, act, reread, span)
-
-
-def _not_requested(canon: Canon, action: int, after: int, rules: Rules, declared: str | None,
-                   rule: Rule, zone: str) -> tuple[str, str] | None:
-    """(act, cue) when the action at token ``action`` is not asked for: negated, withdrawn, reported,
-    or only asked about; None when it is requested."""
-    found = _negated(canon, action, after, rules.negation, rule)
-    if found is not None:
-        return found
-    if "?" in canon.at:
-        question = _question(canon, action, rules.acts)
-        if question is not None:
-            return "question", question
-    retracted = _retracted(canon, after, rules.acts)
-    if retracted is not None:
-        return "withdrawal", retracted
-    return _reported(canon, action, rules, declared, zone, rule)
-
-
-_RETRACTION_WORDS = 4
-"""The longest retraction read at the start of the next clause ("on second thought")."""
-
-
-def _retracted(canon: Canon, after: int, acts: Acts) -> str | None:
-    """The retraction that opens one of the clauses right after the action's ("Could you reset it? - actually
-    no, ignore that", "chiudete la lista, no, lasciate stare"), or None: the sender takes the action back at once.
-    A short clause between ("actually no", "anzi no") may lead to it; alone it may correct a value, not the action."""
-    if acts.retractions is None:
-        return None
-    end = after
-    for _ in range(_RETRACTION_CLAUSES):
-        while end < len(canon.tokens) and canon.tokens[end][0].isalnum():
-            end += 1
-        if end + 1 >= len(canon.tokens) or canon.tokens[end] == PARAGRAPH:
-            return None
-        following = _clause(canon.tokens[end + 1:end + 2 + _RETRACTION_WORDS], frozenset())
-        found = acts.retractions.match(" ".join(following))
-        # Whole: it ends its clause ("never mind, I found it"), it does not go on ("never mind the delay").
-        if found is not None and len(found.group().split()) == len(following):
-            return found.group()
-        if len(following) > _LEAD_IN_WORDS:
-            return None
-        end += 1
-    return None
-
-
-_OBLIGATION_WORDS = 3
-"""How far an obligation reaches back to its action: "va chiusa", "deve essere chiusa", "must be closed"."""
-_RETRACTION_CLAUSES = 2
-_LEAD_IN_WORDS = 2
-"""The longest clause read past on the way to a retraction ("actually no", "anzi no", "oh wait")."""
-
-
-def _reported(canon: Canon, action: int, rules: Rules, declared: str | None, zone: str,
-              rule: Rule | None = None) -> tuple[str, str] | None:
-    """("report", cue) when the message says it asks for nothing and no request cue stands in the clause, nor
-    does the action open a clause of the body as a command ("... nessuna azione sulla lista. Resettate la
-    password": fail closed), nor is a privileged one owed ("la casella di Rossi va chiusa"); a subject opening
-    with its topic ("Sospensione della casella") commands nothing."""
-    if declared is None:
-        return None
-    back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
-    if rules.acts.request_cues.search(" ".join(reversed(back))) is not None:
-        return None
-    if rule is not None and rule.category.privileged and any(
-            word in rules.acts.obligation_lead for word in back[:_OBLIGATION_WORDS]):
-        return None
-    if zone == "body" and all(word in rules.acts.command_lead for word in back):
-        return None
-    return "report", declared
-
-
-def _net_not_requested(canon: Canon, action: int, rules: Rules) -> tuple[str, str] | None:
-    """The net reads no yes/no question ("vengono chiuse automaticamente?") and no inability ("non posso
-    cancellare niente") as a request: what it catches, no frame explains."""
-    question = _question(canon, action, rules.acts, any_question=True)
-    if question is not None:
-        return "question", question
-    back = _clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
-    unable = None if rules.negation.exceptions is None else rules.negation.exceptions.search(" ".join(reversed(back)))
-    return None if unable is None else ("negation", unable.group())
-
-
-def _question(canon: Canon, action: int, acts: Acts, *, any_question: bool = False) -> str | None:
-    """The opener of the information question the action's sentence asks (with ``any_question``, "?" for a
-    yes/no question too), or None."""
-    end = action
-    while end < len(canon.tokens) and canon.tokens[end] not in SENTENCE_END:
-        end += 1
-    if end == len(canon.tokens) or canon.tokens[end] != "?":
-        return None
-    start = action
-    while start > 0 and canon.tokens[start - 1] not in SENTENCE_END:
-        start -= 1
-    if acts.request_cues.search(" ".join(canon.tokens[start:end])) is not None:
-        return None
-    opener = acts.question_openers.search(" ".join(canon.tokens[start:action]))
-    if opener is None:
-        return "?" if any_question else None
-    return opener.group()
-
-
-def _negated(canon: Canon, action: int, after: int, negation: Negation,
-             rule: Rule | None = None, *, named_only: bool = False) -> tuple[str, str] | None:
-    """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None; with
-    ``named_only`` (a rule no "non" denies), only the groups that name the rule, and no verdict after it.
-
-    Each group looks back over its own window; every window is a prefix of
-    the widest one read backwards, so that clause is cut once, and a window
-    shared by several groups is joined and cleared of exceptions once.
-    """
-    back = _clause(canon.tokens[max(0, action - negation.reach):action][::-1], negation.terminators)
-    possible = negation.may_cancel(back)  # the groups whose cues can start at a word of the window
-    windows: dict[int, str] = {}
-    while possible:
-        lowest = possible & -possible
-        possible ^= lowest
-        group = negation.cues[lowest.bit_length() - 1]
-        if (group.categories or group.rules) and (
-                rule is None or (group.categories and rule.category not in group.categories)
-                or (group.rules and rule.id not in group.rules)):
-            continue
-        if named_only and (rule is None or rule.id not in group.rules):
-            continue
-        before = back[:group.window]
-        if group.stops:
-            before = _clause(before, group.stops)
-        if not before:
-            continue  # every cue needs at least one word
-        window = windows.get(len(before))
-        if window is None:
-            window = _cleared(back, len(before), negation.exceptions)
-            windows[len(before)] = window
-        cue = group.pattern.search(window)
-        if cue is not None:
-            return group.act, cue.group()
-    if negation.post is None or named_only:
-        return None
-    if after < len(canon.tokens) and canon.tokens[after] == ":":
-        after += 1  # a label and its verdict: "reset password: NON serve piu"
-    following = _clause(canon.tokens[after:after + negation.post_window], negation.terminators)
-    relative = next((i for i, word in enumerate(following[:_RELATIVE_OPENS]) if word in negation.relatives), None)
-    if relative is not None:
-        following = _clause(canon.tokens[after:after + negation.relative_window],
-                            negation.terminators | negation.relative_stops)[relative + _RELATIVE_OWN:]
-    if not negation.may_follow(following):
-        return None
-    post = negation.post.search(" ".join(following))
-    return None if post is None else ("negation", post.group())
-
-
-_RELATIVE_OPENS = 2
-"""Where a relative clause after an action's object may open: "che", "di cui"."""
-_RELATIVE_OWN = 3
-"""The pronoun and the two words after it: a verdict there is the relative clause's own, about the object ("la
-casella che non serve piu", "the mailbox which is no longer needed"), not about the action."""
-
-
-def _cleared(back: Sequence[str], size: int, exceptions: re.Pattern[str] | None) -> str:
-    """The last ``size`` words before an action (``back`` reads backwards), cleared of exceptions, also of one
-    the window's edge cuts ("grateful | if ...", "appreciate it | if ...")."""
-    window = " ".join(reversed(back[:size]))
-    if exceptions is None:
-        return window
-    wider = " ".join(reversed(back[:size + _EDGE]))
-    edge = len(wider) - len(window)
-    out, last = [], edge
-    for match in exceptions.finditer(wider):
-        if match.end() <= edge:
-            continue
-        out.append(wider[last:max(match.start(), edge)])
-        out.append(" ")
-        last = match.end()
-    out.append(wider[last:])
-    return "".join(out)
-
-
-def _clause(tokens: Sequence[str], terminators: frozenset[str]) -> list[str]:
-    """The leading run of ``tokens`` up to a clause boundary or terminator word."""
-    out: list[str] = []
-    for token in tokens:
-        if not token[0].isalnum() or token in terminators:  # is_boundary, inlined: every window reads here
-            break
-        out.append(token)
-    return out
-
-
 def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
-                  declared: str | None = None) -> list[_Hit]:
+                  declared: str | None = None) -> list[Hit]:
     folded = fold(subject, rules.cleaning.symbols)
     if not folded.strip():
         return []
@@ -589,20 +298,20 @@ def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
         reasons.append("subject not used: a reply/forward subject is quoted context")
         return []
     stripped = rules.subject_strip.sub("", folded)
-    hits = _hits(canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
+    found = hits(canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
     if not stripped.rstrip().endswith("?") or rules.acts.request_cues.search(stripped) is not None:
-        return hits
+        return found
     # A subject that is a question names the topic asked about ("Quota massima caselle PEC?"); a frame in
     # it still counts (fail closed), a bare topic does not.
     return [replace(hit, cue="?", act="question") if hit.rule.mention and hit.cue is None else hit
-            for hit in hits]
+            for hit in found]
 
 
-def _quoted_subject_hits(quoted_subject: str, rules: Rules, reasons: list[str], declared: str | None) -> list[_Hit]:
+def _quoted_subject_hits(quoted_subject: str, rules: Rules, reasons: list[str], declared: str | None) -> list[Hit]:
     """The adopted message's own subject is part of its request: read like a subject, after the body."""
     hits = _subject_hits(quoted_subject, True, rules, reasons, declared)
     if hits:
-        reasons.append(f"adopted message's subject read: '{quoted_subject[:_SNIPPET]}'")
+        reasons.append(f"adopted message's subject read: '{quoted_subject[:SNIPPET]}'")
     return hits
 
 
@@ -612,15 +321,15 @@ _FILE_NAME_GLUE = re.compile(r"[_.+-]+")
 _FILE_EXTENSION = re.compile(r"\.[a-z0-9]{1,5}$", re.IGNORECASE)
 
 
-def _attachment_name_hits(names: Sequence[str], rules: Rules, declared: str | None) -> list[_Hit]:
+def _attachment_name_hits(names: Sequence[str], rules: Rules, declared: str | None) -> list[Hit]:
     """What the attachments' file names ask ("richiesta_reset_password_PEC.pdf"), read like a subject: a short
     body points to them. Only the names: no attachment's content is read."""
-    hits: list[_Hit] = []
+    out: list[Hit] = []
     for name in names:
         words = fold(_FILE_NAME_GLUE.sub(" ", _FILE_EXTENSION.sub("", name)))
-        for hit in _hits(canon((Line(0, words, words),), rules), "subject", rules, declared):
-            hits.append(replace(hit, zone=f"the attachment's file name '{name[:_SNIPPET]}'"))
-    return hits
+        for hit in hits(canon((Line(0, words, words),), rules), "subject", rules, declared):
+            out.append(replace(hit, zone=f"the attachment's file name '{name[:SNIPPET]}'"))
+    return out
 
 
 _ELLIPTIC_WORDS = 4
@@ -629,7 +338,7 @@ _CLAUSE_END = re.compile(r"[.;:!?\u2026]")
 _EDGE_PUNCT = re.compile(r"^[\s.,;:\u2026-]+|[\s.,;:\u2026-]+$")
 
 
-def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[_Hit, ...]:
+def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[Hit, ...]:
     """Frames that run from the subject into the body's opening clause, either way round: "Add me please" /
     "...to the tutors list"; "Casella di Anna Ricci" / "da sospendere: e in aspettativa". Only a frame that
     takes words from both counts, and only when neither alone reaches the threshold (see ``_decide``)."""
@@ -642,14 +351,14 @@ def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[_Hit, .
     readings = [(Line(0, title, title), Line(first.number, opening, opening))]
     if len(clause.split()) <= _ELLIPTIC_WORDS:  # "da sospendere", "to be deleted": an action without its object
         readings.append((Line(first.number, clause, clause), Line(0, title, title)))
-    hits: list[_Hit] = []
+    out: list[Hit] = []
     for lines in readings:
         joined = canon(lines, rules)
-        for hit in _hits(joined, "body", rules):
+        for hit in hits(joined, "body", rules):
             if (hit.cue is None and not hit.rule.mention and not hit.rule.net
                     and len({joined.lines[i] for i in hit.span}) == 2):
-                hits.append(replace(hit, zone="subject and body", line=first.number))
-    return tuple(hits)
+                out.append(replace(hit, zone="subject and body", line=first.number))
+    return tuple(out)
 
 
 # -- adoption ------------------------------------------------------------------
@@ -667,7 +376,7 @@ def _adopted(own: Canon, rules: Rules, reasons: list[str]) -> bool:
         template = adoption.phrases[position]
         for match in template.matches(own.text, own.words, own.at):
             token = own.token_at(match.start("act") if "act" in template.pattern.groupindex else match.start())
-            found = _negated(own, token, own.token_after(match.end()), rules.negation)
+            found = negated(own, token, own.token_after(match.end()), rules.negation)
             if found is not None:
                 reasons.append(f"negated: '{found[1]} ... {match.group()}' in body line {own.lines[token]} (adoption)")
                 continue
@@ -703,7 +412,7 @@ def _answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str]
         return None
     if adoption.blockers is not None and adoption.blockers.search(own.text) is not None:
         return None
-    first = " ".join(_clause(own.tokens, frozenset()))
+    first = " ".join(clause(own.tokens, frozenset()))
     yes = adoption.answers_yes is not None and adoption.answers_yes.fullmatch(first) is not None
     if not yes and (adoption.answers_no is None or adoption.answers_no.fullmatch(first) is None):
         return None
@@ -746,7 +455,7 @@ def _question_paragraphs(quoted: Sequence[Line]) -> tuple[Line, ...]:
     return tuple(out)
 
 
-def _answered(hits: list[_Hit], answer: _Answer, canon: Canon, reasons: list[str]) -> list[_Hit]:
+def _answered(hits: list[Hit], answer: _Answer, canon: Canon, reasons: list[str]) -> list[Hit]:
     """A yes asks for what the quoted question names, even what it asks about ("ci conferma la sospensione?");
     a no declines it, but for a frame whose sentence holds a word the no keeps ("No, solo la lista")."""
     asked = {ln.number for ln in answer.question}
@@ -765,14 +474,14 @@ def _answered(hits: list[_Hit], answer: _Answer, canon: Canon, reasons: list[str
     return out
 
 
-def _reread_by_answer(hit: _Hit, reasons: list[str], note: str) -> _Hit:
+def _reread_by_answer(hit: Hit, reasons: list[str], note: str) -> Hit:
     """The hit as the answer reads it, its reason given once (several rules may match the same words)."""
-    if (line := f"{note} in {_where(hit)} ({hit.rule.id})") not in reasons:
+    if (line := f"{note} in {where(hit)} ({hit.rule.id})") not in reasons:
         reasons.append(line)
     return hit
 
 
-def _sentence_words(canon: Canon, hit: _Hit) -> set[str]:
+def _sentence_words(canon: Canon, hit: Hit) -> set[str]:
     """The words of a hit's match in the sentence of its action: a frame linked across a sentence keeps only
     its own sentence's words."""
     words = set()
@@ -784,7 +493,7 @@ def _sentence_words(canon: Canon, hit: _Hit) -> set[str]:
     return words
 
 
-def _limited_to(own: Canon, match: re.Match[str], rules: Rules) -> _Hit | None:
+def _limited_to(own: Canon, match: re.Match[str], rules: Rules) -> Hit | None:
     """The sender's own frame an adoption phrase is limited to ("procedete solo con l'inserimento di X nella
     lista"), or None; a limit that names no frame ("procedete solo con la pratica") still adopts (fail closed)."""
     limits = rules.adoption.limits
@@ -794,14 +503,14 @@ def _limited_to(own: Canon, match: re.Match[str], rules: Rules) -> _Hit | None:
     if found is None:
         return None
     first = own.token_after(found.end())
-    return next((hit for hit in _hits(own, "body", rules) if hit.cue is None and not hit.rule.mention
+    return next((hit for hit in hits(own, "body", rules) if hit.cue is None and not hit.rule.mention
                  and first <= hit.span.start <= first + _LIMIT_REACH), None)
 
 
 # -- decision ------------------------------------------------------------------
 
 
-def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
+def _scores(hits: Iterable[Hit], reasons: list[str]) -> dict[Category, int]:
     """Sum of weights per category; one word counts once per category (its best rule).
 
     A mention inside a frame of its category is that frame's object, not a second signal: asked for, it adds
@@ -810,8 +519,8 @@ def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
     hits = list(hits)
     framed = {(hit.rule.category, token) for hit in hits if not hit.rule.mention
               for token in hit.span}
-    best: dict[tuple[Category, int], _Hit] = {}
-    negated: dict[tuple[Category, int], _Hit] = {}
+    best: dict[tuple[Category, int], Hit] = {}
+    negated: dict[tuple[Category, int], Hit] = {}
     for hit in hits:
         key = (hit.rule.category, hit.token)
         if hit.rule.mention and hit.cue is None and key in framed:
@@ -822,18 +531,18 @@ def _scores(hits: Iterable[_Hit], reasons: list[str]) -> dict[Category, int]:
     for key, hit in negated.items():
         if key not in best:
             label = "negated:" if hit.act == "negation" else f"not requested, act {hit.act}:"
-            reasons.append(f"{label} '{hit.cue} ... {hit.snippet}' in {_where(hit)} ({hit.rule.id})")
+            reasons.append(f"{label} '{hit.cue} ... {hit.snippet}' in {where(hit)} ({hit.rule.id})")
     scores: dict[Category, int] = {}
     for hit in best.values():
-        where = _where(hit)
+        place = where(hit)
         read = f", reading {', '.join(hit.reread)}" if hit.reread else ""
-        reasons.append(f"{hit.rule.category.value}: act request, frame {hit.rule.id} '{hit.snippet}' in {where} "
+        reasons.append(f"{hit.rule.category.value}: act request, frame {hit.rule.id} '{hit.snippet}' in {place} "
                        f"(weight {hit.rule.weight}{read})")
         scores[hit.rule.category] = scores.get(hit.rule.category, 0) + hit.rule.weight
     return scores
 
 
-def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list[str], asks: bool) -> list[_Hit]:
+def _new_evidence(subject_hits: list[Hit], body_hits: list[Hit], reasons: list[str], asks: bool) -> list[Hit]:
     """Subject hits of rules the body has not already matched, on topics the body does not decline.
 
     A subject that names the body's topic again ("Outlook chiede la password"
@@ -860,12 +569,6 @@ def _new_evidence(subject_hits: list[_Hit], body_hits: list[_Hit], reasons: list
     return kept
 
 
-def _where(hit: _Hit) -> str:
-    if hit.zone == "subject and body":
-        return f"the subject read on into body line {hit.line}"
-    return f"body line {hit.line}" if hit.zone == "body" else hit.zone
-
-
 @dataclass(frozen=True, slots=True)
 class _Decided:
     category: Category
@@ -873,8 +576,8 @@ class _Decided:
     privileged_evidence: Category | None
 
 
-def _decide(body_hits: list[_Hit], subject_hits: list[_Hit], rules: Rules, reasons: list[str],
-            own: Canon, lead: Callable[[], tuple[_Hit, ...]] | None = None) -> _Decided:
+def _decide(body_hits: list[Hit], subject_hits: list[Hit], rules: Rules, reasons: list[str],
+            own: Canon, lead: Callable[[], tuple[Hit, ...]] | None = None) -> _Decided:
     body = _scores(body_hits, reasons)
     from_subject = False
     source = "the subject alone"
@@ -930,7 +633,7 @@ def _review(winner: Category, scores: Mapping[Category, int], from_subject: bool
     return ""
 
 
-def _reread_review(winner: Category, hits: Iterable[_Hit]) -> str:
+def _reread_review(winner: Category, hits: Iterable[Hit]) -> str:
     """Why to check a category read from a word written otherwise ("cancillatila", "cacnellare"), or ""."""
     read = list(dict.fromkeys(word for hit in hits if hit.rule.category is winner and hit.cue is None
                               for word in hit.reread))

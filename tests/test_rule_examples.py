@@ -12,9 +12,9 @@ from functools import cache
 
 import pytest
 
-from maild.classifier import _hit, _starts_clause
 from maild.rules import Rule, Rules, load_rules
 from maild.rules.canonical import canon
+from maild.rules.hits import _hit, _starts_clause
 from maild.rules.textclean import split_lines
 from maild.settings import DEFAULT_RULES
 
