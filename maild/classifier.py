@@ -31,13 +31,10 @@ from functools import partial
 from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
-from maild.rules import Acts, Rules
-from maild.rules.canonical import SENTENCE_END, Canon, canon, tokens
-from maild.rules.hits import SNIPPET, Hit, clause, hits, negated, where
+from maild.rules import Acts, Rules, replies
+from maild.rules.canonical import Canon, canon, tokens
+from maild.rules.hits import SNIPPET, Hit, hits, where
 from maild.rules.textclean import Line, clean, fold
-
-_LIMIT_REACH = 2
-"""Words between "proceed only with" and the frame it names: an article, an adjective ("con la nuova ...")."""
 
 
 def classify(message: ParsedMessage, rules: Rules, default_language: str = "it") -> Classification:
@@ -57,8 +54,8 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     cleaned = clean(body, rules.cleaning)
     reasons = list(cleaned.notes)
     own = canon(cleaned.own, rules)
-    adopted = bool(cleaned.quoted or cleaned.quoted_subject) and _adopted(own, rules, reasons)
-    answer = None if adopted or not cleaned.quoted else _answer(own, cleaned.quoted, rules, reasons)
+    adopted = bool(cleaned.quoted or cleaned.quoted_subject) and replies.adopted(own, rules, reasons)
+    answer = None if adopted or not cleaned.quoted else replies.answer(own, cleaned.quoted, rules, reasons)
     lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if adopted else cleaned.own
     if answer is not None:
         lines = (*cleaned.own, Line(0, "", ""), *answer.question)
@@ -73,9 +70,9 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
         reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
         lines = (*lines, Line(0, "", ""), *cleaned.older)
         read = canon(lines, rules)
-        body_hits = _withdrawn_below(hits(read, "body", rules, nothing), reasons)
+        body_hits = replies.withdrawn_below(hits(read, "body", rules, nothing), reasons)
     if answer is not None:
-        body_hits = _answered(body_hits, answer, read, reasons)
+        body_hits = replies.answered(body_hits, answer, read, reasons)
     body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
     boxes = _form_boxes(lines, rules.acts)
     body_hits = _ticked(_unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
@@ -98,24 +95,6 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     text = "\n".join(ln.text for ln in lines).strip()
     return Classification(category=decided.category, language=language, reasons=tuple(reasons), text=text,
                           review=decided.review, privileged_evidence=decided.privileged_evidence)
-
-
-def _withdrawn_below(hits: list[Hit], reasons: list[str]) -> list[Hit]:
-    """A thread reads newest first: an action of a category withdrawn in a newer message ("scratch my bit about the
-    password") is withdrawn in the older ones below it too."""
-    first: dict[Category, int] = {}
-    for hit in hits:
-        if hit.act == "withdrawal":
-            first[hit.rule.category] = min(hit.token, first.get(hit.rule.category, hit.token))
-    out = []
-    for hit in hits:
-        above = first.get(hit.rule.category)
-        if above is None or hit.act != "request" or hit.token <= above:
-            out.append(hit)
-            continue
-        reasons.append(f"withdrawn in a newer message above: '{hit.snippet}' in {where(hit)} ({hit.rule.id})")
-        out.append(replace(hit, cue="withdrawn above", act="withdrawal"))
-    return out
 
 
 def _subject_lines(subject: str, rules: Rules) -> tuple[Line, ...]:
@@ -359,152 +338,6 @@ def _lead_hits(subject: str, own: Sequence[Line], rules: Rules) -> tuple[Hit, ..
                     and len({joined.lines[i] for i in hit.span}) == 2):
                 out.append(replace(hit, zone="subject and body", line=first.number))
     return tuple(out)
-
-
-# -- adoption ------------------------------------------------------------------
-
-
-def _adopted(own: Canon, rules: Rules, reasons: list[str]) -> bool:
-    """True when the sender makes the quoted/forwarded request their own."""
-    adoption = rules.adoption
-    if adoption.blockers is not None:
-        blocker = adoption.blockers.search(own.text)
-        if blocker is not None:
-            reasons.append(f"quoted text not adopted: '{blocker.group()}' marks it as a specimen")
-            return False
-    for position in adoption.index.candidates(own.words):
-        template = adoption.phrases[position]
-        for match in template.matches(own.text, own.words, own.at):
-            token = own.token_at(match.start("act") if "act" in template.pattern.groupindex else match.start())
-            found = negated(own, token, own.token_after(match.end()), rules.negation)
-            if found is not None:
-                reasons.append(f"negated: '{found[1]} ... {match.group()}' in body line {own.lines[token]} (adoption)")
-                continue
-            frame = _limited_to(own, match, rules)
-            if frame is not None:
-                reasons.append(f"quoted text not adopted by '{match.group()}': it is limited to the sender's own "
-                               f"'{frame.snippet}' in body line {frame.line}")
-                continue
-            reasons.append(f"quoted request adopted: '{match.group()}' in body line {own.lines[token]}")
-            return True
-    return False
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """A short reply that answers the quoted question: yes adopts what it names, no declines it."""
-
-    said: str
-    """The answer as written, folded ("si", "no")."""
-    yes: bool
-    question: tuple[Line, ...]
-    """The quoted paragraphs that hold a question: what the answer answers."""
-    kept: frozenset[str]
-    """With a no, the words the answer keeps ("No, solo la lista"): a frame on them is still asked for."""
-
-
-def _answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> _Answer | None:
-    """The bare answer ("Sì, confermo.", "Yes please, both.", "No, solo la lista.") that opens a short reply to a
-    quoted question, or None; a question by the sender, a blocker ("phishing") or a longer text answers nothing."""
-    adoption = rules.adoption
-    words = [t for t in own.tokens if t[0].isalnum()]
-    if not words or len(words) > adoption.answer_max_words or "?" in own.at:
-        return None
-    if adoption.blockers is not None and adoption.blockers.search(own.text) is not None:
-        return None
-    first = " ".join(clause(own.tokens, frozenset()))
-    yes = adoption.answers_yes is not None and adoption.answers_yes.fullmatch(first) is not None
-    if not yes and (adoption.answers_no is None or adoption.answers_no.fullmatch(first) is None):
-        return None
-    question = _question_paragraphs(quoted)
-    if not question:
-        return None
-    rest = _sentence(own.tokens[len(first.split()):])
-    kept = frozenset() if yes else frozenset(t for t in rest if t[0].isalnum() and len(t) >= _KEPT_MIN)
-    reasons.append(f"act {'adoption' if yes else 'refusal'}: '{first}' in body line {own.lines[0]} answers the "
-                   f"quoted question in line {question[0].number}"
-                   + (f", keeping '{' '.join(t for t in rest if t[0].isalnum())}'" if kept else ""))
-    return _Answer(first, yes, question, kept)
-
-
-_KEPT_MIN = 4
-"""The shortest word a no keeps ("lista", "alias"): articles and prepositions name nothing."""
-
-
-def _sentence(tokens: Sequence[str]) -> list[str]:
-    """The words up to the end of the first sentence (commas do not end it)."""
-    out: list[str] = []
-    for token in tokens:
-        if token in SENTENCE_END:
-            break
-        out.append(token)
-    return out
-
-
-def _question_paragraphs(quoted: Sequence[Line]) -> tuple[Line, ...]:
-    """The quoted paragraphs that hold a "?": the question a bare answer answers, with what it explains."""
-    out: list[Line] = []
-    paragraph: list[Line] = []
-    for ln in (*quoted, Line(0, "", "")):
-        if ln.folded.strip():
-            paragraph.append(ln)
-            continue
-        if any("?" in p.folded for p in paragraph):
-            out.extend(paragraph)
-        paragraph = []
-    return tuple(out)
-
-
-def _answered(hits: list[Hit], answer: _Answer, canon: Canon, reasons: list[str]) -> list[Hit]:
-    """A yes asks for what the quoted question names, even what it asks about ("ci conferma la sospensione?");
-    a no declines it, but for a frame whose sentence holds a word the no keeps ("No, solo la lista")."""
-    asked = {ln.number for ln in answer.question}
-    out = []
-    for hit in hits:
-        if hit.line not in asked or hit.act not in ("request", "question") or (hit.cue is None) is answer.yes:
-            out.append(hit)
-        elif answer.yes:
-            out.append(_reread_by_answer(replace(hit, cue=None, act="request"), reasons,
-                                         f"asked by the answer: '{answer.said}' to '{hit.cue} ... {hit.snippet}'"))
-        elif answer.kept & _sentence_words(canon, hit):
-            out.append(hit)
-        else:
-            out.append(_reread_by_answer(replace(hit, cue=answer.said, act="negation"), reasons,
-                                         f"declined by the answer: '{answer.said} ... {hit.snippet}'"))
-    return out
-
-
-def _reread_by_answer(hit: Hit, reasons: list[str], note: str) -> Hit:
-    """The hit as the answer reads it, its reason given once (several rules may match the same words)."""
-    if (line := f"{note} in {where(hit)} ({hit.rule.id})") not in reasons:
-        reasons.append(line)
-    return hit
-
-
-def _sentence_words(canon: Canon, hit: Hit) -> set[str]:
-    """The words of a hit's match in the sentence of its action: a frame linked across a sentence keeps only
-    its own sentence's words."""
-    words = set()
-    for step in (-1, 1):
-        i = hit.token
-        while i in hit.span and canon.tokens[i] not in SENTENCE_END:
-            words.add(canon.tokens[i])
-            i += step
-    return words
-
-
-def _limited_to(own: Canon, match: re.Match[str], rules: Rules) -> Hit | None:
-    """The sender's own frame an adoption phrase is limited to ("procedete solo con l'inserimento di X nella
-    lista"), or None; a limit that names no frame ("procedete solo con la pratica") still adopts (fail closed)."""
-    limits = rules.adoption.limits
-    if limits is None or match.end() >= len(own.text):
-        return None
-    found = limits.match(own.text, match.end() + 1)
-    if found is None:
-        return None
-    first = own.token_after(found.end())
-    return next((hit for hit in hits(own, "body", rules) if hit.cue is None and not hit.rule.mention
-                 and first <= hit.span.start <= first + _LIMIT_REACH), None)
 
 
 # -- decision ------------------------------------------------------------------
