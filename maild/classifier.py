@@ -28,11 +28,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
-from types import MappingProxyType
 
 from maild.records import Category, Classification, ParsedMessage
-from maild.rules import Acts, Rules, replies
-from maild.rules.canonical import Canon, canon, tokens
+from maild.rules import Rules, marks, replies
+from maild.rules.canonical import Canon, canon
 from maild.rules.hits import SNIPPET, Hit, hits, where
 from maild.rules.textclean import Line, clean, fold
 
@@ -73,13 +72,13 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
         body_hits = replies.withdrawn_below(hits(read, "body", rules, nothing), reasons)
     if answer is not None:
         body_hits = replies.answered(body_hits, answer, read, reasons)
-    body_hits = _declined_states(_asked_states(body_hits, declared, reasons), reasons)
-    boxes = _form_boxes(lines, rules.acts)
-    body_hits = _ticked(_unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
-    stale = _stale_fields(cleaned.own, lines, rules.acts)
+    body_hits = marks.declined_states(marks.asked_states(body_hits, declared, reasons), reasons)
+    boxes = marks.form_boxes(lines, rules.acts)
+    body_hits = marks.ticked(marks.unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
+    stale = marks.stale_fields(cleaned.own, lines, rules.acts)
     if stale:
-        body_hits = _told_on(body_hits, stale, "form field disowned as stale", reasons)
-    body_hits = _tool_faults(_done_items(body_hits, lines, rules, reasons, boxes), lines,
+        body_hits = marks.told_on(body_hits, stale, "form field disowned as stale", reasons)
+    body_hits = marks.tool_faults(marks.done_items(body_hits, lines, rules, reasons, boxes), lines,
                              rules, reasons)
     subject_hits = _subject_hits(subject, adopted, rules, reasons, nothing)
     if adopted and cleaned.quoted_subject:
@@ -99,173 +98,6 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
 
 def _subject_lines(subject: str, rules: Rules) -> tuple[Line, ...]:
     return (Line(0, subject, fold(subject, rules.cleaning.symbols)),) if subject.strip() else ()
-
-
-def _asked_states(hits: list[Hit], declared: re.Match[str] | None, reasons: list[str]) -> list[Hit]:
-    """A state told in a message that says it asks for nothing is still asked for when an action of its
-    category is ("per conoscenza, l'account si e bloccato: potete sbloccarlo?"): fail closed."""
-    if declared is None:
-        return hits
-    asked = {hit.rule.category for hit in hits if hit.act == "request" and not hit.rule.mention}
-    out = []
-    for hit in hits:
-        if hit.rule.state and hit.act == "report" and hit.cue == declared.group() and hit.rule.category in asked:
-            reasons.append(f"state asked for: '{hit.snippet}' in {where(hit)} ({hit.rule.id}): an action of "
-                           f"its category is asked, whatever '{declared.group()}' says")
-            out.append(replace(hit, cue=None, act="request"))
-        else:
-            out.append(hit)
-    return out
-
-
-def _declined_states(hits: list[Hit], reasons: list[str]) -> list[Hit]:
-    """A state told ("l'account si e bloccato") or a topic named ("la password e giusta") is no request when
-    the sender declines the action on it ("non si tratta di resettarla").
-
-    Only when every requested frame of that category is a state: an action
-    asked for elsewhere in the message keeps the category.
-    """
-    declined = {hit.rule.category: hit for hit in hits
-                if hit.act in ("negation", "withdrawal") and not hit.rule.state and not hit.rule.mention}
-    if not declined:
-        return hits
-    requested: dict[Category, list[Hit]] = {}
-    for hit in hits:
-        if hit.cue is None and not hit.rule.mention:
-            requested.setdefault(hit.rule.category, []).append(hit)
-    out = []
-    for hit in hits:
-        told = declined.get(hit.rule.category)
-        if told is not None and hit.cue is None and (hit.rule.state or hit.rule.mention) and all(
-                h.rule.state for h in requested.get(hit.rule.category, ())):
-            reasons.append(f"{'topic named' if hit.rule.mention else 'state told'}, not asked for: '{hit.snippet}' "
-                           f"in {where(hit)} ({hit.rule.id}): "
-                           f"the sender declines '{told.cue} ... {told.snippet}'")
-            out.append(replace(hit, cue=told.cue, act="report"))
-        else:
-            out.append(hit)
-    return out
-
-
-@dataclass(frozen=True, slots=True)
-class _Boxes:
-    """The lines of a tick-box form: boxes ticked and left empty, by line number, with the box as written."""
-
-    ticked: Mapping[int, str]
-    unticked: Mapping[int, str]
-
-
-_NO_FORM = _Boxes(MappingProxyType({}), MappingProxyType({}))
-
-
-def _form_boxes(lines: Sequence[Line], acts: Acts) -> _Boxes:
-    """The boxes of a form: only when the sender's text ticks one box and leaves another empty; a list of empty
-    boxes alone ("[ ] reset della password") may be a list of things to do (fail closed)."""
-    if acts.ticked_box is None or acts.unticked_box is None:
-        return _NO_FORM
-    ticked, unticked = {}, {}
-    for ln in lines:
-        if (found := acts.ticked_box.match(ln.folded)) is not None:
-            ticked[ln.number] = found.group().strip()
-        elif (found := acts.unticked_box.match(ln.folded)) is not None:
-            unticked[ln.number] = found.group().strip()
-    if not ticked or not unticked:
-        return _NO_FORM
-    return _Boxes(MappingProxyType(ticked), MappingProxyType(unticked))
-
-
-def _unticked(hits: list[Hit], boxes: _Boxes, reasons: list[str]) -> list[Hit]:
-    """An action on a form's box left empty ("[ ] Reimpostazione password") is not chosen, so not asked for."""
-    return _told_on(hits, boxes.unticked, "box left empty", reasons) if boxes.unticked else hits
-
-
-def _ticked(hits: list[Hit], boxes: _Boxes, threshold: int, reasons: list[str]) -> list[Hit]:
-    """A form's ticked box chooses what it names: a privileged object named there ("[X] Guest email account") is
-    asked for, though the line has no verb (fail closed)."""
-    out = []
-    for hit in hits:
-        mark = boxes.ticked.get(hit.line) if hit.zone == "body" and hit.cue is None else None
-        if mark is None or not hit.rule.mention or not hit.rule.category.privileged:
-            out.append(hit)
-            continue
-        reasons.append(f"box ticked: '{hit.snippet}' in {where(hit)} ({hit.rule.id}) on '{mark}' is chosen")
-        out.append(replace(hit, rule=replace(hit.rule, mention=False, weight=max(hit.rule.weight, threshold))))
-    return out
-
-
-_FIELD_LINE = re.compile(r"^\s*([^:\n]{1,40}?)\s*:")
-
-
-def _stale_fields(own: Sequence[Line], lines: Sequence[Line], acts: Acts) -> Mapping[int, str]:
-    """The field lines of a reused form whose fields the sender disowns by name, by line number, with the name."""
-    if acts.stale_fields is None:
-        return {}
-    names = {name.strip() for found in acts.stale_fields.finditer(" ".join(" ".join(ln.folded for ln in own).split()))
-             for name in re.findall(r'"([^"]+)"', found.group("names"))}
-    marks = {}
-    for ln in lines:
-        field = _FIELD_LINE.match(ln.folded)
-        if field is not None and field.group(1).strip() in names:
-            marks[ln.number] = field.group(1).strip()
-    return marks
-
-
-def _told_on(hits: list[Hit], marks: Mapping[int, str], what: str, reasons: list[str]) -> list[Hit]:
-    """The body's requested hits on a marked line (by line number, with the mark) read as told, not asked."""
-    out = []
-    for hit in hits:
-        mark = marks.get(hit.line) if hit.cue is None and hit.zone == "body" else None
-        if mark is None:
-            out.append(hit)
-            continue
-        reasons.append(f"{what}: '{hit.snippet}' in {where(hit)} ({hit.rule.id}) on '{mark}'")
-        out.append(replace(hit, cue=mark, act="report"))
-    return out
-
-
-def _done_items(hits: list[Hit], lines: Sequence[Line], rules: Rules, reasons: list[str],
-                boxes: _Boxes = _NO_FORM) -> list[Hit]:
-    """An action on a list item marked done ("3. disattivazione vecchie caselle ✔") is told, not asked for.
-
-    Unless the item asks in words: "1. backup fatto, potete chiudere la casella" still asks; nor is a form's
-    ticked box ("[X] Reimpostazione password") a thing done: it is the thing chosen.
-    """
-    pattern = rules.acts.done_item
-    if pattern is None or not hits:
-        return hits
-    asked = {hit.line for hit in hits if hit.cue is None and hit.line not in boxes.ticked}
-    done = {ln.number: found.group().strip() for ln in lines if ln.number in asked
-            for found in (pattern.search(ln.folded),)
-            if found is not None and rules.acts.request_cues.search(ln.folded) is None}
-    return _told_on(hits, done, "item marked done", reasons) if done else hits
-
-
-def _tool_faults(hits: list[Hit], lines: Sequence[Line], rules: Rules, reasons: list[str]) -> list[Hit]:
-    """What a line reporting a tool's fault names between the tool and the fault ("il modulo per le variazioni
-    di rubrica da errore 500", "the form for alias requests returns an error") is the tool's purpose, not a
-    request; a line that asks, and a privileged action, still count (fail closed)."""
-    pattern = rules.acts.malfunction
-    named = {hit.line for hit in hits if _tool_topic(hit)}
-    if pattern is None or not named:
-        return hits
-    faults = {ln.number: " ".join(tokens(found.group(), rules.abbreviations)) for ln in lines if ln.number in named
-              for found in (pattern.search(ln.folded),)
-              if found is not None and rules.acts.request_cues.search(ln.folded) is None}
-    if not faults:
-        return hits
-    out = []
-    for hit in hits:
-        fault = faults.get(hit.line) if _tool_topic(hit) else None
-        if fault is None or hit.snippet.removesuffix("...") not in fault:
-            out.append(hit)
-            continue
-        reasons.append(f"tool fault reported: '{hit.snippet}' in {where(hit)} ({hit.rule.id}) on '{fault}'")
-        out.append(replace(hit, cue=fault, act="report"))
-    return out
-
-
-def _tool_topic(hit: Hit) -> bool:
-    return hit.cue is None and not hit.rule.category.privileged and hit.zone == "body"
 
 
 def _subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
