@@ -217,7 +217,7 @@ def _question(canon: Canon, action: int, acts: Acts, *, any_question: bool = Fal
 
 
 def negated(canon: Canon, action: int, after: int, negation: Negation,
-             rule: Rule | None = None, *, named_only: bool = False) -> tuple[str, str] | None:
+            rule: Rule | None = None, *, named_only: bool = False) -> tuple[str, str] | None:
     """(act, cue) of the cue that cancels the action of ``rule`` at token ``action``, or None; with
     ``named_only`` (a rule no "non" denies), only the groups that name the rule, and no verdict after it.
 
@@ -258,7 +258,7 @@ def negated(canon: Canon, action: int, after: int, negation: Negation,
     relative = next((i for i, word in enumerate(following[:_RELATIVE_OPENS]) if word in negation.relatives), None)
     if relative is not None:
         following = clause(canon.tokens[after:after + negation.relative_window],
-                            negation.terminators | negation.relative_stops)[relative + _RELATIVE_OWN:]
+                           negation.terminators | negation.relative_stops)[relative + _RELATIVE_OWN:]
     if not negation.may_follow(following):
         return None
     post = negation.post.search(" ".join(following))

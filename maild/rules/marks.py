@@ -137,7 +137,7 @@ def told_on(hits: list[Hit], marks: Mapping[int, str], what: str, reasons: list[
 
 
 def done_items(hits: list[Hit], lines: Sequence[Line], rules: Rules, reasons: list[str],
-                boxes: _Boxes = _NO_FORM) -> list[Hit]:
+               boxes: _Boxes = _NO_FORM) -> list[Hit]:
     """An action on a list item marked done ("3. disattivazione vecchie caselle ✔") is told, not asked for.
 
     Unless the item asks in words: "1. backup fatto, potete chiudere la casella" still asks; nor is a form's
