@@ -24,6 +24,7 @@ own text, with the message's language hints only as a tie-breaker.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -32,7 +33,7 @@ from maild.records import Category, Classification, ParsedMessage
 from maild.rules import Rules, marks, replies, zones
 from maild.rules.canonical import Canon, canon
 from maild.rules.hits import Hit, hits, where
-from maild.rules.textclean import Line, clean, fold
+from maild.rules.textclean import CleanedText, Line, clean, fold
 
 
 def classify(message: ParsedMessage, rules: Rules, default_language: str = "it") -> Classification:
@@ -52,47 +53,94 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     cleaned = clean(body, rules.cleaning)
     reasons = list(cleaned.notes)
     own = canon(cleaned.own, rules)
-    adopted = bool(cleaned.quoted or cleaned.quoted_subject) and replies.adopted(own, rules, reasons)
-    answer = None if adopted or not cleaned.quoted else replies.answer(own, cleaned.quoted, rules, reasons)
-    lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if adopted else cleaned.own
-    if answer is not None:
-        lines = (*cleaned.own, Line(0, "", ""), *answer.question)
-    declared = rules.acts.no_request.search(own.text)
+    quote = _quote(cleaned, own, rules, reasons)
+    declared = _declared(own, rules, reasons)
     nothing = None if declared is None else declared.group()
-    if nothing is not None:
-        reasons.append(f"act report: '{nothing}' says the message asks for nothing; "
-                       "only actions with a request cue in their clause count")
-    read = canon(lines, rules) if adopted or answer else own
-    body_hits = hits(read, "body", rules, nothing)
-    if adopted and cleaned.older and not any(h.act == "request" and not h.rule.mention for h in body_hits):
-        reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
-        lines = (*lines, Line(0, "", ""), *cleaned.older)
-        read = canon(lines, rules)
-        body_hits = replies.withdrawn_below(hits(read, "body", rules, nothing), reasons)
-    if answer is not None:
-        body_hits = replies.answered(body_hits, answer, read, reasons)
-    body_hits = marks.declined_states(marks.asked_states(body_hits, declared, reasons), reasons)
-    boxes = marks.form_boxes(lines, rules.acts)
-    body_hits = marks.ticked(marks.unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
-    stale = marks.stale_fields(cleaned.own, lines, rules.acts)
-    if stale:
-        body_hits = marks.told_on(body_hits, stale, "form field disowned as stale", reasons)
-    body_hits = marks.tool_faults(marks.done_items(body_hits, lines, rules, reasons, boxes), lines,
-                             rules, reasons)
-    subject_hits = zones.subject_hits(subject, adopted, rules, reasons, nothing)
-    if adopted and cleaned.quoted_subject:
-        subject_hits += zones.quoted_subject_hits(cleaned.quoted_subject, rules, reasons, nothing)
-    if attachment_names and sum(t[0].isalnum() for t in own.tokens) <= _SHORT_BODY_WORDS:
-        subject_hits += zones.attachment_name_hits(attachment_names, rules, nothing)
-    replied = adopted or answer is not None or rules.reply_prefix.match(fold(subject)) is not None
-    lead = None if replied else partial(zones.lead_hits, subject, cleaned.own, rules)
-    decided = _decide(body_hits, subject_hits, rules, reasons, own, lead)
-    words = [t for t in own.tokens if t[0].isalnum()] or canon(_subject_lines(subject, rules), rules).tokens
-    language, why = _language(words, language_hints, rules, default_language)
+    lines, body_hits = _body_hits(cleaned, own, quote, rules, reasons, nothing)
+    body_hits = _marked(body_hits, declared, cleaned.own, lines, rules, reasons)
+    subject_hits = _subject_hits(subject, cleaned, own, quote, attachment_names, rules, reasons, nothing)
+    decided = _decide(body_hits, subject_hits, rules, reasons, own, _lead(subject, cleaned.own, quote, rules))
+    language, why = _language(_language_words(own, subject, rules), language_hints, rules, default_language)
     reasons.append(why)
     text = "\n".join(ln.text for ln in lines).strip()
     return Classification(category=decided.category, language=language, reasons=tuple(reasons), text=text,
                           review=decided.review, privileged_evidence=decided.privileged_evidence)
+
+
+@dataclass(frozen=True, slots=True)
+class _Quote:
+    """What the sender does with the quoted text: adopts it as their own request, answers its question, or neither."""
+
+    adopted: bool
+    answer: replies.Answer | None
+
+
+def _quote(cleaned: CleanedText, own: Canon, rules: Rules, reasons: list[str]) -> _Quote:
+    """An adoption is read first; only a quote not adopted can be answered."""
+    adopted = bool(cleaned.quoted or cleaned.quoted_subject) and replies.adopted(own, rules, reasons)
+    answer = None if adopted or not cleaned.quoted else replies.answer(own, cleaned.quoted, rules, reasons)
+    return _Quote(adopted, answer)
+
+
+def _declared(own: Canon, rules: Rules, reasons: list[str]) -> re.Match[str] | None:
+    """The sender's own phrase saying the message asks for nothing, or None: every reader of a hit weighs it."""
+    declared = rules.acts.no_request.search(own.text)
+    if declared is not None:
+        reasons.append(f"act report: '{declared.group()}' says the message asks for nothing; "
+                       "only actions with a request cue in their clause count")
+    return declared
+
+
+def _body_hits(cleaned: CleanedText, own: Canon, quote: _Quote, rules: Rules, reasons: list[str],
+               nothing: str | None) -> tuple[tuple[Line, ...], list[Hit]]:
+    """The body's lines as read (the sender's own, with the quote they adopt or answer) and the hits on them."""
+    lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if quote.adopted else cleaned.own
+    if quote.answer is not None:
+        lines = (*cleaned.own, Line(0, "", ""), *quote.answer.question)
+    read = canon(lines, rules) if quote.adopted or quote.answer else own
+    body_hits = hits(read, "body", rules, nothing)
+    if quote.adopted and cleaned.older and not any(h.act == "request" and not h.rule.mention for h in body_hits):
+        reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
+        lines = (*lines, Line(0, "", ""), *cleaned.older)
+        read = canon(lines, rules)
+        body_hits = replies.withdrawn_below(hits(read, "body", rules, nothing), reasons)
+    if quote.answer is not None:
+        body_hits = replies.answered(body_hits, quote.answer, read, reasons)
+    return lines, body_hits
+
+
+def _marked(body_hits: list[Hit], declared: re.Match[str] | None, own: Sequence[Line], lines: Sequence[Line],
+            rules: Rules, reasons: list[str]) -> list[Hit]:
+    """The body's hits as the message's own marks read them: states, form boxes, stale fields, items done, faults."""
+    body_hits = marks.declined_states(marks.asked_states(body_hits, declared, reasons), reasons)
+    boxes = marks.form_boxes(lines, rules.acts)
+    body_hits = marks.ticked(marks.unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
+    stale = marks.stale_fields(own, lines, rules.acts)
+    if stale:
+        body_hits = marks.told_on(body_hits, stale, "form field disowned as stale", reasons)
+    return marks.tool_faults(marks.done_items(body_hits, lines, rules, reasons, boxes), lines, rules, reasons)
+
+
+def _subject_hits(subject: str, cleaned: CleanedText, own: Canon, quote: _Quote, attachment_names: Sequence[str],
+                  rules: Rules, reasons: list[str], nothing: str | None) -> list[Hit]:
+    """The hits of the zones read like a subject: a short body leaves the request to its attachments' names."""
+    subject_hits = zones.subject_hits(subject, quote.adopted, rules, reasons, nothing)
+    if quote.adopted and cleaned.quoted_subject:
+        subject_hits += zones.quoted_subject_hits(cleaned.quoted_subject, rules, reasons, nothing)
+    if attachment_names and sum(t[0].isalnum() for t in own.tokens) <= _SHORT_BODY_WORDS:
+        subject_hits += zones.attachment_name_hits(attachment_names, rules, nothing)
+    return subject_hits
+
+
+def _lead(subject: str, own: Sequence[Line], quote: _Quote, rules: Rules) -> Callable[[], tuple[Hit, ...]] | None:
+    """The subject read on into the body, run by ``_decide`` only when needed; a reply's subject is quoted context."""
+    replied = quote.adopted or quote.answer is not None or rules.reply_prefix.match(fold(subject)) is not None
+    return None if replied else partial(zones.lead_hits, subject, own, rules)
+
+
+def _language_words(own: Canon, subject: str, rules: Rules) -> Sequence[str]:
+    """The sender's own words tell the language; a message with none has only its subject's."""
+    return [t for t in own.tokens if t[0].isalnum()] or canon(_subject_lines(subject, rules), rules).tokens
 
 
 def _subject_lines(subject: str, rules: Rules) -> tuple[Line, ...]:

@@ -61,7 +61,7 @@ def adopted(own: Canon, rules: Rules, reasons: list[str]) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class _Answer:
+class Answer:
     """A short reply that answers the quoted question: yes adopts what it names, no declines it."""
 
     said: str
@@ -73,7 +73,7 @@ class _Answer:
     """With a no, the words the answer keeps ("No, solo la lista"): a frame on them is still asked for."""
 
 
-def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> _Answer | None:
+def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> Answer | None:
     """The bare answer ("Sì, confermo.", "Yes please, both.", "No, solo la lista.") that opens a short reply to a
     quoted question, or None; a question by the sender, a blocker ("phishing") or a longer text answers nothing."""
     adoption = rules.adoption
@@ -94,7 +94,7 @@ def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str])
     reasons.append(f"act {'adoption' if yes else 'refusal'}: '{first}' in body line {own.lines[0]} answers the "
                    f"quoted question in line {question[0].number}"
                    + (f", keeping '{' '.join(t for t in rest if t[0].isalnum())}'" if kept else ""))
-    return _Answer(first, yes, question, kept)
+    return Answer(first, yes, question, kept)
 
 
 _KEPT_MIN = 4
@@ -125,7 +125,7 @@ def _question_paragraphs(quoted: Sequence[Line]) -> tuple[Line, ...]:
     return tuple(out)
 
 
-def answered(hits: list[Hit], answer: _Answer, canon: Canon, reasons: list[str]) -> list[Hit]:
+def answered(hits: list[Hit], answer: Answer, canon: Canon, reasons: list[str]) -> list[Hit]:
     """A yes asks for what the quoted question names, even what it asks about ("ci conferma la sospensione?");
     a no declines it, but for a frame whose sentence holds a word the no keeps ("No, solo la lista")."""
     asked = {ln.number for ln in answer.question}
