@@ -27,6 +27,7 @@ from maild.records import (
     AuthDecision,
     Category,
     ChannelRequest,
+    Classification,
     Decision,
     Disposition,
     ParsedMessage,
@@ -39,6 +40,7 @@ from maild.records import (
 from maild.responder import find_ticket_refs, make_message_id
 from maild.rules import Rules, load_rules
 from maild.rules.screening import ScreeningRules, load_screening
+from maild.rules.wordmodel import Reading, WordModel, load_word_model
 from maild.screener import screen, screen_pec_receipt
 from maild.settings import RECEIVED_HEADER_LEAD, Administration, Settings
 
@@ -52,6 +54,8 @@ class Triager:
     calendar: ServiceCalendar
     screening: ScreeningRules
     verifier: SignatureVerifier | None = None
+    word_model: WordModel | None = None
+    """Reads a privileged request the rules found no frame of (see ``maild.rules.wordmodel``)."""
     """Checks PEC signatures against ``[pec] ca_file``; None without one (no envelope then authorizes)."""
     own_addresses: frozenset[str] = field(init=False)
     """Every address of the help desk itself, lower case: the loop guard (worked out once, not per message)."""
@@ -66,7 +70,8 @@ class Triager:
         """``compiled``: the rules' templates now, else on first use (see ``Rules.compile``)."""
         rules = load_rules(settings.triage.rules, compiled=compiled)
         verifier = OpenSSLVerifier(settings.pec.ca_file) if settings.pec.ca_file is not None else None
-        return cls(settings, rules, ServiceCalendar(settings.service_hours), load_screening(), verifier)
+        word_model = load_word_model(settings.triage.word_model) if settings.triage.word_model else None
+        return cls(settings, rules, ServiceCalendar(settings.service_hours), load_screening(), verifier, word_model)
 
     def read(self, raw: bytes) -> tuple[ParsedMessage, PecRead | None]:
         """Parse ``raw`` and read it as PEC: the record to decide on, and the PEC reading if it is PEC."""
@@ -99,7 +104,12 @@ class Triager:
         category, decision = classified.category, Decision.ACCEPTED
         check = None
         refusal = None
+        review = classified.review
         asked = classified.category if classified.category.privileged else classified.privileged_evidence
+        reading = None if asked is not None or classified.privileged_topic else self._word_reading(message, classified)
+        if reading is not None:
+            asked, review = reading.category, reading.reason
+            reasons = (*reasons, reading.reason)
         if asked is not None:
             if pec is None:
                 auth = authorize(message, administration, self.settings.helpdesk.trusted_authserv_ids)
@@ -117,8 +127,14 @@ class Triager:
         if received_why:
             reasons = (*reasons, received_why)
         return self._disposition(message, category, decision, name, classified.language,
-                                 received_at, reasons, scheduled=True, review=classified.review,
+                                 received_at, reasons, scheduled=True, review=review,
                                  pec=certified.summary(pec.facts, check) if pec else None, refusal=refusal)
+
+    def _word_reading(self, message: ParsedMessage, classified: Classification) -> Reading | None:
+        """The word model's privileged reading of a message the rules read no privileged frame in, if any."""
+        if self.word_model is None:
+            return None
+        return self.word_model.reading(message.subject, classified.own_text)
 
     def _authorize_pec(self, pec: PecRead, administration: Administration | None
                        ) -> tuple[AuthDecision, SignatureCheck | None]:

@@ -202,6 +202,10 @@ class Classification:
     """Why an operator should check the category first (narrow margin, subject alone...); "" when clear."""
     privileged_evidence: Category | None = None
     """A privileged category asked for below the threshold: authorization still decides (fail closed)."""
+    privileged_topic: bool = False
+    """A privileged frame was read in any act (asked, negated, only asked about): the rules saw the topic."""
+    own_text: str = ""
+    """The sender's own words: ``text`` without the quote adopted or answered (what the word model reads)."""
 
 
 class RefusalCause(enum.StrEnum):

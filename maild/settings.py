@@ -45,6 +45,8 @@ def _shipped(name: str) -> Path:
 
 DEFAULT_RULES = _shipped("rules.toml")
 """The shipped classification rules: ``[triage] rules`` replaces them."""
+DEFAULT_WORD_MODEL = _shipped("wordmodel.json")
+"""The shipped word model, trained on the project's labelled mail: ``[triage] word_model`` replaces it."""
 DEFAULT_TEMPLATES = _shipped("templates")
 """The shipped reply templates: ``[templates] path`` replaces them."""
 DEFAULT_SCREENING = _shipped("screening.toml")
@@ -130,6 +132,8 @@ class Priorities:
 class Triage:
     rules: Path = DEFAULT_RULES
     default_language: str = "it"
+    word_model: Path | None = DEFAULT_WORD_MODEL
+    """None: no word model, the rules alone decide whether a privileged request was asked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -500,11 +504,22 @@ def _priorities(table: Mapping[str, Any]) -> Priorities:
 
 
 def _triage(table: Mapping[str, Any]) -> Triage:
-    _known(table, "triage", {"rules", "default_language"})
+    _known(table, "triage", {"rules", "default_language", "word_model"})
     return Triage(
         rules=_path(table, "triage", "rules", DEFAULT_RULES),
         default_language=_choice(table, "triage", "default_language", "it", ("it", "en")),
+        word_model=_word_model(table),
     )
+
+
+def _word_model(table: Mapping[str, Any]) -> Path | None:
+    """A path, or ``false`` for none."""
+    value = table.get("word_model", DEFAULT_WORD_MODEL)
+    if value is False:
+        return None
+    if isinstance(value, Path) or (isinstance(value, str) and value):
+        return Path(value)
+    raise ConfigError("triage.word_model", "must be the path of a word model file, or false for none")
 
 
 def _secret(table: Mapping[str, Any], prefix: str, env: Mapping[str, str]) -> str:

@@ -59,6 +59,7 @@ def test_an_installed_maild_checks_triages_renders_and_runs_from_its_state_direc
     site = next(installed.glob("lib/python3*/site-packages"))
     assert f"rules      {site / 'maild' / 'defaults' / 'rules.toml'} (shipped with maild)" in check
     assert f"templates  {site / 'maild' / 'defaults' / 'templates'} (shipped with maild)" in check
+    assert f"word model {site / 'maild' / 'defaults' / 'wordmodel.json'} (shipped with maild)" in check
 
     triage = run(maild, "triage", "--config", config, "--json", message, cwd=state).stdout
     assert '"decision": "accepted"' in triage and '"category": "anagrafica"' in triage

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from maild.pipeline import Triager
 from maild.records import Address, Category, Decision, ScreenKind
+from maild.rules.wordmodel import WordModel, dumps, features, load_word_model, train
 from tests.factories import message, settings
 
 NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
-TRIAGER = Triager.from_settings(settings())
+TRIAGER = Triager.from_settings(settings(triage={"word_model": False}))
 STRANGER = "utente.qualsiasi@ateneo.example.it"
 
 
@@ -117,3 +120,57 @@ def test_a_request_only_in_an_attachments_file_name_still_meets_authorization() 
     d = TRIAGER.triage(ATTACHED_REQUEST, now=NOW)
     assert (d.decision, d.category) == (Decision.REJECTED, Category.PASSWORD_RESET), d.reasons
     assert any("in the attachment's file name" in r for r in d.reasons), d.reasons
+
+
+def word_model(tmp_path: Path) -> WordModel:
+    """A model that reads 'pensionate' and 'rottamate' as lifecycle, words no rule knows."""
+    texts = [("pensionate la casella del collega", Category.LIFECYCLE),
+             ("rottamate la casella del collega", Category.LIFECYCLE),
+             ("pensionate e rottamate la vecchia casella", Category.LIFECYCLE),
+             ("azzerate la parola chiave", Category.PASSWORD_RESET),
+             ("correggete il numero in rubrica", Category.ANAGRAFICA),
+             ("quando apre lo sportello", Category.OTHER), ("grazie della risposta", Category.OTHER),
+             ("quanto spazio ha la casella del collega", Category.OTHER),
+             ("il telefono della casella del collega in rubrica", Category.ANAGRAFICA)]
+    path = tmp_path / "model.json"
+    path.write_text(dumps(train([(features("", t, 4), c) for t, c in texts], prefix=4, threshold=0.5, min_docs=1)))
+    return load_word_model(path)
+
+
+def modelled(tmp_path: Path, body: str, sender: str | None = None) -> tuple[Category, Decision, str, str]:
+    triager = dataclasses.replace(TRIAGER, word_model=word_model(tmp_path))
+    changes = {} if sender is None else {"from_addresses": (Address("", sender),), "return_path": f"<{sender}>"}
+    d = triager.decide(message(body_text=body, subject="Casella", **changes), received_at=NOW)
+    return d.category, d.decision, d.review, "\n".join(d.reasons)
+
+
+def test_a_request_in_words_no_rule_knows_is_refused_when_the_word_model_reads_it_as_privileged(
+        tmp_path: Path) -> None:
+    assert decide("Pensionate e rottamate la casella del collega.", STRANGER)[:2] == (Category.OTHER,
+                                                                                      Decision.ACCEPTED)
+    category, decision, review, reasons = modelled(tmp_path, "Pensionate e rottamate la casella del collega.",
+                                                   STRANGER)
+    assert (category, decision) == (Category.LIFECYCLE, Decision.REJECTED)
+    assert review.startswith("word model: a privileged request more likely than not")
+    assert "'rottamate'" in review and "'pensionate'" in review
+    assert "fail closed: lifecycle asked for by a sender not authorized for it" in reasons
+
+
+def test_the_word_models_reading_leaves_an_authorized_senders_request_accepted_for_review(tmp_path: Path) -> None:
+    category, decision, review, reasons = modelled(tmp_path, "Pensionate e rottamate la casella del collega.")
+    assert (category, decision) == (Category.OTHER, Decision.ACCEPTED)
+    assert review.startswith("word model:")
+    assert "auth: From referente.tecnico@ateneo.example.it is an authorized sender" in reasons
+
+
+def test_the_word_model_is_not_asked_when_the_rules_read_the_privileged_topic(tmp_path: Path) -> None:
+    body = "Non vi chiedo di eliminare la casella: pensionate e rottamate solo il vecchio telefono."
+    category, decision, review, reasons = modelled(tmp_path, body, STRANGER)
+    assert (category, decision) == (Category.OTHER, Decision.ACCEPTED)
+    assert "word model" not in reasons and review == ""
+
+
+def test_an_ordinary_request_gets_no_reading_from_the_word_model(tmp_path: Path) -> None:
+    category, decision, review, reasons = modelled(tmp_path, "Quando apre lo sportello? Grazie.", STRANGER)
+    assert (category, decision, review) == (Category.OTHER, Decision.ACCEPTED, "")
+    assert "word model" not in reasons

@@ -98,6 +98,8 @@ def test_week_and_priorities_override() -> None:
          "limits.max_replies_per_sender_per_hour", "greater than zero"),
         (with_table("digest", {"time": "7:45"}), "digest.time", "not a time"),
         (with_table("metrics", {"listen": "9464"}), "metrics.listen", "HOST:PORT"),
+        (with_table("triage", {"word_model": ""}), "triage.word_model", "or false for none"),
+        (with_table("triage", {"word_model": True}), "triage.word_model", "or false for none"),
     ],
 )
 def test_bad_config_names_key_and_reason(data: dict[str, Any], key: str, reason: str) -> None:
@@ -105,6 +107,12 @@ def test_bad_config_names_key_and_reason(data: dict[str, Any], key: str, reason:
         parse_settings(data, environ={})
     assert caught.value.key == key
     assert reason in caught.value.reason
+
+
+def test_the_word_model_is_shipped_replaced_by_a_path_or_turned_off() -> None:
+    assert settings().triage.word_model == REPO / "maild" / "defaults" / "wordmodel.json"
+    assert settings(triage={"word_model": "site/model.json"}).triage.word_model == Path("site/model.json")
+    assert settings(triage={"word_model": False}).triage.word_model is None
 
 
 def test_password_sources(tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from maild.hours import ServiceCalendar
 from maild.pipeline import Triager
 from maild.records import Decision, Disposition, OutgoingMail, PecSummary
 from maild.responder import Responder, make_message_id
-from maild.settings import DEFAULT_RULES, DEFAULT_TEMPLATES, Settings
+from maild.settings import DEFAULT_RULES, DEFAULT_TEMPLATES, DEFAULT_WORD_MODEL, Settings
 
 # --------------------------------------------------------------------------
 # check-config
@@ -39,6 +39,8 @@ def _check_config(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{args.config}: OK ({len(settings.administrations)} administration(s): {admins}; "
           f"mailbox {settings.mailbox.kind}, replies {settings.smtp.kind}, database {redact(settings.database.url)})")
     print(f"  rules      {_in_use(settings.triage.rules, DEFAULT_RULES)}")
+    model = settings.triage.word_model
+    print(f"  word model {'none' if model is None else _in_use(model, DEFAULT_WORD_MODEL)}")
     print(f"  templates  {_in_use(settings.templates.path, DEFAULT_TEMPLATES)}")
     return 0
 

@@ -5,7 +5,8 @@ doing it (reported on stderr, as a JSON record under ``--log-format json``), 2
 bad configuration or usage. One module per command group: ``dryrun``
 (check-config, triage, takein, render), ``daemon`` (run, db, quarantine),
 ``operators`` (queue, ticket, stats, digest, status), ``outbox`` (outbox list,
-release), ``channels`` (web, pin, ticket open), ``pec`` (pec inspect).
+release), ``channels`` (web, pin, ticket open), ``pec`` (pec inspect), ``wordmodel``
+(word-model train, check).
 
 The daemon's wiring and the database layer are imported by the handlers that
 use them, never while the parser is built: a spawned triage worker (a
@@ -25,6 +26,7 @@ from maild.cli.operators import OPERATOR_COMMANDS
 from maild.cli.outbox import OUTBOX_COMMANDS
 from maild.cli.output import DEFAULT_CONFIG, EXIT_CONFIG, EXIT_FAULT, fail
 from maild.cli.pec import PEC_COMMANDS
+from maild.cli.wordmodel import WORD_MODEL_COMMANDS
 from maild.errors import ConfigError, MaildError
 from maild.logs import configure
 from maild.settings import Settings, load_settings
@@ -66,4 +68,5 @@ def build_parser() -> argparse.ArgumentParser:
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]", argparse.ArgumentParser], None]
 _REGISTRY: tuple[Register, ...] = (
     *DRY_RUN_COMMANDS, *DAEMON_COMMANDS, *OPERATOR_COMMANDS, *OUTBOX_COMMANDS, *CHANNEL_COMMANDS, *PEC_COMMANDS,
+    *WORD_MODEL_COMMANDS,
 )

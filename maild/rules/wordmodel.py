@@ -1,0 +1,177 @@
+"""A word model of the project's labelled mail: a net under the rules for privileged requests in words no rule knows.
+
+The rules read acts and frames and explain every step, but a request in an idiom they were never
+given ("spin up a shared inbox") reaches no frame and would be accepted as harmless. The model is
+a naive Bayes over the first letters of each word and of each pair of words, trained by
+``scripts/train-word-model`` on the labelled sets; it only ever adds a privileged reading (which
+authorization then decides), never removes one, and its reason names the words that weighed most.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from maild.errors import RulesError
+from maild.records import Category
+from maild.rules.textclean import fold
+
+_WORD = re.compile(r"[a-z]{3,}")
+"""Words of three letters or more: shorter ones are articles and prepositions in both languages."""
+PRIVILEGED = "privileged"
+"""The two privileged categories as one class: the first model asks whether either was requested."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """The model's privileged reading of a text: the more likely privileged category, and why."""
+
+    category: Category
+    probability: float
+    """How likely the text asks for one of the two privileged categories."""
+    words: tuple[str, ...]
+    """The sender's words that weighed most towards it."""
+
+    @property
+    def reason(self) -> str:
+        said = ", ".join(f"'{w}'" for w in self.words)
+        return (f"word model: a privileged request more likely than not ({self.probability:.2f}), "
+                f"read as {self.category.value}, from {said}")
+
+
+@dataclass(frozen=True, slots=True)
+class NaiveBayes:
+    """Document counts per class and, per feature, how many documents of each class hold it."""
+
+    classes: tuple[str, ...]
+    docs: tuple[int, ...]
+    counts: Mapping[str, tuple[int, ...]]
+
+    def posterior(self, features: Iterable[str]) -> dict[str, float]:
+        """Each class's probability given the features present (absent ones are not counted)."""
+        total = sum(self.docs)
+        logs = [math.log(n / total) for n in self.docs]
+        for feature in features:
+            held = self.counts.get(feature)
+            if held is not None:
+                for i, n in enumerate(held):
+                    logs[i] += math.log((n + 1) / (self.docs[i] + 2))
+        top = max(logs)
+        weights = [math.exp(v - top) for v in logs]
+        return {c: w / sum(weights) for c, w in zip(self.classes, weights, strict=True)}
+
+    def leaning(self, feature: str, towards: int) -> float:
+        """How much one feature moves the odds towards class ``towards`` (a log ratio; 0 when unknown)."""
+        held = self.counts.get(feature)
+        if held is None:
+            return 0.0
+        share = [(n + 1) / (d + 2) for n, d in zip(held, self.docs, strict=True)]
+        rest = max(s for i, s in enumerate(share) if i != towards)
+        return math.log(share[towards] / rest)
+
+
+@dataclass(frozen=True, slots=True)
+class WordModel:
+    """Two naive Bayes models over the same features: privileged or one of the ordinary categories, then which
+    privileged category."""
+
+    prefix: int
+    """Letters kept of each word: a crude stem that needs no dictionary and serves Italian and English alike."""
+    threshold: float
+    privileged: NaiveBayes
+    kind: NaiveBayes
+    shown: int = 4
+
+    def reading(self, subject: str, text: str) -> Reading | None:
+        """The privileged reading when the model finds one more likely than the threshold, else None."""
+        found = features(subject, text, self.prefix)
+        probability = self.privileged.posterior(found)[PRIVILEGED]
+        if probability <= self.threshold:
+            return None
+        kinds = self.kind.posterior(found)
+        category = Category(max(self.kind.classes, key=lambda c: kinds[c]))
+        towards = self.privileged.classes.index(PRIVILEGED)
+        ranked = sorted(found, key=lambda f: (-self.privileged.leaning(f, towards), f))
+        words = tuple(found[f] for f in ranked[:self.shown] if self.privileged.leaning(f, towards) > 0)
+        return Reading(category, probability, words)
+
+
+def features(subject: str, text: str, prefix: int) -> dict[str, str]:
+    """Each word's first ``prefix`` letters, and each pair's within a line, with the words they were made from."""
+    out: dict[str, str] = {}
+    for line in (subject, *text.splitlines()):
+        words = _WORD.findall(fold(line))
+        stems = [w[:prefix] for w in words]
+        for i, stem in enumerate(stems):
+            out.setdefault(stem, words[i])
+            if i:
+                out.setdefault(f"{stems[i - 1]}_{stem}", f"{words[i - 1]} {words[i]}")
+    return out
+
+
+def train(samples: Iterable[tuple[Mapping[str, str], Category]], *, prefix: int, threshold: float,
+          min_docs: int) -> dict[str, Any]:
+    """The model file's contents from (features, label) pairs: features held by fewer than ``min_docs``
+    documents are dropped (they only fit the messages they came from)."""
+    classes = [c.value for c in Category]
+    docs = dict.fromkeys(classes, 0)
+    counts: dict[str, dict[str, int]] = {}
+    for features, category in samples:
+        docs[category.value] += 1
+        for feature in features:
+            held = counts.setdefault(feature, dict.fromkeys(classes, 0))
+            held[category.value] += 1
+    kept = {f: [held[c] for c in classes] for f, held in sorted(counts.items()) if sum(held.values()) >= min_docs}
+    return {"version": 1, "prefix": prefix, "threshold": threshold, "min_docs": min_docs, "classes": classes,
+            "docs": [docs[c] for c in classes], "counts": kept}
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """The model file's text: one feature a line, so a retrained model's diff is readable."""
+    head = {k: v for k, v in data.items() if k != "counts"}
+    lines = [f"  {json.dumps(f)}: {json.dumps(v)}" for f, v in data["counts"].items()]
+    return json.dumps(head)[:-1] + ', "counts": {\n' + ",\n".join(lines) + "\n}}\n"
+
+
+def load_word_model(path: Path) -> WordModel:
+    """Read a model file written by ``scripts/train-word-model`` (``RulesError`` if it is not one)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return _model(data)
+    except OSError as exc:
+        raise RulesError(f"{path}: cannot read word model: {exc.strerror}") from exc
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RulesError(f"{path}: not a word model file: {exc}") from exc
+
+
+def _model(data: Mapping[str, Any]) -> WordModel:
+    if data["version"] != 1:
+        raise ValueError(f"version {data['version']!r}, expected 1")
+    classes: Sequence[str] = data["classes"]
+    if sorted(classes) != sorted(c.value for c in Category):
+        raise ValueError(f"classes {classes!r}")
+    index = {c: i for i, c in enumerate(classes)}
+    privileged = [index[c.value] for c in Category if c.privileged]
+    ordinary = [c.value for c in Category if not c.privileged]
+    kinds = [c.value for c in Category if c.privileged]
+
+    def merged(row: Sequence[int]) -> tuple[int, ...]:
+        return sum(row[i] for i in privileged), *(row[index[c]] for c in ordinary)
+
+    counts: Mapping[str, Sequence[int]] = data["counts"]
+    docs: Sequence[int] = data["docs"]
+    return WordModel(
+        prefix=int(data["prefix"]),
+        threshold=float(data["threshold"]),
+        privileged=NaiveBayes((PRIVILEGED, *ordinary), merged(docs),
+                              MappingProxyType({f: merged(row) for f, row in counts.items()})),
+        kind=NaiveBayes(tuple(kinds), tuple(docs[index[k]] for k in kinds),
+                        MappingProxyType({f: tuple(row[index[k]] for k in kinds) for f, row in counts.items()
+                                          if any(row[index[k]] for k in kinds)})),
+    )
