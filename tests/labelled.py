@@ -14,6 +14,7 @@ from pathlib import Path
 from maild.authorizer import authorize, resolve_administration
 from maild.pipeline import Triager
 from maild.records import Decision, Disposition
+from maild.settings import Settings
 from tests.factories import settings
 
 NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
@@ -26,8 +27,8 @@ def load_labels(folder: Path) -> Labels:
     return labels
 
 
-def triage_all(folder: Path, labels: Labels) -> dict[str, Disposition]:
-    triager = Triager.from_settings(settings())
+def triage_all(folder: Path, labels: Labels, config: Settings | None = None) -> dict[str, Disposition]:
+    triager = Triager.from_settings(config or settings())
     return {name: triager.triage((folder / name).read_bytes(), now=NOW) for name in sorted(labels)}
 
 
