@@ -127,6 +127,10 @@ def _marked(body_hits: list[Hit], declared: re.Match[str] | None, own: Sequence[
 def _subject_hits(subject: str, cleaned: CleanedText, own: Canon, quote: _Quote, attachment_names: Sequence[str],
                   rules: Rules, reasons: list[str], nothing: str | None) -> list[Hit]:
     """The hits of the zones read like a subject: a short body leaves the request to its attachments' names."""
+    disowned = rules.acts.subject_disowned
+    if disowned is not None and (said := disowned.search(own.text)) is not None:
+        reasons.append(f"subject not used: the body sets it aside ('{said.group()}')")
+        return []
     subject_hits = zones.subject_hits(subject, quote.adopted, rules, reasons, nothing)
     if quote.adopted and cleaned.quoted_subject:
         subject_hits += zones.quoted_subject_hits(cleaned.quoted_subject, rules, reasons, nothing)

@@ -1314,3 +1314,29 @@ def test_a_negation_ends_at_a_consequence_word(body: str) -> None:
 def test_a_negation_in_its_own_clause_still_denies() -> None:
     assert run("Vi scrivo per la nuova collega: non serve creare una casella, usera quella del progetto.").category \
         is OTHER
+
+
+@pytest.mark.parametrize(("subject", "body"), [
+    ("Sblocco account urgente", "Please forget the subject: I got back in with the new password. "
+                                "Add Ana Ruiz to the staff list?"),
+    ("Chiusura casella", "Ignorate l'oggetto, l'ho scritto per sbaglio. Aggiungete Luca Bini alla lista docenti."),
+])
+def test_a_subject_the_body_sets_aside_asks_nothing(subject: str, body: str) -> None:
+    result = run(body, subject)
+    assert (result.category, result.privileged_evidence) == (ANAGRAFICA, None), result.reasons
+
+
+def test_a_subject_not_set_aside_still_counts() -> None:
+    """Without the body disowning it, a privileged subject over a list request still fails closed."""
+    result = run("I got back in with the new password. Could you add Ana Ruiz to the staff list?",
+                 "Sblocco account urgente")
+    assert result.privileged_evidence is PASSWORD, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "In allegato la bozza della procedura: in caso di password scaduta il coordinatore chiede il reset al "
+    "referente. Vi chiediamo solo un parere sul flusso.",
+    "Attached is our draft on closing mailboxes of leavers; we are only asking for your opinion on it.",
+])
+def test_only_an_opinion_asked_on_a_draft_asks_nothing_it_describes(body: str) -> None:
+    assert run(body).category is OTHER, run(body).reasons

@@ -17,7 +17,8 @@ Schema (every table and key is checked; unknown keys are errors)::
     [negation]   post_window, exceptions, post (templates), terminators (words), optional relatives and
                  relative_stops (words), relative_window
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
-    [acts]       question_openers, request_cues, no_request, optional retractions (templates), done_item and malfunction
+    [acts]       question_openers, request_cues, no_request, optional retractions and subject_disowned
+                 (templates), done_item and malfunction
                  (regexes on a folded line)
     [adoption]   phrases, blockers, optional limits, answers_yes, answers_no (templates) and
                  answer_max_words
@@ -228,6 +229,8 @@ class Acts:
     """Words of an obligation just before a privileged action ("va chiusa", "should be deleted"): asked for."""
     retractions: re.Pattern[str] | None = None
     """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
+    subject_disowned: re.Pattern[str] | None = None
+    """The sender's body setting its own subject aside ("please forget the subject"): the subject asks nothing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -683,7 +686,7 @@ class _Loader:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
                               "ticked_box", "unticked_box", "command_lead", "obligation_lead",
-                              "retractions", "stale_fields"})
+                              "retractions", "stale_fields", "subject_disowned"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -696,7 +699,9 @@ class _Loader:
                     else frozenset(),
                     obligation_lead=frozenset(self.words(table, p, "obligation_lead")) if "obligation_lead" in table
                     else frozenset(),
-                    retractions=self.template_list(table, p, "retractions") if "retractions" in table else None)
+                    retractions=self.template_list(table, p, "retractions") if "retractions" in table else None,
+                    subject_disowned=self.template_list(table, p, "subject_disowned")
+                    if "subject_disowned" in table else None)
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)
