@@ -115,7 +115,7 @@ def _body_hits(cleaned: CleanedText, own: Canon, quote: _Quote, rules: Rules, re
 def _marked(body_hits: list[Hit], declared: re.Match[str] | None, own: Sequence[Line], lines: Sequence[Line],
             rules: Rules, reasons: list[str]) -> list[Hit]:
     """The body's hits as the message's own marks read them: states, form boxes, stale fields, items done, faults."""
-    body_hits = marks.declined_states(marks.asked_states(body_hits, declared, reasons), reasons)
+    body_hits = marks.declined_states(marks.asked_states(body_hits, declared, reasons), reasons, rules.negation.post)
     boxes = marks.form_boxes(lines, rules.acts)
     body_hits = marks.ticked(marks.unticked(body_hits, boxes, reasons), boxes, rules.threshold, reasons)
     stale = marks.stale_fields(own, lines, rules.acts)

@@ -1340,3 +1340,17 @@ def test_a_subject_not_set_aside_still_counts() -> None:
 ])
 def test_only_an_opinion_asked_on_a_draft_asks_nothing_it_describes(body: str) -> None:
     assert run(body).category is OTHER, run(body).reasons
+
+
+def test_a_state_yields_to_a_verdict_on_the_bare_action() -> None:
+    result = run("La password era scaduta, ma l'ho cambiata da solo: il reset non serve piu. In rubrica il mio "
+                 "interno e sbagliato, quello giusto e 4411.")
+    assert result.category is ANAGRAFICA, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Non so fare il reset da solo: la password e scaduta.",
+    "La password e scaduta e non ho fatto il reset.",
+])
+def test_a_state_does_not_yield_to_a_bare_action_merely_near_a_no(body: str) -> None:
+    assert run(body).category is PASSWORD, run(body).reasons

@@ -110,6 +110,9 @@ class Rule:
     mention: bool = False
     """True when a hit names a topic ("password", "nuova casella") without an action on an object: such
     evidence below the threshold is a topic, not a request, and does not make triage fail closed."""
+    names_action: bool = False
+    """True for a mention that names the action itself ("il reset"): a verdict after it ("il reset non serve piu")
+    declines the action, so the states of its category yield as they do to a declined frame."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -783,7 +786,7 @@ class _Loader:
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
         self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention", "examples",
-                               "counter_examples", "clause_start", "state", "net"})
+                               "counter_examples", "clause_start", "state", "net", "names_action"})
         rule_id: str = self.value(item, key, "id", str)
         key = f"{key} ({rule_id})"
         category = self.category(item, key)
@@ -800,6 +803,7 @@ class _Loader:
             clause_start=self.value(item, key, "clause_start", bool) if "clause_start" in item else False,
             state=self.value(item, key, "state", bool) if "state" in item else False,
             net=self.value(item, key, "net", bool) if "net" in item else False,
+            names_action=self.value(item, key, "names_action", bool) if "names_action" in item else False,
             examples=tuple(self.strings(item, key, "examples")) if "examples" in item else (),
             counter_examples=tuple(self.strings(item, key, "counter_examples")) if "counter_examples" in item else (),
         )

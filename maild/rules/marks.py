@@ -31,15 +31,16 @@ def asked_states(hits: list[Hit], declared: re.Match[str] | None, reasons: list[
     return out
 
 
-def declined_states(hits: list[Hit], reasons: list[str]) -> list[Hit]:
+def declined_states(hits: list[Hit], reasons: list[str], verdict: re.Pattern[str] | None = None) -> list[Hit]:
     """A state told ("l'account si e bloccato") or a topic named ("la password e giusta") is no request when
-    the sender declines the action on it ("non si tratta di resettarla").
+    the sender declines the action on it ("non si tratta di resettarla", "il reset non serve piu").
 
     Only when every requested frame of that category is a state: an action
-    asked for elsewhere in the message keeps the category.
+    asked for elsewhere in the message keeps the category. The action named
+    bare declines only by a ``verdict`` after it: "non so fare il reset" does not.
     """
     declined = {hit.rule.category: hit for hit in hits
-                if hit.act in ("negation", "withdrawal") and not hit.rule.state and not hit.rule.mention}
+                if hit.act in ("negation", "withdrawal") and not hit.rule.state and _declines(hit, verdict)}
     if not declined:
         return hits
     requested: dict[Category, list[Hit]] = {}
@@ -58,6 +59,14 @@ def declined_states(hits: list[Hit], reasons: list[str]) -> list[Hit]:
         else:
             out.append(hit)
     return out
+
+
+def _declines(hit: Hit, verdict: re.Pattern[str] | None) -> bool:
+    """A frame declined declines its action; a mention only when it names the action and a verdict follows it."""
+    if not hit.rule.mention:
+        return True
+    return hit.rule.names_action and verdict is not None and hit.cue is not None and \
+        verdict.fullmatch(hit.cue) is not None
 
 
 @dataclass(frozen=True, slots=True)
