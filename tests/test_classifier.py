@@ -1354,3 +1354,17 @@ def test_a_state_yields_to_a_verdict_on_the_bare_action() -> None:
 ])
 def test_a_state_does_not_yield_to_a_bare_action_merely_near_a_no(body: str) -> None:
     assert run(body).category is PASSWORD, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Last week you added the two new interns to the lab list. They both get the mail now, thanks: no further "
+    "action needed.",
+    "La correzione del numero in rubrica e arrivata, grazie. Nessun altro intervento.",
+])
+def test_nothing_further_after_a_thing_done_asks_nothing(body: str) -> None:
+    assert run(body).category is OTHER, run(body).reasons
+
+
+def test_nothing_further_beside_a_privileged_request_still_asks_it() -> None:
+    result = run("Please delete the mailbox old-lab@ateneo.example.it. No further action needed on the lists.")
+    assert result.category is LIFECYCLE, result.reasons
