@@ -254,7 +254,7 @@ def negated(canon: Canon, action: int, after: int, negation: Negation,
         return None
     if after < len(canon.tokens) and canon.tokens[after] == ":":
         after += 1  # a label and its verdict: "reset password: NON serve piu"
-    following = clause(canon.tokens[after:after + negation.post_window], negation.terminators)
+    following = clause(canon.tokens[after:after + negation.post_window], negation.post_stops or negation.terminators)
     relative = next((i for i, word in enumerate(following[:_RELATIVE_OPENS]) if word in negation.relatives), None)
     if relative is not None:
         following = clause(canon.tokens[after:after + negation.relative_window],

@@ -15,7 +15,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [subject]    reply_prefix, strip      regexes on the folded subject
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words), optional relatives and
-                 relative_stops (words), relative_window
+                 relative_stops and post_stops (words), relative_window
     [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
     [acts]       question_openers, request_cues, no_request, optional retractions and subject_disowned
                  (templates), done_item and malfunction
@@ -176,6 +176,9 @@ class Negation:
     parlato al telefono ... non serve piu")."""
     relative_stops: frozenset[str] = frozenset()
     """Words that end that longer window: a reason or a second clause ("perche", "e")."""
+    post_stops: frozenset[str] = frozenset()
+    """Words that end the window a ``post`` verdict is looked for in: the terminators and a reason after the action,
+    which judges something else ("eliminate la casella perche non serve piu" asks)."""
 
     def may_follow(self, words: Iterable[str]) -> bool:
         """False when no ``post`` phrase can start at any of ``words``: they are not searched."""
@@ -640,7 +643,7 @@ class _Loader:
     def negation(self, table: Mapping[str, Any]) -> Negation:
         p = "negation"
         self.known(table, p, {"post_window", "cues", "exceptions", "post", "terminators", "relatives",
-                              "relative_window", "relative_stops"})
+                              "relative_window", "relative_stops", "post_stops"})
         groups = self.value(table, p, "cues", list)
         if not groups:
             raise self.fail(f"{p}.cues", "needs at least one [[negation.cues]] group")
@@ -663,6 +666,8 @@ class _Loader:
             relative_window=self.positive(table, p, "relative_window") if "relative_window" in table else 0,
             relative_stops=frozenset(self.words(table, p, "relative_stops")) if "relative_stops" in table
             else frozenset(),
+            post_stops=frozenset(self.words(table, p, "terminators")).union(
+                self.words(table, p, "post_stops") if "post_stops" in table else ()),
         )
 
     def cue_group(self, item: object, key: str) -> CueGroup:
