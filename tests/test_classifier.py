@@ -757,6 +757,13 @@ def test_a_hypothesis_on_ones_own_will_is_no_polite_conditional() -> None:
     assert result.category is OTHER, result.reasons
 
 
+def test_a_command_after_a_condition_asks_even_unpunctuated() -> None:
+    asked = run("La casella non va: se e bloccata sbloccatela, se no ditemi voi.")
+    assert asked.category is LIFECYCLE, asked.reasons
+    hypothesis = run("Se la casella e bloccata per troppi tentativi, cosa devo fare?")
+    assert hypothesis.category is OTHER, hypothesis.reasons
+
+
 def test_a_topic_mention_is_no_privileged_evidence() -> None:
     result = run("Outlook mi chiede la password ogni mattina, come mai?")
     assert result.privileged_evidence is None

@@ -238,6 +238,8 @@ def negated(canon: Canon, action: int, after: int, negation: Negation,
             continue
         if named_only and (rule is None or rule.id not in group.rules):
             continue
+        if group.spares and canon.tokens[action] in group.spares:
+            continue
         before = back[:group.window]
         if group.stops:
             before = clause(before, group.stops)

@@ -16,7 +16,8 @@ Schema (every table and key is checked; unknown keys are errors)::
     [language]   <code> = [stop-words]    e.g. it = [...], en = [...]
     [negation]   post_window, exceptions, post (templates), terminators (words), optional relatives and
                  relative_stops and post_stops (words), relative_window
-    [[negation.cues]]  name, window, terms (templates), optional stops (words), act, categories, rules
+    [[negation.cues]]  name, window, terms (templates), optional stops (words), spares (words), act, categories,
+                       rules
     [acts]       question_openers, request_cues, no_request, optional retractions and subject_disowned
                  (templates), done_item and malfunction
                  (regexes on a folded line)
@@ -129,6 +130,8 @@ class CueGroup:
     pattern: re.Pattern[str]
     stops: frozenset[str] = frozenset()
     """Words that end this group's window, besides the shared terminators."""
+    spares: frozenset[str] = frozenset()
+    """Actions the group never cancels: a command after a condition asks for it ("se e bloccata sbloccatela")."""
     act: str = "negation"
     """What the sender does with the action instead of asking for it: negation, question, withdrawal, report."""
     categories: frozenset[Category] = frozenset()
@@ -673,11 +676,12 @@ class _Loader:
     def cue_group(self, item: object, key: str) -> CueGroup:
         if not isinstance(item, dict):
             raise self.fail(key, "must be a table with name, window and terms")
-        self.known(item, key, {"name", "window", "terms", "stops", "act", "categories", "rules"})
+        self.known(item, key, {"name", "window", "terms", "stops", "spares", "act", "categories", "rules"})
         pattern = self.template_list(item, key, "terms", required=True)
         assert pattern is not None
         leads = self.leads(item, key, "terms")
         stops = frozenset(self.words(item, key, "stops")) if "stops" in item else frozenset()
+        spares = frozenset(self.words(item, key, "spares")) if "spares" in item else frozenset()
         act = self.value(item, key, "act", str) if "act" in item else "negation"
         if act not in ACTS:
             raise self.fail(f"{key}.act", f"must be one of {', '.join(sorted(ACTS))}, not {act!r}")
@@ -687,7 +691,7 @@ class _Loader:
             if rule_id not in self.rule_ids:
                 raise self.fail(f"{key}.rules[{i}]", f"unknown rule {rule_id!r}")
         return CueGroup(name=self.value(item, key, "name", str), window=self.positive(item, key, "window"),
-                        pattern=pattern, stops=stops, act=act, categories=categories, rules=rules,
+                        pattern=pattern, stops=stops, spares=spares, act=act, categories=categories, rules=rules,
                         words=_whole(leads), stems=_stems(leads))
 
     def acts(self, table: Mapping[str, Any]) -> Acts:
