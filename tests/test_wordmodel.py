@@ -45,7 +45,7 @@ def test_accents_and_case_fold_away_and_short_words_are_skipped() -> None:
 
 
 def test_posterior_is_naive_bayes_over_the_features_present() -> None:
-    model = NaiveBayes(("a", "b"), (2, 2), {"x": (2, 0)})
+    model = NaiveBayes.of_counts(("a", "b"), (2, 2), {"x": (2, 0)})
     got = model.posterior(["x", "unknown"])
     odds = (3 / 4) / (1 / 4)  # (2+1)/(2+2) against (0+1)/(2+2), equal priors
     assert got["a"] == pytest.approx(odds / (odds + 1))
@@ -124,6 +124,6 @@ def test_train_writes_a_model_and_check_refuses_another(tmp_path: Path, capsys: 
     corpus = str(REPO / "tests" / "data" / "corpus")
     out = tmp_path / "model.json"
     assert main(["word-model", "train", "--out", str(out), corpus]) == 0
-    assert load_word_model(out).privileged.docs[0] > 0
+    assert load_word_model(out).privileged.priors[0] < 0
     assert main(["word-model", "check", "--out", str(REPO / "config" / "wordmodel.json"), corpus]) == 1
     assert "is not the model these folders give" in capsys.readouterr().err

@@ -47,33 +47,39 @@ class Reading:
 
 @dataclass(frozen=True, slots=True)
 class NaiveBayes:
-    """Document counts per class and, per feature, how many documents of each class hold it."""
+    """Each class's log prior and, per feature, the log of how likely a document of each class holds it."""
 
     classes: tuple[str, ...]
-    docs: tuple[int, ...]
-    counts: Mapping[str, tuple[int, ...]]
+    priors: tuple[float, ...]
+    logs: Mapping[str, tuple[float, ...]]
+
+    @classmethod
+    def of_counts(cls, classes: tuple[str, ...], docs: Sequence[int],
+                  counts: Mapping[str, Sequence[int]]) -> NaiveBayes:
+        """From document counts per class and, per feature, the documents of each class holding it
+        (add-one smoothed), worked out once so a text costs one sum per class."""
+        total = sum(docs)
+        logs = {f: tuple(math.log((n + 1) / (d + 2)) for n, d in zip(row, docs, strict=True))
+                for f, row in counts.items()}
+        return cls(classes, tuple(math.log(n / total) for n in docs), MappingProxyType(logs))
 
     def posterior(self, features: Iterable[str]) -> dict[str, float]:
         """Each class's probability given the features present (absent ones are not counted)."""
-        total = sum(self.docs)
-        logs = [math.log(n / total) for n in self.docs]
+        sums = list(self.priors)
         for feature in features:
-            held = self.counts.get(feature)
+            held = self.logs.get(feature)
             if held is not None:
-                for i, n in enumerate(held):
-                    logs[i] += math.log((n + 1) / (self.docs[i] + 2))
-        top = max(logs)
-        weights = [math.exp(v - top) for v in logs]
+                sums = [a + b for a, b in zip(sums, held, strict=True)]
+        top = max(sums)
+        weights = [math.exp(v - top) for v in sums]
         return {c: w / sum(weights) for c, w in zip(self.classes, weights, strict=True)}
 
     def leaning(self, feature: str, towards: int) -> float:
         """How much one feature moves the odds towards class ``towards`` (a log ratio; 0 when unknown)."""
-        held = self.counts.get(feature)
+        held = self.logs.get(feature)
         if held is None:
             return 0.0
-        share = [(n + 1) / (d + 2) for n, d in zip(held, self.docs, strict=True)]
-        rest = max(s for i, s in enumerate(share) if i != towards)
-        return math.log(share[towards] / rest)
+        return held[towards] - max(v for i, v in enumerate(held) if i != towards)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +111,8 @@ class WordModel:
 def features(subject: str, text: str, prefix: int) -> dict[str, str]:
     """Each word's first ``prefix`` letters, and each pair's within a line, with the words they were made from."""
     out: dict[str, str] = {}
-    for line in (subject, *text.splitlines()):
-        words = _WORD.findall(fold(line))
+    for line in fold(f"{subject}\n{text}").splitlines():
+        words = _WORD.findall(line)
         stems = [w[:prefix] for w in words]
         for i, stem in enumerate(stems):
             out.setdefault(stem, words[i])
@@ -169,9 +175,9 @@ def _model(data: Mapping[str, Any]) -> WordModel:
     return WordModel(
         prefix=int(data["prefix"]),
         threshold=float(data["threshold"]),
-        privileged=NaiveBayes((PRIVILEGED, *ordinary), merged(docs),
-                              MappingProxyType({f: merged(row) for f, row in counts.items()})),
-        kind=NaiveBayes(tuple(kinds), tuple(docs[index[k]] for k in kinds),
-                        MappingProxyType({f: tuple(row[index[k]] for k in kinds) for f, row in counts.items()
-                                          if any(row[index[k]] for k in kinds)})),
+        privileged=NaiveBayes.of_counts((PRIVILEGED, *ordinary), merged(docs),
+                                        {f: merged(row) for f, row in counts.items()}),
+        kind=NaiveBayes.of_counts(tuple(kinds), tuple(docs[index[k]] for k in kinds),
+                                  {f: tuple(row[index[k]] for k in kinds) for f, row in counts.items()
+                                   if any(row[index[k]] for k in kinds)}),
     )
