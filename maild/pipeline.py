@@ -1,7 +1,7 @@
 """The triage pipeline: one raw message in, one ``Disposition`` out.
 
 The stages are a short explicit list, each a pure function over frozen
-records: parse -> PEC -> screen -> classify -> authorize -> schedule. The daemon,
+records: parse -> PEC -> screen -> classify -> word model -> authorize -> schedule. The daemon,
 the dry-run CLI and the tests all go through ``Triager.triage``, so what the
 CLI shows is exactly what the daemon does. ``triage`` adds what the database
 needs (dedupe key, thread query) and stays pure, so a worker process runs it.
