@@ -32,9 +32,10 @@ _COLLECTED = re.compile(rb"Collected : (\d+)")
 _REPO = Path(__file__).resolve().parent.parent
 
 
-def run_passes(passes: int) -> None:
-    """Decide the corpus mix once to warm up, then ``passes`` more times."""
-    config = settings()
+def run_passes(passes: int, *, rules_alone: bool = False) -> None:
+    """Decide the corpus mix once to warm up, then ``passes`` more times (without the word model if
+    ``rules_alone``)."""
+    config = settings(triage={"word_model": False}) if rules_alone else settings()
     triager = Triager.from_settings(config)
     now = datetime(2027, 1, 18, 10, tzinfo=UTC)
     messages = [parse_message(sample.raw, config.limits) for sample in corpus_mix(MESSAGES, tag="instructions")]
@@ -43,12 +44,13 @@ def run_passes(passes: int) -> None:
             triager.decide(message, received_at=now)
 
 
-def instructions(passes: int) -> int:
+def instructions(passes: int, *, rules_alone: bool = False) -> int:
     """Instructions valgrind counts for a whole run of ``--passes passes``."""
     with tempfile.TemporaryDirectory() as folder:
         done = subprocess.run(
             ["valgrind", "--tool=callgrind", f"--callgrind-out-file={Path(folder) / 'out'}",
-             sys.executable, "-m", "bench.instructions", "--passes", str(passes)],
+             sys.executable, "-m", "bench.instructions", "--passes", str(passes),
+             *(["--rules-alone"] if rules_alone else [])],
             capture_output=True, check=True, cwd=_REPO, env={**os.environ, "PYTHONHASHSEED": "0"},
         )
     found = _COLLECTED.search(done.stderr)
@@ -60,16 +62,18 @@ def instructions(passes: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--passes", type=int, help="run the passes without valgrind")
+    parser.add_argument("--rules-alone", action="store_true", help="without the word model")
     args = parser.parse_args(argv)
     if args.passes is not None:
-        run_passes(args.passes)
+        run_passes(args.passes, rules_alone=args.rules_alone)
         return 0
     if shutil.which("valgrind") is None:
         print("bench.instructions: valgrind is not installed (apt install valgrind)", file=sys.stderr)
         return 2
-    spent = instructions(PASSES) - instructions(0)
+    spent = instructions(PASSES, rules_alone=args.rules_alone) - instructions(0, rules_alone=args.rules_alone)
+    alone = ", without the word model" if args.rules_alone else ""
     print(f"triage: {spent / (PASSES * MESSAGES) / 1000:.0f} k instructions a message "
-          f"({PASSES} passes over {MESSAGES} messages of the corpus mix)")
+          f"({PASSES} passes over {MESSAGES} messages of the corpus mix{alone})")
     return 0
 
 
