@@ -1375,3 +1375,11 @@ def test_nothing_further_after_a_thing_done_asks_nothing(body: str) -> None:
 def test_nothing_further_beside_a_privileged_request_still_asks_it() -> None:
     result = run("Please delete the mailbox old-lab@ateneo.example.it. No further action needed on the lists.")
     assert result.category is LIFECYCLE, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Ok nothing to do with the list, I need my account unlocked today.", Category.PASSWORD_RESET),
+    ("The list is fine as it is, nothing to do. The account was unlocked yesterday.", Category.OTHER),
+])
+def test_nothing_to_do_with_a_thing_says_what_a_request_is_not_about(body: str, expected: Category) -> None:
+    assert category(body) is expected
