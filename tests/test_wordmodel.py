@@ -11,7 +11,7 @@ import pytest
 from maild.cli.main import main
 from maild.errors import RulesError
 from maild.records import Category
-from maild.rules.wordmodel import NaiveBayes, Reading, dumps, features, load_word_model, train
+from maild.rules.wordmodel import NaiveBayes, Reading, dumps, feature_keys, features, load_word_model, train
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -127,3 +127,8 @@ def test_train_writes_a_model_and_check_refuses_another(tmp_path: Path, capsys: 
     assert load_word_model(out).privileged.priors[0] < 0
     assert main(["word-model", "check", "--out", str(REPO / "config" / "wordmodel.json"), corpus]) == 1
     assert "is not the model these folders give" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["Per favore chiudete\nla lista", "", "Più È di\n\nsblocco sblocco casella"])
+def test_the_keys_alone_are_the_features_keys(text: str) -> None:
+    assert feature_keys("Sblocco CASELLA", text, 4) == set(features("Sblocco CASELLA", text, 4))

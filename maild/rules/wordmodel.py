@@ -14,6 +14,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -65,11 +66,9 @@ class NaiveBayes:
 
     def posterior(self, features: Iterable[str]) -> dict[str, float]:
         """Each class's probability given the features present (absent ones are not counted)."""
-        sums = list(self.priors)
-        for feature in features:
-            held = self.logs.get(feature)
-            if held is not None:
-                sums = [a + b for a, b in zip(sums, held, strict=True)]
+        held = [logs for logs in map(self.logs.get, features) if logs is not None]
+        columns = zip(*held, strict=True) if held else ([] for _ in self.priors)
+        sums = [prior + sum(column) for prior, column in zip(self.priors, columns, strict=True)]
         top = max(sums)
         weights = [math.exp(v - top) for v in sums]
         return {c: w / sum(weights) for c, w in zip(self.classes, weights, strict=True)}
@@ -96,16 +95,27 @@ class WordModel:
 
     def reading(self, subject: str, text: str) -> Reading | None:
         """The privileged reading when the model finds one more likely than the threshold, else None."""
-        found = features(subject, text, self.prefix)
-        probability = self.privileged.posterior(found)[PRIVILEGED]
+        probability = self.privileged.posterior(feature_keys(subject, text, self.prefix))[PRIVILEGED]
         if probability <= self.threshold:
             return None
+        found = features(subject, text, self.prefix)
         kinds = self.kind.posterior(found)
         category = Category(max(self.kind.classes, key=lambda c: kinds[c]))
         towards = self.privileged.classes.index(PRIVILEGED)
-        ranked = sorted(found, key=lambda f: (-self.privileged.leaning(f, towards), f))
-        words = tuple(found[f] for f in ranked[:self.shown] if self.privileged.leaning(f, towards) > 0)
+        leaning = {f: self.privileged.leaning(f, towards) for f in found}
+        ranked = sorted(found, key=lambda f: (-leaning[f], f))
+        words = tuple(found[f] for f in ranked[:self.shown] if leaning[f] > 0)
         return Reading(category, probability, words)
+
+
+def feature_keys(subject: str, text: str, prefix: int) -> set[str]:
+    """The keys of ``features``, without the words: all most messages need."""
+    out: set[str] = set()
+    for line in fold(f"{subject}\n{text}").splitlines():
+        stems = [w[:prefix] for w in _WORD.findall(line)]
+        out.update(stems)
+        out.update(map("_".join, pairwise(stems)))
+    return out
 
 
 def features(subject: str, text: str, prefix: int) -> dict[str, str]:
