@@ -936,7 +936,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('it = ["il",', 'it = ["il two",', "language.it[0]"),
     ('precedence = ["lifecycle", "password_reset", "anagrafica", "other"]',
      'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
-    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[6].window"),
+    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[7].window"),
     ("version = 1", "version = 2", "version"),
     ('"🔑" = "password"', '"k" = "password"', "text.emoji.'k'"),
     ('"🔑" = "password"', '"🔑🔒" = "password"', "text.emoji.'🔑🔒'"),
@@ -949,8 +949,8 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ("swap_min_length = 5", "swap_min_length = 0", "tolerance.swap_min_length"),
     ("shuffle_min_length = 7", "shuffle_min_length = -7", "tolerance.shuffle_min_length"),
     ('rules = ["lifecycle.net", "password.net"]', 'rules = ["lifecycle.nett", "password.net"]',
-     "negation.cues[4].rules[0]"),
-    ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[2].categories[0]"),
+     "negation.cues[5].rules[0]"),
+    ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[3].categories[0]"),
     ('limits = ["{only} {proceed_prep}"', 'limits = ["{onlyy} {proceed_prep}"', "adoption.limits[0]"),
 ])
 def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:
