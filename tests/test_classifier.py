@@ -127,6 +127,7 @@ def test_a_verdict_on_the_object_in_a_relative_clause_leaves_the_action_asked(bo
     "Chiudete la lista corso-2019, anzi no, lasciate stare.",
     "Please delete the list old-staff. Never mind, I found another way.",
     "Mi resettate la password? Come non detto, l'ho ritrovata.",
+    "They say that when the mailbox is full you simply delete it. Please, don't do this with my mailbox!",
 ])
 def test_a_retraction_right_after_an_action_takes_it_back(body: str) -> None:
     result = run(body)
@@ -139,6 +140,7 @@ def test_a_retraction_right_after_an_action_takes_it_back(body: str) -> None:
     ("Please reset my password, never mind the delay.", PASSWORD),
     ("Aggiornate la descrizione della lista docenti in 2027 - anzi no, scusate: 2026.", ANAGRAFICA),
     ("Resettate la password di Marco. Grazie, lasciate stare il resto.", PASSWORD),
+    ("Please delete the mailbox old-lab@ateneo.example.it. Don't do it before Friday.", LIFECYCLE),
 ])
 def test_what_is_no_whole_retraction_leaves_the_action_asked(body: str, expected: Category) -> None:
     assert category(body) is expected
@@ -1358,9 +1360,19 @@ def test_a_state_yields_to_a_verdict_on_the_bare_action() -> None:
 @pytest.mark.parametrize("body", [
     "Non so fare il reset da solo: la password e scaduta.",
     "La password e scaduta e non ho fatto il reset.",
+    "La password e scaduta e non ho nessun modo di fare il reset.",
 ])
 def test_a_state_does_not_yield_to_a_bare_action_merely_near_a_no(body: str) -> None:
     assert run(body).category is PASSWORD, run(body).reasons
+
+
+def test_a_bare_action_refused_by_its_determiner_declines_the_state_told() -> None:
+    result = run("La password mi era scaduta ma l'ho gia cambiata da sola. Nessun reset.")
+    assert result.category is OTHER, result.reasons
+
+
+def test_a_password_policy_named_is_no_password_of_the_sender() -> None:
+    assert run("Nel manuale devo citare la politica delle password e i requisiti della password.").category is OTHER
 
 
 @pytest.mark.parametrize("body", [
@@ -1369,6 +1381,16 @@ def test_a_state_does_not_yield_to_a_bare_action_merely_near_a_no(body: str) -> 
     "La correzione del numero in rubrica e arrivata, grazie. Nessun altro intervento.",
 ])
 def test_nothing_further_after_a_thing_done_asks_nothing(body: str) -> None:
+    assert run(body).category is OTHER, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Ve ne giro tre, senza alcuna richiesta operativa: chi puo chiedere di prorogare la casella?",
+    "Numero e stanza aggiornati in rubrica. Niente altro da chiedere, buon weekend!",
+    "Quanto spazio ho nella casella? Non vi chiedo di aumentarla adesso, sono al 40%.",
+    "Preferite che vi chiediamo una casella guest ciascuno? Non devo aprire niente adesso.",
+])
+def test_a_message_that_says_it_asks_nothing_asks_nothing(body: str) -> None:
     assert run(body).category is OTHER, run(body).reasons
 
 
