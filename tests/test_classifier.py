@@ -127,6 +127,7 @@ def test_a_verdict_on_the_object_in_a_relative_clause_leaves_the_action_asked(bo
     "Chiudete la lista corso-2019, anzi no, lasciate stare.",
     "Please delete the list old-staff. Never mind, I found another way.",
     "Mi resettate la password? Come non detto, l'ho ritrovata.",
+    "They say that when the mailbox is full you simply delete it. Please, don't do this with my mailbox!",
 ])
 def test_a_retraction_right_after_an_action_takes_it_back(body: str) -> None:
     result = run(body)
@@ -139,6 +140,7 @@ def test_a_retraction_right_after_an_action_takes_it_back(body: str) -> None:
     ("Please reset my password, never mind the delay.", PASSWORD),
     ("Aggiornate la descrizione della lista docenti in 2027 - anzi no, scusate: 2026.", ANAGRAFICA),
     ("Resettate la password di Marco. Grazie, lasciate stare il resto.", PASSWORD),
+    ("Please delete the mailbox old-lab@ateneo.example.it. Don't do it before Friday.", LIFECYCLE),
 ])
 def test_what_is_no_whole_retraction_leaves_the_action_asked(body: str, expected: Category) -> None:
     assert category(body) is expected
@@ -936,7 +938,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('it = ["il",', 'it = ["il two",', "language.it[0]"),
     ('precedence = ["lifecycle", "password_reset", "anagrafica", "other"]',
      'precedence = ["lifecycle", "password_reset", "anagrafica"]', "engine.precedence"),
-    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[6].window"),
+    ('name = "gratitude"\nwindow = 12', 'name = "gratitude"\nwindow = -1', "negation.cues[7].window"),
     ("version = 1", "version = 2", "version"),
     ('"🔑" = "password"', '"k" = "password"', "text.emoji.'k'"),
     ('"🔑" = "password"', '"🔑🔒" = "password"', "text.emoji.'🔑🔒'"),
@@ -949,8 +951,8 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ("swap_min_length = 5", "swap_min_length = 0", "tolerance.swap_min_length"),
     ("shuffle_min_length = 7", "shuffle_min_length = -7", "tolerance.shuffle_min_length"),
     ('rules = ["lifecycle.net", "password.net"]', 'rules = ["lifecycle.nett", "password.net"]',
-     "negation.cues[4].rules[0]"),
-    ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[2].categories[0]"),
+     "negation.cues[5].rules[0]"),
+    ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[3].categories[0]"),
     ('limits = ["{only} {proceed_prep}"', 'limits = ["{onlyy} {proceed_prep}"', "adoption.limits[0]"),
 ])
 def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:
@@ -1358,9 +1360,19 @@ def test_a_state_yields_to_a_verdict_on_the_bare_action() -> None:
 @pytest.mark.parametrize("body", [
     "Non so fare il reset da solo: la password e scaduta.",
     "La password e scaduta e non ho fatto il reset.",
+    "La password e scaduta e non ho nessun modo di fare il reset.",
 ])
 def test_a_state_does_not_yield_to_a_bare_action_merely_near_a_no(body: str) -> None:
     assert run(body).category is PASSWORD, run(body).reasons
+
+
+def test_a_bare_action_refused_by_its_determiner_declines_the_state_told() -> None:
+    result = run("La password mi era scaduta ma l'ho gia cambiata da sola. Nessun reset.")
+    assert result.category is OTHER, result.reasons
+
+
+def test_a_password_policy_named_is_no_password_of_the_sender() -> None:
+    assert run("Nel manuale devo citare la politica delle password e i requisiti della password.").category is OTHER
 
 
 @pytest.mark.parametrize("body", [
@@ -1369,6 +1381,16 @@ def test_a_state_does_not_yield_to_a_bare_action_merely_near_a_no(body: str) -> 
     "La correzione del numero in rubrica e arrivata, grazie. Nessun altro intervento.",
 ])
 def test_nothing_further_after_a_thing_done_asks_nothing(body: str) -> None:
+    assert run(body).category is OTHER, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Ve ne giro tre, senza alcuna richiesta operativa: chi puo chiedere di prorogare la casella?",
+    "Numero e stanza aggiornati in rubrica. Niente altro da chiedere, buon weekend!",
+    "Quanto spazio ho nella casella? Non vi chiedo di aumentarla adesso, sono al 40%.",
+    "Preferite che vi chiediamo una casella guest ciascuno? Non devo aprire niente adesso.",
+])
+def test_a_message_that_says_it_asks_nothing_asks_nothing(body: str) -> None:
     assert run(body).category is OTHER, run(body).reasons
 
 

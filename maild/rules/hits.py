@@ -133,8 +133,8 @@ def _not_requested(canon: Canon, action: int, after: int, rules: Rules, declared
     return _reported(canon, action, rules, declared, zone, rule)
 
 
-_RETRACTION_WORDS = 4
-"""The longest retraction read at the start of the next clause ("on second thought")."""
+_RETRACTION_WORDS = 7
+"""The longest retraction read at the start of the next clause ("don't do this with my mailbox")."""
 
 
 def _retracted(canon: Canon, after: int, acts: Acts) -> str | None:

@@ -37,7 +37,7 @@ def declined_states(hits: list[Hit], reasons: list[str], verdict: re.Pattern[str
 
     Only when every requested frame of that category is a state: an action
     asked for elsewhere in the message keeps the category. The action named
-    bare declines only by a ``verdict`` after it: "non so fare il reset" does not.
+    bare declines only when withdrawn ("nessun reset") or by a ``verdict`` after it: "non so fare il reset" does not.
     """
     declined = {hit.rule.category: hit for hit in hits
                 if hit.act in ("negation", "withdrawal") and not hit.rule.state and _declines(hit, verdict)}
@@ -62,8 +62,11 @@ def declined_states(hits: list[Hit], reasons: list[str], verdict: re.Pattern[str
 
 
 def _declines(hit: Hit, verdict: re.Pattern[str] | None) -> bool:
-    """A frame declined declines its action; a mention only when it names the action and a verdict follows it."""
+    """A frame declined declines its action; a mention only when it names the action and is withdrawn ("nessun
+    reset") or a verdict follows it."""
     if not hit.rule.mention:
+        return True
+    if hit.rule.names_action and hit.act == "withdrawal":
         return True
     return hit.rule.names_action and verdict is not None and hit.cue is not None and \
         verdict.fullmatch(hit.cue) is not None
