@@ -137,10 +137,11 @@ def word_model(tmp_path: Path) -> WordModel:
     return load_word_model(path)
 
 
-def modelled(tmp_path: Path, body: str, sender: str | None = None) -> tuple[Category, Decision, str, str]:
+def modelled(tmp_path: Path, body: str, sender: str | None = None,
+             subject: str = "Casella") -> tuple[Category, Decision, str, str]:
     triager = dataclasses.replace(TRIAGER, word_model=word_model(tmp_path))
     changes = {} if sender is None else {"from_addresses": (Address("", sender),), "return_path": f"<{sender}>"}
-    d = triager.decide(message(body_text=body, subject="Casella", **changes), received_at=NOW)
+    d = triager.decide(message(body_text=body, subject=subject, **changes), received_at=NOW)
     return d.category, d.decision, d.review, "\n".join(d.reasons)
 
 
@@ -174,3 +175,10 @@ def test_an_ordinary_request_gets_no_reading_from_the_word_model(tmp_path: Path)
     category, decision, review, reasons = modelled(tmp_path, "Quando apre lo sportello? Grazie.", STRANGER)
     assert (category, decision, review) == (Category.OTHER, Decision.ACCEPTED, "")
     assert "word model" not in reasons
+
+
+def test_the_word_model_reads_the_senders_own_subject_not_a_replys(tmp_path: Path) -> None:
+    own = modelled(tmp_path, "Ok, grazie.", STRANGER, subject="Pensionate e rottamate la casella del collega")
+    assert own[:2] == (Category.LIFECYCLE, Decision.REJECTED)
+    replied = modelled(tmp_path, "Ok, grazie.", STRANGER, subject="Re: Pensionate e rottamate la casella del collega")
+    assert replied[:3] == (Category.OTHER, Decision.ACCEPTED, "")

@@ -108,6 +108,12 @@ class WordModel:
         return Reading(category, probability, words)
 
 
+def own_subject(subject: str, reply_prefix: re.Pattern[str]) -> str:
+    """The subject as the model reads it: a reply's or a forward's ("Re: …") is the thread's, not the sender's
+    request, as the rules read it too."""
+    return "" if reply_prefix.match(fold(subject)) else subject
+
+
 def feature_keys(subject: str, text: str, prefix: int) -> set[str]:
     """The keys of ``features``, without the words: all most messages need."""
     out: set[str] = set()
