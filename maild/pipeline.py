@@ -54,9 +54,9 @@ class Triager:
     calendar: ServiceCalendar
     screening: ScreeningRules
     verifier: SignatureVerifier | None = None
+    """Checks PEC signatures against ``[pec] ca_file``; None without one (no envelope then authorizes)."""
     word_model: WordModel | None = None
     """Reads a privileged request the rules found no frame of (see ``maild.rules.wordmodel``)."""
-    """Checks PEC signatures against ``[pec] ca_file``; None without one (no envelope then authorizes)."""
     own_addresses: frozenset[str] = field(init=False)
     """Every address of the help desk itself, lower case: the loop guard (worked out once, not per message)."""
 

@@ -21,7 +21,7 @@ from maild.rules.wordmodel import dumps, features, own_subject, train
 from maild.settings import Settings
 
 PREFIX = 4
-"""Letters kept of each word (a wider stem fitted the sets it was trained on, not the next one)."""
+"""Letters kept of each word: short enough that a word's forms in either language share them."""
 THRESHOLD = 0.5
 """More likely privileged than not: a request read either way is refused rather than accepted (fail closed)."""
 MIN_DOCS = 2
