@@ -219,7 +219,8 @@ def test_quoted_request_is_context_only() -> None:
 
 @pytest.mark.parametrize("own", ["Autorizzo, procedete pure.", "Procedete come sotto.", "Vedi sotto: confermo.",
                                  "Please proceed with the request below.", "I approve.",
-                                 "As requested below, thanks."])
+                                 "As requested below, thanks.", "+1, vale anche per me.",
+                                 "Same goes for me, please."])
 def test_adopted_quoted_request_counts_as_the_senders_own(own: str) -> None:
     result = run(own + QUOTED_RESET)
     assert result.category is PASSWORD, result.reasons
