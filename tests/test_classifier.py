@@ -152,6 +152,12 @@ def test_inability_is_not_negation() -> None:
     assert category("I cannot log in and I forgot my password, please reset it.") is PASSWORD
 
 
+def test_nothing_else_bounds_the_request_and_does_not_deny_it() -> None:
+    assert category("The directory still lists me as Technician.\n\nNo other change (phone and room stay the "
+                    "same).") is ANAGRAFICA
+    assert category("Nella rubrica risulto ancora al vecchio interno. Nessun'altra modifica.") is ANAGRAFICA
+
+
 def test_negation_stops_at_the_clause_boundary() -> None:
     result = run("Non ricordo il nome della lista, comunque vi chiedo di eliminare la casella mario.x@example.it.")
     assert result.category is LIFECYCLE
