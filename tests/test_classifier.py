@@ -152,6 +152,12 @@ def test_inability_is_not_negation() -> None:
     assert category("I cannot log in and I forgot my password, please reset it.") is PASSWORD
 
 
+def test_nothing_else_bounds_the_request_and_does_not_deny_it() -> None:
+    assert category("The directory still lists me as Technician.\n\nNo other change (phone and room stay the "
+                    "same).") is ANAGRAFICA
+    assert category("Nella rubrica risulto ancora al vecchio interno. Nessun'altra modifica.") is ANAGRAFICA
+
+
 def test_negation_stops_at_the_clause_boundary() -> None:
     result = run("Non ricordo il nome della lista, comunque vi chiedo di eliminare la casella mario.x@example.it.")
     assert result.category is LIFECYCLE
@@ -219,7 +225,8 @@ def test_quoted_request_is_context_only() -> None:
 
 @pytest.mark.parametrize("own", ["Autorizzo, procedete pure.", "Procedete come sotto.", "Vedi sotto: confermo.",
                                  "Please proceed with the request below.", "I approve.",
-                                 "As requested below, thanks."])
+                                 "As requested below, thanks.", "+1, vale anche per me.",
+                                 "Same goes for me, please."])
 def test_adopted_quoted_request_counts_as_the_senders_own(own: str) -> None:
     result = run(own + QUOTED_RESET)
     assert result.category is PASSWORD, result.reasons
@@ -796,6 +803,8 @@ def test_a_clear_request_is_not_marked_for_review() -> None:
     ("sblocar", "sbloccar"),  # Venetian: a single consonant for a double one
     ("scurdato", "scordato"),
     ("disattivatila", "disattivatela"),  # a whole word beats the stem it also starts with
+    ("rirnuovete", "rimuovete"),  # a scanned letter: "m" read by OCR as "rn"
+    ("rernoved", "removed"),
 ])
 def test_tolerance_reads_a_regional_form_as_the_term(word: str, read: str) -> None:
     tolerance = rules().tolerance
@@ -945,8 +954,8 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('"🔑" = "password"', '"🔑" = "pass-word"', "text.emoji.'🔑'"),
     ('"🔑" = "password"', '"🔑" = 3', "text.emoji.'🔑'"),
     ('"rigener*", "scorda*"', '"rigener*", "scorda re*"', "tolerance.terms[18]"),
-    ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitics", "@pw_infinitive"]', "tolerance.terms[22]"),
-    ('"@lc_clitic", "@pw_infinitive"]', '"@lc_clitic", "@lc_lift"]', "vocab.lc_lift[0]"),
+    ('"@lc_clitic", "@pw_infinitive",', '"@lc_clitics", "@pw_infinitive",', "tolerance.terms[22]"),
+    ('"@lc_clitic", "@pw_infinitive",', '"@lc_clitic", "@lc_lift",', "vocab.lc_lift[0]"),
     ("min_length = 6", "min_length = 0", "tolerance.min_length"),
     ("swap_min_length = 5", "swap_min_length = 0", "tolerance.swap_min_length"),
     ("shuffle_min_length = 7", "shuffle_min_length = -7", "tolerance.shuffle_min_length"),

@@ -7,8 +7,9 @@ every form by hand does not generalize; instead a word the rules do not know
 is read as one of a few listed terms when it differs from it only in ways
 regional Italian and typing do: an "e" written "i" and an "o" written "u"
 (the southern vowels), a consonant doubled or single, "ll" written "dd"
-(Sicilian). Nothing else: every other letter must match, so ordinary words
-stay what they are ("chiedete" is not "chiudete").
+(Sicilian), and an "m" scanned as "rn" (a letter read by OCR: "rirnuovere").
+Nothing else: every other letter must match, so ordinary words stay what they
+are ("chiedete" is not "chiudete").
 
 A word typed in a hurry or scrambled on purpose keeps its first and last
 letters and shuffles the rest ("cacnellare", "csaella", "rbruica"); the eye
@@ -197,6 +198,8 @@ def _tolerant(word: str) -> str:
             out.append(run.group())
         elif char == "l" and len(run.group()) == 2:
             out.append("(?:ll?|dd)")
+        elif char == "m":
+            out.append("(?:m|rn){1,2}")
         else:
             out.append(f"{re.escape(char)}{{1,2}}")
     return "".join(out)
