@@ -7,8 +7,12 @@ out-of-office setting): the first must be ignored, the second must stay a reques
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,6 +27,7 @@ OWN = ("helpdesk-posta@servizi.example.it",)
 PERSON = (Address("Mario Rossi", "mario.rossi@comune.example.it"),)
 ORIGINAL = (Attachment("", "message/rfc822", 2400),)
 NOW = datetime(2027, 1, 4, 9, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @cache
@@ -534,3 +539,24 @@ def test_a_date_in_a_time_zone_that_does_not_exist_is_bulk_mail_software(date: s
 def test_a_date_in_any_real_time_zone_changes_nothing(date: str) -> None:
     body = "Vi chiedo di aggiornare il mio numero."
     assert_human(from_person(headers={"date": date}, subject="Rubrica", body_text=body))
+
+
+def test_reasons_read_in_the_rules_order_in_every_process() -> None:
+    """A bounce matching several rules gives its reasons in one order, whatever the hash seed of the process."""
+    script = (
+        "from maild.rules.screening import load_screening\n"
+        "from maild.records import Address\n"
+        "from maild.screener import screen\n"
+        "from tests.factories import message\n"
+        "body = ('Delivery to the following recipients failed.\\n'\n"
+        "        'Reporting-MTA: dns; mx.example.it\\nRemote host said: 550 5.1.1 user unknown\\n')\n"
+        "m = message(from_addresses=(Address('Mario Rossi', 'mario.rossi@comune.example.it'),), body_text=body)\n"
+        "print(screen(m, ('helpdesk-posta@servizi.example.it',), load_screening()).reasons)\n"
+    )
+    outputs = {
+        subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": str(seed)}, cwd=ROOT).stdout
+        for seed in range(6)
+    }
+    assert len(outputs) == 1, outputs
+    assert outputs.pop().count("screen: ") >= 2

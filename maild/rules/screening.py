@@ -152,7 +152,8 @@ class FieldIndex:
     """The patterns that need no word: tried on every text (their ``fragment`` first)."""
 
     def scan(self, text: str, words: frozenset[str]) -> dict[int, re.Match[str]]:
-        """The earliest match of each rule (by position) in ``text`` (lower case; its words ``words``)."""
+        """The earliest match of each rule (by position) in ``text`` (lower case; its words ``words``), in the rules'
+        order, so the reasons read the same in every process whatever order the words' set gives."""
         found: dict[int, re.Match[str]] = {}
         tried: set[int] = set()
         candidates = [c for word in words & self.keys for c in self.by_word[word] if c[1].may_match(text, words)]
@@ -164,7 +165,7 @@ class FieldIndex:
             match = pattern.find(text)
             if match is not None and (position not in found or match.start() < found[position].start()):
                 found[position] = match
-        return found
+        return dict(sorted(found.items()))
 
     @classmethod
     def build(cls, rules: Sequence[Rule], field: str) -> FieldIndex:
