@@ -54,6 +54,16 @@ def test_posterior_is_naive_bayes_over_the_features_present() -> None:
     assert model.leaning("unknown", 0) == 0
 
 
+def test_the_posterior_does_not_depend_on_the_order_the_features_come_in() -> None:
+    """Features come from a set, whose order changes with the hash seed; the outcome must not."""
+    logs = {"big": (1e16, 0.0), "one": (1.0, 0.0), "minus": (-1e16, 0.0)}
+    model = NaiveBayes(("a", "b"), (0.0, 0.0), logs)
+    orders = [["big", "one", "minus"], ["big", "minus", "one"], ["one", "minus", "big"]]
+    assert sum(logs[f][0] for f in orders[0]) != sum(logs[f][0] for f in orders[1])  # a plain sum would differ
+    got = {tuple(model.posterior(order).items()) for order in orders}
+    assert len(got) == 1
+    assert dict(got.pop())["a"] == pytest.approx(math.e / (math.e + 1))
+
 def test_a_privileged_text_is_read_with_its_category_and_the_words_that_weighed(tmp_path: Path) -> None:
     model = load_word_model(model_file(tmp_path))
     reading = model.reading("", "sbloccate la casella per favore")

@@ -3,7 +3,7 @@
 The rules read acts and frames and explain every step, but a request in an idiom they were never
 given ("spin up a shared inbox") reaches no frame and would be accepted as harmless. The model is
 a naive Bayes over the first letters of each word and of each pair of words, trained by
-``scripts/train-word-model`` on the labelled sets; it only ever adds a privileged reading (which
+``maild word-model train`` on the labelled sets; it only ever adds a privileged reading (which
 authorization then decides), never removes one, and its reason names the words that weighed most.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
@@ -65,10 +65,11 @@ class NaiveBayes:
         return cls(classes, tuple(math.log(n / total) for n in docs), MappingProxyType(logs))
 
     def posterior(self, features: Iterable[str]) -> dict[str, float]:
-        """Each class's probability given the features present (absent ones are not counted)."""
+        """Each class's probability given the features present (absent ones are not counted); summed exactly,
+        so the features' order (a set's, which varies with the hash seed) cannot move the outcome."""
         held = [logs for logs in map(self.logs.get, features) if logs is not None]
         columns = zip(*held, strict=True) if held else ([] for _ in self.priors)
-        sums = [prior + sum(column) for prior, column in zip(self.priors, columns, strict=True)]
+        sums = [prior + math.fsum(column) for prior, column in zip(self.priors, columns, strict=True)]
         top = max(sums)
         weights = [math.exp(v - top) for v in sums]
         return {c: w / sum(weights) for c, w in zip(self.classes, weights, strict=True)}
@@ -117,8 +118,7 @@ def own_subject(subject: str, reply_prefix: re.Pattern[str]) -> str:
 def feature_keys(subject: str, text: str, prefix: int) -> set[str]:
     """The keys of ``features``, without the words: all most messages need."""
     out: set[str] = set()
-    for line in fold(f"{subject}\n{text}").splitlines():
-        stems = [w[:prefix] for w in _WORD.findall(line)]
+    for _, stems in _lines(subject, text, prefix):
         out.update(stems)
         out.update(map("_".join, pairwise(stems)))
     return out
@@ -127,14 +127,19 @@ def feature_keys(subject: str, text: str, prefix: int) -> set[str]:
 def features(subject: str, text: str, prefix: int) -> dict[str, str]:
     """Each word's first ``prefix`` letters, and each pair's within a line, with the words they were made from."""
     out: dict[str, str] = {}
-    for line in fold(f"{subject}\n{text}").splitlines():
-        words = _WORD.findall(line)
-        stems = [w[:prefix] for w in words]
+    for words, stems in _lines(subject, text, prefix):
         for i, stem in enumerate(stems):
             out.setdefault(stem, words[i])
             if i:
                 out.setdefault(f"{stems[i - 1]}_{stem}", f"{words[i - 1]} {words[i]}")
     return out
+
+
+def _lines(subject: str, text: str, prefix: int) -> Iterator[tuple[list[str], list[str]]]:
+    """Each line's words and their stems: pairs never span a line break, where a new thought starts."""
+    for line in fold(f"{subject}\n{text}").splitlines():
+        words = _WORD.findall(line)
+        yield words, [w[:prefix] for w in words]
 
 
 def train(samples: Iterable[tuple[Mapping[str, str], Category]], *, prefix: int, threshold: float,
@@ -162,7 +167,7 @@ def dumps(data: Mapping[str, Any]) -> str:
 
 
 def load_word_model(path: Path) -> WordModel:
-    """Read a model file written by ``scripts/train-word-model`` (``RulesError`` if it is not one)."""
+    """Read a model file written by ``maild word-model train`` (``RulesError`` if it is not one)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         return _model(data)
