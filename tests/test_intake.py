@@ -94,7 +94,8 @@ def test_a_batch_records_exactly_what_one_by_one_intake_records(stores: tuple[St
     one, batched = stores
     config = settings(limits=HIGH_LIMITS)
     items = _incoming(_mailbox())
-    single = [build_intake(config, one).process(item, NOW) for item in items]
+    plain = build_intake(config, one)
+    single = [plain.process(item, NOW) for item in items]
     service = build_intake(config, batched)
     reports = [r for start in range(0, len(items), 50) for r in service.process_batch(items[start:start + 50], NOW)]
     assert reports == single
