@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from maild.daemon.outbox.sender import LEASE_SECONDS, Backoff, OutboxSender
+from maild.daemon.outbox.sender import LEASE_SECONDS, SENDER_RETRY_POLL, SHORTEST_WAIT, Backoff, OutboxSender
 from maild.errors import StoreError, TransportDeferred, TransportError, TransportUnavailable
 from maild.mail.maildir import MaildirSink, file_name
 from maild.ops.digest import build_digest
@@ -260,3 +260,24 @@ def test_a_reply_refused_for_now_too_long_is_given_up_and_shown_in_the_digest(st
     assert "given_up" in [e.kind for e in store.recent_events(100)]
     digest = build_digest(store, settings(), clock.now() + timedelta(minutes=1), NOW)
     assert [(line.message_id, line.reason[:13]) for line in digest.failed] == [(mid, "given up afte")]
+
+
+def test_an_idle_sender_sleeps_until_the_first_retry_is_due_and_no_longer_than_the_poll(store: Store) -> None:
+    clock = FakeClock(NOW)
+    backoff = replace(Backoff.of(Smtp()), jitter=lambda: 0.0)  # the first retry 0.5 s after the refusal
+    idle = OutboxSender(store, Transport(), clock, Limits(), "host:1", backoff=backoff)
+    assert idle.idle_wait() == SENDER_RETRY_POLL  # nothing waits
+    ids = queue(store, 2)
+
+    def greylist(mail: OutgoingMail) -> None:
+        if mail.message_id == ids[1]:
+            raise TransportDeferred("451 4.7.1 greylisted")
+
+    refused = OutboxSender(store, Transport(greylist), clock, Limits(), "host:1", backoff=backoff)
+    assert refused.drain().deferred == 1
+    assert refused.idle_wait() == pytest.approx(0.5)  # not the poll's 5 s
+    clock.advance(timedelta(seconds=2))
+    assert refused.idle_wait() == SHORTEST_WAIT  # due already: soon, but no busy loop
+    clock.advance(timedelta(seconds=1))
+    assert refused.drain().deferred == 1  # its second wait: 0.75 s
+    assert refused.idle_wait() == pytest.approx(0.75)

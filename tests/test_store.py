@@ -645,6 +645,18 @@ def test_a_reply_the_brake_let_through_is_not_held_on_its_retry(store: Store) ->
     assert store.outbox(OutboxState.HELD) == ()  # the retry is the same reply, not one more
 
 
+def test_the_next_reply_due_is_the_earliest_pending_one(store: Store) -> None:
+    assert store.next_reply_due() is None
+    _queue_acks(store, 2)
+    assert store.next_reply_due() == NOW  # queued: due at once
+    first, second = store.claim_outbox(NOW, 10, "s", 60, LIMITS)
+    assert store.next_reply_due() is None  # both leased: none waits
+    assert store.mark_retry(second.id, "s", NOW, "421 busy", NOW + timedelta(seconds=40))
+    assert store.mark_retry(first.id, "s", NOW, "421 busy", NOW + timedelta(seconds=3))
+    assert store.next_reply_due() == NOW + timedelta(seconds=3)
+    assert store.mark_sent(store.claim_outbox(NOW + timedelta(seconds=3), 10, "s", 60, LIMITS)[0].id, NOW)
+    assert store.next_reply_due() == NOW + timedelta(seconds=40)
+
 def test_the_daily_brake_counts_the_whole_day(store: Store) -> None:
     limits = Limits(max_replies_per_sender_per_hour=5, max_replies_per_sender_per_day=6)
     _queue_acks(store, 5)

@@ -39,7 +39,7 @@ from maild.daemon.metrics import DaemonMetrics
 from maild.daemon.notify import Notifier
 from maild.daemon.outbox.journal import open_journal
 from maild.daemon.outbox.process import SenderProcess
-from maild.daemon.outbox.sender import SENDER_RETRY_POLL, SETTLE_RETRY, OutboxSender, SendReport
+from maild.daemon.outbox.sender import SENDER_RETRY_POLL, OutboxSender, SendReport
 from maild.daemon.processes import TriagePool
 from maild.errors import MaildError, SourceError, SourceUnavailable, StoreError
 from maild.logs import context
@@ -497,7 +497,7 @@ class Daemon:
                 log.error("outbox unavailable: %s", exc)
             except Exception:
                 log.exception("sender loop fault; retrying")
-            self._wake_sender.wait(SENDER_RETRY_POLL if self.sender.settled else SETTLE_RETRY)
+            self._wake_sender.wait(self.sender.idle_wait())
 
     # ------------------------------------------------------------ take-in scheduling
 

@@ -331,6 +331,11 @@ class Store:
         with self._connection("cannot hand replies back") as conn:
             return outbox_ops.release_untried(conn, outbox_ids, owner=lease_owner, next_attempt_at=next_attempt_at)
 
+    def next_reply_due(self) -> datetime | None:
+        """When the first pending reply is due, so an idle sender sleeps until then and no longer."""
+        with self._connection("cannot read the outbox") as conn:
+            return outbox_ops.next_due(conn)
+
     def outbox(self, state: OutboxState | None = None, limit: int = 1000) -> tuple[OutboxSummary, ...]:
         with self._tx("cannot list the outbox") as s:
             return reads.outbox(s, state, limit)

@@ -80,6 +80,7 @@ _DUE_ROWS = (  # no ``data``: sorting every due row by time need not carry the m
     .order_by(_O.next_attempt_at, _O.id).limit(bindparam("limit"))
     .with_for_update(skip_locked=True)
 )
+_NEXT_DUE = select(func.min(_O.next_attempt_at)).where(_O.state == _PENDING)  # ix_outbox_due: one index probe
 _COUNTED = _O.state.in_([_SENDING, _SENT])
 _RECENT = (  # the state is counted, not filtered: filtered, SQLite walks every sent reply by ix_outbox_due
     select(_O.rcpt_key, _O.kind, func.sum(case((and_(_COUNTED, _O.claimed_at > _at("hour_ago")), 1), else_=0)),
@@ -339,6 +340,12 @@ def _released(conn: Connection, row: AnyRow | None, kind: EventKind, outbox_id: 
         kind, now, ticket_id=row.ticket_id, message_id=row.source_message_id, outbox_id=outbox_id,
         reasons=(error,), data={"kind": row.kind, "attempts": row.attempts, "next_attempt_at": next_attempt_at}))
     return True
+
+
+def next_due(conn: Connection) -> datetime | None:
+    """When the first reply waiting to be sent is due (None: none waits)."""
+    due: datetime | None = conn.execute(_NEXT_DUE).scalar()
+    return due
 
 
 def lease_owners(conn: Connection) -> list[str]:

@@ -38,7 +38,6 @@ from maild import logs
 from maild.clock import SystemClock
 from maild.daemon.outbox.journal import open_journal
 from maild.daemon.outbox.sender import (
-    SENDER_RETRY_POLL,
     SETTLE_RETRY,
     Backoff,
     OutboxSender,
@@ -164,7 +163,7 @@ class SenderProcess:
 
 
 def serve(settings: Settings, log_setup: tuple[str, str], orders: Connection, reports: Connection) -> None:
-    """In the sender process: drain when woken (or every ``SENDER_RETRY_POLL``) until told it is done."""
+    """In the sender process: drain when woken or when a retry falls due (``idle_wait``) until told to finish."""
     bind_to_parent()
     logs.configure(*log_setup)
     store = Store(settings.database.url, ticket_prefix=settings.helpdesk.ticket_prefix,
@@ -177,8 +176,7 @@ def serve(settings: Settings, log_setup: tuple[str, str], orders: Connection, re
     unreported = SendReport()
     try:
         while True:
-            poll = SENDER_RETRY_POLL if sender.settled else SETTLE_RETRY
-            finishing = _read_orders(orders, poll)  # before the drain, which then sees all queued
+            finishing = _read_orders(orders, sender.idle_wait())  # before the drain, which then sees all queued
             unreported = _report(reports, unreported + _drain(sender), last=finishing)
             if finishing:
                 return

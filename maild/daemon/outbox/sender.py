@@ -54,6 +54,8 @@ SENDER_RETRY_POLL = 5.0
 """How often an idle sender looks for replies whose retry time has come."""
 SETTLE_RETRY = 1.0
 """How often a sender that keeps marks it could not write tries again."""
+SHORTEST_WAIT = 0.2
+"""The least an idle sender sleeps, even when a reply is due already (another sender may be claiming it)."""
 BATCH = 200
 """Replies claimed at once: one claim (one transaction, one fsync) serves them all, while each
 reply is still marked sent on its own right after its 250 (a commit, or a journal line)."""
@@ -167,6 +169,19 @@ class OutboxSender:
     def settled(self) -> bool:
         """Nothing this sender knows is waiting to be written (else: retry soon, see ``SETTLE_RETRY``)."""
         return not self.unsettled.accepted and not self.unsettled.untried
+
+    def idle_wait(self) -> float:
+        """Seconds to sleep before the next drain: until the first reply refused for now is due, so its
+        retry is not held up to the next poll, and never longer than ``SENDER_RETRY_POLL``."""
+        if not self.settled:
+            return SETTLE_RETRY
+        try:
+            due = self.store.next_reply_due()
+        except StoreError:
+            return SENDER_RETRY_POLL  # the drain says why; keep the usual pace
+        if due is None:
+            return SENDER_RETRY_POLL
+        return min(SENDER_RETRY_POLL, max(SHORTEST_WAIT, (due - self.clock.now()).total_seconds()))
 
     def recover(self) -> int:
         """Release replies leased by senders of this host that died (crash recovery at start)."""
