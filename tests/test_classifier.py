@@ -108,6 +108,8 @@ def test_keeping_a_mailbox_active_is_not_a_lifecycle_request(body: str) -> None:
 @pytest.mark.parametrize("body", [
     "Lo sblocco della casella di cui vi avevo parlato al telefono la settimana scorsa non serve più.",
     "The reset that I asked for on the phone last week is not needed any more.",
+    "Lo sblocco della casella di Mario Rossi di cui vi avevo parlato al telefono non serve più.",
+    "Il reset della password di Anna Neri (a.neri@ateneo.example.it) che vi ho anticipato non va fatto.",
 ])
 def test_a_verdict_after_a_relative_clause_judges_the_action(body: str) -> None:
     assert category(body) is OTHER
@@ -117,6 +119,7 @@ def test_a_verdict_after_a_relative_clause_judges_the_action(body: str) -> None:
     "Eliminate la casella che non serve più.",
     "Please delete the list which is no longer needed.",
     "Chiudete la casella di cui vi ho parlato ieri perché non serve più.",
+    "Eliminate la casella di Mario Rossi che non serve più.",
 ])
 def test_a_verdict_on_the_object_in_a_relative_clause_leaves_the_action_asked(body: str) -> None:
     assert category(body) is LIFECYCLE
