@@ -1341,6 +1341,8 @@ def test_a_negation_in_its_own_clause_still_denies() -> None:
     ("Sblocco account urgente", "Please forget the subject: I got back in with the new password. "
                                 "Add Ana Ruiz to the staff list?"),
     ("Chiusura casella", "Ignorate l'oggetto, l'ho scritto per sbaglio. Aggiungete Luca Bini alla lista docenti."),
+    ("Reset password", "Scusate, ho riusato una vecchia mail. Aggiungete Luca Bini alla lista docenti."),
+    ("Mailbox deletion", "Sorry, I reused an old email. Please add Ana Ruiz to the staff list."),
 ])
 def test_a_subject_the_body_sets_aside_asks_nothing(subject: str, body: str) -> None:
     result = run(body, subject)
