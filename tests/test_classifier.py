@@ -1419,3 +1419,12 @@ def test_nothing_further_beside_a_privileged_request_still_asks_it() -> None:
 ])
 def test_nothing_to_do_with_a_thing_says_what_a_request_is_not_about(body: str, expected: Category) -> None:
     assert category(body) is expected
+
+
+@pytest.mark.parametrize("body", [
+    "La password della casella dell'ufficio [...] scaduta da ieri, non entriamo. Potete rinnovarla?",
+    "The password of the lab mailbox (...) expired yesterday; could you renew it?",
+])
+def test_a_transcriber_s_elision_is_a_gap_in_the_clause_not_its_end(body: str) -> None:
+    result = run(body)
+    assert result.category is PASSWORD, result.reasons
