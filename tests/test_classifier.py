@@ -108,6 +108,8 @@ def test_keeping_a_mailbox_active_is_not_a_lifecycle_request(body: str) -> None:
 @pytest.mark.parametrize("body", [
     "Lo sblocco della casella di cui vi avevo parlato al telefono la settimana scorsa non serve più.",
     "The reset that I asked for on the phone last week is not needed any more.",
+    "Lo sblocco della casella di Mario Rossi di cui vi avevo parlato al telefono non serve più.",
+    "Il reset della password di Anna Neri (a.neri@ateneo.example.it) che vi ho anticipato non va fatto.",
 ])
 def test_a_verdict_after_a_relative_clause_judges_the_action(body: str) -> None:
     assert category(body) is OTHER
@@ -117,6 +119,7 @@ def test_a_verdict_after_a_relative_clause_judges_the_action(body: str) -> None:
     "Eliminate la casella che non serve più.",
     "Please delete the list which is no longer needed.",
     "Chiudete la casella di cui vi ho parlato ieri perché non serve più.",
+    "Eliminate la casella di Mario Rossi che non serve più.",
 ])
 def test_a_verdict_on_the_object_in_a_relative_clause_leaves_the_action_asked(body: str) -> None:
     assert category(body) is LIFECYCLE
@@ -1338,6 +1341,8 @@ def test_a_negation_in_its_own_clause_still_denies() -> None:
     ("Sblocco account urgente", "Please forget the subject: I got back in with the new password. "
                                 "Add Ana Ruiz to the staff list?"),
     ("Chiusura casella", "Ignorate l'oggetto, l'ho scritto per sbaglio. Aggiungete Luca Bini alla lista docenti."),
+    ("Reset password", "Scusate, ho riusato una vecchia mail. Aggiungete Luca Bini alla lista docenti."),
+    ("Mailbox deletion", "Sorry, I reused an old email. Please add Ana Ruiz to the staff list."),
 ])
 def test_a_subject_the_body_sets_aside_asks_nothing(subject: str, body: str) -> None:
     result = run(body, subject)
@@ -1414,3 +1419,12 @@ def test_nothing_further_beside_a_privileged_request_still_asks_it() -> None:
 ])
 def test_nothing_to_do_with_a_thing_says_what_a_request_is_not_about(body: str, expected: Category) -> None:
     assert category(body) is expected
+
+
+@pytest.mark.parametrize("body", [
+    "La password della casella dell'ufficio [...] scaduta da ieri, non entriamo. Potete rinnovarla?",
+    "The password of the lab mailbox (...) expired yesterday; could you renew it?",
+])
+def test_a_transcriber_s_elision_is_a_gap_in_the_clause_not_its_end(body: str) -> None:
+    result = run(body)
+    assert result.category is PASSWORD, result.reasons

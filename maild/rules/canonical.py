@@ -18,6 +18,8 @@ from maild.rules.textclean import Line
 _EMAIL = re.compile(r"(?<![a-z0-9._%+=-])[a-z0-9._%+=-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 _URL = re.compile(r"(?:https?://|www\.|mailto:)\S+")
 _QUOTED = re.compile(r'"[^"\n]{1,200}"')
+_ELISION = re.compile(r"[\[(]\s*(?:\.{2,}|\u2026)\s*[\])]")
+"""A transcriber's mark for words left out ("la casella [...] scaduta"): a gap in a clause, not its end."""
 _TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
 # (needed substring, pattern, replacement): a pattern is not run on a text without its substring.
 _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compile(r"\bwon't\b"), "will not"),
@@ -129,6 +131,8 @@ def tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
         text = _TAG.sub(" ", text)
     if '"' in text:
         text = _QUOTED.sub(" quotedtext ", text)
+    if "[" in text or "(" in text:
+        text = _ELISION.sub(" ", text)
     if "|" in text:
         text = text.replace("|", " , ")  # a table's cells are clauses of one row, not paragraphs
     for needed, pattern, replacement in _CONTRACTIONS:

@@ -267,7 +267,7 @@ def negated(canon: Canon, action: int, after: int, negation: Negation,
     return None if post is None else ("negation", post.group())
 
 
-_RELATIVE_OPENS = 2
+_RELATIVE_OPENS = 5
 """Where a relative clause after an action's object may open: "che", "di cui"."""
 _RELATIVE_OWN = 3
 """The pronoun and the two words after it: a verdict there is the relative clause's own, about the object ("la
