@@ -146,6 +146,14 @@ def test_what_is_no_whole_retraction_leaves_the_action_asked(body: str, expected
     assert category(body) is expected
 
 
+@pytest.mark.parametrize("body", [
+    "Vorrei sapere chi e abilitato a chiedervi l'apertura di una casella: la segreteria o il referente?",
+    "Se una casella e compromessa, chi puo chiedervi di bloccarla? Lo scriviamo nella procedura.",
+])
+def test_who_may_ask_for_an_action_is_a_question(body: str) -> None:
+    assert category(body) is OTHER
+
+
 def test_inability_is_not_negation() -> None:
     assert category("Non riesco a eliminare la lista da solo: potete farlo voi? Si tratta della lista "
                     "progetto-x, potete eliminarla?") is LIFECYCLE
