@@ -178,6 +178,13 @@ def test_who_may_ask_for_an_action_is_a_question(body: str) -> None:
     assert category(body) is OTHER
 
 
+def test_a_subject_labelled_a_question_asks_for_no_directory_change_but_a_privileged_frame_counts() -> None:
+    body = "Possono due persone usare insieme la casella della segreteria da due postazioni?"
+    assert category(body, "CASELLA DI SEZIONE - Accesso condiviso - Quesito") is OTHER
+    assert category(body, "Accesso condiviso") is ANAGRAFICA
+    assert category("Vedi oggetto.", "Quesito: chiusura della casella segreteria") is LIFECYCLE
+
+
 def test_inability_is_not_negation() -> None:
     assert category("Non riesco a eliminare la lista da solo: potete farlo voi? Si tratta della lista "
                     "progetto-x, potete eliminarla?") is LIFECYCLE
