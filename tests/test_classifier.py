@@ -149,6 +149,45 @@ def test_what_is_no_whole_retraction_leaves_the_action_asked(body: str, expected
     assert category(body) is expected
 
 
+@pytest.mark.parametrize("body", [
+    "Con riserva di chiedere, tramite il referente e dopo il riordino delle sezioni, la soppressione della casella "
+    "segreteria e la creazione di una casella unica.",
+    "Ci riserviamo, all'esito della vostra verifica, di chiedere il reset della password e, se del caso, il blocco "
+    "della casella.",
+    "We reserve the right to ask for the deletion of the lab mailbox once the audit is over.",
+])
+def test_a_request_reserved_for_later_is_not_asked_now(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
+    assert any("act report" in r for r in result.reasons), result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A turn, a word of now, a request cue or a new clause after ";" asks now, whatever was reserved before it.
+    ("Ci riserviamo di chiedere la creazione di una lista, ma intanto serve la chiusura della casella.", LIFECYCLE),
+    ("Ci riserviamo di chiedere la creazione di una lista, intanto bloccate la casella di Rossi.", LIFECYCLE),
+    ("Ci riserviamo di chiedere altro in seguito; resettate la password di Marco.", PASSWORD),
+    ("Ci riserviamo di chiedere altro in seguito, potete resettare la password di Marco?", PASSWORD),
+])
+def test_what_a_reservation_does_not_govern_is_asked(body: str, expected: Category) -> None:
+    assert category(body) is expected
+
+
+@pytest.mark.parametrize("body", [
+    "Vorrei sapere chi e abilitato a chiedervi l'apertura di una casella: la segreteria o il referente?",
+    "Se una casella e compromessa, chi puo chiedervi di bloccarla? Lo scriviamo nella procedura.",
+])
+def test_who_may_ask_for_an_action_is_a_question(body: str) -> None:
+    assert category(body) is OTHER
+
+
+def test_a_subject_labelled_a_question_asks_for_no_directory_change_but_a_privileged_frame_counts() -> None:
+    body = "Possono due persone usare insieme la casella della segreteria da due postazioni?"
+    assert category(body, "CASELLA DI SEZIONE - Accesso condiviso - Quesito") is OTHER
+    assert category(body, "Accesso condiviso") is ANAGRAFICA
+    assert category("Vedi oggetto.", "Quesito: chiusura della casella segreteria") is LIFECYCLE
+
+
 def test_inability_is_not_negation() -> None:
     assert category("Non riesco a eliminare la lista da solo: potete farlo voi? Si tratta della lista "
                     "progetto-x, potete eliminarla?") is LIFECYCLE

@@ -130,7 +130,37 @@ def _not_requested(canon: Canon, action: int, after: int, rules: Rules, declared
     retracted = _retracted(canon, after, rules.acts)
     if retracted is not None:
         return "withdrawal", retracted
+    reserved = _reserved(canon, action, rules)
+    if reserved is not None:
+        return "report", reserved
     return _reported(canon, action, rules, declared, zone, rule)
+
+
+_RESERVATION_REACH = 40
+"""How far back in its sentence a reservation governs an action ("con riserva di chiedere, tramite il referente e
+all'esito del riordino, la soppressione della casella e la creazione di...")."""
+
+
+def _reserved(canon: Canon, action: int, rules: Rules) -> str | None:
+    """The reservation earlier in the action's sentence that keeps the request for later ("ci riserviamo, all'esito
+    della verifica, di chiedere il reset e il blocco"), or None: a request cue or a turn ("ma", "intanto") between
+    them asks now ("ci riserviamo di chiedere la chiusura, intanto bloccatela")."""
+    if rules.acts.reserved is None:
+        return None
+    start = action
+    while start > max(0, action - _RESERVATION_REACH) and canon.tokens[start - 1] not in SENTENCE_END \
+            and canon.tokens[start - 1] != ";":
+        start -= 1
+    text = " ".join(canon.tokens[start:action])
+    last = max(rules.acts.reserved.finditer(text), key=lambda found: found.end(), default=None)
+    if last is None:
+        return None
+    rest = text[last.end():]
+    after = rest.split()
+    if rules.acts.request_cues.search(rest) is not None or not rules.negation.terminators.isdisjoint(after) \
+            or not rules.acts.reserved_stops.isdisjoint(after):
+        return None
+    return last.group()
 
 
 _RETRACTION_WORDS = 7

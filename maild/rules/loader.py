@@ -240,6 +240,12 @@ class Acts:
     """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
     subject_disowned: re.Pattern[str] | None = None
     """The sender's body setting its own subject aside ("please forget the subject"): the subject asks nothing."""
+    reserved: re.Pattern[str] | None = None
+    """A request kept for later ("ci riserviamo di chiedere"): what it governs in its sentence is not asked now."""
+    subject_question: re.Pattern[str] | None = None
+    """A subject that labels itself a question ("... – Quesito"): what it names is asked about, not asked for."""
+    reserved_stops: frozenset[str] = frozenset()
+    """Words after a reservation that ask now ("intanto", "meanwhile"): the reservation governs nothing past them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,7 +704,8 @@ class _Loader:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
                               "ticked_box", "unticked_box", "command_lead", "obligation_lead",
-                              "retractions", "stale_fields", "subject_disowned"})
+                              "retractions", "stale_fields", "subject_disowned", "reserved",
+                              "reserved_stops", "subject_question"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -713,7 +720,11 @@ class _Loader:
                     else frozenset(),
                     retractions=self.template_list(table, p, "retractions") if "retractions" in table else None,
                     subject_disowned=self.template_list(table, p, "subject_disowned")
-                    if "subject_disowned" in table else None)
+                    if "subject_disowned" in table else None,
+                    reserved=self.template_list(table, p, "reserved") if "reserved" in table else None,
+                    subject_question=self.regex(table, p, "subject_question") if "subject_question" in table else None,
+                    reserved_stops=frozenset(self.words(table, p, "reserved_stops")) if "reserved_stops" in table
+                    else frozenset())
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)

@@ -22,6 +22,12 @@ def subject_hits(subject: str, adopted: bool, rules: Rules, reasons: list[str],
         return []
     stripped = rules.subject_strip.sub("", folded)
     found = hits(canon((Line(0, stripped, stripped),), rules), "subject", rules, declared)
+    label = None if rules.acts.subject_question is None else rules.acts.subject_question.search(stripped)
+    if label is not None and rules.acts.request_cues.search(stripped) is None:
+        # Labelled a question: a privileged frame still counts (fail closed), nothing else is asked for.
+        return [replace(hit, cue=label.group().strip(), act="question")
+                if hit.cue is None and (hit.rule.mention or not hit.rule.category.privileged) else hit
+                for hit in found]
     if not stripped.rstrip().endswith("?") or rules.acts.request_cues.search(stripped) is not None:
         return found
     # A subject that is a question names the topic asked about ("Quota massima caselle PEC?"); a frame in
