@@ -18,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from maild.rules import Rules, Template, load_rules
+from maild.rules import Rules, Template, load_rules, loader
+from maild.rules.patterns import factored
 from maild.rules.textclean import fold
 from maild.settings import DEFAULT_RULES
 from tests.factories import CORPUS, REPO
@@ -158,6 +159,62 @@ def test_templates_tried_at_their_first_words_find_what_a_plain_search_finds_in_
 def test_templates_tried_at_their_first_words_find_what_a_plain_search_finds(text: str) -> None:
     canon, tokens = canonical(text)
     assert found_by_a_plain_search(canon, tokens) == []
+
+
+@cache
+def flat_rules() -> Rules:
+    """The rules with each vocabulary class a flat alternation of its terms, as the loader wrote it before."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(loader, "factored", lambda regexes: "(?:" + "|".join(regexes) + ")")
+        flat = load_rules(DEFAULT_RULES)
+    assert flat.templates[0][1].source != rules().templates[0][1].source
+    return flat
+
+
+def found_otherwise_than_flat(text: str) -> list[str]:
+    """The templates and template lists whose matches (spans and groups) in ``text`` differ with flat classes."""
+    def spans(pattern: re.Pattern[str]) -> list[tuple[int, ...]]:
+        return [(*m.span(), *(i for g in range(1, m.re.groups + 1) for i in m.span(g))) for m in pattern.finditer(text)]
+
+    def patterns(r: Rules) -> list[re.Pattern[str]]:
+        lists = [r.acts.question_openers, r.acts.request_cues, r.acts.no_request, r.adoption.blockers,
+                 r.adoption.limits, r.negation.exceptions, r.negation.post, *(g.pattern for g in r.negation.cues)]
+        return [*(t.pattern for _rule, t in r.templates), *(p.pattern for p in r.adoption.phrases),
+                *(p for p in lists if p is not None)]
+
+    pairs = zip(patterns(rules()), patterns(flat_rules()), strict=True)
+    return [flat.pattern[:80] for factored, flat in pairs if spans(factored) != spans(flat)]
+
+
+@pytest.mark.parametrize("folder", ["corpus", "heldout"])
+def test_classes_sharing_their_leading_letters_find_what_flat_classes_find_in_real_messages(folder: str) -> None:
+    path = CORPUS if folder == "corpus" else REPO / "tests" / "data" / "heldout"
+    for message in sorted(path.glob("*.eml")):
+        text, _tokens = canonical(message.read_text(encoding="utf-8", errors="replace"))
+        assert found_otherwise_than_flat(text) == [], message.name
+
+
+@settings(max_examples=300, deadline=None)
+@given(rule_texts())
+def test_classes_sharing_their_leading_letters_find_what_flat_classes_find(text: str) -> None:
+    assert found_otherwise_than_flat(canonical(text)[0]) == []
+
+
+TERMS = st.lists(st.text(alphabet="ab ", min_size=1, max_size=4).filter(lambda t: t[0] != " ")
+                 .map(lambda t: t.rstrip() or "a") | st.sampled_from(["a", "ab", "b"]).map(lambda t: t + "[a-z0-9]*"),
+                 min_size=1, max_size=8, unique=True)
+
+
+@settings(max_examples=500, deadline=None)
+@given(TERMS, st.text(alphabet="ab c", max_size=20))
+def test_a_factored_alternation_matches_as_the_flat_one_even_when_what_follows_backtracks(
+    terms: list[str], text: str,
+) -> None:
+    def spans(alternation: str) -> list[tuple[int, int, int, int]]:
+        pattern = re.compile(f"(?P<x>{alternation})(?: (?P<y>{alternation}))?(?![a-z0-9])")
+        return [(*m.span("x"), *m.span("y")) for m in pattern.finditer(text)]
+
+    assert spans(factored(terms)) == spans("(?:" + "|".join(terms) + ")")
 
 
 def template_lists() -> list[re.Pattern[str]]:

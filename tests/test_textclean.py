@@ -15,7 +15,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from maild.rules import load_rules
-from maild.rules.textclean import _PUNCTUATION, CleanedText, CleanRules, Marker, any_marker, clean, fold, split_lines
+from maild.rules.textclean import (
+    _PUNCTUATION,
+    _SYMBOL,
+    CleanedText,
+    CleanRules,
+    Marker,
+    any_marker,
+    clean,
+    fold,
+    split_lines,
+)
 from maild.settings import DEFAULT_RULES
 
 
@@ -81,6 +91,13 @@ def test_every_shipped_symbol_is_read_alike_with_or_without_its_emoji_selector()
         assert words.strip() and re.fullmatch(r" [a-z0-9 ]+ ", words), chr(code)
         bare, styled = fold(f"a{chr(code)}b", symbols), fold(f"a{chr(code)}\ufe0fb", symbols)
         assert bare == styled == f"a{words}b"
+
+
+def test_every_character_the_rules_may_read_as_a_symbol_is_looked_for() -> None:
+    """fold translates the symbols only in a text holding such a character: none may be missed."""
+    for code in range(0x80, 0x110000):
+        char = chr(code)
+        assert char.isalnum() or _SYMBOL.fullmatch(char) is not None, hex(code)
 
 
 def test_fold_without_symbols_leaves_them_as_they_are() -> None:

@@ -69,6 +69,7 @@ from maild.rules.patterns import (
     Lexicon,
     Template,
     TemplateIndex,
+    factored,
     gap_regex,
     guard,
     lead,
@@ -488,7 +489,7 @@ class _Loader:
         regexes = sorted({self.term(term, k) for term, k in terms}, key=len, reverse=True)
         if not regexes:
             raise self.fail(key, "has no terms")
-        return "(?:" + "|".join(regexes) + ")"
+        return factored(regexes)
 
     def template(self, source: str, key: str) -> Template:
         """Compile a template (see the module docstring) into a regex over canonical text."""

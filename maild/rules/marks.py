@@ -127,6 +127,8 @@ def stale_fields(own: Sequence[Line], lines: Sequence[Line], acts: Acts) -> Mapp
         return {}
     names = {name.strip() for found in acts.stale_fields.finditer(" ".join(" ".join(ln.folded for ln in own).split()))
              for name in re.findall(r'"([^"]+)"', found.group("names"))}
+    if not names:
+        return {}
     marks = {}
     for ln in lines:
         field = _FIELD_LINE.match(ln.folded)

@@ -237,6 +237,33 @@ def _guard_trie(entries: Sequence[tuple[str, bool]]) -> str:
     return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
 
 
+_LITERAL = frozenset("abcdefghijklmnopqrstuvwxyz0123456789 ")
+"""The characters a term's regex spells out as themselves (see ``_Loader.term``)."""
+
+
+def factored(regexes: Sequence[str]) -> str:
+    """``(?:r1|r2|...)`` over term regexes, with the letters they open with shared as a trie.
+
+    Only terms whose next character is the text's can match, so trying them
+    after that character alone tries the same terms in the same order as the
+    flat alternation: the same match, found without stepping over every other
+    term of a large class.
+    """
+    return f"(?:{_factored(regexes)})"
+
+
+def _factored(rests: Sequence[str]) -> str:
+    if len(rests) == 1:
+        return rests[0]
+    if not all(rest and rest[0] in _LITERAL for rest in rests):
+        return "(?:" + "|".join(rests) + ")"
+    children: dict[str, list[str]] = {}
+    for rest in rests:
+        children.setdefault(rest[0], []).append(rest[1:])
+    branches = [char + _factored(below) for char, below in children.items()]
+    return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+
 def _trie(words: Sequence[str]) -> str:
     """A regex matching any of ``words`` (letters and digits), the longest one where several fit.
 

@@ -40,12 +40,14 @@ def fold(text: str, symbols: Mapping[int, str] = NO_SYMBOLS) -> str:
     "SBLOCCO", "più", "piu'" and "PIÙ" must all reach the same rule, so both the
     rules data and the message text go through this one function. ``symbols``
     (a ``str.translate`` table from the rules data) reads a symbol written for
-    a word ("🔒") as that word; only non-ASCII text can hold one.
+    a word ("🔒") as that word; only non-ASCII text can hold one, and only as a
+    character that is no letter or digit (``_Loader.symbols`` refuses others).
     """
     if text.isascii():  # the one ASCII character in the table is "`"
         return text.replace("`", "'").lower()
-    text = text.translate(_PUNCTUATION)
-    if symbols:
+    # Searched, not translated: ``str.translate`` looks every character of non-ASCII text up in the table.
+    text = _TYPOGRAPHIC.sub(_plain, text)
+    if symbols and _SYMBOL.search(text) is not None:
         text = text.translate(symbols)
     if text.isascii():
         return text.lower()
@@ -55,6 +57,13 @@ def fold(text: str, symbols: Mapping[int, str] = NO_SYMBOLS) -> str:
 
 
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+_TYPOGRAPHIC = re.compile("[" + "".join(re.escape(chr(code)) for code in _PUNCTUATION) + "]")
+_SYMBOL = re.compile(r"[^\x00-\x7f\w]")
+"""A character a symbol of the rules may be: not ASCII, nor a letter or digit (``\\w`` is ``str.isalnum`` or "_")."""
+
+
+def _plain(typographic: re.Match[str]) -> str:
+    return _PUNCTUATION[ord(typographic.group())]
 
 
 def _without_marks(run: re.Match[str]) -> str:
