@@ -168,6 +168,16 @@ def test_a_request_reserved_for_later_is_not_asked_now(body: str) -> None:
     ("Ci riserviamo di chiedere la creazione di una lista, intanto bloccate la casella di Rossi.", LIFECYCLE),
     ("Ci riserviamo di chiedere altro in seguito; resettate la password di Marco.", PASSWORD),
     ("Ci riserviamo di chiedere altro in seguito, potete resettare la password di Marco?", PASSWORD),
+    # An action commanded, not named by article and noun, or a verb of its own before it, asks now.
+    ("Con riserva di chiedere altro in seguito, resettate la password di Mario Rossi.", PASSWORD),
+    ("Ci riserviamo di chiedere altre modifiche, eliminate la casella di Rossi.", LIFECYCLE),
+    ("Con riserva di chiedere altro, la casella di Rossi va cancellata.", LIFECYCLE),
+    ("Con riserva di chiedere altro, la chiudete voi la casella di Rossi?", LIFECYCLE),
+    ("Con riserva di chiedere altro, serve la chiusura della casella di Rossi.", LIFECYCLE),
+    ("Con riserva di chiedere altro, chiediamo la chiusura della casella di Rossi.", LIFECYCLE),
+    ("Con riserva di chiedere altro, fate la chiusura della casella di Rossi.", LIFECYCLE),
+    ("Con riserva di chiedere altro, attendiamo la chiusura della casella di Rossi.", LIFECYCLE),
+    ("We reserve the right to ask for more, and we await the deletion of the mailbox of Rossi.", LIFECYCLE),
 ])
 def test_what_a_reservation_does_not_govern_is_asked(body: str, expected: Category) -> None:
     assert category(body) is expected

@@ -143,10 +143,13 @@ all'esito del riordino, la soppressione della casella e la creazione di...")."""
 
 def _reserved(canon: Canon, action: int, rules: Rules) -> str | None:
     """The reservation earlier in the action's sentence that keeps the request for later ("ci riserviamo, all'esito
-    della verifica, di chiedere il reset e il blocco"), or None: a request cue or a turn ("ma", "intanto") between
-    them asks now ("ci riserviamo di chiedere la chiusura, intanto bloccatela")."""
-    if rules.acts.reserved is None:
-        return None
+    della verifica, di chiedere il reset e il blocco"), or None: an action not named by its article, or a request
+    cue or a turn ("ma", "intanto") between them, asks now ("ci riserviamo di chiedere la chiusura, intanto
+    bloccatela")."""
+    named = rules.acts.reserved_named
+    if rules.acts.reserved is None or named is None or action == 0 \
+            or named.match(canon.text, canon.starts[action - 1]) is None:
+        return None  # an action commanded ("resettate", "la chiudete", "va cancellata") is asked now
     start = action
     while start > max(0, action - _RESERVATION_REACH) and canon.tokens[start - 1] not in SENTENCE_END \
             and canon.tokens[start - 1] != ";":
@@ -158,7 +161,8 @@ def _reserved(canon: Canon, action: int, rules: Rules) -> str | None:
     rest = text[last.end():]
     after = rest.split()
     if rules.acts.request_cues.search(rest) is not None or not rules.negation.terminators.isdisjoint(after) \
-            or not rules.acts.reserved_stops.isdisjoint(after):
+            or any(p is not None and p.search(rest) is not None
+                   for p in (rules.acts.reserved_stops, rules.acts.reserved_verb)):
         return None
     return last.group()
 

@@ -245,8 +245,12 @@ class Acts:
     """A request kept for later ("ci riserviamo di chiedere"): what it governs in its sentence is not asked now."""
     subject_question: re.Pattern[str] | None = None
     """A subject that labels itself a question ("... – Quesito"): what it names is asked about, not asked for."""
-    reserved_stops: frozenset[str] = frozenset()
-    """Words after a reservation that ask now ("intanto", "meanwhile"): the reservation governs nothing past them."""
+    reserved_stops: re.Pattern[str] | None = None
+    """What after a reservation asks now ("intanto", "serve", "potete"): the reservation governs nothing past it."""
+    reserved_verb: re.Pattern[str] | None = None
+    """A verb of its own after a reservation ("fate", "attendiamo"): its clause may ask now, so it is not kept."""
+    reserved_named: re.Pattern[str] | None = None
+    """An action named as a thing, article and noun ("la soppressione"): only an action so named is kept for later."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -706,7 +710,8 @@ class _Loader:
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
                               "ticked_box", "unticked_box", "command_lead", "obligation_lead",
                               "retractions", "stale_fields", "subject_disowned", "reserved",
-                              "reserved_stops", "subject_question"})
+                              "reserved_stops", "reserved_named", "reserved_verb",
+                              "subject_question"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -724,8 +729,11 @@ class _Loader:
                     if "subject_disowned" in table else None,
                     reserved=self.template_list(table, p, "reserved") if "reserved" in table else None,
                     subject_question=self.regex(table, p, "subject_question") if "subject_question" in table else None,
-                    reserved_stops=frozenset(self.words(table, p, "reserved_stops")) if "reserved_stops" in table
-                    else frozenset())
+                    reserved_stops=self.template_list(table, p, "reserved_stops") if "reserved_stops" in table
+                    else None,
+                    reserved_named=self.template_list(table, p, "reserved_named") if "reserved_named" in table
+                    else None,
+                    reserved_verb=self.regex(table, p, "reserved_verb") if "reserved_verb" in table else None)
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)
