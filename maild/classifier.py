@@ -60,7 +60,6 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     read = body_hits
     body_hits = _marked(body_hits, declared, cleaned.own, lines, rules, reasons)
     subject_hits = _subject_hits(subject, cleaned, own, quote, attachment_names, rules, reasons, nothing)
-    subject_hits = _declined_in_body(body_hits, subject_hits, rules, reasons)
     topic = any(h.rule.category.privileged for h in (*read, *subject_hits))
     decided = _decide(body_hits, subject_hits, rules, reasons, own, _lead(subject, cleaned.own, quote, rules))
     language, why = _language(_language_words(own, subject, rules), language_hints, rules, default_language)
@@ -138,14 +137,6 @@ def _subject_hits(subject: str, cleaned: CleanedText, own: Canon, quote: _Quote,
     if attachment_names and sum(t[0].isalnum() for t in own.tokens) <= _SHORT_BODY_WORDS:
         subject_hits += zones.attachment_name_hits(attachment_names, rules, nothing)
     return subject_hits
-
-
-def _declined_in_body(body_hits: list[Hit], subject_hits: list[Hit], rules: Rules, reasons: list[str]) -> list[Hit]:
-    """A state the subject names ("Password scaduta") yields, as the body's would, when the body declines the action."""
-    if not subject_hits:
-        return subject_hits
-    both = marks.declined_states([*body_hits, *subject_hits], reasons, rules.negation.post)
-    return both[len(body_hits):]
 
 
 def _lead(subject: str, own: Sequence[Line], quote: _Quote, rules: Rules) -> Callable[[], tuple[Hit, ...]] | None:

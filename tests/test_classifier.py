@@ -1479,13 +1479,6 @@ def test_a_transcriber_s_elision_is_a_gap_in_the_clause_not_its_end(body: str) -
     assert result.category is PASSWORD, result.reasons
 
 
-def test_a_state_named_in_the_subject_yields_when_the_body_declines_the_action() -> None:
-    body = ("Buongiorno,\nsono la tecnica del laboratorio acque. Mi e scaduta la password. Non vi chiedo di "
-            "resettarla: mi serve solo sapere quali requisiti deve avere la nuova.")
-    result = run(body, subject="Passwort abgelaufen")
-    assert result.category is OTHER, result.reasons
-
-
 @pytest.mark.parametrize("body", [
     "Mi e scaduta la password. Non vi chiedo di resettarla subito: prima ditemi i requisiti, poi resettatela "
     "voi per favore.",
@@ -1496,7 +1489,7 @@ def test_a_state_named_in_the_subject_yields_when_the_body_declines_the_action()
     "Non chiedo di resettarla io da sola: serve che la resettiate voi.",
     "Il reset non lo faccio io. Chiediamo che la password venga reimpostata da voi.",
 ])
-def test_a_subject_state_stays_asked_beside_a_declined_action_and_a_real_request(body: str) -> None:
+def test_a_subject_state_is_asked_beside_a_declined_action_and_a_real_request(body: str) -> None:
     result = run(body, subject="Password scaduta")
     assert result.category is PASSWORD, result.reasons
 
