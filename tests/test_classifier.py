@@ -1477,3 +1477,44 @@ def test_nothing_to_do_with_a_thing_says_what_a_request_is_not_about(body: str, 
 def test_a_transcriber_s_elision_is_a_gap_in_the_clause_not_its_end(body: str) -> None:
     result = run(body)
     assert result.category is PASSWORD, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Mi e scaduta la password. Non vi chiedo di resettarla subito: prima ditemi i requisiti, poi resettatela "
+    "voi per favore.",
+    "Non vi chiedo di cambiare le regole. Vi chiedo di resettarla, per favore.",
+    "Non vi chiedo i requisiti: resettatemi la password, grazie.",
+    "Non vi chiedo di spiegarmi nulla. Potete resettare la password?",
+    "I'm not asking about the rules: please reset my password.",
+    "Non chiedo di resettarla io da sola: serve che la resettiate voi.",
+    "Il reset non lo faccio io. Chiediamo che la password venga reimpostata da voi.",
+])
+def test_a_subject_state_is_asked_beside_a_declined_action_and_a_real_request(body: str) -> None:
+    result = run(body, subject="Password scaduta")
+    assert result.category is PASSWORD, result.reasons
+
+
+@pytest.mark.parametrize(("subject", "body", "expected"), [
+    ("borrare casella vecchia", "La seconda casella non la uso mai: vi chiedo per favore di borrarla.", LIFECYCLE),
+    ("", 'La lista progetto@ateneo.example.it non serve piu. Potreste "apagarla"?', LIFECYCLE),
+    ("", "Konnten Sie die Mailbox m.neri@ateneo.example.it bitte wieder freischalten?", LIFECYCLE),
+    ("", "Mi cuenta ha caducado (la contrasena, no la cuenta). Podriais restablecerla?", PASSWORD),
+    ("", "Ho olvidado la contrasena della casella. Potete mandarmene una nuova?", PASSWORD),
+    ("", "A senha nao funciona mais. Podem me dar uma senha nova, por favor?", PASSWORD),
+    ("", "Queria pedir que me anadais a la lista erasmus@ateneo.example.it.", Category.ANAGRAFICA),
+    ("", "Vi scrivo per sollecitare l'iscrizione della mia collega alla lista francofonia@ateneo.example.it.",
+     Category.ANAGRAFICA),
+])
+def test_the_writer_s_own_language_names_the_action_and_its_object(subject: str, body: str,
+                                                                      expected: Category) -> None:
+    result = run(body, subject=subject)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('Potete "eliminare" la casella vecchia@ateneo.example.it?', LIFECYCLE),
+    ('Il messaggio diceva "your account will be suspended": e phishing?', OTHER),
+])
+def test_one_word_in_quotes_is_the_writer_s_own_word_a_longer_span_a_quotation(body: str,
+                                                                              expected: Category) -> None:
+    assert category(body) is expected

@@ -18,6 +18,7 @@ from maild.rules.textclean import Line
 _EMAIL = re.compile(r"(?<![a-z0-9._%+=-])[a-z0-9._%+=-]+@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
 _URL = re.compile(r"(?:https?://|www\.|mailto:)\S+")
 _QUOTED = re.compile(r'"[^"\n]{1,200}"')
+_ONE_WORD = re.compile(r"[a-z]{3,30}")
 _ELISION = re.compile(r"[\[(]\s*(?:\.{2,}|\u2026)\s*[\])]")
 """A transcriber's mark for words left out ("la casella [...] scaduta"): a gap in a clause, not its end."""
 _TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
@@ -111,6 +112,12 @@ def _starts(tokens: Sequence[str]) -> list[int]:
     return starts
 
 
+def _quoted(match: re.Match[str]) -> str:
+    """A quoted span's placeholder; one word in quotes is the writer's own word, marked as unsure, and stays read."""
+    inside = match.group()[1:-1].strip()
+    return f" {inside} " if _ONE_WORD.fullmatch(inside) else " quotedtext "
+
+
 def tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     """Words, plus punctuation that really ends a clause.
 
@@ -130,7 +137,7 @@ def tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     if "<" in text:
         text = _TAG.sub(" ", text)
     if '"' in text:
-        text = _QUOTED.sub(" quotedtext ", text)
+        text = _QUOTED.sub(_quoted, text)
     if "[" in text or "(" in text:
         text = _ELISION.sub(" ", text)
     if "|" in text:
