@@ -1477,3 +1477,34 @@ def test_nothing_to_do_with_a_thing_says_what_a_request_is_not_about(body: str, 
 def test_a_transcriber_s_elision_is_a_gap_in_the_clause_not_its_end(body: str) -> None:
     result = run(body)
     assert result.category is PASSWORD, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Per il personale in aspettativa (senza assegni) sospendete le caselle da ottobre.",
+    "Senza indugio bloccate la casella compromessa di Verdi.",
+    "Senza aspettare il referente, chiudete la casella del convegno.",
+    "Senza modifiche alla lista, eliminate la casella del vecchio progetto.",
+    "Senza toccare la posta arrivata: la casella di Rossi va chiusa.",
+    "Senza altre formalita vi chiediamo di disattivare la casella del borsista.",
+    "Le caselle senza titolare non servono piu: la chiudete voi, quella del convegno?",
+])
+def test_without_before_a_command_does_not_deny_it(body: str) -> None:
+    """Fail closed: "senza" governs an infinitive or a noun, never a command given after it."""
+    assert run(body).category is LIFECYCLE, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Vi scrivo senza chiedere di chiudere la casella: volevo solo ringraziarvi.",
+    "Potete spostare la posta senza sospendere la casella?",
+])
+def test_without_before_an_infinitive_still_denies_it(body: str) -> None:
+    assert run(body).category is not LIFECYCLE, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Vorrei che la casella di mio padre fosse cancellata: continuano ad arrivare messaggi.",
+    "Bloccate subito l'accesso alla casella b.neri@ateneo.example.it, la posta continui ad arrivare.",
+    "Please block access to the mailbox of the former contractor.",
+])
+def test_a_wished_deletion_or_a_blocked_access_is_a_lifecycle_request(body: str) -> None:
+    assert run(body).category is LIFECYCLE, run(body).reasons
