@@ -1518,3 +1518,76 @@ def test_the_writer_s_own_language_names_the_action_and_its_object(subject: str,
 def test_one_word_in_quotes_is_the_writer_s_own_word_a_longer_span_a_quotation(body: str,
                                                                               expected: Category) -> None:
     assert category(body) is expected
+
+
+@pytest.mark.parametrize("body", [
+    "Per il personale in aspettativa (senza assegni) sospendete le caselle da ottobre.",
+    "Senza indugio bloccate la casella compromessa di Verdi.",
+    "Senza aspettare il referente, chiudete la casella del convegno.",
+    "Senza modifiche alla lista, eliminate la casella del vecchio progetto.",
+    "Senza toccare la posta arrivata: la casella di Rossi va chiusa.",
+    "Senza altre formalita vi chiediamo di disattivare la casella del borsista.",
+    "Le caselle senza titolare non servono piu: la chiudete voi, quella del convegno?",
+])
+def test_without_before_a_command_does_not_deny_it(body: str) -> None:
+    """Fail closed: "senza" governs an infinitive or a noun, never a command given after it."""
+    assert run(body).category is LIFECYCLE, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Vi scrivo senza chiedere di chiudere la casella: volevo solo ringraziarvi.",
+    "Potete spostare la posta senza sospendere la casella?",
+])
+def test_without_before_an_infinitive_still_denies_it(body: str) -> None:
+    assert run(body).category is not LIFECYCLE, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Vorrei che la casella di mio padre fosse cancellata: continuano ad arrivare messaggi.",
+    "Bloccate subito l'accesso alla casella b.neri@ateneo.example.it, la posta continui ad arrivare.",
+    "Please block access to the mailbox of the former contractor.",
+])
+def test_a_wished_deletion_or_a_blocked_access_is_a_lifecycle_request(body: str) -> None:
+    assert run(body).category is LIFECYCLE, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Ho ottenuto l'ok del direttore: attivate la casella per il nuovo tecnico.",
+    "Una volta ottenuta la firma chiudete la casella del convegno.",
+    "Abbiamo ottenuto il via libera, eliminate la casella di Rossi.",
+    "Ottenuto il nulla osta, vi chiediamo la chiusura della casella del borsista.",
+    "Il borsista ha ottenuto il rinnovo ma la casella del convegno va chiusa.",
+    "La casella restera attiva fino a dicembre, poi chiudetela.",
+    "Mi dicono che la casella restera attiva: eliminate invece la lista del convegno.",
+    "La casella di Rossi restera aperta o va eliminata? Eliminatela pure.",
+    "Please tell me if the mailbox will stay active; otherwise delete the mailbox of the old lab.",
+])
+def test_a_thing_obtained_or_kept_beside_a_real_request_still_asks_it(body: str) -> None:
+    """Fail closed: "ottenuto" and a future "restera" deny only the action right after them."""
+    assert run(body).category is LIFECYCLE, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Il collega titolare della casella ha ottenuto l'attivazione della carriera alias.",
+    "Mi e stato detto che la casella restera attiva fino a dicembre.",
+])
+def test_a_thing_obtained_or_kept_as_it_is_asks_no_lifecycle_action(body: str) -> None:
+    assert run(body).category is not LIFECYCLE, run(body).reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Vi diffidiamo dal procedere oltre con i ritardi: sospendete la casella di Rossi.",
+    "Diffidiamo codesto Servizio dal procedere con lentezza e chiudete la casella compromessa.",
+    "Vi diffido dal dare corso alle richieste di Verdi; la casella di Verdi va bloccata subito.",
+    "La ditta e stata diffidata dal procedere con i lavori, quindi bloccate la casella del fornitore.",
+    "Diffidati dall'eseguire altri accessi, vi chiediamo di sospendere la casella del consulente.",
+    "Vi diffidiamo dal procedere a sospensioni diverse: sospendete solo la casella di Neri.",
+])
+def test_a_formal_warning_beside_a_real_request_still_asks_it(body: str) -> None:
+    """Fail closed: "diffidare dal procedere" forbids only the action it governs, not a command after it."""
+    assert run(body).category is LIFECYCLE, run(body).reasons
+
+
+def test_a_formal_warning_off_a_suspension_asks_for_no_suspension() -> None:
+    result = run("La RSU diffida codesto Servizio dal procedere a qualsiasi sospensione o blocco di caselle.")
+    assert result.category is not LIFECYCLE, result.reasons
