@@ -1503,6 +1503,8 @@ def test_a_message_called_only_a_question_for_now_asks_nothing(body: str) -> Non
     ("For now it is only a question. I need you to reset my password.", PASSWORD),
     ("I don't ask it now for the list. We need the mailbox of Rossi deleted today.", LIFECYCLE),
     ("For the record. We need the mailbox of Rossi deleted today.", LIFECYCLE),
+    ("Per ora e solo una domanda. Ci serve che chiudiate la casella di Rossi.", LIFECYCLE),
+    ("Per ora e solo una domanda. Mi serve la disattivazione della casella di Rossi.", LIFECYCLE),
 ])
 def test_a_request_beside_a_message_called_only_a_question_is_still_asked(body: str, expected: Category) -> None:
     result = run(body)
