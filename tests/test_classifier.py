@@ -1591,3 +1591,47 @@ def test_a_formal_warning_beside_a_real_request_still_asks_it(body: str) -> None
 def test_a_formal_warning_off_a_suspension_asks_for_no_suspension() -> None:
     result = run("La RSU diffida codesto Servizio dal procedere a qualsiasi sospensione o blocco di caselle.")
     assert result.category is not LIFECYCLE, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Next spring we plan to open a mailbox for the new lab. How long does it take? For now it is only a question.",
+    "Per ora e solo una domanda: quanto ci vuole per creare una casella per il nuovo progetto?",
+    "Should I better ask for a new list for the course? I don't ask it now, first I want to know the rules.",
+    "Conviene chiedere una lista per il corso? Non la chiedo adesso, prima voglio sapere i limiti.",
+])
+def test_a_message_called_only_a_question_for_now_asks_nothing(body: str) -> None:
+    assert run(body).category is OTHER, run(body).reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("For now it is only a question. Please delete the mailbox of Mario Rossi.", LIFECYCLE),
+    ("For now it is only a question, but could you reset my password? It expired.", PASSWORD),
+    ("Per ora e solo una domanda. Potete chiudere la casella di Mario Rossi?", LIFECYCLE),
+    ("Per ora e solo una domanda; intanto chiudete la casella x@ateneo.example.it.", LIFECYCLE),
+    ("I don't ask it now for the list; please reset my password today.", PASSWORD),
+    ("Non lo chiedo adesso per la lista. Vi chiedo di resettarmi la password.", PASSWORD),
+    ("Non la chiedo ora la lista: la casella di Rossi va chiusa.", LIFECYCLE),
+    ("Solo una domanda per ora: resettatemi la password, e scaduta.", PASSWORD),
+    ("For now it's only a question. Kindly unlock my account.", PASSWORD),
+    ("For now it is only a question. I need my password reset, it expired.", PASSWORD),
+    ("For now it is only a question. I need you to reset my password.", PASSWORD),
+    ("I don't ask it now for the list. We need the mailbox of Rossi deleted today.", LIFECYCLE),
+    ("For the record. We need the mailbox of Rossi deleted today.", LIFECYCLE),
+    ("Per ora e solo una domanda. Ci serve che chiudiate la casella di Rossi.", LIFECYCLE),
+    ("Per ora e solo una domanda. Mi serve la disattivazione della casella di Rossi.", LIFECYCLE),
+])
+def test_a_request_beside_a_message_called_only_a_question_is_still_asked(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Piano del primo mese:\n - formazione sicurezza (fatta)\n - casella istituzionale: da creare a cura vostra\n"
+     "Procedete con l'ultimo punto.", LIFECYCLE),
+    ("Piano del primo mese:\n - casella istituzionale: da non creare prima di lunedi", OTHER),
+    ("Potete mettere sulla casella della segreteria questa firma automatica?", ANAGRAFICA),
+    ("Potete mettere sulla casella della segreteria la firma digitale del dirigente?", OTHER),
+])
+def test_a_plan_item_and_a_signature_put_on_a_named_mailbox(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

@@ -212,8 +212,9 @@ def _reported(canon: Canon, action: int, rules: Rules, declared: str | None, zon
     back = clause(canon.tokens[max(0, action - rules.negation.reach):action][::-1], rules.negation.terminators)
     if rules.acts.request_cues.search(" ".join(reversed(back))) is not None:
         return None
-    if rule is not None and rule.category.privileged and any(
-            word in rules.acts.obligation_lead for word in back[:_OBLIGATION_WORDS]):
+    if rule is not None and rule.category.privileged and (
+            any(word in rules.acts.obligation_lead for word in back[:_OBLIGATION_WORDS])
+            or not rules.acts.need_lead.isdisjoint(back)):
         return None
     if zone == "body" and all(word in rules.acts.command_lead for word in back):
         return None

@@ -237,6 +237,8 @@ class Acts:
     """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
     obligation_lead: frozenset[str] = frozenset()
     """Words of an obligation just before a privileged action ("va chiusa", "should be deleted"): asked for."""
+    need_lead: frozenset[str] = frozenset()
+    """Words of a need anywhere in a privileged action's clause ("we need the mailbox deleted"): asked for."""
     retractions: re.Pattern[str] | None = None
     """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
     subject_disowned: re.Pattern[str] | None = None
@@ -708,7 +710,7 @@ class _Loader:
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
-                              "ticked_box", "unticked_box", "command_lead", "obligation_lead",
+                              "ticked_box", "unticked_box", "command_lead", "obligation_lead", "need_lead",
                               "retractions", "stale_fields", "subject_disowned", "reserved",
                               "reserved_stops", "reserved_named", "reserved_verb",
                               "subject_question"})
@@ -724,6 +726,7 @@ class _Loader:
                     else frozenset(),
                     obligation_lead=frozenset(self.words(table, p, "obligation_lead")) if "obligation_lead" in table
                     else frozenset(),
+                    need_lead=frozenset(self.words(table, p, "need_lead")) if "need_lead" in table else frozenset(),
                     retractions=self.template_list(table, p, "retractions") if "retractions" in table else None,
                     subject_disowned=self.template_list(table, p, "subject_disowned")
                     if "subject_disowned" in table else None,
