@@ -57,10 +57,10 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     declared = _declared(own, rules, reasons)
     nothing = None if declared is None else declared.group()
     lines, body_hits = _body_hits(cleaned, own, quote, rules, reasons, nothing)
-    read = body_hits
+    seen = body_hits  # before the marks: a frame a mark sets aside was still seen, so no word model is asked
     body_hits = _marked(body_hits, declared, cleaned.own, lines, rules, reasons)
     subject_hits = _subject_hits(subject, cleaned, own, quote, attachment_names, rules, reasons, nothing)
-    topic = any(h.rule.category.privileged for h in (*read, *subject_hits))
+    topic = any(h.rule.category.privileged for h in (*seen, *subject_hits))
     decided = _decide(body_hits, subject_hits, rules, reasons, own, _lead(subject, cleaned.own, quote, rules))
     language, why = _language(_language_words(own, subject, rules), language_hints, rules, default_language)
     reasons.append(why)
