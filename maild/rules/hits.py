@@ -143,28 +143,30 @@ all'esito del riordino, la soppressione della casella e la creazione di...")."""
 
 def _reserved(canon: Canon, action: int, rules: Rules) -> str | None:
     """The reservation earlier in the action's sentence that keeps the request for later ("ci riserviamo, all'esito
-    della verifica, di chiedere il reset e il blocco"), or None: an action not named by its article, or a request
-    cue or a turn ("ma", "intanto") between them, asks now ("ci riserviamo di chiedere la chiusura, intanto
-    bloccatela")."""
-    named = rules.acts.reserved_named
-    if rules.acts.reserved is None or named is None or action == 0 \
-            or named.match(canon.text, canon.starts[action - 1]) is None:
+    della verifica, di chiedere il reset e il blocco"), or None: an action not named by article and noun, or a
+    request cue, a turn, a need or a verb of its own between them, asks now ("..., intanto bloccatela")."""
+    acts = rules.acts
+    if acts.reserved is None or acts.reserved_named is None or action == 0 \
+            or acts.reserved_named.match(canon.text, canon.starts[action - 1]) is None:
         return None  # an action commanded ("resettate", "la chiudete", "va cancellata") is asked now
+    text = _sentence_before(canon, action)
+    last = max(acts.reserved.finditer(text), key=lambda found: found.end(), default=None)
+    if last is None:
+        return None
+    rest = text[last.end():]
+    if acts.request_cues.search(rest) is not None or not rules.negation.terminators.isdisjoint(rest.split()) \
+            or any(p is not None and p.search(rest) is not None for p in (acts.reserved_stops, acts.reserved_verb)):
+        return None
+    return last.group()
+
+
+def _sentence_before(canon: Canon, action: int) -> str:
+    """The words of the action's sentence before it (up to a ";"), at most ``_RESERVATION_REACH``."""
     start = action
     while start > max(0, action - _RESERVATION_REACH) and canon.tokens[start - 1] not in SENTENCE_END \
             and canon.tokens[start - 1] != ";":
         start -= 1
-    text = " ".join(canon.tokens[start:action])
-    last = max(rules.acts.reserved.finditer(text), key=lambda found: found.end(), default=None)
-    if last is None:
-        return None
-    rest = text[last.end():]
-    after = rest.split()
-    if rules.acts.request_cues.search(rest) is not None or not rules.negation.terminators.isdisjoint(after) \
-            or any(p is not None and p.search(rest) is not None
-                   for p in (rules.acts.reserved_stops, rules.acts.reserved_verb)):
-        return None
-    return last.group()
+    return " ".join(canon.tokens[start:action])
 
 
 _RETRACTION_WORDS = 7
