@@ -94,10 +94,18 @@ def _declared(own: Canon, rules: Rules, reasons: list[str]) -> re.Match[str] | N
     return declared
 
 
+def _unquoted(line: Line) -> Line:
+    """An adopted quote's line wholly in double quotes is a comment the sender takes up, not a literal value."""
+    inner = line.folded.strip()
+    if len(inner) > 2 and inner[0] == inner[-1] == '"' and inner.count('"') == 2:
+        return Line(line.number, line.text, f" {inner[1:-1]} ")
+    return line
+
+
 def _body_hits(cleaned: CleanedText, own: Canon, quote: _Quote, rules: Rules, reasons: list[str],
                nothing: str | None) -> tuple[tuple[Line, ...], list[Hit]]:
     """The body's lines as read (the sender's own, with the quote they adopt or answer) and the hits on them."""
-    lines = (*cleaned.own, Line(0, "", ""), *cleaned.quoted) if quote.adopted else cleaned.own
+    lines = (*cleaned.own, Line(0, "", ""), *map(_unquoted, cleaned.quoted)) if quote.adopted else cleaned.own
     if quote.answer is not None:
         lines = (*cleaned.own, Line(0, "", ""), *quote.answer.question)
     read = canon(lines, rules) if quote.adopted or quote.answer else own

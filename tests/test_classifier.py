@@ -286,6 +286,16 @@ def test_adopted_quoted_request_counts_as_the_senders_own(own: str) -> None:
     assert "Non ricordo più la password" in result.text
 
 
+QUOTED_COMMENT = ("\n\n---------- Forwarded message ---------\nFrom: Shared Docs <notify@docs.example.com>\n"
+                  "Subject: New comment\n\nGiulia Neri commented:\n\"{comment}\"\n")
+
+
+def test_an_adopted_comment_wholly_in_quotes_is_read_as_the_request() -> None:
+    comment = "The list old-project@example.it is no longer used. Delete it."
+    assert run("See the comment below, can you do this?" + QUOTED_COMMENT.format(comment=comment)).category is LIFECYCLE
+    assert run("FYI only." + QUOTED_COMMENT.format(comment=comment)).category is OTHER
+
+
 def test_adoption_can_be_negated() -> None:
     assert run("Non autorizzo questa richiesta." + QUOTED_RESET).category is OTHER
 
