@@ -1025,6 +1025,9 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
      "negation.cues[5].rules[0]"),
     ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[3].categories[0]"),
     ('limits = ["{only} {proceed_prep}"', 'limits = ["{onlyy} {proceed_prep}"', "adoption.limits[0]"),
+    ("[acts.reservation]\n", "[acts.reservation]\nstop = []\n", "acts.reservation.stop"),
+    ("verb = '\\b(?!tramite", "verb = '(\\b(?!tramite", "acts.reservation.verb"),
+    ('named = ["{det} {pw_noun}"', 'named = ["{det} {pw_nouns}"', "acts.reservation.named[0]"),
 ])
 def test_a_bad_rules_file_names_the_file_and_the_key(tmp_path: Path, old: str, new: str, key: str) -> None:
     path = _broken(tmp_path, old, new)

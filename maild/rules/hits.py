@@ -145,17 +145,16 @@ def _reserved(canon: Canon, action: int, rules: Rules) -> str | None:
     """The reservation earlier in the action's sentence that keeps the request for later ("ci riserviamo, all'esito
     della verifica, di chiedere il reset e il blocco"), or None: an action not named by article and noun, or a
     request cue, a turn, a need or a verb of its own between them, asks now ("..., intanto bloccatela")."""
-    acts = rules.acts
-    if acts.reserved is None or acts.reserved_named is None or action == 0 \
-            or acts.reserved_named.match(canon.text, canon.starts[action - 1]) is None:
+    kept = rules.acts.reservation
+    if kept is None or action == 0 or kept.named.match(canon.text, canon.starts[action - 1]) is None:
         return None  # an action commanded ("resettate", "la chiudete", "va cancellata") is asked now
     text = _sentence_before(canon, action)
-    last = max(acts.reserved.finditer(text), key=lambda found: found.end(), default=None)
+    last = max(kept.phrases.finditer(text), key=lambda found: found.end(), default=None)
     if last is None:
         return None
     rest = text[last.end():]
-    if acts.request_cues.search(rest) is not None or not rules.negation.terminators.isdisjoint(rest.split()) \
-            or any(p is not None and p.search(rest) is not None for p in (acts.reserved_stops, acts.reserved_verb)):
+    if rules.acts.request_cues.search(rest) is not None or not rules.negation.terminators.isdisjoint(rest.split()) \
+            or kept.stops.search(rest) is not None or kept.verb.search(rest) is not None:
         return None
     return last.group()
 

@@ -203,6 +203,19 @@ class Negation:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """A request kept for later ("ci riserviamo di chiedere"): what it governs in its sentence is not asked now."""
+
+    phrases: re.Pattern[str]
+    named: re.Pattern[str]
+    """An action named as a thing, article and noun ("la soppressione"): only an action so named is kept for later."""
+    stops: re.Pattern[str]
+    """What after a reservation asks now ("intanto", "serve", "potete"): the reservation governs nothing past it."""
+    verb: re.Pattern[str]
+    """A verb of its own after a reservation ("fate", "attendiamo"): its clause may ask now, so it is not kept."""
+
+
+@dataclass(frozen=True, slots=True)
 class Acts:
     """What a sentence or a message does, beyond the clause around each action.
 
@@ -243,17 +256,10 @@ class Acts:
     """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
     subject_disowned: re.Pattern[str] | None = None
     """The sender's body setting its own subject aside ("please forget the subject"): the subject asks nothing."""
-    reserved: re.Pattern[str] | None = None
-    """A request kept for later ("ci riserviamo di chiedere"): what it governs in its sentence is not asked now."""
     subject_question: re.Pattern[str] | None = None
     """A subject that labels itself a question ("... – Quesito"): what it names is asked about, not asked for."""
-    reserved_stops: re.Pattern[str] | None = None
-    """What after a reservation asks now ("intanto", "serve", "potete"): the reservation governs nothing past it."""
-    reserved_verb: re.Pattern[str] | None = None
-    """A verb of its own after a reservation ("fate", "attendiamo"): its clause may ask now, so it is not kept."""
-    reserved_named: re.Pattern[str] | None = None
-    """An action named as a thing, article and noun ("la soppressione"): only an action so named is kept for later."""
-
+    reservation: Reservation | None = None
+    """A request kept for later ("ci riserviamo di chiedere la soppressione"): not asked now."""
 
 @dataclass(frozen=True, slots=True)
 class Adoption:
@@ -382,10 +388,10 @@ class _Loader:
             if key not in keys:
                 raise self.fail(_dot(prefix, key), f"unknown key (expected one of: {', '.join(sorted(keys))})")
 
-    def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    def table(self, data: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
         value = data.get(key)
         if not isinstance(value, dict):
-            raise self.fail(key, "missing table" if value is None else "must be a table")
+            raise self.fail(_dot(prefix, key), "missing table" if value is None else "must be a table")
         return value
 
     def value(self, table: Mapping[str, Any], prefix: str, key: str, kind: type) -> Any:
@@ -711,8 +717,7 @@ class _Loader:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
                               "ticked_box", "unticked_box", "command_lead", "obligation_lead", "need_lead",
-                              "retractions", "stale_fields", "subject_disowned", "reserved",
-                              "reserved_stops", "reserved_named", "reserved_verb",
+                              "retractions", "stale_fields", "subject_disowned", "reservation",
                               "subject_question"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
@@ -730,13 +735,17 @@ class _Loader:
                     retractions=self.template_list(table, p, "retractions") if "retractions" in table else None,
                     subject_disowned=self.template_list(table, p, "subject_disowned")
                     if "subject_disowned" in table else None,
-                    reserved=self.template_list(table, p, "reserved") if "reserved" in table else None,
                     subject_question=self.regex(table, p, "subject_question") if "subject_question" in table else None,
-                    reserved_stops=self.template_list(table, p, "reserved_stops") if "reserved_stops" in table
-                    else None,
-                    reserved_named=self.template_list(table, p, "reserved_named") if "reserved_named" in table
-                    else None,
-                    reserved_verb=self.regex(table, p, "reserved_verb") if "reserved_verb" in table else None)
+                    reservation=self.reservation(self.table(table, "reservation", p)) if "reservation" in table
+                    else None)
+
+    def reservation(self, table: Mapping[str, Any]) -> Reservation:
+        p = "acts.reservation"
+        self.known(table, p, {"phrases", "named", "stops", "verb"})
+        return Reservation(phrases=self.required_templates(table, p, "phrases"),
+                           named=self.required_templates(table, p, "named"),
+                           stops=self.required_templates(table, p, "stops"),
+                           verb=self.regex(table, p, "verb"))
 
     def required_templates(self, table: Mapping[str, Any], prefix: str, key: str) -> re.Pattern[str]:
         pattern = self.template_list(table, prefix, key, required=True)
