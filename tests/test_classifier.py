@@ -1673,3 +1673,18 @@ def test_an_action_ruled_out_by_a_turn_is_withdrawn() -> None:
     body = "Ieri volevo il reset della password, ma non serve piu, l'ho ricordata. Mettete in rubrica il mio cellulare."
     result = run(body)
     assert result.category is ANAGRAFICA, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("La risposta automatica va bene cosi. La casella di Rossi invece potete disattivarla?", LIFECYCLE),
+    ("La risposta automatica e gia tolta; la casella m.rossi@ateneo.example.it potete eliminarla.", LIFECYCLE),
+    ("Ho messo la risposta automatica. Potete disattivarla e poi chiudere la casella m.rossi@ateneo.example.it?",
+     LIFECYCLE),
+    ("La risposta automatica non serve: la casella di Rossi, in pensione, potete chiuderla?", LIFECYCLE),
+    ("Risposta automatica: sistemata. Casella di Bianchi: disattivatela.", LIFECYCLE),
+    ("La regola di inoltro l'ho tolta, la casella invece potete eliminarla?", LIFECYCLE),
+    ("Ho dimenticato di mettere la risposta automatica. Potete attivarla voi sulla mia casella?", ANAGRAFICA),
+])
+def test_a_pronoun_takes_up_the_nearest_named_object(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
