@@ -1648,3 +1648,43 @@ def test_a_request_beside_a_message_called_only_a_question_is_still_asked(body: 
 def test_a_plan_item_and_a_signature_put_on_a_named_mailbox(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Volevo il reset della password, ma non serve piu: chiudete invece la casella m.rossi@ateneo.example.it.",
+     LIFECYCLE),
+    ("Resettate la password di m.rossi@ateneo.example.it, ma non serve piu farlo entro oggi.", PASSWORD),
+    ("La casella vecchia non la uso, ma non serve piu tenerla: chiudetela.", LIFECYCLE),
+    ("Avevo chiesto di chiudere la casella m.rossi@ateneo.example.it, ma non serve piu aspettare: la chiudete oggi?",
+     LIFECYCLE),
+    ("Volevo il reset, ma non serve piu. Serve invece il reset della password di m.rossi@ateneo.example.it.",
+     PASSWORD),
+    ("I asked for a reset of my password, but it is no longer needed. Please delete the mailbox "
+     "old.box@ateneo.example.it.", LIFECYCLE),
+    ("Chiudete la casella m.rossi@ateneo.example.it, non serve piu.", LIFECYCLE),
+    ("Volevo chiudere la lista, ma non serve piu; please delete the mailbox m.rossi@ateneo.example.it.", LIFECYCLE),
+])
+def test_a_request_beside_an_action_ruled_out_by_a_turn_is_still_asked(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+def test_an_action_ruled_out_by_a_turn_is_withdrawn() -> None:
+    body = "Ieri volevo il reset della password, ma non serve piu, l'ho ricordata. Mettete in rubrica il mio cellulare."
+    result = run(body)
+    assert result.category is ANAGRAFICA, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("La risposta automatica va bene cosi. La casella di Rossi invece potete disattivarla?", LIFECYCLE),
+    ("La risposta automatica e gia tolta; la casella m.rossi@ateneo.example.it potete eliminarla.", LIFECYCLE),
+    ("Ho messo la risposta automatica. Potete disattivarla e poi chiudere la casella m.rossi@ateneo.example.it?",
+     LIFECYCLE),
+    ("La risposta automatica non serve: la casella di Rossi, in pensione, potete chiuderla?", LIFECYCLE),
+    ("Risposta automatica: sistemata. Casella di Bianchi: disattivatela.", LIFECYCLE),
+    ("La regola di inoltro l'ho tolta, la casella invece potete eliminarla?", LIFECYCLE),
+    ("Ho dimenticato di mettere la risposta automatica. Potete attivarla voi sulla mia casella?", ANAGRAFICA),
+])
+def test_a_pronoun_takes_up_the_nearest_named_object(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

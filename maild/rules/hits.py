@@ -49,10 +49,21 @@ def hits(canon: Canon, zone: str, rules: Rules, declared: str | None = None) -> 
             if rule.clause_start and not _starts_clause(canon, canon.token_at(match.start())):
                 continue
             found.extend(_hit_and_inner(canon, zone, rule, template, match, rules, declared))
+    if any(hit.rule.pronoun for hit in found):
+        found = _pronouns_taken_up(found)
     if nets and not any(hit.cue is None and hit.rule.category.privileged and not hit.rule.mention
                         and hit.rule.weight >= rules.threshold for hit in found):
         found.extend(_net_hits(canon, zone, nets, found, rules, declared))
     return found
+
+
+def _pronouns_taken_up(found: list[Hit]) -> list[Hit]:
+    """Drop a bare pronoun's hit where a frame of another category read it with the object named before it."""
+    taken = {(hit.token, hit.rule.category) for hit in found
+             if hit.cue is None and not hit.rule.pronoun and not hit.rule.mention and hit.span
+             and hit.span.start < hit.token}
+    return [hit for hit in found if not (hit.rule.pronoun and hit.cue is None and any(
+        token == hit.token and category != hit.rule.category for token, category in taken))]
 
 
 def _hit_and_inner(canon: Canon, zone: str, rule: Rule, template: Template, match: re.Match[str], rules: Rules,

@@ -31,7 +31,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [tolerance]  terms (one-word terms or "@class"), min_length: regional and misspelt forms (optional);
                  swap_min_length, shuffle_min_length: shuffled inner letters of any spelled word
     [[rule]]     id, category, weight, zones ("subject", "body"), patterns
-                 (templates), optional negatable (default true), optional mention, state, net and
+                 (templates), optional negatable (default true), optional mention, state, net, pronoun and
                  clause_start (default false),
                  optional examples and counter_examples (sentences the tests run the rule on)
 
@@ -112,6 +112,9 @@ class Rule:
     mention: bool = False
     """True when a hit names a topic ("password", "nuova casella") without an action on an object: such
     evidence below the threshold is a topic, not a request, and does not make triage fail closed."""
+    pronoun: bool = False
+    """True for an action on a bare pronoun with no object of its own: it yields where a frame of another category
+    read the same pronoun as taking up the object it named first ("la risposta automatica ... potete attivarla")."""
     names_action: bool = False
     """True for a mention that names the action itself ("il reset"): a verdict after it ("il reset non serve piu")
     declines the action, so the states of its category yield as they do to a declined frame."""
@@ -827,7 +830,7 @@ class _Loader:
 
     def rule(self, item: Mapping[str, Any], key: str) -> Rule:
         self.known(item, key, {"id", "category", "weight", "zones", "patterns", "negatable", "mention", "examples",
-                               "counter_examples", "clause_start", "state", "net", "names_action"})
+                               "counter_examples", "clause_start", "state", "net", "names_action", "pronoun"})
         rule_id: str = self.value(item, key, "id", str)
         key = f"{key} ({rule_id})"
         category = self.category(item, key)
@@ -845,6 +848,7 @@ class _Loader:
             state=self.value(item, key, "state", bool) if "state" in item else False,
             net=self.value(item, key, "net", bool) if "net" in item else False,
             names_action=self.value(item, key, "names_action", bool) if "names_action" in item else False,
+            pronoun=self.value(item, key, "pronoun", bool) if "pronoun" in item else False,
             examples=tuple(self.strings(item, key, "examples")) if "examples" in item else (),
             counter_examples=tuple(self.strings(item, key, "counter_examples")) if "counter_examples" in item else (),
         )
