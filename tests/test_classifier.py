@@ -1648,3 +1648,35 @@ def test_a_request_beside_a_message_called_only_a_question_is_still_asked(body: 
 def test_a_plan_item_and_a_signature_put_on_a_named_mailbox(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Vi prego di  N O N  chiudere la sua casella, ma soltanto di aggiornare il suo numero nella rubrica.", ANAGRAFICA),
+    ("La casella x@ateneo.example.it  N O N  va cancellata, come vi hanno scritto: va soltanto  S O S P E S A  "
+     "fino a gennaio.", LIFECYCLE),
+    ("La casella N O N va tenuta: chiudetela subito.", LIFECYCLE),
+    ("N O N aspettate lunedi, resettate la password di Rossi oggi.", PASSWORD),
+    ("Il collega N O N lavora piu qui, please delete his mailbox.", LIFECYCLE),
+    ("N O N ricordo piu la password: serve una password nuova.", PASSWORD),
+    ("La lista N O N serve piu, chiediamo di eliminarla.", LIFECYCLE),
+    ("La casella del convegno N O N la usiamo: la chiudete entro venerdi?", LIFECYCLE),
+    ("Vi prego di N O N aspettare: sbloccate l'account di Rossi.", PASSWORD),
+])
+def test_a_word_set_letter_by_letter_is_read_as_the_word(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+def test_letters_set_apart_become_one_word() -> None:
+    assert tokens("vi prego di  n o n  chiudere", frozenset()) == ["vi", "prego", "di", "non", "chiudere"]
+    assert tokens("c'e a roma", frozenset()) == ["c", "e", "a", "roma"]
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("La parola d'ordine del computer non me la prende piu, esce scritto che e scaduta.", PASSWORD),
+    ("Mettete in rubrica il mio cellulare nuovo; e fategli anche cambiare la password della mia casella.", PASSWORD),
+    ("Fatemi sapere come cambiare la password da solo.", OTHER),
+])
+def test_a_password_refused_in_speech_or_changed_by_a_causative(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
