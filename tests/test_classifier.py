@@ -1680,3 +1680,20 @@ def test_letters_set_apart_become_one_word() -> None:
 def test_a_password_refused_in_speech_or_changed_by_a_causative(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Is my mailbox scheduled to be closed on the 31st, and if so, who has to tell you about the extension?", OTHER),
+    ("The list of the old course is due to be deleted in June.", OTHER),
+    ("The mailbox is scheduled to be closed in June; please close it today instead.", LIFECYCLE),
+    ("The list was due to be closed in May. Please delete it now.", LIFECYCLE),
+    ("We are going to end the project: the mailbox must be closed.", LIFECYCLE),
+    ("Our list is about to be archived, but the list needs to be deleted today.", LIFECYCLE),
+    ("The mailbox is set to be closed next year: we ask that it be closed this week.", LIFECYCLE),
+    ("The mailbox is going to be closed anyway; kindly delete the mailbox of Rossi as well.", LIFECYCLE),
+    ("I am due to leave: the mailbox of the project has to be deleted.", LIFECYCLE),
+    ("The mailbox is scheduled to be closed next year, but it must be closed this week.", LIFECYCLE),
+])
+def test_a_schedule_told_or_asked_about_is_no_obligation(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
