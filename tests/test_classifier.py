@@ -1697,3 +1697,22 @@ def test_a_password_refused_in_speech_or_changed_by_a_causative(body: str, expec
 def test_a_schedule_told_or_asked_about_is_no_obligation(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("L'Agente segnalava di aver dimenticato la password della casella di servizio. Si precisa che NON si chiede il "
+     "ripristino della password, gia effettuato. Si chiede di aggiornare in rubrica il cellulare: 335 710 4420.",
+     ANAGRAFICA),
+    ("Ho dimenticato la password. Non chiedo il ripristino via telefono: resettatela per mail.", PASSWORD),
+    ("Ho dimenticato la password della PEC: non serve il ripristino della vecchia, mandatemi una password nuova.",
+     PASSWORD),
+    ("L'agente ha dimenticato la password; non chiediamo il ripristino della sua, ma vi chiediamo di resettare la "
+     "password della casella di servizio.", PASSWORD),
+    ("Non chiedo il ripristino della password per me: la collega ha dimenticato la password, reimpostatela.", PASSWORD),
+    ("Ho dimenticato la password e no, non chiedo il reset: potete sbloccarmi l'account?", PASSWORD),
+    ("Ho dimenticato la password. Il reset non serve per la PEC, serve per la casella normale: please reset my "
+     "password.", PASSWORD),
+])
+def test_a_forgotten_password_yields_when_its_reset_is_declined(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
