@@ -1688,3 +1688,71 @@ def test_an_action_ruled_out_by_a_turn_is_withdrawn() -> None:
 def test_a_pronoun_takes_up_the_nearest_named_object(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Vi prego di  N O N  chiudere la sua casella, ma soltanto di aggiornare il suo numero nella rubrica.", ANAGRAFICA),
+    ("La casella x@ateneo.example.it  N O N  va cancellata, come vi hanno scritto: va soltanto  S O S P E S A  "
+     "fino a gennaio.", LIFECYCLE),
+    ("La casella N O N va tenuta: chiudetela subito.", LIFECYCLE),
+    ("N O N aspettate lunedi, resettate la password di Rossi oggi.", PASSWORD),
+    ("Il collega N O N lavora piu qui, please delete his mailbox.", LIFECYCLE),
+    ("N O N ricordo piu la password: serve una password nuova.", PASSWORD),
+    ("La lista N O N serve piu, chiediamo di eliminarla.", LIFECYCLE),
+    ("La casella del convegno N O N la usiamo: la chiudete entro venerdi?", LIFECYCLE),
+    ("Vi prego di N O N aspettare: sbloccate l'account di Rossi.", PASSWORD),
+])
+def test_a_word_set_letter_by_letter_is_read_as_the_word(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+def test_letters_set_apart_become_one_word() -> None:
+    assert tokens("vi prego di  n o n  chiudere", frozenset()) == ["vi", "prego", "di", "non", "chiudere"]
+    assert tokens("c'e a roma", frozenset()) == ["c", "e", "a", "roma"]
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("La parola d'ordine del computer non me la prende piu, esce scritto che e scaduta.", PASSWORD),
+    ("Mettete in rubrica il mio cellulare nuovo; e fategli anche cambiare la password della mia casella.", PASSWORD),
+    ("Fatemi sapere come cambiare la password da solo.", OTHER),
+])
+def test_a_password_refused_in_speech_or_changed_by_a_causative(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Is my mailbox scheduled to be closed on the 31st, and if so, who has to tell you about the extension?", OTHER),
+    ("The list of the old course is due to be deleted in June.", OTHER),
+    ("The mailbox is scheduled to be closed in June; please close it today instead.", LIFECYCLE),
+    ("The list was due to be closed in May. Please delete it now.", LIFECYCLE),
+    ("We are going to end the project: the mailbox must be closed.", LIFECYCLE),
+    ("Our list is about to be archived, but the list needs to be deleted today.", LIFECYCLE),
+    ("The mailbox is set to be closed next year: we ask that it be closed this week.", LIFECYCLE),
+    ("The mailbox is going to be closed anyway; kindly delete the mailbox of Rossi as well.", LIFECYCLE),
+    ("I am due to leave: the mailbox of the project has to be deleted.", LIFECYCLE),
+    ("The mailbox is scheduled to be closed next year, but it must be closed this week.", LIFECYCLE),
+])
+def test_a_schedule_told_or_asked_about_is_no_obligation(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("L'Agente segnalava di aver dimenticato la password della casella di servizio. Si precisa che NON si chiede il "
+     "ripristino della password, gia effettuato. Si chiede di aggiornare in rubrica il cellulare: 335 710 4420.",
+     ANAGRAFICA),
+    ("Ho dimenticato la password. Non chiedo il ripristino via telefono: resettatela per mail.", PASSWORD),
+    ("Ho dimenticato la password della PEC: non serve il ripristino della vecchia, mandatemi una password nuova.",
+     PASSWORD),
+    ("L'agente ha dimenticato la password; non chiediamo il ripristino della sua, ma vi chiediamo di resettare la "
+     "password della casella di servizio.", PASSWORD),
+    ("Non chiedo il ripristino della password per me: la collega ha dimenticato la password, reimpostatela.", PASSWORD),
+    ("Ho dimenticato la password e no, non chiedo il reset: potete sbloccarmi l'account?", PASSWORD),
+    ("Ho dimenticato la password. Il reset non serve per la PEC, serve per la casella normale: please reset my "
+     "password.", PASSWORD),
+])
+def test_a_forgotten_password_yields_when_its_reset_is_declined(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

@@ -21,6 +21,8 @@ _QUOTED = re.compile(r'"[^"\n]{1,200}"')
 _ONE_WORD = re.compile(r"[a-z]{3,30}")
 _ELISION = re.compile(r"[\[(]\s*(?:\.{2,}|\u2026)\s*[\])]")
 """A transcriber's mark for words left out ("la casella [...] scaduta"): a gap in a clause, not its end."""
+_SPACED = re.compile(r"(?<![a-z0-9])[a-z](?: [a-z]){2,}(?![a-z0-9])")
+"""A word set letter by letter for emphasis, as on a typewriter ("N O N chiudete"): read as the word."""
 _TAG = re.compile(r"<(?!emailaddr>)/?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>")
 # (needed substring, pattern, replacement): a pattern is not run on a text without its substring.
 _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compile(r"\bwon't\b"), "will not"),
@@ -118,6 +120,10 @@ def _quoted(match: re.Match[str]) -> str:
     return f" {inside} " if _ONE_WORD.fullmatch(inside) else " quotedtext "
 
 
+def _joined(match: re.Match[str]) -> str:
+    return match.group().replace(" ", "")
+
+
 def tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
     """Words, plus punctuation that really ends a clause.
 
@@ -140,6 +146,8 @@ def tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
         text = _QUOTED.sub(_quoted, text)
     if "[" in text or "(" in text:
         text = _ELISION.sub(" ", text)
+    if _SPACED.search(text):
+        text = _SPACED.sub(_joined, text)
     if "|" in text:
         text = text.replace("|", " , ")  # a table's cells are clauses of one row, not paragraphs
     for needed, pattern, replacement in _CONTRACTIONS:
