@@ -1702,3 +1702,13 @@ def test_not_equal_written_for_not_denies_its_own_action_only(body: str, expecte
 def test_an_obligation_on_it_answering_a_quotation_fails_closed(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Solo se lunedi non riesce ad entrare, allora resettatele la password. Se entra, lasciate stare.", PASSWORD),
+    ("Resettate la password di Rossi. Anzi no, lasciate stare.", OTHER),
+    ("Chiudete la lista del convegno, no, lasciate stare.", OTHER),
+])
+def test_a_retraction_under_a_condition_is_the_other_branch_not_a_take_back(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
