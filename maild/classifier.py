@@ -75,14 +75,18 @@ class _Quote:
     """What the sender does with the quoted text: adopts it as their own request, answers its question, or neither."""
 
     adopted: bool
-    answer: replies.Answer | None
+    answers: tuple[replies.Answer, ...]
+    """One answer to the quoted question, or one per question when the sender types under each in turn."""
 
 
 def _quote(cleaned: CleanedText, own: Canon, rules: Rules, reasons: list[str]) -> _Quote:
     """An adoption is read first; only a quote not adopted can be answered."""
     adopted = bool(cleaned.quoted or cleaned.quoted_subject) and replies.adopted(own, rules, reasons)
-    answer = None if adopted or not cleaned.quoted else replies.answer(own, cleaned.quoted, rules, reasons)
-    return _Quote(adopted, answer)
+    if adopted or not cleaned.quoted:
+        return _Quote(adopted, ())
+    inline = replies.inline_answers(cleaned.own, cleaned.quoted, rules, reasons)
+    one = replies.answer(own, cleaned.quoted, rules, reasons) if not inline else None
+    return _Quote(adopted, inline or (() if one is None else (one,)))
 
 
 def _declared(own: Canon, rules: Rules, reasons: list[str]) -> re.Match[str] | None:
@@ -106,17 +110,17 @@ def _body_hits(cleaned: CleanedText, own: Canon, quote: _Quote, rules: Rules, re
                nothing: str | None) -> tuple[tuple[Line, ...], list[Hit]]:
     """The body's lines as read (the sender's own, with the quote they adopt or answer) and the hits on them."""
     lines = (*cleaned.own, Line(0, "", ""), *map(_unquoted, cleaned.quoted)) if quote.adopted else cleaned.own
-    if quote.answer is not None:
-        lines = (*cleaned.own, Line(0, "", ""), *quote.answer.question)
-    read = canon(lines, rules) if quote.adopted or quote.answer else own
+    if quote.answers:
+        lines = (*cleaned.own, *(ln for a in quote.answers for ln in (Line(0, "", ""), *a.question)))
+    read = canon(lines, rules) if quote.adopted or quote.answers else own
     body_hits = hits(read, "body", rules, nothing)
     if quote.adopted and cleaned.older and not any(h.act == "request" and not h.rule.mention for h in body_hits):
         reasons.append("the adopted quote asks nothing itself: the thread's older messages are read")
         lines = (*lines, Line(0, "", ""), *cleaned.older)
         read = canon(lines, rules)
         body_hits = replies.withdrawn_below(hits(read, "body", rules, nothing), reasons)
-    if quote.answer is not None:
-        body_hits = replies.answered(body_hits, quote.answer, read, reasons)
+    for one in quote.answers:
+        body_hits = replies.answered(body_hits, one, read, reasons)
     return lines, body_hits
 
 
@@ -149,7 +153,7 @@ def _subject_hits(subject: str, cleaned: CleanedText, own: Canon, quote: _Quote,
 
 def _lead(subject: str, own: Sequence[Line], quote: _Quote, rules: Rules) -> Callable[[], tuple[Hit, ...]] | None:
     """The subject read on into the body, run by ``_decide`` only when needed; a reply's subject is quoted context."""
-    replied = quote.adopted or quote.answer is not None or rules.reply_prefix.match(fold(subject)) is not None
+    replied = quote.adopted or bool(quote.answers) or rules.reply_prefix.match(fold(subject)) is not None
     return None if replied else partial(zones.lead_hits, subject, own, rules)
 
 

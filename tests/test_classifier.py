@@ -1756,3 +1756,67 @@ def test_a_schedule_told_or_asked_about_is_no_obligation(body: str, expected: Ca
 def test_a_forgotten_password_yields_when_its_reset_is_declined(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("> 1. La vecchia casella va cancellata?\nno\n> 2. Va aggiornato il numero in rubrica?\nsi, 051 209 4410\n",
+     ANAGRAFICA),
+    ("> 1. Desidera la chiusura della casella?\nno!\n> 2. Conferma l'alias sulla casella principale?\nsi\n",
+     ANAGRAFICA),
+    ("> 1. La casella va creata?\nsi\n> 2. Serve anche una casella PEC?\nno\n> 3. Va inserita nella lista?\nsi\n",
+     LIFECYCLE),
+    ("> 1. Va tolto l'inoltro?\nno\n> 2. Va sbloccato l'account?\nsi\n", PASSWORD),
+])
+def test_bare_answers_typed_under_each_quoted_question_answer_the_one_above(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("> 1. La casella va cancellata?\nno, ma resettate la password di Rossi\n> 2. Serve l'alias?\nsi\n", PASSWORD),
+    ("> 1. La vecchia casella va cancellata?\nno\n> 2. Va aggiornato il numero in rubrica?\nsi\n\n"
+     "Invece chiudete la lista del convegno, per favore.", LIFECYCLE),
+    ("> 1. Va resettata la password?\nno\n> 2. Serve l'alias?\nsi\nPero la casella di Bianchi la chiudete voi?",
+     LIFECYCLE),
+    ("> 1. Should the mailbox be deleted?\nno\n> 2. Should we add the alias?\nyes\n"
+     "Please reset the password of m.rossi@ateneo.example.it.", PASSWORD),
+    ("> 1. Desidera la chiusura della casella?\nno!\n> 2. Conferma l'alias?\nsi\n"
+     "PS: serve pero eliminare la lista del laboratorio.", LIFECYCLE),
+])
+def test_a_no_under_one_quoted_question_leaves_the_sender_s_own_request_asked(body: str, expected: Category) -> None:
+    """Fail closed: a no declines only the quoted question right above it, never the sender's own new clause."""
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Premessa: password ≠ da resettare, la ricordo e funziona.", OTHER),
+    ("password ≠ da resettare, ma l'account di Rossi va sbloccato.", PASSWORD),
+    ("account ≠ da chiudere; chiudete la casella del convegno.", LIFECYCLE),
+    ("password ≠ da resettare, please delete the list of the old project.", LIFECYCLE),
+    ("password ≠ da resettare. Vi chiedo di eliminare la casella del convegno.", LIFECYCLE),
+    ("la casella ≠ da chiudere: resettatemi la password, e scaduta.", PASSWORD),
+])
+def test_not_equal_written_for_not_denies_its_own_action_only(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ('Comment 1: "Please confirm that the list must be created and not only renamed."\n'
+     "Response: we confirm: it must be created new.", LIFECYCLE),
+    ('Comment 1: "Is a new list needed?"\nResponse: it must not be created.', OTHER),
+])
+def test_an_obligation_on_it_answering_a_quotation_fails_closed(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Solo se lunedi non riesce ad entrare, allora resettatele la password. Se entra, lasciate stare.", PASSWORD),
+    ("Resettate la password di Rossi. Anzi no, lasciate stare.", OTHER),
+    ("Chiudete la lista del convegno, no, lasciate stare.", OTHER),
+])
+def test_a_retraction_under_a_condition_is_the_other_branch_not_a_take_back(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

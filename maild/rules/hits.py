@@ -200,8 +200,8 @@ def _retracted(canon: Canon, after: int, acts: Acts) -> str | None:
         # Whole: it ends its clause ("never mind, I found it"), it does not go on ("never mind the delay").
         if found is not None and len(found.group().split()) == len(following):
             return found.group()
-        if len(following) > _LEAD_IN_WORDS:
-            return None
+        if len(following) > _LEAD_IN_WORDS or (following and following[0] in acts.retraction_conditions):
+            return None  # a longer clause, or a condition: "resettatela. Se entra, lasciate stare" is an if/else
         end += 1
     return None
 

@@ -257,6 +257,8 @@ class Acts:
     """Words of a need anywhere in a privileged action's clause ("we need the mailbox deleted"): asked for."""
     retractions: re.Pattern[str] | None = None
     """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
+    retraction_conditions: frozenset[str] = frozenset()
+    """Words opening a condition before a retraction ("Se entra, lasciate stare"): the other branch, not a take-back."""
     subject_disowned: re.Pattern[str] | None = None
     """The sender's body setting its own subject aside ("please forget the subject"): the subject asks nothing."""
     subject_question: re.Pattern[str] | None = None
@@ -720,7 +722,7 @@ class _Loader:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
                               "ticked_box", "unticked_box", "command_lead", "obligation_lead", "need_lead",
-                              "retractions", "stale_fields", "subject_disowned", "reservation",
+                              "retractions", "retraction_conditions", "stale_fields", "subject_disowned", "reservation",
                               "subject_question"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
@@ -736,6 +738,8 @@ class _Loader:
                     else frozenset(),
                     need_lead=frozenset(self.words(table, p, "need_lead")) if "need_lead" in table else frozenset(),
                     retractions=self.template_list(table, p, "retractions") if "retractions" in table else None,
+                    retraction_conditions=frozenset(self.words(table, p, "retraction_conditions"))
+                    if "retraction_conditions" in table else frozenset(),
                     subject_disowned=self.template_list(table, p, "subject_disowned")
                     if "subject_disowned" in table else None,
                     subject_question=self.regex(table, p, "subject_question") if "subject_question" in table else None,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from maild.records import Category
-from maild.rules.canonical import SENTENCE_END, Canon
+from maild.rules.canonical import SENTENCE_END, Canon, canon
 from maild.rules.hits import Hit, clause, hits, negated, where
 from maild.rules.loader import Rules
 from maild.rules.textclean import Line
@@ -96,6 +96,32 @@ def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str])
                    + (f", keeping '{' '.join(t for t in rest if t[0].isalnum())}'" if kept else ""))
     return Answer(first, yes, question, kept)
 
+
+def inline_answers(own: Sequence[Line], quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> tuple[Answer, ...]:
+    """Bare answers typed under each quoted question in turn ("> 1. Va cancellata?" / "no" / "> 2. ...?" / "sì"):
+    each answers the quoted block right above it; fewer than two such answers leave the reply to ``answer``."""
+    blocks: dict[int, list[Line]] = {}
+    run: list[Line] = []
+    for ln in quoted:
+        if run and ln.number != run[-1].number + 1:
+            run = []
+        run.append(ln)
+        blocks[ln.number] = list(run)
+    notes: list[str] = []
+    found: list[Answer] = []
+    for ln in own:
+        block = blocks.get(ln.number - 1)
+        if block is not None and ln.folded.strip():
+            one = answer(canon((ln,), rules), block, rules, notes)
+            found.extend(() if one is None else (one,))
+    if len(found) < _INLINE_MIN:
+        return ()
+    reasons.extend(notes)
+    return tuple(found)
+
+
+_INLINE_MIN = 2
+"""Answers under two questions at least: one bare answer under one quote is ``answer``'s."""
 
 _KEPT_MIN = 4
 """The shortest word a no keeps ("lista", "alias"): articles and prepositions name nothing."""
