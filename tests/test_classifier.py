@@ -1820,3 +1820,48 @@ def test_an_obligation_on_it_answering_a_quotation_fails_closed(body: str, expec
 def test_a_retraction_under_a_condition_is_the_other_branch_not_a_take_back(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("The mailbox, scheduled for June, must be closed now.", LIFECYCLE),
+    ("The list, as agreed, should be deleted.", LIFECYCLE),
+    ("Our mailbox, the one for the conference, has to be deactivated.", LIFECYCLE),
+    ("Rossi's mailbox, sadly, needs to be deleted.", LIFECYCLE),
+    ("This list, created for the 2025 conference, should now be closed.", LIFECYCLE),
+    ("La lista, come d'accordo, va cancellata.", LIFECYCLE),
+    ("The mailbox, as discussed with the head of department last week, must be deleted.", LIFECYCLE),
+    ("The shared mailbox, after the project ended, needs to be closed.", LIFECYCLE),
+    ("The mailbox, unfortunately, must urgently be suspended.", LIFECYCLE),
+    ("The mailbox of the old lab, as I said on the phone, should now be closed.", LIFECYCLE),
+    ("The mailbox, per our policy, has to be deactivated by Friday.", LIFECYCLE),
+    ("The PEC mailbox, as requested by the director, must be deleted.", LIFECYCLE),
+    ("Our list, ie the one for alumni, needs to be closed.", LIFECYCLE),
+    ("The list, as agreed, should definitely be deleted.", LIFECYCLE),
+    ("The mailbox, I think, should be closed.", LIFECYCLE),
+    ("La casella, purtroppo, deve essere chiusa.", LIFECYCLE),
+    ("La casella del convegno, come sapete, va eliminata.", LIFECYCLE),
+    ("La lista, purtroppo, deve urgentemente essere chiusa.", LIFECYCLE),
+    ("The account of the intern, who left in May, needs to be unblocked.", PASSWORD),
+    ("The password of the lab account, as you know, must be reset.", PASSWORD),
+    ("My password, unfortunately, needs to be reset.", PASSWORD),
+    ("La password dell'account, come sapete, va reimpostata.", PASSWORD),
+    ("Il suo account, purtroppo, va sbloccato.", PASSWORD),
+])
+def test_an_aside_or_an_adverb_before_the_obligation_leaves_it_owed(body: str, expected: Category) -> None:
+    """Fail closed: words set off between commas, or an adverb after the modal, do not hide the obligation."""
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "Does the mailbox, once expired, have to be deleted?",
+    "The mailbox, as planned, will be closed in June.",
+    "The list, as agreed, must not be deleted.",
+    "The list, as you know, is due to be deleted in June.",
+    "La lista, come d'accordo, non va cancellata.",
+    "The password, as you know, must not be reset.",
+    "Does the password, once expired, have to be reset?",
+])
+def test_an_aside_does_not_turn_a_question_a_schedule_or_a_denial_into_a_request(body: str) -> None:
+    result = run(body)
+    assert result.category is OTHER, result.reasons
