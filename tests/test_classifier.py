@@ -1820,3 +1820,21 @@ def test_an_obligation_on_it_answering_a_quotation_fails_closed(body: str, expec
 def test_a_retraction_under_a_condition_is_the_other_branch_not_a_take_back(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "c'è un errore sulla casella quindi mi sbloccate l'account?",
+    "c'è scritto \"account bloccato\" quindi potete sbloccarmi l'account?",
+    "ci sono problemi con il login, percio mi sbloccate l'account?",
+    "there is an error on my login, therefore could you unlock my account?",
+    "QUIZ: cosa faccio?\na) aspetto\nb) mi sbloccate l'account ✅",
+    "mi fate respawnare l'account pls?",
+])
+def test_an_opener_or_a_tick_before_a_new_clause_leaves_the_unlock_asked(body: str) -> None:
+    assert category(body) is PASSWORD
+
+
+@pytest.mark.parametrize("body", ["è possibile avere una casella per l'associazione? ce la fate?",
+                                  "Can we get a new mailbox for the alumni office?"])
+def test_whether_one_may_have_a_new_mailbox_asks_for_it(body: str) -> None:
+    assert category(body) is LIFECYCLE

@@ -257,6 +257,10 @@ def _question(canon: Canon, action: int, acts: Acts, *, any_question: bool = Fal
         start -= 1
     if acts.request_cues.search(" ".join(canon.tokens[start:end])) is not None:
         return None
+    for at in range(action - 1, start - 1, -1):  # only the action's own clause: "c'è un errore quindi me la sbloccate?"
+        if canon.tokens[at] in acts.question_breaks:
+            start = at + 1
+            break
     opener = acts.question_openers.search(" ".join(canon.tokens[start:action]))
     if opener is None:
         return "?" if any_question else None
