@@ -1838,3 +1838,12 @@ def test_an_opener_or_a_tick_before_a_new_clause_leaves_the_unlock_asked(body: s
                                   "Can we get a new mailbox for the alumni office?"])
 def test_whether_one_may_have_a_new_mailbox_asks_for_it(body: str) -> None:
     assert category(body) is LIFECYCLE
+
+
+def test_a_topic_named_in_a_message_that_asks_for_nothing_is_no_request() -> None:
+    assert category("Tutto funziona: casella, liste, rubrica.\nVolevo solo dirvi grazie!") is OTHER
+    assert category("Volevo solo dirvi grazie. Rubrica: aggiornate il mio interno, e 4567.") is ANAGRAFICA
+
+
+def test_a_member_found_inside_a_list_is_taken_out_in_gaming_words() -> None:
+    assert category("Il vecchio segretario e ancora dentro la lista del coro.\nKickatelo pls") is ANAGRAFICA

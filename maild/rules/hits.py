@@ -228,7 +228,8 @@ def _reported(canon: Canon, action: int, rules: Rules, declared: str | None, zon
             any(word in rules.acts.obligation_lead for word in back[:_OBLIGATION_WORDS])
             or not rules.acts.need_lead.isdisjoint(back)):
         return None
-    if zone == "body" and all(word in rules.acts.command_lead for word in back):
+    if zone == "body" and all(word in rules.acts.command_lead for word in back) and not (
+            rule is not None and rule.mention and not rule.category.privileged):  # a topic named commands nothing
         return None
     return "report", declared
 
