@@ -1865,3 +1865,30 @@ def test_an_aside_or_an_adverb_before_the_obligation_leaves_it_owed(body: str, e
 def test_an_aside_does_not_turn_a_question_a_schedule_or_a_denial_into_a_request(body: str) -> None:
     result = run(body)
     assert result.category is OTHER, result.reasons
+
+
+@pytest.mark.parametrize("body", [
+    "c'è un errore sulla casella quindi mi sbloccate l'account?",
+    "c'è scritto \"account bloccato\" quindi potete sbloccarmi l'account?",
+    "ci sono problemi con il login, percio mi sbloccate l'account?",
+    "there is an error on my login, therefore could you unlock my account?",
+    "QUIZ: cosa faccio?\na) aspetto\nb) mi sbloccate l'account ✅",
+    "mi fate respawnare l'account pls?",
+])
+def test_an_opener_or_a_tick_before_a_new_clause_leaves_the_unlock_asked(body: str) -> None:
+    assert category(body) is PASSWORD
+
+
+@pytest.mark.parametrize("body", ["è possibile avere una casella per l'associazione? ce la fate?",
+                                  "Can we get a new mailbox for the alumni office?"])
+def test_whether_one_may_have_a_new_mailbox_asks_for_it(body: str) -> None:
+    assert category(body) is LIFECYCLE
+
+
+def test_a_topic_named_in_a_message_that_asks_for_nothing_is_no_request() -> None:
+    assert category("Tutto funziona: casella, liste, rubrica.\nVolevo solo dirvi grazie!") is OTHER
+    assert category("Volevo solo dirvi grazie. Rubrica: aggiornate il mio interno, e 4567.") is ANAGRAFICA
+
+
+def test_a_member_found_inside_a_list_is_taken_out_in_gaming_words() -> None:
+    assert category("Il vecchio segretario e ancora dentro la lista del coro.\nKickatelo pls") is ANAGRAFICA

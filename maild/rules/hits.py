@@ -228,7 +228,8 @@ def _reported(canon: Canon, action: int, rules: Rules, declared: str | None, zon
             any(word in rules.acts.obligation_lead for word in back[:_OBLIGATION_WORDS])
             or not rules.acts.need_lead.isdisjoint(back)):
         return None
-    if zone == "body" and all(word in rules.acts.command_lead for word in back):
+    if zone == "body" and all(word in rules.acts.command_lead for word in back) and not (
+            rule is not None and rule.mention and not rule.category.privileged):  # a topic named commands nothing
         return None
     return "report", declared
 
@@ -257,6 +258,10 @@ def _question(canon: Canon, action: int, acts: Acts, *, any_question: bool = Fal
         start -= 1
     if acts.request_cues.search(" ".join(canon.tokens[start:end])) is not None:
         return None
+    for at in range(action - 1, start - 1, -1):  # only the action's own clause: "c'è un errore quindi me la sbloccate?"
+        if canon.tokens[at] in acts.question_breaks:
+            start = at + 1
+            break
     opener = acts.question_openers.search(" ".join(canon.tokens[start:action]))
     if opener is None:
         return "?" if any_question else None

@@ -254,6 +254,9 @@ class Acts:
     obligation_lead: frozenset[str] = frozenset()
     """Words of an obligation just before a privileged action ("va chiusa", "should be deleted"): asked for."""
     need_lead: frozenset[str] = frozenset()
+    question_breaks: frozenset[str] = frozenset()
+    """Words that open a new clause inside a question's sentence ("c'è un errore quindi me la sbloccate?"): an
+    opener before them asks nothing about the action after them."""
     """Words of a need anywhere in a privileged action's clause ("we need the mailbox deleted"): asked for."""
     retractions: re.Pattern[str] | None = None
     """What, opening the clause right after an action, takes it back ("? - actually no, ignore that")."""
@@ -723,7 +726,7 @@ class _Loader:
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
                               "ticked_box", "unticked_box", "command_lead", "obligation_lead", "need_lead",
                               "retractions", "retraction_conditions", "stale_fields", "subject_disowned", "reservation",
-                              "subject_question"})
+                              "subject_question", "question_breaks"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -737,6 +740,8 @@ class _Loader:
                     obligation_lead=frozenset(self.words(table, p, "obligation_lead")) if "obligation_lead" in table
                     else frozenset(),
                     need_lead=frozenset(self.words(table, p, "need_lead")) if "need_lead" in table else frozenset(),
+                    question_breaks=frozenset(self.words(table, p, "question_breaks"))
+                    if "question_breaks" in table else frozenset(),
                     retractions=self.template_list(table, p, "retractions") if "retractions" in table else None,
                     retraction_conditions=frozenset(self.words(table, p, "retraction_conditions"))
                     if "retraction_conditions" in table else frozenset(),
