@@ -1335,6 +1335,22 @@ def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expec
     assert result.category is expected, result.reasons
 
 
+@pytest.mark.parametrize(("body", "expected"), [
+    # A checklist's empty box is an item still to do: what it names is asked for (fail closed).
+    ("Checklist nuovo assunto\n[X] contratto\n[X] badge\n[ ] casella di posta m.rossi@example.it da attivare",
+     LIFECYCLE),
+    ("Onboarding checklist\n[x] contract signed\n[ ] add Anna to the list staff@example.it", ANAGRAFICA),
+    ("[X] visita medica\n[ ] disattivare la casella m.rossi@example.it\nLe voci aperte sono per voi.", LIFECYCLE),
+    ("[x] badge returned\n[ ] reset the password of m.rossi@example.it  <-- to you", PASSWORD),
+    ("[X] contratto\n[ ] togliere Rossi dalla lista staff@example.it  <-- a voi", ANAGRAFICA),
+    # Without those words it stays a form: the empty box is an option left out.
+    ("Richiesta:\n[X] Aggiornamento rubrica\n[ ] Cancellazione casella\nil mio interno nuovo e 4410", ANAGRAFICA),
+])
+def test_a_checklists_empty_boxes_are_items_still_to_do(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
 def test_a_first_person_ask_is_a_request_even_beside_what_is_not_asked() -> None:
     result = run("We are not asking you to close any account. We ask you to remove Dr Ryan from the list "
                  "staff@example.it.")

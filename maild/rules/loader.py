@@ -246,6 +246,9 @@ class Acts:
     """A form's box ticked at the start of a line ("[X] Reimpostazione password"): the item is chosen."""
     unticked_box: re.Pattern[str] | None = None
     """A form's box left empty ("[ ] Attivazione nuova casella"): in a form with a ticked box, not chosen."""
+    open_items: re.Pattern[str] | None = None
+    """The sender's text calling its boxes a checklist or its empty boxes work to do ("le voci aperte sono per
+    voi"): then an empty box is an item still open, not an option left out."""
     stale_fields: re.Pattern[str] | None = None
     """The sender disowning a reused form's fields by name ('i campi "Azione" e "Note" sono rimasti quelli del mese
     scorso'): group ``names`` holds the quoted names; what those fields say is not asked."""
@@ -721,7 +724,7 @@ class _Loader:
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
-                              "ticked_box", "unticked_box", "command_lead", "obligation_lead", "need_lead",
+                              "ticked_box", "unticked_box", "open_items", "command_lead", "obligation_lead", "need_lead",
                               "retractions", "retraction_conditions", "stale_fields", "subject_disowned", "reservation",
                               "subject_question"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
@@ -731,6 +734,7 @@ class _Loader:
                     malfunction=self.regex(table, p, "malfunction") if "malfunction" in table else None,
                     ticked_box=self.regex(table, p, "ticked_box") if "ticked_box" in table else None,
                     unticked_box=self.regex(table, p, "unticked_box") if "unticked_box" in table else None,
+                    open_items=self.regex(table, p, "open_items") if "open_items" in table else None,
                     stale_fields=self.regex(table, p, "stale_fields") if "stale_fields" in table else None,
                     command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
                     else frozenset(),
