@@ -725,8 +725,8 @@ class _Loader:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
                               "ticked_box", "unticked_box", "open_items", "command_lead", "obligation_lead",
-                              "need_lead", "retractions", "retraction_conditions", "stale_fields", "subject_disowned", "reservation",
-                              "subject_question"})
+                              "need_lead", "retractions", "retraction_conditions", "stale_fields", "subject_disowned",
+                              "reservation", "subject_question"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
