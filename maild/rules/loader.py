@@ -254,6 +254,10 @@ class Acts:
     scorso'): group ``names`` holds the quoted names; what those fields say is not asked."""
     command_lead: frozenset[str] = frozenset()
     """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
+    clitics: frozenset[str] = frozenset()
+    """Object clitics that may stand right before a privileged action given as a command ("la chiudete")."""
+    command_endings: tuple[str, ...] = ()
+    """Endings of a command's verb after a clitic ("-ate", "-ete", "-ite": "la chiudete", "le eliminate")."""
     obligation_lead: frozenset[str] = frozenset()
     """Words of an obligation just before a privileged action ("va chiusa", "should be deleted"): asked for."""
     need_lead: frozenset[str] = frozenset()
@@ -724,9 +728,9 @@ class _Loader:
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
-                              "ticked_box", "unticked_box", "open_items", "command_lead", "obligation_lead",
-                              "need_lead", "retractions", "retraction_conditions", "stale_fields", "subject_disowned",
-                              "reservation", "subject_question"})
+                              "ticked_box", "unticked_box", "open_items", "command_lead", "clitics",
+                              "obligation_lead", "need_lead", "retractions", "retraction_conditions", "stale_fields",
+                              "subject_disowned", "reservation", "subject_question", "command_endings"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -740,6 +744,9 @@ class _Loader:
                     else frozenset(),
                     obligation_lead=frozenset(self.words(table, p, "obligation_lead")) if "obligation_lead" in table
                     else frozenset(),
+                    clitics=frozenset(self.words(table, p, "clitics")) if "clitics" in table else frozenset(),
+                    command_endings=tuple(self.words(table, p, "command_endings")) if "command_endings" in table
+                    else (),
                     need_lead=frozenset(self.words(table, p, "need_lead")) if "need_lead" in table else frozenset(),
                     retractions=self.template_list(table, p, "retractions") if "retractions" in table else None,
                     retraction_conditions=frozenset(self.words(table, p, "retraction_conditions"))
