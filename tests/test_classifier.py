@@ -1914,3 +1914,14 @@ def test_a_new_address_created_and_a_mailbox_read_with_own_credentials(body: str
 def test_when_you_have_time_asks_rather_than_asking_when(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A mailbox's signature said to show an old value still, its new text given: a change asked.
+    ('La firma automatica della casella cup@example.it riporta ancora il vecchio orario.\nNuova firma:\n'
+     '"CUP - Lun-Ven 8-13"', ANAGRAFICA),
+    ("La firma digitale riporta ancora il vecchio certificato: la rinnovo io dal portale.", OTHER),
+])
+def test_a_signature_still_showing_an_old_value_asks_its_change(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
