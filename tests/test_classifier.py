@@ -1335,6 +1335,22 @@ def test_in_a_tick_box_form_only_the_ticked_boxes_are_asked_for(body: str, expec
     assert result.category is expected, result.reasons
 
 
+@pytest.mark.parametrize(("body", "expected"), [
+    # A checklist's empty box is an item still to do: what it names is asked for (fail closed).
+    ("Checklist nuovo assunto\n[X] contratto\n[X] badge\n[ ] casella di posta m.rossi@example.it da attivare",
+     LIFECYCLE),
+    ("Onboarding checklist\n[x] contract signed\n[ ] add Anna to the list staff@example.it", ANAGRAFICA),
+    ("[X] visita medica\n[ ] disattivare la casella m.rossi@example.it\nLe voci aperte sono per voi.", LIFECYCLE),
+    ("[x] badge returned\n[ ] reset the password of m.rossi@example.it  <-- to you", PASSWORD),
+    ("[X] contratto\n[ ] togliere Rossi dalla lista staff@example.it  <-- a voi", ANAGRAFICA),
+    # Without those words it stays a form: the empty box is an option left out.
+    ("Richiesta:\n[X] Aggiornamento rubrica\n[ ] Cancellazione casella\nil mio interno nuovo e 4410", ANAGRAFICA),
+])
+def test_a_checklists_empty_boxes_are_items_still_to_do(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
 def test_a_first_person_ask_is_a_request_even_beside_what_is_not_asked() -> None:
     result = run("We are not asking you to close any account. We ask you to remove Dr Ryan from the list "
                  "staff@example.it.")
@@ -1818,6 +1834,95 @@ def test_an_obligation_on_it_answering_a_quotation_fails_closed(body: str, expec
     ("Chiudete la lista del convegno, no, lasciate stare.", OTHER),
 ])
 def test_a_retraction_under_a_condition_is_the_other_branch_not_a_take_back(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # Only an answer wanted: what the message names is not asked...
+    ("We want a list for the night nurses. Can a list include people from the ASL? No action yet, just the "
+     "answer please.", OTHER),
+    # ...but a privileged request in a clause of its own still is (fail closed).
+    ("No action yet on the list, just the answer please. But delete the mailbox lab@ateneo.example.it today.",
+     LIFECYCLE),
+    ("Just the answer please; and please reset my password.", PASSWORD),
+    ("Solo la risposta, grazie. Poi chiudete la casella lab@ateneo.example.it.", LIFECYCLE),
+    ("Solo la risposta per la lista; la casella lab@ateneo.example.it invece la chiudete oggi.", LIFECYCLE),
+    ("Per la lista solo la risposta, grazie; serve invece la chiusura della casella lab@ateneo.example.it.",
+     LIFECYCLE),
+    ("Only the answer for now. Chiediamo la cancellazione della casella lab@ateneo.example.it.", LIFECYCLE),
+    ("No action yet, just the answer please. We need the mailbox lab@ateneo.example.it deleted.", LIFECYCLE),
+    ("No action yet on the alias: the mailbox lab@ateneo.example.it must be deleted today.", LIFECYCLE),
+])
+def test_only_an_answer_wanted_asks_nothing_but_a_privileged_request_beside_it_counts(
+        body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A request called off by naming it asks nothing...
+    ("Update: no longer needed, so please cancel my quota request.", OTHER),
+    # ...but an action asked after it, in the same sentence or the next, still counts (fail closed).
+    ("Please cancel my quota request and delete the mailbox lab@ateneo.example.it.", LIFECYCLE),
+    ("Please cancel my quota request and please delete the mailbox lab@ateneo.example.it.", LIFECYCLE),
+    ("Please cancel my quota request, then delete the mailbox lab@ateneo.example.it.", LIFECYCLE),
+    ("Please cancel my quota request and reset my password.", PASSWORD),
+    ("Annullo la richiesta di quota e chiudete la casella lab@ateneo.example.it.", LIFECYCLE),
+    ("Ritiro la richiesta e chiudete la lista corso@ateneo.example.it.", LIFECYCLE),
+    ("Cancel the alias request; please close the list staff@ateneo.example.it.", LIFECYCLE),
+    ("Please cancel my mailbox, I am retiring.", LIFECYCLE),
+    ("Please cancel the forwarding to my gmail address.", ANAGRAFICA),
+])
+def test_a_request_called_off_by_name_leaves_the_next_request_standing(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A verb glossed by another before the forwarding: the forwarding is what stops, not the mailbox...
+    ("Terapia sulla casella: inoltro verso la vecchia casella dell'universita.\nSospendere (STOP) l'inoltro da oggi.",
+     ANAGRAFICA),
+    # ...and a mailbox action asked beside it still counts (fail closed).
+    ("Sospendere (STOP) l'inoltro e chiudete la casella m.rossi@ateneo.example.it.", LIFECYCLE),
+    ("Sospendere (STOP) l'inoltro. Poi sospendete la casella m.rossi@ateneo.example.it.", LIFECYCLE),
+    ("Stop the forwarding and please delete the account of the intern.", LIFECYCLE),
+    ("Sospendere (STOP) l'inoltro; la casella m.rossi@ateneo.example.it va chiusa.", LIFECYCLE),
+    ("Sospendere (STOP) l'inoltro, serve anche la disattivazione della casella m.rossi@ateneo.example.it.",
+     LIFECYCLE),
+])
+def test_a_verb_glossed_before_the_forwarding_suspends_the_forwarding(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("Recommendation: please create p.nair@ospedale.example.it and add her to the directory.", LIFECYCLE),
+    ("Il tecnico deve poter leggere la PEC radiologia@pec.example.it con le sue credenziali personali.", ANAGRAFICA),
+])
+def test_a_new_address_created_and_a_mailbox_read_with_own_credentials(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # "When you have time" lets the reader choose the moment: it asks, it does not ask when.
+    ("Quando avete tempo, mi cambiate il titolo in rubrica?", ANAGRAFICA),
+    ("Quando avete tempo, chiudete la casella lab@ateneo.example.it?", LIFECYCLE),
+    ("Quando chiudete la casella di Rossi?", OTHER),
+])
+def test_when_you_have_time_asks_rather_than_asking_when(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A mailbox's signature said to show an old value still, its new text given: a change asked.
+    ('La firma automatica della casella cup@example.it riporta ancora il vecchio orario.\nNuova firma:\n'
+     '"CUP - Lun-Ven 8-13"', ANAGRAFICA),
+    ("La firma digitale riporta ancora il vecchio certificato: la rinnovo io dal portale.", OTHER),
+])
+def test_a_signature_still_showing_an_old_value_asks_its_change(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
 

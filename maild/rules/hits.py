@@ -231,7 +231,19 @@ def _reported(canon: Canon, action: int, rules: Rules, declared: str | None, zon
     if zone == "body" and all(word in rules.acts.command_lead for word in back) and not (
             rule is not None and rule.mention and not rule.category.privileged):  # a topic named commands nothing
         return None
+    if zone == "body" and rule is not None and rule.category.privileged and _clitic_command(canon, action, back, rules):
+        return None
     return "report", declared
+
+
+def _clitic_command(canon: Canon, action: int, back: Sequence[str], rules: Rules) -> bool:
+    """A privileged action given as a command on a clitic ("... invece la chiudete oggi") or owed past a turn
+    ("serve invece la chiusura"): asked, whatever the message says of itself (fail closed)."""
+    if back and back[0] in rules.acts.clitics and all(w in rules.acts.command_lead for w in back[1:]) \
+            and canon.tokens[action].endswith(rules.acts.command_endings):
+        return True
+    wide = clause(canon.tokens[max(0, action - _OBLIGATION_WORDS):action][::-1], frozenset())
+    return any(word in rules.acts.obligation_lead for word in wide)
 
 
 def _net_not_requested(canon: Canon, action: int, rules: Rules) -> tuple[str, str] | None:

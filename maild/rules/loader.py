@@ -246,11 +246,18 @@ class Acts:
     """A form's box ticked at the start of a line ("[X] Reimpostazione password"): the item is chosen."""
     unticked_box: re.Pattern[str] | None = None
     """A form's box left empty ("[ ] Attivazione nuova casella"): in a form with a ticked box, not chosen."""
+    open_items: re.Pattern[str] | None = None
+    """The sender's text calling its boxes a checklist or its empty boxes work to do ("le voci aperte sono per
+    voi"): then an empty box is an item still open, not an option left out."""
     stale_fields: re.Pattern[str] | None = None
     """The sender disowning a reused form's fields by name ('i campi "Azione" e "Note" sono rimasti quelli del mese
     scorso'): group ``names`` holds the quoted names; what those fields say is not asked."""
     command_lead: frozenset[str] = frozenset()
     """Words that may stand before an action that opens its clause as a command (pronouns, "intanto")."""
+    clitics: frozenset[str] = frozenset()
+    """Object clitics that may stand right before a privileged action given as a command ("la chiudete")."""
+    command_endings: tuple[str, ...] = ()
+    """Endings of a command's verb after a clitic ("-ate", "-ete", "-ite": "la chiudete", "le eliminate")."""
     obligation_lead: frozenset[str] = frozenset()
     """Words of an obligation just before a privileged action ("va chiusa", "should be deleted"): asked for."""
     need_lead: frozenset[str] = frozenset()
@@ -724,9 +731,10 @@ class _Loader:
     def acts(self, table: Mapping[str, Any]) -> Acts:
         p = "acts"
         self.known(table, p, {"question_openers", "request_cues", "no_request", "done_item", "malfunction",
-                              "ticked_box", "unticked_box", "command_lead", "obligation_lead", "need_lead",
-                              "retractions", "retraction_conditions", "stale_fields", "subject_disowned", "reservation",
-                              "subject_question", "question_breaks"})
+                              "ticked_box", "unticked_box", "open_items", "command_lead", "clitics",
+                              "obligation_lead", "need_lead", "retractions", "retraction_conditions", "stale_fields",
+                              "subject_disowned", "reservation", "subject_question", "command_endings",
+                              "question_breaks"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -734,11 +742,15 @@ class _Loader:
                     malfunction=self.regex(table, p, "malfunction") if "malfunction" in table else None,
                     ticked_box=self.regex(table, p, "ticked_box") if "ticked_box" in table else None,
                     unticked_box=self.regex(table, p, "unticked_box") if "unticked_box" in table else None,
+                    open_items=self.regex(table, p, "open_items") if "open_items" in table else None,
                     stale_fields=self.regex(table, p, "stale_fields") if "stale_fields" in table else None,
                     command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
                     else frozenset(),
                     obligation_lead=frozenset(self.words(table, p, "obligation_lead")) if "obligation_lead" in table
                     else frozenset(),
+                    clitics=frozenset(self.words(table, p, "clitics")) if "clitics" in table else frozenset(),
+                    command_endings=tuple(self.words(table, p, "command_endings")) if "command_endings" in table
+                    else (),
                     need_lead=frozenset(self.words(table, p, "need_lead")) if "need_lead" in table else frozenset(),
                     question_breaks=frozenset(self.words(table, p, "question_breaks"))
                     if "question_breaks" in table else frozenset(),

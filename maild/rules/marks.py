@@ -85,7 +85,8 @@ _NO_FORM = _Boxes(MappingProxyType({}), MappingProxyType({}))
 
 def form_boxes(lines: Sequence[Line], acts: Acts) -> _Boxes:
     """The boxes of a form: only when the sender's text ticks one box and leaves another empty; a list of empty
-    boxes alone ("[ ] reset della password") may be a list of things to do (fail closed)."""
+    boxes alone ("[ ] reset della password") may be a list of things to do (fail closed), and so are the empty
+    boxes of a checklist ("checklist", "le voci aperte sono per voi", "<-- a voi")."""
     if acts.ticked_box is None or acts.unticked_box is None:
         return _NO_FORM
     ticked, unticked = {}, {}
@@ -96,6 +97,8 @@ def form_boxes(lines: Sequence[Line], acts: Acts) -> _Boxes:
             unticked[ln.number] = found.group().strip()
     if not ticked or not unticked:
         return _NO_FORM
+    if acts.open_items is not None and any(acts.open_items.search(ln.folded) for ln in lines):
+        return _Boxes(MappingProxyType(ticked), MappingProxyType({}))
     return _Boxes(MappingProxyType(ticked), MappingProxyType(unticked))
 
 
