@@ -1873,6 +1873,10 @@ def test_only_an_answer_wanted_asks_nothing_but_a_privileged_request_beside_it_c
     ("Cancel the alias request; please close the list staff@ateneo.example.it.", LIFECYCLE),
     ("Please cancel my mailbox, I am retiring.", LIFECYCLE),
     ("Please cancel the forwarding to my gmail address.", ANAGRAFICA),
+    # A verb of its own after "and" is read as a command: the withdrawal governs the infinitive it names, no more.
+    ("Cancel my request to delete the list and delete the mailbox lab@ateneo.example.it.", LIFECYCLE),
+    ("Annullate la mia richiesta di cancellare la lista e cancellate la casella lab@ateneo.example.it.", LIFECYCLE),
+    ("Cancel my request to delete the list and the mailbox.", OTHER),
 ])
 def test_a_request_called_off_by_name_leaves_the_next_request_standing(body: str, expected: Category) -> None:
     result = run(body)
