@@ -120,7 +120,7 @@ def _body_hits(cleaned: CleanedText, own: Canon, quote: _Quote, rules: Rules, re
         read = canon(lines, rules)
         body_hits = replies.withdrawn_below(hits(read, "body", rules, nothing), reasons)
     for one in quote.answers:
-        body_hits = replies.answered(body_hits, one, read, reasons)
+        body_hits = replies.answered(body_hits, one, read, reasons, rules.threshold)
     return lines, body_hits
 
 

@@ -2001,3 +2001,19 @@ def test_a_topic_named_in_a_message_that_asks_for_nothing_is_no_request() -> Non
 
 def test_a_member_found_inside_a_list_is_taken_out_in_gaming_words() -> None:
     assert category("Il vecchio segretario e ancora dentro la lista del coro.\nKickatelo pls") is ANAGRAFICA
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A no that turns to an action of its own on what the question named: that thing is still asked about (fail
+    # closed), whatever the pronoun hides...
+    ("> Do you want the mailbox deleted?\nno, but block it", LIFECYCLE),
+    ("> 1. Do you want the mailbox deleted?\nno, but block it\n> 2. Update the phone?\nyes", LIFECYCLE),
+    ("> Volete cancellare la casella?\nNo, ma piuttosto sospendetela.", LIFECYCLE),
+    ("> Do you want the password reset?\nNo, but instead unlock it.", PASSWORD),
+    # ...while a no that only thanks or keeps a thing of its own declines as before.
+    ("> Do you want the mailbox deleted?\nNo, but thanks for asking.", OTHER),
+    ("> Do you want the mailbox deleted?\nNo thanks.", OTHER),
+])
+def test_a_no_that_turns_to_another_action_keeps_the_question_asked(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

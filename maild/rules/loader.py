@@ -21,7 +21,7 @@ Schema (every table and key is checked; unknown keys are errors)::
     [acts]       question_openers, request_cues, no_request, optional retractions and subject_disowned
                  (templates), done_item and malfunction
                  (regexes on a folded line)
-    [adoption]   phrases, blockers, optional limits, answers_yes, answers_no (templates) and
+    [adoption]   phrases, blockers, optional limits, answers_yes, answers_no, answers_no_turn (templates) and
                  answer_max_words
     [cleaning]   quote_line, header_line, optional subject_line, closing, closing_max_lines,
                  closing_max_chars, separator, optional postscript, and arrays of
@@ -289,6 +289,8 @@ class Adoption:
     """A bare yes opening a short reply ("Sì, confermo."): it adopts the quoted question it answers."""
     answers_no: re.Pattern[str] | None = None
     """A bare no opening a short reply ("No, solo la lista."): it declines the quoted question but what it keeps."""
+    answers_no_turn: re.Pattern[str] | None = None
+    """A no that turns to a privileged action of its own ("No, but block it"): what the question named stays asked."""
     answer_max_words: int = 0
     """The most words of the sender's own text read as a bare answer."""
 
@@ -778,7 +780,8 @@ class _Loader:
 
     def adoption(self, table: Mapping[str, Any]) -> Adoption:
         p = "adoption"
-        self.known(table, p, {"phrases", "blockers", "limits", "answers_yes", "answers_no", "answer_max_words"})
+        self.known(table, p, {"phrases", "blockers", "limits", "answers_yes", "answers_no", "answers_no_turn",
+                              "answer_max_words"})
         phrases = self.strings(table, p, "phrases")
         templates = tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases))
         return Adoption(
@@ -788,6 +791,7 @@ class _Loader:
             limits=self.template_list(table, p, "limits") if "limits" in table else None,
             answers_yes=self.template_list(table, p, "answers_yes") if "answers_yes" in table else None,
             answers_no=self.template_list(table, p, "answers_no") if "answers_no" in table else None,
+            answers_no_turn=self.template_list(table, p, "answers_no_turn") if "answers_no_turn" in table else None,
             answer_max_words=self.positive(table, p, "answer_max_words") if "answer_max_words" in table else 0,
         )
 

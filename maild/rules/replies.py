@@ -71,6 +71,8 @@ class Answer:
     """The quoted paragraphs that hold a question: what the answer answers."""
     kept: frozenset[str]
     """With a no, the words the answer keeps ("No, solo la lista"): a frame on them is still asked for."""
+    turned: bool = False
+    """A no that turns to a privileged action of its own ("No, but block it"): the question's frames stay asked."""
 
 
 def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> Answer | None:
@@ -94,7 +96,9 @@ def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str])
     reasons.append(f"act {'adoption' if yes else 'refusal'}: '{first}' in body line {own.lines[0]} answers the "
                    f"quoted question in line {question[0].number}"
                    + (f", keeping '{' '.join(t for t in rest if t[0].isalnum())}'" if kept else ""))
-    return Answer(first, yes, question, kept)
+    turn = adoption.answers_no_turn
+    turned = not yes and turn is not None and turn.search(" ".join(rest)) is not None
+    return Answer(first, yes, question, kept, turned)
 
 
 def inline_answers(own: Sequence[Line], quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> tuple[Answer, ...]:
@@ -151,14 +155,21 @@ def _question_paragraphs(quoted: Sequence[Line]) -> tuple[Line, ...]:
     return tuple(out)
 
 
-def answered(hits: list[Hit], answer: Answer, canon: Canon, reasons: list[str]) -> list[Hit]:
+def answered(hits: list[Hit], answer: Answer, canon: Canon, reasons: list[str], threshold: int) -> list[Hit]:
     """A yes asks for what the quoted question names, even what it asks about ("ci conferma la sospensione?");
     a no declines it, but for a frame whose sentence holds a word the no keeps ("No, solo la lista")."""
     asked = {ln.number for ln in answer.question}
+    # A turn to an action with an object of its own ("no, ma resettate la password di Rossi") is that request alone.
+    turned = answer.turned and not any(hit.line not in asked and hit.cue is None and hit.act == "request"
+                                       and hit.rule.category.privileged and hit.rule.weight >= threshold
+                                       for hit in hits)
     out = []
     for hit in hits:
         if hit.line not in asked or hit.act not in ("request", "question") or (hit.cue is None) is answer.yes:
             out.append(hit)
+        elif turned and hit.rule.category.privileged:
+            out.append(_reread_by_answer(replace(hit, cue=None, act="request"), reasons,
+                                         f"kept asked by the answer's turn to an action of its own: '{answer.said}'"))
         elif answer.yes:
             out.append(_reread_by_answer(replace(hit, cue=None, act="request"), reasons,
                                          f"asked by the answer: '{answer.said}' to '{hit.cue} ... {hit.snippet}'"))
