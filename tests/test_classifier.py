@@ -2017,3 +2017,15 @@ def test_a_member_found_inside_a_list_is_taken_out_in_gaming_words() -> None:
 def test_a_no_that_turns_to_another_action_keeps_the_question_asked(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A need or a wish on "it", the thing named before: asked for (fail closed), a schedule told before it or not.
+    ("The list is scheduled to be closed; we need it closed now.", LIFECYCLE),
+    ("The list corso@ateneo.example.it: we need it closed now.", LIFECYCLE),
+    ("The mailbox of Rossi: we want it deleted.", LIFECYCLE),
+    ("The list is fine, we do not need it closed.", OTHER),
+])
+def test_a_need_on_it_asks_for_the_thing_named_before(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
