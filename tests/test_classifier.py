@@ -2029,3 +2029,20 @@ def test_a_no_that_turns_to_another_action_keeps_the_question_asked(body: str, e
 def test_a_need_on_it_asks_for_the_thing_named_before(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A password change asked of the help desk in so many words is a reset asked for (fail closed)...
+    ("Potete cambiare la password di Rossi?", PASSWORD),
+    ("Cambiate la password di m.rossi@ateneo.example.it, per favore.", PASSWORD),
+    ("Could you change the password of m.rossi?", PASSWORD),
+    ("Please change my password.", PASSWORD),
+    # ...not the sender's own change, a question of how, or a change refused.
+    ("Vorrei cambiare la password: come faccio?", OTHER),
+    ("Potete dirmi come cambiare la password?", OTHER),
+    ("Non cambiate la password, funziona.", OTHER),
+    ("I had to change my password yesterday, please update my phone in the directory.", ANAGRAFICA),
+])
+def test_a_password_change_asked_of_the_help_desk_is_a_reset(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
