@@ -2042,6 +2042,12 @@ def test_a_need_on_it_asks_for_the_thing_named_before(body: str, expected: Categ
     ("Potete dirmi come cambiare la password?", OTHER),
     ("Non cambiate la password, funziona.", OTHER),
     ("I had to change my password yesterday, please update my phone in the directory.", ANAGRAFICA),
+    # A new one given to someone named between the verb and the password: asked for; one told set is not.
+    ("Please give m.rossi a new password.", PASSWORD),
+    ("Mandate a Rossi una password nuova.", PASSWORD),
+    ("Date al collega Rossi una nuova password provvisoria.", PASSWORD),
+    ("Ho impostato ieri sera una nuova password, ora funziona.", OTHER),
+    ("Please give m.rossi a new mailbox signature.", OTHER),
 ])
 def test_a_password_change_asked_of_the_help_desk_is_a_reset(body: str, expected: Category) -> None:
     result = run(body)
