@@ -2052,3 +2052,19 @@ def test_a_need_on_it_asks_for_the_thing_named_before(body: str, expected: Categ
 def test_a_password_change_asked_of_the_help_desk_is_a_reset(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A new one added or made, or a thing wanted done in so many words: asked for (fail closed)...
+    ("Please add a new mailbox for the lab.", LIFECYCLE),
+    ("Fate una nuova lista per il corso di chimica.", LIFECYCLE),
+    ("Can we please have the list corso@ateneo.example.it removed?", LIFECYCLE),
+    ("I'd like the mailbox old@ateneo.example.it gone by Friday.", LIFECYCLE),
+    # ...not a member added, a thing wanted as it is, nor a ticket reopened.
+    ("Please add a new member to the list of the lab.", ANAGRAFICA),
+    ("We would like the list of the lab to stay as it is.", OTHER),
+    ("Riaprite il ticket 123, la casella non va ancora.", OTHER),
+])
+def test_a_thing_wanted_new_or_done_in_so_many_words_is_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
