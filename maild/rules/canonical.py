@@ -146,8 +146,7 @@ def tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
         text = _QUOTED.sub(_quoted, text)
     if "[" in text or "(" in text:
         text = _ELISION.sub(" ", text)
-    if _SPACED.search(text):
-        text = _SPACED.sub(_joined, text)
+    text = _SPACED.sub(_joined, text)
     if "|" in text:
         text = text.replace("|", " , ")  # a table's cells are clauses of one row, not paragraphs
     for needed, pattern, replacement in _CONTRACTIONS:

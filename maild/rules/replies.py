@@ -104,17 +104,16 @@ def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str])
 def inline_answers(own: Sequence[Line], quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> tuple[Answer, ...]:
     """Bare answers typed under each quoted question in turn ("> 1. Va cancellata?" / "no" / "> 2. ...?" / "sì"):
     each answers the quoted block right above it; fewer than two such answers leave the reply to ``answer``."""
-    blocks: dict[int, list[Line]] = {}
-    run: list[Line] = []
-    for ln in quoted:
-        if run and ln.number != run[-1].number + 1:
-            run = []
-        run.append(ln)
-        blocks[ln.number] = list(run)
+    blocks: dict[int, Sequence[Line]] = {}  # each run of consecutive quoted lines, by its last line's number
+    start = 0
+    for i, ln in enumerate(quoted):
+        if i + 1 == len(quoted) or quoted[i + 1].number != ln.number + 1:
+            blocks[ln.number] = quoted[start:i + 1]
+            start = i + 1
     notes: list[str] = []
     found: list[Answer] = []
     for ln in own:
-        block = blocks.get(ln.number - 1)
+        block = blocks.get(ln.number - 1)  # an own line right below a quote ends that quote's run
         if block is not None and ln.folded.strip():
             one = answer(canon((ln,), rules), block, rules, notes)
             found.extend(() if one is None else (one,))
