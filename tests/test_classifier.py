@@ -2068,3 +2068,64 @@ def test_a_password_change_asked_of_the_help_desk_is_a_reset(body: str, expected
 def test_a_thing_wanted_new_or_done_in_so_many_words_is_asked_for(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A new one made, given or needed in plain words is asked for (fail closed): a bare address with an indefinite
+    # article for an office or a person, a verb of giving or making, a need said with "avere bisogno"...
+    ("Serve un indirizzo per la segreteria del nuovo corso", LIFECYCLE),
+    ("Ci serve un indirizzo per la segreteria", LIFECYCLE),
+    ("Create me an address for the project", LIFECYCLE),
+    ("Per favore create un indirizzo per il progetto", LIFECYCLE),
+    ("Potreste attivare un indirizzo per il corso di laurea?", LIFECYCLE),
+    ("Va attivato un indirizzo per il nuovo centro", LIFECYCLE),
+    ("An address needs to be created for the project", LIFECYCLE),
+    ("We need a new address for the office", LIFECYCLE),
+    ("Please make a mailbox for the new secretary", LIFECYCLE),
+    ("Make a mailbox for Anna please", LIFECYCLE),
+    ("Make us a mailing list for the seminar", LIFECYCLE),
+    ("Fate una casella per il nuovo collega", LIFECYCLE),
+    ("Potete fare un indirizzo per il laboratorio?", LIFECYCLE),
+    ("Assegnate una casella al nuovo dipendente", LIFECYCLE),
+    ("Please assign an address to the new technician", LIFECYCLE),
+    ("Give the new colleague a mailbox, please", LIFECYCLE),
+    ("Please provide a mailbox for the new secretary", LIFECYCLE),
+    ("Fornite una casella al nuovo dottorando", LIFECYCLE),
+    ("Istituite una casella per il comitato etico", LIFECYCLE),
+    ("Ci dareste un indirizzo per il convegno?", LIFECYCLE),
+    ("Il collega ha bisogno di una casella", LIFECYCLE),
+    ("Abbiamo bisogno di un indirizzo email per il convegno", LIFECYCLE),
+    ("Il nuovo tecnico ha bisogno di un account", LIFECYCLE),
+    # ...a new one taken up by a pronoun, and a closed one opened again by command.
+    ("Could you please create one for him?", LIFECYCLE),
+    ("Il tecnico non ha una casella. Potete fargliene una?", LIFECYCLE),
+    ("The project has no mailbox yet. Can you make one?", LIFECYCLE),
+    ("Riaprite la casella di Neri", LIFECYCLE),
+    ("Riaprite la casella di Neri come da ticket 123.", LIFECYCLE),
+    ("Per il ticket 123: chiudete la casella di Neri.", LIFECYCLE),
+    ("Come da pratica 45, disattivate l'account di Rossi.", LIFECYCLE),
+    ("Please close the mailbox mentioned in ticket 123.", LIFECYCLE),
+    ("Eliminate la casella indicata nella segnalazione.", LIFECYCLE),
+    # Not an address for someone, a thing sent there, another thing given, a need denied, a client opened again,
+    # a full box's folder or copy (its quota).
+    ("Mi serve un indirizzo per spedire il pacco", OTHER),
+    ("Ho bisogno di un indirizzo per la spedizione dei badge", OTHER),
+    ("Can you give me an address for the invoices?", OTHER),
+    ("Please give me an address where I can send the form", OTHER),
+    ("Please provide an account number for the payment", OTHER),
+    ("Can you provide a mailbox size estimate?", OTHER),
+    ("Fornite un elenco delle caselle attive", OTHER),
+    ("Please give us an account of what happened", OTHER),
+    ("Il collega ha bisogno di una mano con la casella", OTHER),
+    ("Non ho bisogno di una casella", OTHER),
+    ("Non riesco a riaprire la casella dopo il crash di Outlook", OTHER),
+    ("Is it possible to give them a temporary mailbox, and who would have to request it?", OTHER),
+    ("The mailbox is full. Can you make one of the folders smaller?", ANAGRAFICA),
+    ("Ho una casella piena: potete farne una copia?", ANAGRAFICA),
+    ("Grazie per aver creato la casella", OTHER),
+    ("How do I create a mailbox?", OTHER),
+    ("Please do not create the mailbox", OTHER),
+])
+def test_a_new_one_made_given_or_needed_in_plain_words_is_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
