@@ -2129,3 +2129,66 @@ def test_a_thing_wanted_new_or_done_in_so_many_words_is_asked_for(body: str, exp
 def test_a_new_one_made_given_or_needed_in_plain_words_is_asked_for(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # Ending a mailbox, an account or a list in plain words is asked for (fail closed): participles the verb's stem does
+    # not give, after an obligation...
+    ("La casella di Verdi va tolta.", LIFECYCLE),
+    ("La casella m.verdi va rimossa.", LIFECYCLE),
+    ("La casella m.verdi deve essere spenta.", LIFECYCLE),
+    ("La PEC dell'ufficio gare va dismessa.", LIFECYCLE),
+    ("La mailing list del corso va soppressa.", LIFECYCLE),
+    ("Va spenta la casella della segreteria.", LIFECYCLE),
+    # ...taking away, switching off, wiping...
+    ("Togliete la casella m.verdi.", LIFECYCLE),
+    ("Bisogna togliere la casella di Rossi.", LIFECYCLE),
+    ("Levate la casella di Verdi.", LIFECYCLE),
+    ("Can you wipe the account of m.rossi?", LIFECYCLE),
+    ("Wipe the account of m.rossi.", LIFECYCLE),
+    ("Please switch off the old project mailbox.", LIFECYCLE),
+    ("Can you turn off the inbox for the old project?", LIFECYCLE),
+    ("Take down the old project mailbox, please.", LIFECYCLE),
+    # ...an address named as such, the credentials or the login of a person...
+    ("Could you remove the address m.verdi@ateneo.example.it?", LIFECYCLE),
+    ("L'indirizzo m.verdi@ateneo.example.it va eliminato.", LIFECYCLE),
+    ("Serve disattivare l'indirizzo di Verdi.", LIFECYCLE),
+    ("Disattivate le credenziali di Verdi.", LIFECYCLE),
+    ("Le credenziali di Verdi vanno disattivate.", LIFECYCLE),
+    ("Please disable m.rossi's login.", LIFECYCLE),
+    # ...and access revoked or taken away.
+    ("Revocate l'accesso di Bianchi alla casella.", LIFECYCLE),
+    ("Toglietegli l'accesso alla casella.", LIFECYCLE),
+    ("Va tolto l'accesso di Bianchi alla casella condivisa.", LIFECYCLE),
+    ("Please revoke m.rossi's mail access.", LIFECYCLE),
+    ("Revoke m.rossi's mail access.", LIFECYCLE),
+    ("Please revoke m.rossi's access to the mailbox.", LIFECYCLE),
+    # A password set back to nothing is a reset asked for.
+    ("Potreste azzerare la password di Verdi?", PASSWORD),
+    ("Azzerate la password di Verdi.", PASSWORD),
+])
+def test_ending_a_mailbox_in_plain_words_is_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # The same words denied, told done, or said of a directory entry, a member, another system or a counter ask nothing.
+    ("La casella di Verdi non va tolta.", OTHER),
+    ("La casella m.verdi non va rimossa.", OTHER),
+    ("Togliete la casella m.verdi dalla rubrica.", ANAGRAFICA),
+    ("Togliete Rossi dalla rubrica.", ANAGRAFICA),
+    ("Nella lista tecnici-lab vanno tolti Marco Fiorini e Sara Landi.", ANAGRAFICA),
+    ("Non disattivate le credenziali di Verdi, e rientrato.", OTHER),
+    ("Non revocate l'accesso di Bianchi alla casella.", OTHER),
+    ("Please revoke m.rossi's VPN access.", OTHER),
+    ("Was m.rossi's mail access revoked?", OTHER),
+    ("Non azzerate la password, funziona.", OTHER),
+    ("Potete azzerare il contatore delle stampe?", OTHER),
+    ("I turned off the phone, then the mailbox worked.", OTHER),
+    ("The mailbox was deleted yesterday, thanks.", OTHER),
+    ("How do I delete a mailbox?", OTHER),
+])
+def test_plain_words_for_ending_denied_or_told_ask_nothing(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
