@@ -40,7 +40,7 @@ from maild.records import (
 from maild.responder import find_ticket_refs, make_message_id
 from maild.rules import Rules, load_rules
 from maild.rules.screening import ScreeningRules, load_screening
-from maild.rules.wordmodel import Reading, WordModel, load_word_model, own_subject
+from maild.rules.wordmodel import Reading, WordModel, load_word_model, own_subject, sender_names
 from maild.screener import screen, screen_pec_receipt
 from maild.settings import RECEIVED_HEADER_LEAD, Administration, Settings
 
@@ -134,7 +134,8 @@ class Triager:
         """The word model's privileged reading of a message the rules read no privileged frame in, if any."""
         if self.word_model is None:
             return None
-        return self.word_model.reading(own_subject(message.subject, self.rules.reply_prefix), classified.own_text)
+        return self.word_model.reading(own_subject(message.subject, self.rules.reply_prefix), classified.own_text,
+                                       sender_names(message.from_addresses))
 
     def _authorize_pec(self, pec: PecRead, administration: Administration | None
                        ) -> tuple[AuthDecision, SignatureCheck | None]:

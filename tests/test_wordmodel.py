@@ -10,8 +10,17 @@ import pytest
 
 from maild.cli.main import main
 from maild.errors import RulesError
-from maild.records import Category
-from maild.rules.wordmodel import NaiveBayes, Reading, dumps, feature_keys, features, load_word_model, train
+from maild.records import Address, Category
+from maild.rules.wordmodel import (
+    NaiveBayes,
+    Reading,
+    dumps,
+    feature_keys,
+    features,
+    load_word_model,
+    sender_names,
+    train,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,6 +47,18 @@ def test_features_are_word_prefixes_and_pairs_within_a_line_with_the_words_they_
     assert got == {"sblo": "sblocco", "case": "casella", "sblo_case": "sblocco casella",
                    "favo": "favore", "chiu": "chiudete", "favo_chiu": "favore chiudete",
                    "per": "per", "per_favo": "per favore", "list": "lista"}
+
+
+def test_the_senders_names_and_mailbox_words_are_no_features() -> None:
+    """A name seen beside a privileged request would weigh for it in any message its owner writes."""
+    names = sender_names([Address("Francesca Loì", "f.loi@ateneo.example.it")])
+    assert names == frozenset({"francesca", "loi"})
+    text = "Idem per me, grazie.\nFrancesca Loi\nServizio Mensa"
+    assert features("", text, 4, names) == {"idem": "idem", "per": "per", "idem_per": "idem per",
+                                            "graz": "grazie", "per_graz": "per grazie", "serv": "servizio",
+                                            "mens": "mensa", "serv_mens": "servizio mensa"}
+    assert feature_keys("", text, 4, names) == set(features("", text, 4, names))
+    assert "fran" in features("", text, 4)
 
 
 def test_accents_and_case_fold_away_and_short_words_are_skipped() -> None:

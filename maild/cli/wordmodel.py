@@ -17,7 +17,7 @@ from maild.cli.output import EXIT_FAULT, fail
 from maild.errors import ConfigError
 from maild.pipeline import Triager
 from maild.records import Category
-from maild.rules.wordmodel import dumps, features, own_subject, train
+from maild.rules.wordmodel import dumps, features, own_subject, sender_names, train
 from maild.settings import Settings
 
 PREFIX = 4
@@ -72,7 +72,8 @@ def _samples(triager: Triager, folders: Sequence[Path]) -> Iterator[tuple[dict[s
             message, _pec = triager.read((folder / name).read_bytes())
             classified = classify(message, triager.rules, triager.settings.triage.default_language)
             subject = own_subject(message.subject, triager.rules.reply_prefix)
-            yield features(subject, classified.own_text, PREFIX), Category(labels[name]["category"])
+            yield (features(subject, classified.own_text, PREFIX, sender_names(message.from_addresses)),
+                   Category(labels[name]["category"]))
 
 
 def _labels(folder: Path) -> dict[str, dict[str, str]]:

@@ -20,7 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from maild.errors import RulesError
-from maild.records import Category
+from maild.records import Address, Category
 from maild.rules.textclean import fold
 
 _WORD = re.compile(r"[a-z]{3,}")
@@ -94,12 +94,12 @@ class WordModel:
     kind: NaiveBayes
     shown: int = 4
 
-    def reading(self, subject: str, text: str) -> Reading | None:
+    def reading(self, subject: str, text: str, names: frozenset[str] = frozenset()) -> Reading | None:
         """The privileged reading when the model finds one more likely than the threshold, else None."""
-        probability = self.privileged.posterior(feature_keys(subject, text, self.prefix))[PRIVILEGED]
+        probability = self.privileged.posterior(feature_keys(subject, text, self.prefix, names))[PRIVILEGED]
         if probability <= self.threshold:
             return None
-        found = features(subject, text, self.prefix)
+        found = features(subject, text, self.prefix, names)
         kinds = self.kind.posterior(found)
         category = Category(max(self.kind.classes, key=lambda c: kinds[c]))
         towards = self.privileged.classes.index(PRIVILEGED)
@@ -115,19 +115,25 @@ def own_subject(subject: str, reply_prefix: re.Pattern[str]) -> str:
     return "" if reply_prefix.match(fold(subject)) else subject
 
 
-def feature_keys(subject: str, text: str, prefix: int) -> set[str]:
+def sender_names(addresses: Iterable[Address]) -> frozenset[str]:
+    """The words of the senders' names and mailboxes: who writes says nothing of what is asked, and a name
+    seen once beside a privileged request would weigh for it ("Francesca Loi" asking to join a list)."""
+    return frozenset(w for a in addresses for w in _WORD.findall(fold(f"{a.name} {a.addr.partition('@')[0]}")))
+
+
+def feature_keys(subject: str, text: str, prefix: int, names: frozenset[str] = frozenset()) -> set[str]:
     """The keys of ``features``, without the words: all most messages need."""
     out: set[str] = set()
-    for _, stems in _lines(subject, text, prefix):
+    for _, stems in _lines(subject, text, prefix, names):
         out.update(stems)
         out.update(map("_".join, pairwise(stems)))
     return out
 
 
-def features(subject: str, text: str, prefix: int) -> dict[str, str]:
+def features(subject: str, text: str, prefix: int, names: frozenset[str] = frozenset()) -> dict[str, str]:
     """Each word's first ``prefix`` letters, and each pair's within a line, with the words they were made from."""
     out: dict[str, str] = {}
-    for words, stems in _lines(subject, text, prefix):
+    for words, stems in _lines(subject, text, prefix, names):
         for i, stem in enumerate(stems):
             out.setdefault(stem, words[i])
             if i:
@@ -135,10 +141,11 @@ def features(subject: str, text: str, prefix: int) -> dict[str, str]:
     return out
 
 
-def _lines(subject: str, text: str, prefix: int) -> Iterator[tuple[list[str], list[str]]]:
-    """Each line's words and their stems: pairs never span a line break, where a new thought starts."""
+def _lines(subject: str, text: str, prefix: int, names: frozenset[str]) -> Iterator[tuple[list[str], list[str]]]:
+    """Each line's words but the sender's names, and their stems: pairs never span a line break, where a new
+    thought starts."""
     for line in fold(f"{subject}\n{text}").splitlines():
-        words = _WORD.findall(line)
+        words = [w for w in _WORD.findall(line) if w not in names] if names else _WORD.findall(line)
         yield words, [w[:prefix] for w in words]
 
 
