@@ -2212,3 +2212,23 @@ def test_plain_words_for_ending_denied_or_told_ask_nothing(body: str, expected: 
 ])
 def test_a_word_on_one_item_of_a_list_speaks_for_that_item(body: str, expected: Category) -> None:
     assert category(body) is expected
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A ticket record's closing code is a field of the record, no closing of the mailbox named before it...
+    ("Esito: richiesta passata alla casella del servizio posta.\nCodice chiusura: INOLTRATO", OTHER),
+    # ...while a closing asked beside it is still asked (fail closed).
+    ("Codice chiusura: INOLTRATO. Chiudete la casella rossi@example.org.", LIFECYCLE),
+    ("Esito: inoltrata alla casella del servizio. Codice chiusura 12. Vi chiediamo la chiusura della casella di "
+     "Rossi.", LIFECYCLE),
+    ("Codice di chiusura: OK; la casella bianchi@example.org va chiusa.", LIFECYCLE),
+    ("Closing code: 7. Please delete the mailbox of Tom Berg.", LIFECYCLE),
+    ("La casella del servizio, codice chiusura 44: la chiudete entro venerdi.", LIFECYCLE),
+    ("Casella del servizio posta, codice chiusura INOLTRATO. Serve la disattivazione della casella "
+     "neri@example.org.", LIFECYCLE),
+])
+def test_a_ticket_closing_code_closes_no_mailbox(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected
+    if expected is OTHER:  # no privileged evidence left below the threshold either
+        assert result.privileged_evidence is None
