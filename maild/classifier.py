@@ -57,6 +57,9 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     declared = _declared(own, rules, reasons)
     nothing = None if declared is None else declared.group()
     lines, body_hits = _body_hits(cleaned, own, quote, rules, reasons, nothing)
+    if declared is not None:  # said on one item of a list, it does not speak for the list's other items
+        items = marks.sibling_items(own.lines[own.token_at(declared.start())], cleaned.own)
+        body_hits = marks.told_beside_item(body_hits, items, nothing, reasons)
     seen = body_hits  # before the marks: a frame a mark sets aside was still seen, so no word model is asked
     body_hits = _marked(body_hits, declared, cleaned.own, lines, rules, reasons)
     subject_hits = _subject_hits(subject, cleaned, own, quote, attachment_names, rules, reasons, nothing)

@@ -2192,3 +2192,43 @@ def test_ending_a_mailbox_in_plain_words_is_asked_for(body: str, expected: Categ
 def test_plain_words_for_ending_denied_or_told_ask_nothing(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # "Nothing to do" on one step of a plan speaks for that step: the next step still asks.
+    ("Piano di migrazione, fasi per voi:\n  T-1  (lun 12/04) nessuna azione help desk\n  T-0  (mar 13/04, ore 18) "
+     "disattivare la casella vecchia@example.org\n  T+5  verifica finale", LIFECYCLE),
+    ("Passi:\n- lista docenti: nessun intervento per ora\n- entro venerdi 16 aprile eliminare la casella "
+     "rossi@example.org", LIFECYCLE),
+    ("Fasi:\n1) lunedi: nessuna azione da parte vostra\n2) martedi mattina, dopo le 9: resettare la password di "
+     "m.bianchi@example.org", PASSWORD),
+    # ...while the list's last word for the reader still speaks for the message: the timeline above only tells.
+    ("Cronologia\n  15:00  due utenti chiedono il reset della password\n\nAzioni\n  AC-1  Facility: batterie\n"
+     "  AC-2  Help desk: nessuna azione, ve lo mando solo per conoscenza", OTHER),
+    ("Fasi:\n  T-1  nessuna azione\n  T-0  verifica con l'archivio", OTHER),
+    # Mail that came to the help desk's own mailbox is no forwarding asked of it.
+    ("Delle 14 schede inoltrate alla vostra casella, per 5 non e arrivata la presa in carico.", OTHER),
+    ("Potete inoltrare la mia posta al collega Neri?", ANAGRAFICA),
+])
+def test_a_word_on_one_item_of_a_list_speaks_for_that_item(body: str, expected: Category) -> None:
+    assert category(body) is expected
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A ticket record's closing code is a field of the record, no closing of the mailbox named before it...
+    ("Esito: richiesta passata alla casella del servizio posta.\nCodice chiusura: INOLTRATO", OTHER),
+    # ...while a closing asked beside it is still asked (fail closed).
+    ("Codice chiusura: INOLTRATO. Chiudete la casella rossi@example.org.", LIFECYCLE),
+    ("Esito: inoltrata alla casella del servizio. Codice chiusura 12. Vi chiediamo la chiusura della casella di "
+     "Rossi.", LIFECYCLE),
+    ("Codice di chiusura: OK; la casella bianchi@example.org va chiusa.", LIFECYCLE),
+    ("Closing code: 7. Please delete the mailbox of Tom Berg.", LIFECYCLE),
+    ("La casella del servizio, codice chiusura 44: la chiudete entro venerdi.", LIFECYCLE),
+    ("Casella del servizio posta, codice chiusura INOLTRATO. Serve la disattivazione della casella "
+     "neri@example.org.", LIFECYCLE),
+])
+def test_a_ticket_closing_code_closes_no_mailbox(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected
+    if expected is OTHER:  # no privileged evidence left below the threshold either
+        assert result.privileged_evidence is None

@@ -121,6 +121,58 @@ def ticked(hits: list[Hit], boxes: _Boxes, threshold: int, reasons: list[str]) -
     return out
 
 
+_ITEM_LEAD = re.compile(r"(?P<indent>[ \t]*)(?P<mark>[-*+\u2022]|\d{1,3}[.)]|[a-z][.)]|[a-z]{1,3}[+-]\d{1,3}\b)?")
+
+
+def _item_shape(line: Line) -> tuple[int, str] | None:
+    """A list item's lead (indent and kind of marker), or None when the line is no item."""
+    lead = _ITEM_LEAD.match(line.folded)
+    mark = None if lead is None else lead.group("mark")
+    if lead is None or mark is None:
+        return None
+    kind = "word" if mark[:1].isalpha() else "number" if mark[:1].isdigit() else mark
+    return len(lead.group("indent").expandtabs(4)), kind
+
+
+def sibling_items(number: int, lines: Sequence[Line]) -> frozenset[int]:
+    """The line numbers of the other items of the list body line ``number`` is an item of (same indent and kind
+    of marker, with their deeper continuation lines): what an item says ("T-1 nessuna azione") holds for it alone."""
+    at = next((i for i, ln in enumerate(lines) if ln.number == number), None)
+    shape = None if at is None else _item_shape(lines[at])
+    if at is None or shape is None:
+        return frozenset()
+    found: set[int] = set()
+    for step in (-1, 1):
+        i = at + step
+        while 0 <= i < len(lines) and lines[i].folded.strip():
+            ln = lines[i]
+            if _indent(ln) > shape[0] or _item_shape(ln) == shape:
+                found.add(ln.number)
+            else:
+                break
+            i += step
+    return frozenset(found) if any(_item_shape(ln) == shape for ln in lines if ln.number in found) else frozenset()
+
+
+def _indent(line: Line) -> int:
+    return len(line.folded.expandtabs(4)) - len(line.folded.expandtabs(4).lstrip())
+
+
+def told_beside_item(hits: list[Hit], items: frozenset[int], declared: str | None, reasons: list[str]) -> list[Hit]:
+    """A hit read as told only because the message says it asks for nothing, where that phrase stands on one item
+    of a list and the hit on another: the phrase was that item's, so the hit asks (fail closed)."""
+    out = []
+    for hit in hits:
+        if hit.line not in items or hit.act != "report" or hit.cue != declared or hit.rule.net:
+            out.append(hit)
+            continue
+        why = f"'{declared}' stands on another item of the list: '{hit.snippet}' in {where(hit)} is read on its own " \
+              f"({hit.rule.id})"
+        reasons.extend([] if why in reasons else [why])
+        out.append(replace(hit, act="request", cue=None))
+    return out
+
+
 _FIELD_LINE = re.compile(r"^\s*([^:\n]{1,40}?)\s*:")
 
 
