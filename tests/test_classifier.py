@@ -2232,3 +2232,36 @@ def test_a_ticket_closing_code_closes_no_mailbox(body: str, expected: Category) 
     assert result.category is expected
     if expected is OTHER:  # no privileged evidence left below the threshold either
         assert result.privileged_evidence is None
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A password wanted in the state a reset leaves it in, in English, asks the reset.
+    ("I need my password changed, I think someone saw me typing it.", PASSWORD),
+    ("We'd like the intern's password reset before Monday.", PASSWORD),
+    ("I don't need my mailbox closed, but I need my password changed.", PASSWORD),
+    # One more mailbox, asked as whether one may have it, is a new one.
+    ("Posso avere una seconda casella per le attivita del progetto?", LIFECYCLE),
+    ("Can I get a second mailbox for the lab?", LIFECYCLE),
+    # A mailbox switched on again is reactivated.
+    ("Riaccendete la casella della segreteria, era stata spenta per errore.", LIFECYCLE),
+    # Members put into a list, or swapped in it, and access given with one's own credentials are attributes.
+    ("Il nuovo indirizzo del prof. Neri va messo nella lista del consiglio al posto del vecchio.", ANAGRAFICA),
+    ("La lista dei tutor va aggiornata: esce Neri ed entra Galli.", ANAGRAFICA),
+    ("Occorre dare al collega l'accesso alla casella condivisa del laboratorio, con le sue credenziali.", ANAGRAFICA),
+])
+def test_wanted_states_second_boxes_and_list_swaps_are_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("I don't need my password changed, it works.", OTHER),
+    ("I needed my password changed last year and it went fine.", OTHER),
+    ("Ho riacceso il computer ma la casella non si apre.", OTHER),
+    ("La seconda casella non funziona.", OTHER),
+    ("Ho messo in copia la lista docenti.", OTHER),
+    ("La lista docenti non funziona: quando entra un messaggio esce un errore.", OTHER),
+])
+def test_the_same_words_told_or_denied_ask_nothing(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
