@@ -2265,3 +2265,18 @@ def test_wanted_states_second_boxes_and_list_swaps_are_asked_for(body: str, expe
 def test_the_same_words_told_or_denied_ask_nothing(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A numbered or lettered item is a clause of its own, as after "2." or "- ": a denial on one item does not
+    # reach the action of the next (fail closed).
+    ("Buongiorno,\n1) nessuna azione da parte vostra\n2) resettare la password di m.rossi", PASSWORD),
+    ("Cose da fare:\na) nessuna modifica\nb) chiudere la casella m.verdi", LIFECYCLE),
+    ("To do:\n1) nothing on the list\n2) delete the mailbox m.verdi", LIFECYCLE),
+    # Within an item the denial still holds.
+    ("Vi chiedo:\n1) di non chiudere la casella m.verdi\n2) di aggiornare il telefono", ANAGRAFICA),
+    ("1) aggiornate il mio telefono\n2) niente altro", ANAGRAFICA),
+])
+def test_a_numbered_item_is_a_clause_of_its_own(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

@@ -31,6 +31,9 @@ _CONTRACTIONS = (("n't", re.compile(r"\bcan't\b"), "can not"), ("n't", re.compil
 # it is no token at all. ``[^\W_]`` is what ``str.isalnum`` accepts, one character at a time.
 _TOKEN = re.compile(r"[a-z0-9]+|[.,:](?![^\W_])|[;!?\u2022]|(?<!\S)-+(?!\S)")
 PARAGRAPH = "|"
+_ITEM = re.compile(r"\s*(?:\d{1,3}|[a-z])\)\s")
+"""A list item's marker at a line's start ("2) resettare…", "b) chiudere…"): the item is a clause of its own, as
+after "2." or "- " ("1) nessuna azione da parte vostra" denies nothing of item 2)."""
 
 
 _NOTHING_REREAD: Mapping[int, str] = MappingProxyType({})
@@ -153,6 +156,8 @@ def tokens(folded: str, abbreviations: frozenset[str]) -> list[str]:
         if needed in text:
             text = pattern.sub(replacement, text)
     tokens = _TOKEN.findall(text)
+    if ")" in text and _ITEM.match(text):
+        tokens.insert(0, ".")
     if "." not in text and "-" not in text:
         return tokens
     out: list[str] = []
