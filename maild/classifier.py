@@ -60,6 +60,7 @@ def classify_text(subject: str, body: str, language_hints: Sequence[str], rules:
     if declared is not None:  # said on one item of a list, it does not speak for the list's other items
         items = marks.sibling_items(own.lines[own.token_at(declared.start())], cleaned.own)
         body_hits = marks.told_beside_item(body_hits, items, nothing, reasons)
+    body_hits = marks.renewed(body_hits, cleaned.own, rules, reasons)
     seen = body_hits  # before the marks: a frame a mark sets aside was still seen, so no word model is asked
     body_hits = _marked(body_hits, declared, cleaned.own, lines, rules, reasons)
     subject_hits = _subject_hits(subject, cleaned, own, quote, attachment_names, rules, reasons, nothing)

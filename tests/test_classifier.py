@@ -2280,3 +2280,23 @@ def test_the_same_words_told_or_denied_ask_nothing(body: str, expected: Category
 def test_a_numbered_item_is_a_clause_of_its_own(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A privileged request told as made before is asked again by a go-ahead or a not-yet (fail closed).
+    ("Vi ho chiesto ieri di resettare la password, fatelo per favore.", PASSWORD),
+    ("Vi avevo chiesto di chiudere la casella m.verdi, procedete pure.", LIFECYCLE),
+    ("I had asked for the deletion of the list x, please go ahead.", LIFECYCLE),
+    ("Vi avevo chiesto la chiusura della casella m.verdi la settimana scorsa, ma non è ancora stata fatta.",
+     LIFECYCLE),
+    ("Sollecito: la settimana scorsa avevo chiesto il reset della password di m.rossi, ancora nulla.", PASSWORD),
+    ("I asked for the deletion of the list x two weeks ago and it is still there.", LIFECYCLE),
+    # Told as done, withdrawn, or followed by another request, it is not asked again.
+    ("Avevo chiesto il reset della password, ora funziona, grazie.", OTHER),
+    ("Vi avevo chiesto di chiudere la casella m.verdi: non procedete, serve ancora.", OTHER),
+    ("I had asked for the deletion of the list x; it is done, thanks.", OTHER),
+    ("Avevo chiesto la chiusura della casella, ora aggiornate il mio numero di telefono in rubrica.", ANAGRAFICA),
+])
+def test_a_request_told_as_made_before_is_asked_again_by_a_go_ahead(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

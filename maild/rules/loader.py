@@ -275,6 +275,9 @@ class Acts:
     """A subject that labels itself a question ("... – Quesito"): what it names is asked about, not asked for."""
     reservation: Reservation | None = None
     """A request kept for later ("ci riserviamo di chiedere la soppressione"): not asked now."""
+    renewal: re.Pattern[str] | None = None
+    """A go-ahead or a not-yet in the sender's text ("procedete pure", "non è ancora stata fatta"): a privileged
+    request told as asked before is asked again."""
 
 @dataclass(frozen=True, slots=True)
 class Adoption:
@@ -736,7 +739,7 @@ class _Loader:
                               "ticked_box", "unticked_box", "open_items", "command_lead", "clitics",
                               "obligation_lead", "need_lead", "retractions", "retraction_conditions", "stale_fields",
                               "subject_disowned", "reservation", "subject_question", "command_endings",
-                              "question_breaks"})
+                              "question_breaks", "renewal"})
         return Acts(question_openers=self.required_templates(table, p, "question_openers"),
                     request_cues=self.required_templates(table, p, "request_cues"),
                     no_request=self.required_templates(table, p, "no_request"),
@@ -745,6 +748,7 @@ class _Loader:
                     ticked_box=self.regex(table, p, "ticked_box") if "ticked_box" in table else None,
                     unticked_box=self.regex(table, p, "unticked_box") if "unticked_box" in table else None,
                     open_items=self.regex(table, p, "open_items") if "open_items" in table else None,
+                    renewal=self.regex(table, p, "renewal") if "renewal" in table else None,
                     stale_fields=self.regex(table, p, "stale_fields") if "stale_fields" in table else None,
                     command_lead=frozenset(self.words(table, p, "command_lead")) if "command_lead" in table
                     else frozenset(),

@@ -173,6 +173,28 @@ def told_beside_item(hits: list[Hit], items: frozenset[int], declared: str | Non
     return out
 
 
+def renewed(hits: list[Hit], own: Sequence[Line], rules: Rules, reasons: list[str]) -> list[Hit]:
+    """A privileged request told as asked before ("vi avevo chiesto la chiusura …"), in a message that goes ahead
+    or says it is not done yet ("procedete pure", "non è ancora stata fatta"): it is asked again (fail closed)."""
+    renewal = rules.acts.renewal
+    past = next((g for g in rules.negation.cues if g.name == "past request"), None)
+    if renewal is None or past is None or not any(
+            h.act == "report" and h.cue and h.rule.category.privileged for h in hits):
+        return hits
+    sign = renewal.search(" ".join(" ".join(ln.folded for ln in own).split()))
+    if sign is None:
+        return hits
+    out = []
+    for hit in hits:
+        if hit.act == "report" and hit.cue and hit.rule.category.privileged and past.pattern.search(hit.cue):
+            reasons.append(f"asked again: '{hit.cue}' told a request made before, and '{sign.group().strip()}' "
+                           f"goes ahead with it: '{hit.snippet}' in {where(hit)} ({hit.rule.id})")
+            out.append(replace(hit, act="request", cue=None))
+        else:
+            out.append(hit)
+    return out
+
+
 _FIELD_LINE = re.compile(r"^\s*([^:\n]{1,40}?)\s*:")
 
 
