@@ -11,7 +11,7 @@ changed for it. tests/data/fresh5 meets the bar too (99% and 95%), but one
 deactivation its delegate adopted from a forwarded notice ("Da disattivare") is
 still read as other, so it is not held to the test that no privileged request
 is downgraded. tests/data/fresh13, fresh26, fresh27, fresh28, fresh30 and fresh31 are held to the two safety
-measures only: 93%, 90%, 92%, 93%, 86% and 94% of their categories are right, below the bar. No file is special-cased.
+measures only: 93%, 90%, 92%, 94%, 86% and 94% of their categories are right, below the bar. No file is special-cased.
 """
 
 from __future__ import annotations
