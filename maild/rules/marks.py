@@ -177,12 +177,11 @@ def renewed(hits: list[Hit], own: Sequence[Line], rules: Rules, reasons: list[st
     """A privileged request told as asked before ("vi avevo chiesto la chiusura …"), in a message that goes ahead
     or says it is not done yet ("procedete pure", "non è ancora stata fatta"): it is asked again (fail closed)."""
     renewal = rules.acts.renewal
-    past = next((g for g in rules.negation.cues if g.name == "past request"), None)
-    if renewal is None or past is None or not any(
-            h.act == "report" and h.cue and h.rule.category.privileged for h in hits):
+    if renewal is None or not any(h.act == "report" and h.cue and h.rule.category.privileged for h in hits):
         return hits
+    past = next((g for g in rules.negation.cues if g.name == "past request"), None)
     sign = renewal.search(" ".join(" ".join(ln.folded for ln in own).split()))
-    if sign is None:
+    if past is None or sign is None:
         return hits
     out = []
     for hit in hits:
