@@ -1026,6 +1026,7 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
     ('categories = ["lifecycle"]', 'categories = ["lifecycel"]', "negation.cues[3].categories[0]"),
     ('limits = ["{only} {proceed_prep}"', 'limits = ["{onlyy} {proceed_prep}"', "adoption.limits[0]"),
     ("[acts.reservation]\n", "[acts.reservation]\nstop = []\n", "acts.reservation.stop"),
+    ('name = "past request"\n', 'name = "request made before"\n', "acts.renewal"),
     ("verb = '\\b(?!tramite", "verb = '(\\b(?!tramite", "acts.reservation.verb"),
     ('named = ["{det} {pw_noun}"', 'named = ["{det} {pw_nouns}"', "acts.reservation.named[0]"),
 ])

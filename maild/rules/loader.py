@@ -83,6 +83,8 @@ _EMOJI_STYLE = "\ufe0f"
 
 ZONES = frozenset({"subject", "body"})
 ACTS = frozenset({"negation", "question", "withdrawal", "report", "thanks"})
+PAST_REQUEST = "past request"
+"""The negation cue group whose cues tell a request made before: ``[acts] renewal`` asks such a request again."""
 """What a sender may do with an action other than asking for it."""
 
 
@@ -381,6 +383,11 @@ class _Loader:
         templates = tuple((rule, template) for rule in rules for template in rule.patterns)
         every = (*adoption.phrases, *(template for _rule, template in templates))
         stopwords = self.stopwords(self.table(data, "language"))
+        negation = self.negation(self.table(data, "negation"))
+        acts = self.acts(self.table(data, "acts"))
+        if acts.renewal is not None and not any(group.name == PAST_REQUEST for group in negation.cues):
+            raise self.fail("acts.renewal", f"needs the [[negation.cues]] group named {PAST_REQUEST!r}, whose "
+                            "cues tell a request made before")
         return Rules(
             source=self.path,
             threshold=self.positive(engine, "engine", "threshold"),
@@ -390,8 +397,8 @@ class _Loader:
             reply_prefix=self.regex(subject, "subject", "reply_prefix"),
             subject_strip=self.regex(subject, "subject", "strip"),
             stopwords=stopwords,
-            negation=self.negation(self.table(data, "negation")),
-            acts=self.acts(self.table(data, "acts")),
+            negation=negation,
+            acts=acts,
             adoption=adoption,
             cleaning=replace(self.cleaning(self.table(data, "cleaning")), symbols=self.symbols(text)),
             rules=rules,

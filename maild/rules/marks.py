@@ -10,7 +10,7 @@ from types import MappingProxyType
 from maild.records import Category
 from maild.rules.canonical import tokens
 from maild.rules.hits import Hit, where
-from maild.rules.loader import Acts, Rules
+from maild.rules.loader import PAST_REQUEST, Acts, Rules
 from maild.rules.textclean import Line
 
 
@@ -179,7 +179,7 @@ def renewed(hits: list[Hit], own: Sequence[Line], rules: Rules, reasons: list[st
     renewal = rules.acts.renewal
     if renewal is None or not any(h.act == "report" and h.cue and h.rule.category.privileged for h in hits):
         return hits
-    past = next((g for g in rules.negation.cues if g.name == "past request"), None)
+    past = next((g for g in rules.negation.cues if g.name == PAST_REQUEST), None)
     sign = renewal.search(" ".join(" ".join(ln.folded for ln in own).split()))
     if past is None or sign is None:
         return hits
