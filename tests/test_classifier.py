@@ -2301,3 +2301,58 @@ def test_a_numbered_item_is_a_clause_of_its_own(body: str, expected: Category) -
 def test_a_request_told_as_made_before_is_asked_again_by_a_go_ahead(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # Plain privileged requests once read as other (fail-open), rules alone:
+    # a demonstrative standing for a password named in the sentence before, "quella della casella X";
+    ("La password della casella istituzionale funziona. Vi chiediamo di reimpostare quella della casella del "
+     "protocollo.", PASSWORD),
+    ("La password dell'account del direttore e a posto; vi chiedo di sbloccare quello della segretaria.", PASSWORD),
+    # a mailbox or list that has to "go", or "sparire";
+    ("The distribution list needs to go", LIFECYCLE),
+    ("the old mailbox has to go", LIFECYCLE),
+    ("this list can go now", LIFECYCLE),
+    ("La vecchia lista del convegno deve sparire.", LIFECYCLE),
+    ("We need the test list gone.", LIFECYCLE),
+    # a "box" that is someone's or an office's is their mailbox;
+    ("cancellate il box di Verdi", LIFECYCLE),
+    ("occorre un box per la segreteria", LIFECYCLE),
+    # a user name with no domain after a delete is the mailbox;
+    ("vi chiedo di cancellare l'indirizzo m.verdi", LIFECYCLE),
+    # an obligation on a given password is a reset;
+    ("La password di Verdi va cambiata", PASSWORD),
+    ("Anna's password must be changed.", PASSWORD),
+    ("Please change Verdi's password.", PASSWORD),
+    ("Potete cambiarmi la password?", PASSWORD),
+    # "get" someone a mailbox is a new one (not a password);
+    ("get Anna a mailbox", LIFECYCLE),
+    # a mailbox cut off, restored or reopened in plain words.
+    ("Potete staccare la casella di Verdi?", LIFECYCLE),
+    ("ripristinate la casella m.verdi", LIFECYCLE),
+    ("bisogna riaprire la casella", LIFECYCLE),
+    ("Please unsuspend my mailbox.", LIFECYCLE),
+])
+def test_plain_privileged_requests_once_read_as_other_are_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # The same words as a rule of the service, another sense, a place or a going on ask for nothing.
+    ("La password va cambiata ogni 90 giorni.", OTHER),  # a policy, not a request
+    ("Ogni quanto va cambiata la password?", OTHER),  # a question on the policy
+    ("Passwords must be changed every 90 days.", OTHER),
+    ("Il box di ricerca non funziona in webmail.", OTHER),  # a box on a screen
+    ("Nella box delle impostazioni non trovo la voce firma.", OTHER),
+    ("Il box in basso a destra mostra un errore.", OTHER),  # no owner named
+    ("The list can go on as it is.", OTHER),  # going on, not going away
+    ("The old mailbox has to go through the migration first?", OTHER),
+    ("My mailbox is slow and I have to go.", OTHER),  # the sender goes
+    ("Potete ripristinare le mail cancellate dalla cartella archivio?", OTHER),  # messages restored
+    ("Cancellate l'indirizzo a cui scrivevo, e sbagliato nel modulo.", OTHER),  # no user name
+    ("I get a mailbox full warning every morning.", ANAGRAFICA),  # nobody named to get one: its quota
+])
+def test_plain_words_for_privileged_actions_in_another_sense_ask_nothing(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
