@@ -2339,6 +2339,36 @@ def test_plain_privileged_requests_once_read_as_other_are_asked_for(body: str, e
 
 
 @pytest.mark.parametrize(("body", "expected"), [
+    # Round 20: everyday idioms and learners' English name the privileged operations.
+    # "Rifare" a password is a reset, by command or asked of the reader.
+    ("Mi rifate la password della casella del magazzino? Non entro piu.", PASSWORD),
+    ("Rifate la password di g.neri@ateneo.example.it, per favore.", PASSWORD),
+    # The beneficiary between the verb and its object, as Italians write English.
+    ("Could you please reset me the password? I can't get in since Friday.", PASSWORD),
+    # A first password that never came for an existing mailbox is a reset.
+    ("My account is ready but the first password never arrived. Can you send it again?", PASSWORD),
+    ("Non ho mai ricevuto la password della casella nuova.", PASSWORD),
+    # An email set up or opened for a newcomer named by the job, or a bare mailbox for one, is a new mailbox.
+    ("Can you set up an email for the new driver? He starts next week.", LIFECYCLE),
+    ("We would need to open a new mail for the stores office, something like stores@ateneo.example.it.", LIFECYCLE),
+    ("Casella per la nuova cuoca, grazie. Comincia lunedi.", LIFECYCLE),
+    # A personal address asked for someone who uses another's mailbox is a new mailbox.
+    ("Il tirocinante usa la mia casella. Serve un indirizzo suo, p.neri@ateneo.example.it.", LIFECYCLE),
+    # "Fare fuori" and "togliere di mezzo" a mailbox delete it; a run of addresses with one domain is read whole.
+    ("Fate fuori la casella del vecchio magazzino, non la usa piu nessuno.", LIFECYCLE),
+    ("Ho trovato la casella fiera2020@ateneo.example.it. La fiera e finita: potete toglierla di mezzo?", LIFECYCLE),
+    ("Sospendete stage1@ e stage2@ateneo.example.it da domani.", LIFECYCLE),
+    # An unblock after the password was got wrong is a password unlock.
+    ("Mi sbloccate la casella di Rossi? Ha sbagliato la password tre volte stamattina.", PASSWORD),
+    # The same idiom on a list member keeps the category of its object.
+    ("Fate fuori il collega Bassi dalla lista turni@ateneo.example.it, la sua casella resta.", ANAGRAFICA),
+])
+def test_everyday_idioms_for_the_operations_are_asked_for(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
     # The same words as a rule of the service, another sense, a place or a going on ask for nothing.
     ("La password va cambiata ogni 90 giorni.", OTHER),  # a policy, not a request
     ("Ogni quanto va cambiata la password?", OTHER),  # a question on the policy
@@ -2354,5 +2384,23 @@ def test_plain_privileged_requests_once_read_as_other_are_asked_for(body: str, e
     ("I get a mailbox full warning every morning.", ANAGRAFICA),  # nobody named to get one: its quota
 ])
 def test_plain_words_for_privileged_actions_in_another_sense_ask_nothing(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # Round 20: the same words on another object, told as done, or asked about, ask nothing privileged.
+    ("Rifate la firma della casella con il logo nuovo, per favore.", OTHER),
+    ("Ho rifatto la password ieri sera e ora funziona.", OTHER),
+    ("Please reset me the phone settings, the app froze.", OTHER),
+    ("The password arrived this morning by SMS, thanks.", OTHER),
+    ("I need to open a new mail but Outlook freezes every time.", OTHER),
+    ("Could you create an email for the new regulations page?", OTHER),
+    ("La casella per il nuovo autista funziona, grazie.", OTHER),
+    ("Fate fuori le mail vecchie dalla casella, per favore.", OTHER),
+    ("Mi serve un indirizzo suo per spedirgli il contratto.", OTHER),
+    ("La casella del bando serve ancora: non toglietela di mezzo.", OTHER),
+])
+def test_the_same_idioms_on_other_objects_or_told_ask_nothing_privileged(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
