@@ -2404,3 +2404,71 @@ def test_plain_words_for_privileged_actions_in_another_sense_ask_nothing(body: s
 def test_the_same_idioms_on_other_objects_or_told_ask_nothing_privileged(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+# -- round 20: threads with the help desk (sentences written for these tests) ---------------------------------------
+
+DESK_WHICH_QUESTION = ("\n\nIl giorno mar 9 mar 2027 Help Desk <helpdesk@example.it> ha scritto:\n"
+                       "> Gentile utente,\n> quale casella va disattivata? Nel messaggio ne cita due.\n"
+                       "> Help Desk\n")
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A demonstrative naming the thing the quoted which-question asks for adopts the question's action.
+    ("Quella del vecchio laboratorio di ottica." + DESK_WHICH_QUESTION, LIFECYCLE),
+    # A bare address, and the office it is for, answer it too.
+    ("lab.ottica@ateneo.example.it, grazie." + DESK_WHICH_QUESTION, LIFECYCLE),
+    ("Per il Servizio Orientamento; l'altra resta." + DESK_WHICH_QUESTION, LIFECYCLE),
+    # An English which-question answered by "the one of ...": the unlock it names is asked.
+    ("The one of our secretary, g.neri@ateneo.example.it.\n\nOn Tue, Help Desk wrote:\n"
+     "> Which account should be unlocked? Your message names none.\n", PASSWORD),
+    # A number answering which number goes in the directory is a directory change.
+    ("Il 051 209 7788, quello dell'ufficio.\n\nIl giorno mar Help Desk ha scritto:\n"
+     "> Quale numero va inserito in rubrica accanto al Suo nome?\n", ANAGRAFICA),
+    # A negation, a "for now" or a question of the sender's own names no object: nothing is adopted.
+    ("Quella non serve più, ma lasciatela stare." + DESK_WHICH_QUESTION, OTHER),
+    ("Per il momento nessuna, ne parlo con il direttore." + DESK_WHICH_QUESTION, OTHER),
+    ("Quella di Verdi? Non ricordo, vi faccio sapere." + DESK_WHICH_QUESTION, OTHER),
+    # A question that does not ask which one is not answered by naming a thing.
+    ("Quella del laboratorio.\n\nIl giorno mar Help Desk ha scritto:\n> La casella va disattivata entro venerdì?\n",
+     OTHER),
+])
+def test_an_answer_naming_the_object_of_a_quoted_which_question_adopts_its_action(body: str,
+                                                                                 expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # Answers typed under each quoted question with a blank line between still answer the one above.
+    ("Rispondo sotto.\n\n> 1) Quale lista va chiusa?\n\nQuella del convegno 2025.\n\n"
+     "> 2) La lista del convegno 2026 resta?\n\nSì, resta.\n", LIFECYCLE),
+    ("> 1) Il nome da visualizzare è Laura Conti?\n\nSì, senza titolo.\n\n> 2) La vecchia casella va chiusa?\n\n"
+     "No, resta attiva.\n", ANAGRAFICA),
+])
+def test_answers_under_quoted_questions_may_stand_a_blank_line_below_them(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # An address with its domain left out is one word: the frame around it still reads.
+    ("Le liste (corso-estivo-2025@ e tutor-estivi-2025@) si possono eliminare: il corso è finito.", LIFECYCLE),
+    # A request someone else had made, told in the pluperfect, is a report...
+    ("La lista che il direttore vi aveva chiesto di creare funziona bene, grazie.", OTHER),
+    # ...asked again when a go-ahead or a not-yet goes with it.
+    ("Il direttore vi aveva chiesto la chiusura della lista del convegno: non è ancora stata fatta.", LIFECYCLE),
+    # The ticket closed is not a mailbox named after it; a mailbox coordinated with it is.
+    ("Potete chiudere il ticket: la casella del laboratorio adesso funziona.", OTHER),
+    ("Chiudete il ticket e anche la lista del convegno.", LIFECYCLE),
+    # The help desk's inability taken note of asks nothing; a request after it still asks.
+    ("Capisco che non potete creare caselle per gli ospiti, nessun problema.", OTHER),
+    ("I understand that you cannot create mailboxes for guests. Could you add Dr Lee to the list "
+     "guests@ateneo.example.it?", ANAGRAFICA),
+    ("I understand that you cannot create it, but please create the mailbox anyway.", LIFECYCLE),
+])
+def test_reports_around_a_ticket_ask_nothing_but_a_request_beside_them_counts(body: str, expected: Category) -> None:
+    result = run(body)
+    # The net's weak evidence is refused by the pipeline (fail closed), not by its category.
+    got = result.privileged_evidence if result.category is OTHER and result.privileged_evidence else result.category
+    assert got is expected, result.reasons

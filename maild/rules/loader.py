@@ -21,8 +21,8 @@ Schema (every table and key is checked; unknown keys are errors)::
     [acts]       question_openers, request_cues, no_request, optional retractions and subject_disowned
                  (templates), done_item and malfunction
                  (regexes on a folded line)
-    [adoption]   phrases, blockers, optional limits, answers_yes, answers_no, answers_no_turn (templates) and
-                 answer_max_words
+    [adoption]   phrases, blockers, optional limits, answers_yes, answers_no, answers_no_turn, answers_object,
+                 answers_object_not, answers_object_to (templates), answer_max_words and answer_object_max_words
     [cleaning]   quote_line, header_line, optional subject_line, closing, closing_max_lines,
                  closing_max_chars, separator, optional postscript, and arrays of
                  {name, pattern} tables: history, signatures, disclaimers; optional arrays of
@@ -298,6 +298,15 @@ class Adoption:
     """A no that turns to a privileged action of its own ("No, but block it"): what the question named stays asked."""
     answer_max_words: int = 0
     """The most words of the sender's own text read as a bare answer."""
+    answers_object: re.Pattern[str] | None = None
+    """A first clause that only names a thing ("Quella di m.bianchi.", "Per l'Ufficio Tirocini."): under a quoted
+    question asking which one, it answers it, and adopts the action the question names."""
+    answers_object_not: re.Pattern[str] | None = None
+    """What such a first clause never holds: a negation, a "for now", a courtesy ("Per il momento nessuna")."""
+    answers_object_to: re.Pattern[str] | None = None
+    """What makes a quoted question one that asks which thing ("quale casella va sbloccata?", "which list?")."""
+    answer_object_max_words: int = 0
+    """The most words of the sender's own text read as an answer naming the question's object."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -792,7 +801,8 @@ class _Loader:
     def adoption(self, table: Mapping[str, Any]) -> Adoption:
         p = "adoption"
         self.known(table, p, {"phrases", "blockers", "limits", "answers_yes", "answers_no", "answers_no_turn",
-                              "answer_max_words"})
+                              "answer_max_words", "answers_object", "answers_object_not", "answers_object_to",
+                              "answer_object_max_words"})
         phrases = self.strings(table, p, "phrases")
         templates = tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases))
         return Adoption(
@@ -804,6 +814,13 @@ class _Loader:
             answers_no=self.template_list(table, p, "answers_no") if "answers_no" in table else None,
             answers_no_turn=self.template_list(table, p, "answers_no_turn") if "answers_no_turn" in table else None,
             answer_max_words=self.positive(table, p, "answer_max_words") if "answer_max_words" in table else 0,
+            answers_object=self.template_list(table, p, "answers_object") if "answers_object" in table else None,
+            answers_object_not=(self.template_list(table, p, "answers_object_not")
+                                if "answers_object_not" in table else None),
+            answers_object_to=(self.template_list(table, p, "answers_object_to")
+                               if "answers_object_to" in table else None),
+            answer_object_max_words=(self.positive(table, p, "answer_object_max_words")
+                                     if "answer_object_max_words" in table else 0),
         )
 
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:

@@ -80,14 +80,16 @@ def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str])
     quoted question, or None; a question by the sender, a blocker ("phishing") or a longer text answers nothing."""
     adoption = rules.adoption
     words = [t for t in own.tokens if t[0].isalnum()]
-    if not words or len(words) > adoption.answer_max_words or "?" in own.at:
+    if not words or "?" in own.at:
         return None
     if adoption.blockers is not None and adoption.blockers.search(own.text) is not None:
         return None
     first = " ".join(clause(own.tokens, frozenset()))
+    if len(words) > adoption.answer_max_words:
+        return _object_answer(own, first, len(words), quoted, rules, reasons)
     yes = adoption.answers_yes is not None and adoption.answers_yes.fullmatch(first) is not None
     if not yes and (adoption.answers_no is None or adoption.answers_no.fullmatch(first) is None):
-        return None
+        return _object_answer(own, first, len(words), quoted, rules, reasons)
     question = _question_paragraphs(quoted)
     if not question:
         return None
@@ -101,9 +103,30 @@ def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str])
     return Answer(first, yes, question, kept, turned)
 
 
+def _object_answer(own: Canon, first: str, count: int, quoted: Sequence[Line], rules: Rules,
+                   reasons: list[str]) -> Answer | None:
+    """An answer that only names the thing a quoted question asks for ("Quella di m.bianchi." to "quale casella va
+    sbloccata?", "Per l'Ufficio Tirocini." to "per quale ufficio va creata la casella?"): like a yes, it adopts the
+    action the question names, which the answer itself never says (fail closed). Only under a question asking which
+    one, and only a first clause that names a thing and nothing else; what follows it is read as the sender's own."""
+    adoption = rules.adoption
+    if (adoption.answers_object is None or adoption.answers_object_to is None
+            or count > adoption.answer_object_max_words or len(first.split()) > _OBJECT_CLAUSE_MAX
+            or adoption.answers_object.match(first) is None
+            or (adoption.answers_object_not is not None and adoption.answers_object_not.search(first) is not None)):
+        return None
+    question = _question_paragraphs(quoted)
+    if not question or adoption.answers_object_to.search(canon(question, rules).text) is None:
+        return None
+    reasons.append(f"act adoption: '{first}' in body line {own.lines[0]} names the object the quoted question in "
+                   f"line {question[0].number} asks for")
+    return Answer(first, True, question, frozenset())
+
+
 def inline_answers(own: Sequence[Line], quoted: Sequence[Line], rules: Rules, reasons: list[str]) -> tuple[Answer, ...]:
     """Bare answers typed under each quoted question in turn ("> 1. Va cancellata?" / "no" / "> 2. ...?" / "sì"):
-    each answers the quoted block right above it; fewer than two such answers leave the reply to ``answer``."""
+    each answers the quoted block right above it, blank lines between them or not; fewer than two such answers
+    leave the reply to ``answer``."""
     blocks: dict[int, Sequence[Line]] = {}  # each run of consecutive quoted lines, by its last line's number
     start = 0
     for i, ln in enumerate(quoted):
@@ -112,8 +135,12 @@ def inline_answers(own: Sequence[Line], quoted: Sequence[Line], rules: Rules, re
             start = i + 1
     notes: list[str] = []
     found: list[Answer] = []
+    blank = {ln.number for ln in own if not ln.folded.strip()}
     for ln in own:
-        block = blocks.get(ln.number - 1)  # an own line right below a quote ends that quote's run
+        above = ln.number - 1
+        while above in blank:  # blank lines between a quoted question and the answer typed under it
+            above -= 1
+        block = blocks.get(above)  # an own line right below a quote ends that quote's run
         if block is not None and ln.folded.strip():
             one = answer(canon((ln,), rules), block, rules, notes)
             found.extend(() if one is None else (one,))
@@ -128,6 +155,10 @@ _INLINE_MIN = 2
 
 _KEPT_MIN = 4
 """The shortest word a no keeps ("lista", "alias"): articles and prepositions name nothing."""
+
+_OBJECT_CLAUSE_MAX = 6
+"""The longest first clause read as naming the quoted question's object ("quella di m bianchi", "per l ufficio
+tirocini", "il 347 123 4567"): a longer one says something of its own."""
 
 
 def _sentence(tokens: Sequence[str]) -> list[str]:
