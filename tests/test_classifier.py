@@ -2297,6 +2297,11 @@ def test_a_numbered_item_is_a_clause_of_its_own(body: str, expected: Category) -
     ("Vi avevo chiesto di chiudere la casella m.verdi: non procedete, serve ancora.", OTHER),
     ("I had asked for the deletion of the list x; it is done, thanks.", OTHER),
     ("Avevo chiesto la chiusura della casella, ora aggiornate il mio numero di telefono in rubrica.", ANAGRAFICA),
+    # Asked before by someone else, a go-ahead makes it the sender's own request; told or stopped, it is not.
+    ("Un collega vi ha chiesto di chiudere la casella m.verdi: procedete pure.", LIFECYCLE),
+    ("My colleague has asked you to delete the list x, please go ahead.", LIFECYCLE),
+    ("Un collega vi ha chiesto di chiudere la casella m.verdi, ma non procedete: serve ancora.", OTHER),
+    ("La lista che Giorgio vi ha chiesto di creare funziona benissimo, grazie.", OTHER),
 ])
 def test_a_request_told_as_made_before_is_asked_again_by_a_go_ahead(body: str, expected: Category) -> None:
     result = run(body)

@@ -83,8 +83,9 @@ _EMOJI_STYLE = "\ufe0f"
 
 ZONES = frozenset({"subject", "body"})
 ACTS = frozenset({"negation", "question", "withdrawal", "report", "thanks"})
-PAST_REQUEST = "past request"
-"""The negation cue group whose cues tell a request made before: ``[acts] renewal`` asks such a request again."""
+PAST_REQUESTS = ("past request", "past request of another")
+"""The negation cue groups whose cues tell a request made before, by the sender or by someone else: ``[acts]
+renewal`` asks such a request again."""
 """What a sender may do with an action other than asking for it."""
 
 
@@ -394,9 +395,10 @@ class _Loader:
         stopwords = self.stopwords(self.table(data, "language"))
         negation = self.negation(self.table(data, "negation"))
         acts = self.acts(self.table(data, "acts"))
-        if acts.renewal is not None and not any(group.name == PAST_REQUEST for group in negation.cues):
-            raise self.fail("acts.renewal", f"needs the [[negation.cues]] group named {PAST_REQUEST!r}, whose "
-                            "cues tell a request made before")
+        missing = [name for name in PAST_REQUESTS if all(group.name != name for group in negation.cues)]
+        if acts.renewal is not None and missing:
+            raise self.fail("acts.renewal", f"needs the [[negation.cues]] group named {missing[0]!r}, whose cues "
+                            "tell a request made before")
         return Rules(
             source=self.path,
             threshold=self.positive(engine, "engine", "threshold"),

@@ -10,7 +10,7 @@ from types import MappingProxyType
 from maild.records import Category
 from maild.rules.canonical import tokens
 from maild.rules.hits import Hit, where
-from maild.rules.loader import PAST_REQUEST, Acts, Rules
+from maild.rules.loader import PAST_REQUESTS, Acts, Rules
 from maild.rules.textclean import Line
 
 
@@ -174,18 +174,20 @@ def told_beside_item(hits: list[Hit], items: frozenset[int], declared: str | Non
 
 
 def renewed(hits: list[Hit], own: Sequence[Line], rules: Rules, reasons: list[str]) -> list[Hit]:
-    """A privileged request told as asked before ("vi avevo chiesto la chiusura …"), in a message that goes ahead
-    or says it is not done yet ("procedete pure", "non è ancora stata fatta"): it is asked again (fail closed)."""
+    """A privileged request told as asked before, by the sender or by someone else ("vi avevo chiesto la chiusura
+    …", "un collega vi ha chiesto di chiudere …"), in a message that goes ahead or says it is not done yet
+    ("procedete pure", "non è ancora stata fatta"): it is asked again, now by the sender (fail closed)."""
     renewal = rules.acts.renewal
     if renewal is None or not any(h.act == "report" and h.cue and h.rule.category.privileged for h in hits):
         return hits
-    past = next((g for g in rules.negation.cues if g.name == PAST_REQUEST), None)
+    pasts = [g.pattern for g in rules.negation.cues if g.name in PAST_REQUESTS]
     sign = renewal.search(" ".join(" ".join(ln.folded for ln in own).split()))
-    if past is None or sign is None:
+    if sign is None:
         return hits
     out = []
     for hit in hits:
-        if hit.act == "report" and hit.cue and hit.rule.category.privileged and past.pattern.search(hit.cue):
+        if (hit.act == "report" and hit.cue and hit.rule.category.privileged
+                and any(past.search(hit.cue) for past in pasts)):
             reasons.append(f"asked again: '{hit.cue}' told a request made before, and '{sign.group().strip()}' "
                            f"goes ahead with it: '{hit.snippet}' in {where(hit)} ({hit.rule.id})")
             out.append(replace(hit, act="request", cue=None))
