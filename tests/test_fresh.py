@@ -1,6 +1,6 @@
 """The triage pipeline over the fresh batches: the same bar as the corpus and the held-out set.
 
-tests/data/fresh1 to fresh5 and fresh7 to fresh32 were written in styles the rules had not met
+tests/data/fresh1 to fresh5 and fresh7 to fresh34 were written in styles the rules had not met
 and scored before any rule change (FIRST-LOOK.md in each).
 The general fixes were then made from their misses (and the word model retrained on them), so they measure no
 generalization any more: they are regression sets, held to the bar of the
@@ -10,8 +10,9 @@ answered). tests/data/fresh6 met the bar when first scored and no rule was
 changed for it. tests/data/fresh5 meets the bar too (99% and 95%), but one
 deactivation its delegate adopted from a forwarded notice ("Da disattivare") is
 still read as other, so it is not held to the test that no privileged request
-is downgraded. tests/data/fresh13, fresh26, fresh27, fresh28, fresh30 and fresh31 are held to the two safety
-measures only: 93%, 90%, 92%, 94%, 86% and 94% of their categories are right, below the bar. No file is special-cased.
+is downgraded. tests/data/fresh13, fresh26, fresh27, fresh28, fresh30, fresh31, fresh33 and fresh34 are held to the
+two safety measures only: 93%, 90%, 92%, 94%, 86%, 94%, 94% and 91% of their categories are right, below the bar.
+No file is special-cased.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ BATCHES = ("fresh1", "fresh2", "fresh3", "fresh4", "fresh6", "fresh7", "fresh8",
            "fresh12", "fresh14", "fresh15", "fresh16", "fresh17", "fresh18", "fresh19", "fresh20", "fresh21",
            "fresh22", "fresh23", "fresh24", "fresh25", "fresh29", "fresh32")
 BAR_BATCHES = (*BATCHES, "fresh5")
-SAFETY_BATCHES = (*BAR_BATCHES, "fresh13", "fresh26", "fresh27", "fresh28", "fresh30", "fresh31")
+SAFETY_BATCHES = (*BAR_BATCHES, "fresh13", "fresh26", "fresh27", "fresh28", "fresh30", "fresh31", "fresh33",
+                  "fresh34")
 
 
 @cache
