@@ -2477,3 +2477,94 @@ def test_reports_around_a_ticket_ask_nothing_but_a_request_beside_them_counts(bo
     # The net's weak evidence is refused by the pipeline (fail closed), not by its category.
     got = result.privileged_evidence if result.category is OTHER and result.privileged_evidence else result.category
     assert got is expected, result.reasons
+
+
+# -- probe 20: thread answers, a forwarded request taken up, idioms, hedges (sentences written for these tests) ------
+
+HD_IT = "\n\nIl giorno lun 4 gen 2027, Helpdesk <helpdesk-posta@servizi.example.it> ha scritto:\n"
+HD_EN = "\n\nOn Mon, Jan 4, 2027 at 9:12 AM Helpdesk <helpdesk-posta@servizi.example.it> wrote:\n"
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A warmer yes still answers the quoted question: it asks for what the question names.
+    ("Ok grazie" + HD_IT + "> Vuole che sblocchiamo il suo account?\n", PASSWORD),
+    ("Assolutamente sì." + HD_IT + "> La casella va cancellata definitivamente?\n", LIFECYCLE),
+    ("Esattamente così." + HD_IT + "> Quindi va creata una nuova lista per il corso di dottorato?\n", LIFECYCLE),
+    # A quoted paragraph asking a confirmation without a "?" is answered like a question.
+    ("Per me va bene." + HD_IT + "> Per chiudere la lista serve una Sua conferma.\n", LIFECYCLE),
+    ("Confirmed." + HD_EN + "> Please confirm that the list alumni-2019 should be deleted.\n", LIFECYCLE),
+    # ...but an acknowledgement that asks nothing is not: thanks for a done deed stay thanks.
+    ("Perfetto, grazie!" + HD_IT + "> La casella è stata disattivata come richiesto.\n", OTHER),
+    # The desk's own action asked about ("should we delete?") is asked by a yes to that sentence.
+    ("yes, the old one" + HD_EN + "> Which mailbox should we delete, the old one or the new one?\n", LIFECYCLE),
+    # Both, an ordinal, the sender's own, or the object named again answer a which- or either-or question.
+    ("Tutte e due." + HD_IT + "> Quali liste vanno eliminate, la lista-a o la lista-b?\n", LIFECYCLE),
+    ("Entrambe, grazie." + HD_IT + "> Vanno chiuse entrambe le caselle o solo quella del laboratorio?\n", LIFECYCLE),
+    ("Il mio, m.rossi@ateneo.example.it." + HD_IT + "> Di quale account va resettata la password?\n", PASSWORD),
+    ("La lista dei dottorandi 2024." + HD_IT + "> Ci può dire quale lista desidera cancellare?\n", LIFECYCLE),
+    # The same answers to a non-privileged question ask the non-privileged change.
+    ("Tutte e due." + HD_IT + "> Quali alias vanno aggiunti, nome.cognome o n.cognome?\n", ANAGRAFICA),
+    # A no still declines.
+    ("No, lasciatela attiva." + HD_IT + "> Dobbiamo eliminare la lista convegno2025@ateneo.example.it?\n", OTHER),
+])
+def test_probe20_bare_answers_to_the_desks_quoted_question(body: str, expected: Category) -> None:
+    result = run(body)
+    # The net's weak evidence is refused by the pipeline (fail closed), not by its category.
+    got = result.privileged_evidence if result.category is OTHER and result.privileged_evidence else result.category
+    assert got is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A forwarded request said to hold for the sender too is adopted.
+    ("Anche per me, grazie.\n\n----- Messaggio inoltrato -----\nDa: Laura Bianchi\n\n"
+     "Mi resettate la password? Non riesco ad entrare.\n", PASSWORD),
+    ("Me too please.\n\n---------- Forwarded message ---------\nFrom: Jane Doe\n\n"
+     "Please close my mailbox, I'm leaving the university.\n", LIFECYCLE),
+    # ...and so is a non-privileged one; a forwarded thanks asks nothing.
+    ("Anche per me, grazie.\n\n----- Messaggio inoltrato -----\nDa: Laura Bianchi\n\n"
+     "Aggiungetemi alla lista seminari per favore.\n", ANAGRAFICA),
+    ("Idem, grazie anche da parte mia.\n\n----- Messaggio inoltrato -----\nDa: Laura Bianchi\n\n"
+     "Grazie per aver sbloccato l'account così velocemente!\n", OTHER),
+])
+def test_probe20_a_forwarded_request_taken_up_for_the_sender(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # Idioms for creating, retiring, pausing and bringing back a mailbox or a list.
+    ("Please stand up a mailing list for the new PhD cohort.", LIFECYCLE),
+    ("We'd like to sunset the mailbox alumni-office@ateneo.example.it at the end of the month.", LIFECYCLE),
+    ("Please pull the plug on the project mailbox.", LIFECYCLE),
+    ("Mettete in stand-by la casella del laboratorio fino a settembre.", LIFECYCLE),
+    ("Mettete in pausa la casella della dott.ssa Neri durante la maternità.", LIFECYCLE),
+    ("Ibernate la casella del progetto fino al prossimo bando.", LIFECYCLE),
+    ("Scongelate pure la casella del laboratorio, il progetto riparte.", LIFECYCLE),
+    ("Please unfreeze my mailbox, I'm back from leave.", LIFECYCLE),
+    ("Please reinstate the mailbox of Dr Lee, her contract was renewed.", LIFECYCLE),
+    ("Riesumate la casella del vecchio laboratorio, ci serve di nuovo.", LIFECYCLE),
+    ("Rimettete in vita la casella di Bianchi, è rientrata.", LIFECYCLE),
+    ("Mandate in pensione la casella del vecchio ufficio.", LIFECYCLE),
+    ("Tirate su una casella per il nuovo master.", LIFECYCLE),
+    ("Can you get me a new password? Mine doesn't work any more.", PASSWORD),
+    # The same words said of other things, or told, ask nothing privileged.
+    ("We are winding down for the holidays: when is the help desk closed?", OTHER),
+    ("Il progetto è in stand-by, ma la casella resta com'è.", OTHER),
+    ("Il prof. Verdi va in pensione a marzo, la sua casella resta attiva.", OTHER),
+])
+def test_probe20_idioms_for_the_operations(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A request hedged as a question or a wish asks.
+    ("Is there any chance you could create a mailbox for our new postdoc?", LIFECYCLE),
+    ("Non è che potreste eliminare la lista del convegno?", LIFECYCLE),
+    ("Vi dispiacerebbe disattivare la casella di Bianchi?", LIFECYCLE),
+    # "Non è che" denying a need still denies.
+    ("Non è che mi serva il reset: volevo solo sapere come si cambia la password.", OTHER),
+])
+def test_probe20_hedged_requests(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons

@@ -22,7 +22,8 @@ Schema (every table and key is checked; unknown keys are errors)::
                  (templates), done_item and malfunction
                  (regexes on a folded line)
     [adoption]   phrases, blockers, optional limits, answers_yes, answers_no, answers_no_turn, answers_object,
-                 answers_object_not, answers_object_to (templates), answer_max_words and answer_object_max_words
+                 answers_object_not, answers_object_to, answers_confirm (templates), answer_max_words and
+                 answer_object_max_words
     [cleaning]   quote_line, header_line, optional subject_line, closing, closing_max_lines,
                  closing_max_chars, separator, optional postscript, and arrays of
                  {name, pattern} tables: history, signatures, disclaimers; optional arrays of
@@ -308,6 +309,9 @@ class Adoption:
     """What makes a quoted question one that asks which thing ("quale casella va sbloccata?", "which list?")."""
     answer_object_max_words: int = 0
     """The most words of the sender's own text read as an answer naming the question's object."""
+    answers_confirm: re.Pattern[str] | None = None
+    """A quoted paragraph asking a confirmation without a "?" ("Ci dia conferma.", "Please confirm that ..."): a bare
+    answer answers it as it answers a question."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -804,7 +808,7 @@ class _Loader:
         p = "adoption"
         self.known(table, p, {"phrases", "blockers", "limits", "answers_yes", "answers_no", "answers_no_turn",
                               "answer_max_words", "answers_object", "answers_object_not", "answers_object_to",
-                              "answer_object_max_words"})
+                              "answer_object_max_words", "answers_confirm"})
         phrases = self.strings(table, p, "phrases")
         templates = tuple(self.template(t, f"{p}.phrases[{i}]") for i, t in enumerate(phrases))
         return Adoption(
@@ -823,6 +827,7 @@ class _Loader:
                                if "answers_object_to" in table else None),
             answer_object_max_words=(self.positive(table, p, "answer_object_max_words")
                                      if "answer_object_max_words" in table else 0),
+            answers_confirm=self.template_list(table, p, "answers_confirm") if "answers_confirm" in table else None,
         )
 
     def cleaning(self, table: Mapping[str, Any]) -> CleanRules:

@@ -90,7 +90,7 @@ def answer(own: Canon, quoted: Sequence[Line], rules: Rules, reasons: list[str])
     yes = adoption.answers_yes is not None and adoption.answers_yes.fullmatch(first) is not None
     if not yes and (adoption.answers_no is None or adoption.answers_no.fullmatch(first) is None):
         return _object_answer(own, first, len(words), quoted, rules, reasons)
-    question = _question_paragraphs(quoted)
+    question = _question_paragraphs(quoted, rules)
     if not question:
         return None
     rest = _sentence(own.tokens[len(first.split()):])
@@ -115,7 +115,7 @@ def _object_answer(own: Canon, first: str, count: int, quoted: Sequence[Line], r
             or adoption.answers_object.match(first) is None
             or (adoption.answers_object_not is not None and adoption.answers_object_not.search(first) is not None)):
         return None
-    question = _question_paragraphs(quoted)
+    question = _question_paragraphs(quoted, rules)
     if not question or adoption.answers_object_to.search(canon(question, rules).text) is None:
         return None
     reasons.append(f"act adoption: '{first}' in body line {own.lines[0]} names the object the quoted question in "
@@ -171,15 +171,18 @@ def _sentence(tokens: Sequence[str]) -> list[str]:
     return out
 
 
-def _question_paragraphs(quoted: Sequence[Line]) -> tuple[Line, ...]:
-    """The quoted paragraphs that hold a "?": the question a bare answer answers, with what it explains."""
+def _question_paragraphs(quoted: Sequence[Line], rules: Rules) -> tuple[Line, ...]:
+    """The quoted paragraphs that hold a "?", or ask a confirmation without one ("La casella sara chiusa venerdi. Ci
+    dia conferma."): the question a bare answer answers, with what it explains."""
+    confirm = rules.adoption.answers_confirm
     out: list[Line] = []
     paragraph: list[Line] = []
     for ln in (*quoted, Line(0, "", "")):
         if ln.folded.strip():
             paragraph.append(ln)
             continue
-        if any("?" in p.folded for p in paragraph):
+        if paragraph and (any("?" in p.folded for p in paragraph)
+                          or (confirm is not None and confirm.search(canon(paragraph, rules).text) is not None)):
             out.extend(paragraph)
         paragraph = []
     return tuple(out)
@@ -195,6 +198,12 @@ def answered(hits: list[Hit], answer: Answer, canon: Canon, reasons: list[str], 
                                        for hit in hits)
     out = []
     for hit in hits:
+        if answer.yes and hit.line in asked and hit.act == "report" and _asked_in_sentence(canon, hit):
+            # The desk's own action asked about ("Which mailbox should we delete?") is read as a report of its
+            # doing; a yes to that very sentence asks for it (fail closed).
+            out.append(_reread_by_answer(replace(hit, cue=None, act="request"), reasons,
+                                         f"asked by the answer: '{answer.said}' to the question '{hit.snippet}'"))
+            continue
         if hit.line not in asked or hit.act not in ("request", "question") or (hit.cue is None) is answer.yes:
             out.append(hit)
         elif turned and hit.rule.category.privileged:
@@ -209,6 +218,14 @@ def answered(hits: list[Hit], answer: Answer, canon: Canon, reasons: list[str], 
             out.append(_reread_by_answer(replace(hit, cue=answer.said, act="negation"), reasons,
                                          f"declined by the answer: '{answer.said} ... {hit.snippet}'"))
     return out
+
+
+def _asked_in_sentence(canon: Canon, hit: Hit) -> bool:
+    """True when the sentence of a hit's action ends with a "?": the hit is what the question asks about."""
+    for token in canon.tokens[hit.token:]:
+        if token in SENTENCE_END:
+            return token == "?"
+    return False
 
 
 def _reread_by_answer(hit: Hit, reasons: list[str], note: str) -> Hit:
