@@ -2568,3 +2568,62 @@ def test_probe20_idioms_for_the_operations(body: str, expected: Category) -> Non
 def test_probe20_hedged_requests(body: str, expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+# -- round 21 (fresh batch 36): everyday verbs and the English varieties' own turns (sentences written for these tests)
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # A negative hedge asking someone to switch a mailbox back on, the verb split around its object.
+    ("I don't suppose someone could switch the old seminar mailbox back on for the spring?", LIFECYCLE),
+    ("Please turn the intern's account off from Friday.", LIFECYCLE),
+    # "Bring back" with the object between, or with a holder of three words.
+    ("Could you bring the choir list back for the new season?", LIFECYCLE),
+    ("Please bring back Anna Maria Rossi's mailbox, she is back from leave.", LIFECYCLE),
+    # Indian English "mail ids" are mailboxes.
+    ("Kindly create mail ids for the two new project fellows and do the needful.", LIFECYCLE),
+    # A first password still to come for an existing mailbox is a reset.
+    ("The mailbox is active but I am yet to receive the password for it.", PASSWORD),
+    ("I have not yet received my initial password, kindly assist.", PASSWORD),
+    # Asking "if it would be possible" after "I would like to ask you" is a polite request.
+    ("I would like to ask you if it would be possible to reactivate my old student mailbox.", LIFECYCLE),
+    # A paused mailbox or one put on hold is a suspension; "make that ... is paused" lays it down as a state.
+    ("Could you please make that the account of our exchange student is paused until March?", LIFECYCLE),
+    ("The visitor's mailbox should be put on hold from January, not deleted.", LIFECYCLE),
+    ("Please pause the mailbox of the guest lecturer while she is away.", LIFECYCLE),
+    # Unfreezing a mailbox named with a short name before it is an unblock.
+    ("Please unfreeze the workshop mailbox, the audit is over.", LIFECYCLE),
+    # Mailboxes that need to be made are to be created.
+    ("Two mailboxes need to be made for the incoming fellows.", LIFECYCLE),
+    # A verbless need for a newcomer written "post-doc", or for a new password, closed by a thanks.
+    ("Casella per il nuovo post-doc, grazie.", LIFECYCLE),
+    ("Nuova password per la casella condivisa portineria@ateneo.example.it, grazie.", PASSWORD),
+    # "Can go" said of a mailbox whose address stands between commas.
+    ("The mailbox of the old project, proj-x@ateneo.example.it, can go now.", LIFECYCLE),
+])
+def test_everyday_verbs_and_varieties_turns_ask_for_the_operations(body: str, expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # The same words on another object, or told as done, ask nothing privileged.
+    ("I switched my phone back on and the mailbox synced again.", OTHER),
+    ("Please bring the projector back to room 4.", OTHER),
+    ("Please put my call on hold and ring me back.", OTHER),
+    ("The shared mailbox needs to be made bigger before the exams.", OTHER),  # made into something: no creation
+    ("I am yet to receive the invoice for the licence.", OTHER),
+    ("La nuova password per la casella e arrivata, grazie.", OTHER),
+    ("Nuova password per la casella: funziona, grazie.", OTHER),
+    ("The mailbox of the project, proj-x@ateneo.example.it, can go on as it is.", OTHER),
+    # A question whether it would be possible, with nothing asked now, stays a question.
+    ("Can you tell me if it would be possible to reactivate a mailbox later? I am not asking anything now.", OTHER),
+    # A password told expired and already changed by the sender yields to the request beside it.
+    ("My password expired in May but I already changed it myself. Could you add the alias l.rossi@ateneo.example.it?",
+     ANAGRAFICA),
+    # "Change it" after a display name named between is no password change.
+    ("The password works but the display name is wrong, can you change it?", ANAGRAFICA),
+])
+def test_the_same_everyday_verbs_on_other_objects_or_told_ask_nothing_privileged(body: str,
+                                                                                 expected: Category) -> None:
+    result = run(body)
+    assert result.category is expected, result.reasons
