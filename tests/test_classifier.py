@@ -2627,3 +2627,40 @@ def test_the_same_everyday_verbs_on_other_objects_or_told_ask_nothing_privileged
                                                                                  expected: Category) -> None:
     result = run(body)
     assert result.category is expected, result.reasons
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    # Round 21 (fresh batch 35). A password changed at the system's demand, which one was set not remembered, and a
+    # new one asked with "me ne date": a reset.
+    ("Il portale mi ha obbligato a cambiare la password a gennaio e ora non ricordo più quale ho scelto. "
+     "Me ne date una nuova?", PASSWORD),
+    # ...not a mailbox one does not remember, nor a new signature asked with the same words.
+    ("La password va bene, non ricordo però quale casella ho usato per il modulo.", OTHER),
+    ("La password funziona; la firma l'ho cancellata per sbaglio, me ne date una nuova?", OTHER),
+    # A new address needed for a thesis student or a postdoc is a creation; the address of one is not.
+    ("Avrei bisogno di un indirizzo per il mio laureando, che lavora in un'azienda esterna.", LIFECYCLE),
+    ("Mi serve l'indirizzo della laureanda per mandarle le correzioni.", OTHER),
+    # A visitor's account extended to a date past its expiry is a postponed end; a quota extended is not.
+    ("My visiting account ends in April: could you extend the account until the end of August?", LIFECYCLE),
+    ("Could you extend the mailbox quota until the end of August?", ANAGRAFICA),
+    # A removed course mailbox wanted back in business, or set up again, is made again; a phone set up is not.
+    ("The tutoring mailbox was closed after the summer. We need the tutoring mailbox back in business "
+     "for the new term.", LIFECYCLE),
+    ("The shared mailbox disappeared from my phone after the update. Can you set it up again?", OTHER),
+    # The ownership of a list passed on; the displayed name changed by an obligation; a line added to a signature.
+    ("Dal mese prossimo vi chiedo di passare la proprietà della lista seminari@ateneo.example.it al dott. Riva.",
+     ANAGRAFICA),
+    ("Sulla casella della biblioteca va cambiato il nome che compare nelle risposte.", ANAGRAFICA),
+    ("Nella firma della casella del dottorato andrebbe aggiunto il numero di telefono della segreteria.",
+     ANAGRAFICA),
+    # A creation and a reset had done by someone else, told in the past, ask for nothing.
+    ("La collega mi aveva fatto creare la casella per il progetto e la password me l'aveva fatta resettare lei: "
+     "ora funziona tutto, grazie.", OTHER),
+    # Whether it is normal that a mailbox was closed is a question on what happened.
+    ("È normale che la casella di un dottorando venga disattivata a fine corso? Non so cosa rispondergli.", OTHER),
+])
+def test_round21_teaching_staff_requests_and_reports(body: str, expected: Category) -> None:
+    result = run(body)
+    # The net's weak evidence is refused by the pipeline (fail closed), not by its category.
+    got = result.privileged_evidence if result.category is OTHER and result.privileged_evidence else result.category
+    assert got is expected, result.reasons
