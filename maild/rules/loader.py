@@ -84,10 +84,10 @@ _EMOJI_STYLE = "\ufe0f"
 
 ZONES = frozenset({"subject", "body"})
 ACTS = frozenset({"negation", "question", "withdrawal", "report", "thanks"})
+"""What a sender may do with an action other than asking for it."""
 PAST_REQUESTS = ("past request", "past request of another")
 """The negation cue groups whose cues tell a request made before, by the sender or by someone else: ``[acts]
 renewal`` asks such a request again."""
-"""What a sender may do with an action other than asking for it."""
 
 
 @dataclass(frozen=True, slots=True)
