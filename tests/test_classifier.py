@@ -2344,7 +2344,7 @@ def test_plain_privileged_requests_once_read_as_other_are_asked_for(body: str, e
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    # Round 20: everyday idioms and learners' English name the privileged operations.
+    # Everyday idioms and learners' English name the privileged operations.
     # "Rifare" a password is a reset, by command or asked of the reader.
     ("Mi rifate la password della casella del magazzino? Non entro piu.", PASSWORD),
     ("Rifate la password di g.neri@ateneo.example.it, per favore.", PASSWORD),
@@ -2394,7 +2394,7 @@ def test_plain_words_for_privileged_actions_in_another_sense_ask_nothing(body: s
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    # Round 20: the same words on another object, told as done, or asked about, ask nothing privileged.
+    # The same words on another object, told as done, or asked about, ask nothing privileged.
     ("Rifate la firma della casella con il logo nuovo, per favore.", OTHER),
     ("Ho rifatto la password ieri sera e ora funziona.", OTHER),
     ("Please reset me the phone settings, the app froze.", OTHER),
@@ -2411,7 +2411,7 @@ def test_the_same_idioms_on_other_objects_or_told_ask_nothing_privileged(body: s
     assert result.category is expected, result.reasons
 
 
-# -- round 20: threads with the help desk (sentences written for these tests) ---------------------------------------
+# -- Threads with the help desk (sentences written for these tests) ---------------------------------------
 
 DESK_WHICH_QUESTION = ("\n\nIl giorno mar 9 mar 2027 Help Desk <helpdesk@example.it> ha scritto:\n"
                        "> Gentile utente,\n> quale casella va disattivata? Nel messaggio ne cita due.\n"
@@ -2479,7 +2479,7 @@ def test_reports_around_a_ticket_ask_nothing_but_a_request_beside_them_counts(bo
     assert got is expected, result.reasons
 
 
-# -- probe 20: thread answers, a forwarded request taken up, idioms, hedges (sentences written for these tests) ------
+# -- Thread answers, a forwarded request taken up, idioms, hedges (sentences written for these tests) ------
 
 HD_IT = "\n\nIl giorno lun 4 gen 2027, Helpdesk <helpdesk-posta@servizi.example.it> ha scritto:\n"
 HD_EN = "\n\nOn Mon, Jan 4, 2027 at 9:12 AM Helpdesk <helpdesk-posta@servizi.example.it> wrote:\n"
@@ -2570,7 +2570,7 @@ def test_probe20_hedged_requests(body: str, expected: Category) -> None:
     assert result.category is expected, result.reasons
 
 
-# -- round 21 (fresh batch 36): everyday verbs and the English varieties' own turns (sentences written for these tests)
+# -- Everyday verbs and the English varieties' own turns (sentences written for these tests)
 
 @pytest.mark.parametrize(("body", "expected"), [
     # A negative hedge asking someone to switch a mailbox back on, the verb split around its object.
@@ -2630,7 +2630,7 @@ def test_the_same_everyday_verbs_on_other_objects_or_told_ask_nothing_privileged
 
 
 @pytest.mark.parametrize(("body", "expected"), [
-    # Round 21 (fresh batch 35). A password changed at the system's demand, which one was set not remembered, and a
+    # A password changed at the system's demand, which one was set not remembered, and a
     # new one asked with "me ne date": a reset.
     ("Il portale mi ha obbligato a cambiare la password a gennaio e ora non ricordo più quale ho scelto. "
      "Me ne date una nuova?", PASSWORD),
@@ -2659,7 +2659,7 @@ def test_the_same_everyday_verbs_on_other_objects_or_told_ask_nothing_privileged
     # Whether it is normal that a mailbox was closed is a question on what happened.
     ("È normale che la casella di un dottorando venga disattivata a fine corso? Non so cosa rispondergli.", OTHER),
 ])
-def test_round21_teaching_staff_requests_and_reports(body: str, expected: Category) -> None:
+def test_teaching_staff_requests_and_reports(body: str, expected: Category) -> None:
     result = run(body)
     # The net's weak evidence is refused by the pipeline (fail closed), not by its category.
     got = result.privileged_evidence if result.category is OTHER and result.privileged_evidence else result.category

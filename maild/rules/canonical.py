@@ -16,7 +16,7 @@ from maild.rules.textclean import Line
 # The look-behind starts an address only where a run of address characters starts: linear, not
 # quadratic, on a long run of letters with no "@".
 # An address whose domain is left out as understood ("summer-school-2026@", "l.rossi@") is an address too: its
-# local part is a name, not words of the sentence (round 20: "le liste (a-2026@ e b-2026@) si possono eliminare").
+# local part is a name, not words of the sentence ("le liste (a-2026@ e b-2026@) si possono eliminare").
 _EMAIL = re.compile(r"(?<![a-z0-9._%+=-])[a-z0-9._%+=-]+@(?:[a-z0-9-]+(?:\.[a-z0-9-]+)+|(?![a-z0-9._-]))")
 _URL = re.compile(r"(?:https?://|www\.|mailto:)\S+")
 _QUOTED = re.compile(r'"[^"\n]{1,200}"')
